@@ -9,9 +9,14 @@ restores every module's train/eval flag, so the model is left exactly as it was.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import numpy as np
+
+
+#: attribute set on a model (only while a shape probe runs) holding the probing threads' ids
+PROBING_ATTR = "_probe_shape_probe_threads"
 
 
 @contextmanager
@@ -61,6 +66,10 @@ def probe_shapes(spec, n_samples: int, names=None, seed: int = 0) -> dict:
         return hook
 
     y = np.random.default_rng(seed).standard_normal(int(n_samples)).astype(np.float32) * 0.01
+    # mark this thread as probing so that captures already active on the model ignore these forwards
+    tid = threading.get_ident()
+    probing = model.__dict__.setdefault(PROBING_ATTR, set())
+    probing.add(tid)
     try:
         for n, m in wanted.items():
             handles.append(m.register_forward_hook(make(n)))
@@ -69,6 +78,9 @@ def probe_shapes(spec, n_samples: int, names=None, seed: int = 0) -> dict:
     finally:
         for h in handles:
             h.remove()
+        probing.discard(tid)
+        if not probing:
+            model.__dict__.pop(PROBING_ATTR, None)
     return seen
 
 

@@ -133,6 +133,10 @@ def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, c
             y = y.mean(axis=1)
     elif y.ndim != 1:
         raise AudioError(f"audio must be 1-D or 2-D (samples, channels), given shape {y.shape}")
+    if y.dtype.kind == "f" and y.dtype.itemsize > 4 and y.size and np.isfinite(y).all():
+        peak = float(np.abs(y).max())
+        if peak > np.finfo(np.float32).max:
+            raise AudioError(f"sample magnitude {peak:.3g} exceeds the float32 range; rescale the audio")
     y = validate_audio(np.asarray(y, dtype=np.float32), sr=native, max_seconds=max_seconds)
     if sr is not None and int(sr) != native:
         import librosa

@@ -1,0 +1,813 @@
+"""Shared helpers for the zoo's training recipes: seeding, checkpoints, model cards, resumable training.
+
+Every recipe in :mod:`model_zoo.recipes` follows the same life cycle::
+
+    args = parse_args(argv, name=NAME, minutes=12.0)      # --minutes --steps --smoke --resume ...
+    seed_everything(args.seed)
+    torch.set_num_threads(args.threads)                   # 1 by default: the machine's cores are shared
+    state = TrainState(NAME, model, optimizer)            # model_zoo/_train/NAME/ (gitignored)
+    start = state.restore() if args.resume else {}        # pickle-free: safetensors + JSON
+    ... train, call state.save(step=..., best=...) now and then ...
+    save_checkpoint(model, paths.checkpoint, name=NAME, config=config)
+    write_card(NAME, card, out_dir=paths.cards)
+
+Nothing here unpickles: tensors travel through safetensors, everything else through JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import CheckpointError
+
+__all__ = [
+    "ZOO_DIR", "CHECKPOINT_DIR", "CARD_DIR", "TRAIN_DIR",
+    "seed_everything", "count_params", "save_checkpoint", "load_checkpoint", "write_card", "render_card_md",
+    "TrainState", "make_parser", "parse_args", "ZooPaths", "zoo_paths", "device_description", "software_versions",
+    "Timer", "synthetic_separation_set", "load_separation_set", "MixtureSampler",
+    "cosine_lr", "train_loop",
+]
+
+ZOO_DIR = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = ZOO_DIR / "checkpoints"
+CARD_DIR = ZOO_DIR / "cards"
+TRAIN_DIR = ZOO_DIR / "_train"
+
+
+# ---- reproducibility -------------------------------------------------------------------
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch; return a fresh ``np.random.Generator`` on the same seed.
+
+    Parameters
+    ----------
+    seed : int
+
+    Returns
+    -------
+    rng : np.random.Generator
+        Use it for data sampling in the recipe, so the stream is explicit and restorable.
+    """
+    import torch
+
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return np.random.default_rng(seed)
+
+
+def count_params(model, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of ``model`` (all of them, or only those with ``requires_grad``)."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))
+
+
+def device_description() -> str:
+    """One line naming the hardware training ran on (CPU model and threads, or the CUDA device)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu ({cpu}), torch threads={torch.get_num_threads()}"
+
+
+def software_versions() -> dict:
+    """Versions of the libraries a checkpoint depends on (goes into cards)."""
+    import sys
+
+    import torch
+
+    out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
+    for mod in ("sklearn", "librosa", "fast_bss_eval", "safetensors"):
+        try:
+            m = __import__(mod)
+            out[mod] = getattr(m, "__version__", "unknown")
+        except Exception:  # pragma: no cover - optional
+            pass
+    return out
+
+
+class Timer:
+    """Wall-clock budget: ``Timer(minutes).left()`` seconds remaining, ``.elapsed()`` seconds spent."""
+
+    def __init__(self, minutes: float | None, *, already: float = 0.0):
+        self.budget = None if minutes is None else float(minutes) * 60.0
+        self.t0 = time.perf_counter() - float(already)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return float("inf") if self.budget is None else self.budget - self.elapsed()
+
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
+# ---- checkpoints -----------------------------------------------------------------------
+def _contiguous_state(model_or_state) -> dict:
+    import torch
+
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else dict(model_or_state)
+    out = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"state entry {k!r} is a {type(v).__name__}, not a tensor")
+        out[k] = v.detach().cpu().contiguous().clone()
+    return out
+
+
+def save_checkpoint(model, path, *, name: str, config: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a model's weights as safetensors with ``{"name", "config"}`` metadata.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or dict of tensors
+    path : str or Path
+        Destination ``*.safetensors`` file (folders are created).
+    name : str
+        Zoo name of the model.
+    config : dict, optional
+        Architecture config (JSON-able); ``build(config)`` must rebuild the module.
+    extra : dict, optional
+        More JSON-able metadata, stored under its own keys (values JSON-encoded).
+
+    Returns
+    -------
+    Path
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoints are written as safetensors, given {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"name": str(name), "config": json.dumps(config or {}, sort_keys=True), "format": "probe-zoo/1"}
+    for k, v in (extra or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    tmp = path.with_suffix(".tmp.safetensors")
+    save_file(_contiguous_state(model), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """Read a safetensors checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    state_dict : dict of str → torch.Tensor
+    metadata : dict
+        ``{"name": str, "config": dict, ...}``; ``config`` is decoded from JSON.
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, not safetensors, or unreadable.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"zoo checkpoints must be safetensors (no pickles), given {path.name!r}")
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+    except Exception as exc:
+        raise CheckpointError(f"cannot read safetensors checkpoint {path}: {exc}") from None
+    if "config" in meta:
+        try:
+            meta["config"] = json.loads(meta["config"])
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"checkpoint {path} has a config that is not JSON: {exc}") from None
+    return state, meta
+
+
+# ---- model cards -----------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        return f"{v:.2f}" if abs(v) < 1e4 else f"{v:.3g}"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def _metric_table(rows: dict, *, label: str = "system") -> list[str]:
+    """Render ``{row_name: {metric: value}}`` as a markdown table (metrics = union of keys, ordered)."""
+    cols: list[str] = []
+    for r in rows.values():
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in cols:
+                cols.append(k)
+    pref = ["si_sdri", "sdri", "si_sdr", "sdr"]
+    cols = [c for c in pref if c in cols] + [c for c in cols if c not in pref]
+    lines = ["| " + label + " | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for name, r in rows.items():
+        lines.append("| " + str(name) + " | " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    return lines
+
+
+def _is_rows(d) -> bool:
+    return isinstance(d, dict) and d and all(isinstance(v, dict) and any(isinstance(x, (int, float)) for x in v.values())
+                                               for v in d.values())
+
+
+def render_card_md(card: dict) -> str:
+    """Readable markdown for a card dict (known sections first; unknown keys dumped as JSON at the end)."""
+    name = card.get("name", "model")
+    out = [f"# {name}", ""]
+    if card.get("summary"):
+        out += [str(card["summary"]), ""]
+    facts = []
+    for key, label in (("task", "Task"), ("params", "Parameters"), ("checkpoint", "Checkpoint"),
+                       ("checkpoint_bytes", "Checkpoint size (bytes)"), ("input_kind", "Input"),
+                       ("output_kind", "Output"), ("grid", "Grid")):
+        if key in card:
+            facts.append(f"- **{label}:** {_fmt(card[key]) if not isinstance(card[key], dict) else json.dumps(card[key])}")
+    if facts:
+        out += facts + [""]
+    if card.get("architecture"):
+        out += ["## Architecture", ""]
+        arch = card["architecture"]
+        out += ([str(arch)] if not isinstance(arch, (list, dict)) else
+                [f"- {a}" for a in arch] if isinstance(arch, list) else [f"- **{k}:** {v}" for k, v in arch.items()])
+        out.append("")
+    if card.get("config"):
+        out += ["Config: `" + json.dumps(card["config"], sort_keys=True) + "`", ""]
+    if card.get("data"):
+        out += ["## Data", ""]
+        data = card["data"]
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if k == "licences" and isinstance(v, (list, dict)):
+                    out.append("- **licences:**")
+                    items = v.items() if isinstance(v, dict) else enumerate(v)
+                    for kk, vv in items:
+                        out.append(f"  - {vv}" if isinstance(kk, int) else f"  - {kk}: {vv}")
+                else:
+                    out.append(f"- **{k}:** {v if not isinstance(v, (dict, list)) else json.dumps(v)}")
+        else:
+            out.append(str(data))
+        out.append("")
+    if card.get("training"):
+        out += ["## Training", ""]
+        for k, v in card["training"].items():
+            out.append(f"- **{k}:** {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}")
+        out.append("")
+    metrics = card.get("metrics")
+    if metrics:
+        out += ["## Metrics", ""]
+        if _is_rows(metrics):
+            out += _metric_table(metrics) + [""]
+        else:
+            for split, block in metrics.items():
+                if _is_rows(block):
+                    out += [f"### {split}", ""] + _metric_table(block) + [""]
+                elif isinstance(block, dict):
+                    rows = {k: v for k, v in block.items() if isinstance(v, dict)}
+                    rest = {k: v for k, v in block.items() if not isinstance(v, dict)}
+                    out += [f"### {split}", ""]
+                    if rest:
+                        out += [f"- {k}: {_fmt(v)}" for k, v in rest.items()] + [""]
+                    if _is_rows(rows):
+                        out += _metric_table(rows) + [""]
+                else:
+                    out += [f"- {split}: {_fmt(block)}", ""]
+    if card.get("floors"):
+        out += ["## Floors", ""]
+        for k, v in card["floors"].items():
+            out.append(f"- **{k}:** {v if not isinstance(v, dict) else json.dumps(v)}")
+        out.append("")
+    if card.get("notes"):
+        out += ["## Notes", ""]
+        notes = card["notes"]
+        out += [f"- {n}" for n in notes] if isinstance(notes, list) else [str(notes)]
+        out.append("")
+    known = {"name", "summary", "task", "params", "checkpoint", "checkpoint_bytes", "input_kind", "output_kind", "grid",
+             "architecture", "config", "data", "training", "metrics", "floors", "notes"}
+    rest = {k: v for k, v in card.items() if k not in known}
+    if rest:
+        out += ["## Other recorded fields", "", "```json", json.dumps(rest, indent=2, sort_keys=True, default=str), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return str(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_card(name: str, card: dict, *, out_dir=None) -> tuple[Path, Path]:
+    """Write ``NAME.json`` (machine-readable) and ``NAME.md`` (readable) into the cards folder.
+
+    Parameters
+    ----------
+    name : str
+    card : dict
+        Free-form but with known sections rendered nicely: ``summary``, ``task``, ``params``,
+        ``architecture``, ``config``, ``data`` (with ``licences``), ``training``,
+        ``metrics`` (``{split: {system: {metric: value}}}``), ``floors``, ``notes``.
+    out_dir : path, optional
+        Defaults to ``model_zoo/cards``.
+
+    Returns
+    -------
+    (json_path, md_path)
+    """
+    out_dir = Path(out_dir) if out_dir is not None else CARD_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card = _jsonable({"name": name, **card})
+    jp, mp = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    jp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    mp.write_text(render_card_md(card))
+    return jp, mp
+
+
+# ---- resumable training ----------------------------------------------------------------
+class TrainState:
+    """Save and restore model + optimizer + scalars under ``model_zoo/_train/NAME/`` without pickle.
+
+    Tensors go to ``state.safetensors`` (keys ``model.*`` and ``optim.<param-index>.<slot>``);
+    the optimizer's param groups and the caller's scalars (step, best score, RNG state, …)
+    go to ``state.json``. Writes are atomic (temp file + rename), so a kill mid-save
+    leaves the previous state intact.
+
+    Parameters
+    ----------
+    name : str
+    model : torch.nn.Module
+    optimizer : torch.optim.Optimizer, optional
+    root : path, optional
+        Defaults to ``model_zoo/_train``.
+    """
+
+    def __init__(self, name: str, model, optimizer=None, *, root=None, scheduler=None):
+        self.name = name
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.dir = Path(root if root is not None else TRAIN_DIR) / name
+
+    @property
+    def tensor_path(self) -> Path:
+        return self.dir / "state.safetensors"
+
+    @property
+    def json_path(self) -> Path:
+        return self.dir / "state.json"
+
+    def exists(self) -> bool:
+        return self.tensor_path.is_file() and self.json_path.is_file()
+
+    def save(self, **scalars) -> None:
+        """Write the current state; ``scalars`` must be JSON-able (numpy scalars are converted)."""
+        import torch
+        from safetensors.torch import save_file
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v for k, v in _contiguous_state(self.model).items()}
+        meta: dict[str, Any] = {"scalars": _jsonable(scalars)}
+        tensors["rng.torch"] = torch.get_rng_state().clone()
+        if self.optimizer is not None:
+            osd = self.optimizer.state_dict()
+            slots = {}
+            for pid, st in osd["state"].items():
+                for slot, val in st.items():
+                    if isinstance(val, torch.Tensor):
+                        tensors[f"optim.{pid}.{slot}"] = val.detach().cpu().contiguous().clone()
+                    else:
+                        slots.setdefault(str(pid), {})[slot] = val
+            meta["optim_param_groups"] = _jsonable(osd["param_groups"])
+            meta["optim_scalar_slots"] = _jsonable(slots)
+        if self.scheduler is not None:
+            meta["scheduler"] = _jsonable({k: v for k, v in self.scheduler.state_dict().items()
+                                          if isinstance(v, (int, float, str, list, bool)) or v is None})
+        tmp_t = self.dir / "state.tmp.safetensors"
+        tmp_j = self.dir / "state.tmp.json"
+        save_file(tensors, str(tmp_t))
+        tmp_j.write_text(json.dumps(meta))
+        os.replace(tmp_t, self.tensor_path)
+        os.replace(tmp_j, self.json_path)
+
+    def restore(self) -> dict:
+        """Load the saved state into model/optimizer; return the saved scalars (``{}`` when nothing saved)."""
+        import torch
+        from safetensors.torch import load_file
+
+        if not self.exists():
+            return {}
+        try:
+            tensors = load_file(str(self.tensor_path))
+            meta = json.loads(self.json_path.read_text())
+        except Exception as exc:
+            raise CheckpointError(f"cannot read training state in {self.dir}: {exc}") from None
+        model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        res = self.model.load_state_dict(model_sd, strict=True)
+        del res
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        if self.optimizer is not None and "optim_param_groups" in meta:
+            state: dict[int, dict] = {}
+            for k, v in tensors.items():
+                if k.startswith("optim."):
+                    _, pid, slot = k.split(".", 2)
+                    state.setdefault(int(pid), {})[slot] = v
+            for pid, slots in meta.get("optim_scalar_slots", {}).items():
+                state.setdefault(int(pid), {}).update(slots)
+            groups = meta["optim_param_groups"]
+            for g in groups:  # JSON turned tuples into lists
+                for key in ("betas",):
+                    if key in g and isinstance(g[key], list):
+                        g[key] = tuple(g[key])
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        if self.scheduler is not None and meta.get("scheduler"):
+            sd = self.scheduler.state_dict()
+            sd.update(meta["scheduler"])
+            self.scheduler.load_state_dict(sd)
+        return meta.get("scalars", {})
+
+    def clear(self) -> None:
+        """Delete the saved state (after a finished run)."""
+        for p in (self.tensor_path, self.json_path):
+            if p.exists():
+                p.unlink()
+
+
+# ---- recipe command line ---------------------------------------------------------------
+def make_parser(name: str, *, minutes: float = 12.0, batch_size: int = 12, lr: float = 1e-3,
+                segment_seconds: float = 2.0, dataset: str = "instruments", description: str | None = None
+                ) -> argparse.ArgumentParser:
+    """The standard recipe command line (recipes may add their own options).
+
+    Options: ``--minutes`` (training budget), ``--steps`` (hard step cap), ``--smoke`` (2 steps on a
+    tiny synthetic set, outputs in a temp folder: for tests), ``--resume`` (continue from
+    ``model_zoo/_train/NAME``), ``--seed``, ``--batch-size``, ``--lr``, ``--segment-seconds``,
+    ``--dataset``, ``--n-test``, ``--out-dir`` (where checkpoint + card go; default the zoo),
+    ``--threads``, ``--no-eval``.
+    """
+    p = argparse.ArgumentParser(prog=f"model_zoo.recipes.{name}", description=description or f"Train zoo model {name}.")
+    p.add_argument("--minutes", type=float, default=minutes, help="wall-clock training budget (default %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
+    p.add_argument("--smoke", action="store_true", help="2 steps on a tiny set; writes into a temp folder")
+    p.add_argument("--resume", action="store_true", help="continue from model_zoo/_train/NAME if present")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--segment-seconds", type=float, default=segment_seconds)
+    p.add_argument("--dataset", default=dataset, help="separation set for training (instruments|speech)")
+    p.add_argument("--n-test", type=int, default=None, help="number of test mixtures to evaluate (default all)")
+    p.add_argument("--out-dir", default=None, help="folder for checkpoint + card (default: the zoo's own folders)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (keep 1: cores are shared)")
+    p.add_argument("--no-eval", action="store_true", help="skip test evaluation and card")
+    return p
+
+
+def parse_args(argv=None, *, name: str, **defaults) -> argparse.Namespace:
+    """Parse a recipe command line; ``--smoke`` forces ``steps=2`` and a temporary ``out_dir``."""
+    args = make_parser(name, **defaults).parse_args(argv)
+    if args.smoke:
+        args.steps = 2 if args.steps is None else args.steps
+        if args.out_dir is None:
+            args.out_dir = tempfile.mkdtemp(prefix=f"zoo_smoke_{name}_")
+    return args
+
+
+@dataclass
+class ZooPaths:
+    checkpoint: Path
+    cards: Path
+    train_root: Path
+
+
+def zoo_paths(name: str, out_dir=None) -> ZooPaths:
+    """Where a recipe writes: the zoo's ``checkpoints/`` + ``cards/`` + ``_train/``, or all inside ``out_dir``."""
+    if out_dir is None:
+        return ZooPaths(CHECKPOINT_DIR / f"{name}.safetensors", CARD_DIR, TRAIN_DIR)
+    out = Path(out_dir)
+    return ZooPaths(out / "checkpoints" / f"{name}.safetensors", out / "cards", out / "_train")
+
+
+# ---- separation data -------------------------------------------------------------------
+def synthetic_separation_set(split: str = "train", n: int | None = 16, *, sr: int = 8000, seconds: float = 4.0,
+                             seed: int = 0) -> list[dict]:
+    """Stand-in two-source set of synthetic notes: a low-register and a high-register "instrument".
+
+    Each source is a sequence of harmonic notes (random f0, decaying envelopes, a few
+    harmonics with random spectral tilt), the low one with f0 in 55–220 Hz, the high one
+    in 330–1320 Hz. For smoke tests and for developing before the real data exists; items
+    follow :func:`model_zoo.data.separation_set`'s layout.
+
+    Returns
+    -------
+    list of dict
+        ``{"mixture" (N,), "sources" (2, N), "sr", "source_names", "meta"}``.
+    """
+    n = 16 if n is None else int(n)
+    base = {"train": 0, "val": 1, "test": 2}.get(split, 3)
+    N = int(round(sr * seconds))
+    t = np.arange(N) / sr
+    items = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, base, i])
+        srcs = []
+        for lo, hi, nh in ((55.0, 220.0, 8), (330.0, 1320.0, 4)):
+            s = np.zeros(N)
+            pos = 0
+            while pos < N:
+                dur = int(rng.uniform(0.15, 0.8) * sr)
+                f0 = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+                seg = np.arange(min(dur, N - pos)) / sr
+                env = np.exp(-seg * rng.uniform(1.0, 6.0)) * np.minimum(1.0, seg / 0.01)
+                tilt = rng.uniform(0.5, 1.5)
+                note = sum((1.0 / k ** tilt) * np.sin(2 * np.pi * f0 * k * seg + rng.uniform(0, 2 * np.pi))
+                           for k in range(1, nh + 1) if f0 * k < sr / 2)
+                if rng.random() > 0.15:  # some rests
+                    s[pos:pos + len(seg)] += env * note
+                pos += dur
+            s *= 10 ** (rng.uniform(-25, -15) / 20) / (np.sqrt(np.mean(s ** 2)) + 1e-9)
+            srcs.append(s)
+        sources = np.stack(srcs).astype(np.float32)
+        items.append({"mixture": sources.sum(0), "sources": sources, "sr": sr, "source_names": ["low", "high"],
+                      "meta": {"synthetic": True, "split": split, "index": i, "t": float(t[-1])}})
+    return items
+
+
+def load_separation_set(dataset: str, split: str, n: int | None = None, *, sr: int = 8000, seconds: float = 4.0,
+                        synthetic: bool = False) -> tuple[list[dict], dict]:
+    """Items of a zoo separation set, or the synthetic stand-in.
+
+    Parameters
+    ----------
+    dataset : {"instruments", "speech"}
+    split : {"train", "val", "test"}
+    n : int, optional
+    synthetic : bool
+        Use :func:`synthetic_separation_set` (smoke tests), and also when ``model_zoo.data``
+        is not importable.
+
+    Returns
+    -------
+    items : list of dict
+    provenance : dict
+        ``{"dataset", "synthetic": bool, "licences": ...}`` as far as known.
+    """
+    if not synthetic:
+        try:
+            from model_zoo.data import separation_set
+        except ImportError:
+            synthetic = True
+    if synthetic:
+        items = synthetic_separation_set(split, n if n is not None else 16, sr=sr, seconds=seconds)
+        return items, {"dataset": f"synthetic-{dataset}", "synthetic": True,
+                       "licences": ["synthetic harmonic notes generated in code (no third-party audio)"]}
+    items = separation_set(dataset, split, n=n, sr=sr, seconds=seconds)
+    prov: dict = {"dataset": dataset, "synthetic": False}
+    try:
+        from model_zoo import data as _data
+
+        for attr in ("LICENCES", "PROVENANCE", "licences", "provenance"):
+            if hasattr(_data, attr):
+                prov["licences"] = getattr(_data, attr)
+                break
+    except Exception:  # pragma: no cover
+        pass
+    lic = set()
+    for it in items:
+        m = it.get("meta") or {}
+        for key in ("licence", "license", "licences"):
+            v = m.get(key)
+            if isinstance(v, str):
+                lic.add(v)
+            elif isinstance(v, (list, tuple)):
+                lic.update(map(str, v))
+            elif isinstance(v, dict):
+                lic.update(f"{k}: {vv}" for k, vv in v.items())
+    if lic and "licences" not in prov:
+        prov["licences"] = sorted(lic)
+    return items, prov
+
+
+class MixtureSampler:
+    """Random training segments with dynamic mixing (sources re-paired across items, random gains).
+
+    Parameters
+    ----------
+    items : list of dict
+        Each with ``"sources"`` (S, N).
+    segment : int
+        Samples per segment.
+    rng : np.random.Generator
+    remix : float
+        Probability that a segment's sources come from different items (dynamic mixing);
+        otherwise the item's own sources, as mixed.
+    gain_db : float
+        Uniform random gain of each source in ±gain_db when remixed.
+    min_rms_db : float
+        Retry a crop whose quietest source is this many dB below the loudest (avoids
+        nearly one-source segments dominating).
+
+    Examples
+    --------
+    >>> items = synthetic_separation_set("train", 4, seconds=2.0)
+    >>> mix, src = MixtureSampler(items, 4000, np.random.default_rng(0)).batch(3)
+    >>> mix.shape, src.shape
+    ((3, 4000), (3, 2, 4000))
+    """
+
+    def __init__(self, items, segment: int, rng: np.random.Generator, *, remix: float = 0.5, gain_db: float = 5.0,
+                 min_rms_db: float = -30.0):
+        self.sources = [np.asarray(it["sources"], np.float32) for it in items]
+        self.segment = int(segment)
+        self.rng = rng
+        self.remix = float(remix)
+        self.gain_db = float(gain_db)
+        self.min_rms_db = float(min_rms_db)
+        self.n_src = self.sources[0].shape[0]
+
+    def _crop(self, x: np.ndarray) -> np.ndarray:
+        N = x.shape[-1]
+        if N <= self.segment:
+            return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, self.segment - N)])
+        o = int(self.rng.integers(0, N - self.segment + 1))
+        return x[..., o:o + self.segment]
+
+    def one(self) -> np.ndarray:
+        for _ in range(8):
+            if self.rng.random() < self.remix:
+                idx = self.rng.integers(0, len(self.sources), self.n_src)
+                src = np.stack([self._crop(self.sources[j][s]) for s, j in enumerate(idx)])
+                src = src * (10 ** (self.rng.uniform(-self.gain_db, self.gain_db, (self.n_src, 1)) / 20)).astype(np.float32)
+            else:
+                src = self._crop(self.sources[int(self.rng.integers(0, len(self.sources)))])
+            rms = np.sqrt(np.mean(src.astype(np.float64) ** 2, axis=1)) + 1e-12
+            if 20 * np.log10(rms.min() / rms.max()) > self.min_rms_db:
+                break
+        return src.astype(np.float32)
+
+    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mixtures (B, n), sources (B, S, n))``."""
+        src = np.stack([self.one() for _ in range(int(batch_size))])
+        return src.sum(1), src
+
+
+# ---- a generic, resumable, time-budgeted training loop ---------------------------------
+def cosine_lr(lr0: float, frac: float, *, floor: float = 0.05, warmup: float = 0.02) -> float:
+    """Learning rate at training fraction ``frac`` in [0, 1]: linear warm-up, cosine decay to ``floor * lr0``."""
+    frac = min(max(float(frac), 0.0), 1.0)
+    if frac < warmup:
+        return lr0 * (0.1 + 0.9 * frac / warmup)
+    f = (frac - warmup) / max(1e-9, 1 - warmup)
+    return lr0 * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * f)))
+
+
+def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler", args, val_fn,
+               train_root=None, eval_every_s: float = 60.0, clip: float | None = 5.0, post_step=None,
+               log=print) -> dict:
+    """Train until ``args.minutes`` or ``args.steps`` run out; keep the state with the best validation score.
+
+    Parameters
+    ----------
+    step_fn : callable ``(model, mix (B, n) tensor, src (B, S, n) tensor) -> loss tensor``
+    sampler : MixtureSampler
+        Draws ``args.batch_size`` training segments per step.
+    args : argparse.Namespace
+        From :func:`parse_args` (``minutes``, ``steps``, ``lr``, ``batch_size``, ``resume``, ``smoke``).
+    val_fn : callable ``(model) -> float``
+        Validation score, higher is better (computed on the VAL split only).
+    train_root : path, optional
+        Root of the resumable state (``model_zoo/_train`` by default).
+    eval_every_s : float
+        Seconds of training between validations (and state saves).
+    clip : float, optional
+        Gradient-norm clipping.
+    post_step : callable ``(model) -> None``, optional
+        Called after each optimiser step (e.g. projection onto constraints).
+
+    Returns
+    -------
+    dict
+        ``{"steps", "train_seconds", "best_val", "best_step", "history": [(step, seconds, loss, val)]}``;
+        the model holds the best-validation weights on return.
+    """
+    import copy
+
+    import torch
+    from tqdm import tqdm
+
+    state = TrainState(name, model, optimizer, root=train_root)
+    scal = state.restore() if getattr(args, "resume", False) else {}
+    step = int(scal.get("step", 0))
+    spent = float(scal.get("seconds", 0.0))
+    history = list(scal.get("history", []))
+    best_val = float(scal.get("best_val", float("-inf")))
+    best_step = int(scal.get("best_step", -1))
+    if "sampler_rng" in scal:
+        sampler.rng.bit_generator.state = scal["sampler_rng"]
+    best_path = state.dir / "best.safetensors"
+    best_state = None
+    if scal and best_path.is_file():
+        from safetensors.torch import load_file
+
+        best_state = load_file(str(best_path))
+    if scal:
+        log(f"[{name}] resumed at step {step} after {spent:.0f} s (best val {best_val:.3f} at step {best_step})")
+    budget_s = None if args.minutes is None else float(args.minutes) * 60.0
+    timer = Timer(args.minutes, already=spent)
+    total = args.steps
+    bar = tqdm(total=total, initial=step, desc=name, mininterval=5.0, disable=getattr(args, "smoke", False))
+    losses: list[float] = []
+    last_eval = timer.elapsed()
+
+    def _validate_and_save(final: bool = False):
+        nonlocal best_val, best_step, best_state, last_eval
+        model.eval()
+        with torch.no_grad():
+            v = float(val_fn(model))
+        model.train()
+        history.append([step, round(timer.elapsed(), 1), float(np.mean(losses)) if losses else None, v])
+        losses.clear()
+        if v > best_val:
+            best_val, best_step = v, step
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            if not getattr(args, "smoke", False):
+                from safetensors.torch import save_file
+
+                state.dir.mkdir(parents=True, exist_ok=True)
+                save_file({k: t.contiguous() for k, t in best_state.items()}, str(best_path))
+        log(f"[{name}] step {step} t={timer.elapsed():.0f}s loss={history[-1][2]} val={v:.3f} "
+            f"(best {best_val:.3f} @ {best_step})")
+        if not getattr(args, "smoke", False):
+            state.save(step=step, seconds=timer.elapsed(), history=history, best_val=best_val, best_step=best_step,
+                       sampler_rng=sampler.rng.bit_generator.state)
+        last_eval = timer.elapsed()
+
+    model.train()
+    while True:
+        if total is not None and step >= total:
+            break
+        if budget_s is not None and timer.elapsed() >= budget_s:
+            break
+        frac = (step / total) if total else (timer.elapsed() / budget_s if budget_s else 0.0)
+        if budget_s is not None and total is not None:
+            frac = max(step / total, timer.elapsed() / budget_s)
+        for g in optimizer.param_groups:
+            g["lr"] = cosine_lr(args.lr, frac)
+        mix, src = sampler.batch(args.batch_size)
+        loss = step_fn(model, torch.from_numpy(mix), torch.from_numpy(src))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        if post_step is not None:
+            post_step(model)
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if timer.elapsed() - last_eval >= eval_every_s:
+            _validate_and_save()
+    bar.close()
+    _validate_and_save(final=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"steps": step, "train_seconds": round(timer.elapsed(), 1), "best_val": best_val, "best_step": best_step,
+            "history": history}

@@ -1,0 +1,517 @@
+"""Shared parts of the sound-event-detection recipes: data, training loop, decoding, sed_eval scores, cards.
+
+Both detectors (:mod:`model_zoo.crnn_sed`, :mod:`model_zoo.rawcnn_sed`) output frame
+probabilities ``(batch, classes, frames)`` on 20 ms frames centred at ``t * 0.02`` s, so one
+loop trains and scores them both:
+
+* **data**: a buffer of ``--n-train`` training scenes (audio in float16, frame targets);
+  every step ``--refresh`` buffer slots are replaced by newly made training scenes (from the
+  same training recordings: more placements, levels and speeds, never new recordings), and a
+  share ``--mix-prob`` of each batch is the sum of two scenes with the union of their labels;
+* **selection**: the weights with the best validation segment F1 (threshold 0.5, no
+  smoothing) are kept; the median-filter length is then chosen on validation too. The test
+  split is touched once, at the end, for the card;
+* **scores**: :mod:`sed_eval` segment-based F1 and error rate on 1 s segments and
+  event-based F1 with a 200 ms onset collar and an offset collar of max(200 ms, 20 % of the
+  event's length) (the DCASE convention).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from model_zoo.data.scenes import FRAME_SECONDS, SCENE_CLASSES, event_roll, scene, scene_manifest, scene_set
+
+__all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
+           "evaluate", "choose_median", "train_detector", "scene_arrays"]
+
+#: Acceptance floors on the test split (segment-based, 1 s segments).
+FLOORS = {"crnn_sed": {"segment_f1": (">=", 0.80), "segment_er": ("<=", 0.40)},
+          "rawcnn_sed": {"segment_f1": (">=", 0.70)}}
+#: The first SUBSET_N test scenes are re-scored by the tests against the card.
+SUBSET_N = 8
+MEDIAN_CHOICES = (1, 3, 5, 7, 11, 15, 21, 31)
+SCENE_SECONDS = 10.0
+
+
+# ---- model plumbing --------------------------------------------------------------------
+def as_spec(model):
+    """A ModelSpec for a zoo detector given as a spec or as its ``nn.Module``."""
+    from probe.adapter import ModelSpec
+
+    if isinstance(model, ModelSpec):
+        return model
+    from model_zoo import crnn_sed, rawcnn_sed
+
+    if isinstance(model, crnn_sed.CRNN):
+        return crnn_sed.make_spec(model)
+    if isinstance(model, rawcnn_sed.RawCNN):
+        return rawcnn_sed.make_spec(model)
+    raise TypeError(f"expected a ModelSpec, CRNN or RawCNN, given {type(model).__name__}")
+
+
+def predict(spec, audio: np.ndarray, *, batch_size: int = 8) -> np.ndarray:
+    """Frame probabilities for a stack of equal-length scenes.
+
+    Parameters
+    ----------
+    spec : probe.ModelSpec
+    audio : np.ndarray [shape=(n_scenes, n)]
+
+    Returns
+    -------
+    np.ndarray [shape=(n_scenes, n_classes, n_frames), dtype=float32]
+    """
+    import torch
+
+    model = spec.model
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for a in range(0, len(audio), batch_size):
+                y = torch.as_tensor(np.asarray(audio[a:a + batch_size], dtype=np.float32))
+                out.append(spec.forward(y).float().cpu().numpy())
+    finally:
+        model.train(was)
+    return np.concatenate(out) if out else np.zeros((0, len(spec.classes or []), 0), np.float32)
+
+
+def median_smooth(probs: np.ndarray, frames: int) -> np.ndarray:
+    """Median filter along time (last axis) with an odd window of ``frames`` (1 = none)."""
+    if frames <= 1:
+        return probs
+    from scipy.ndimage import median_filter
+
+    size = [1] * (probs.ndim - 1) + [int(frames) | 1]
+    return median_filter(probs, size=size, mode="nearest")
+
+
+def decode(probs: np.ndarray, *, threshold: float = 0.5, median_frames: int = 1, classes=None,
+           frame_seconds: float = FRAME_SECONDS, seconds: float | None = None) -> list[dict]:
+    """Frame probabilities of one scene → event list.
+
+    Parameters
+    ----------
+    probs : np.ndarray [shape=(n_classes, n_frames)]
+    threshold : float
+        Applied after median filtering of the probabilities.
+    median_frames : int
+    classes : list of str, optional
+    frame_seconds : float
+        Frame ``t`` covers ``[(t - 0.5) * frame_seconds, (t + 0.5) * frame_seconds]``.
+    seconds : float, optional
+        Clip events to the scene's length.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "onset", "offset"}`` sorted by onset.
+    """
+    classes = SCENE_CLASSES if classes is None else classes
+    act = median_smooth(np.asarray(probs, np.float32), median_frames) >= threshold
+    events = []
+    for c, row in enumerate(act):
+        d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):
+            on, off = max(0.0, (a - 0.5) * frame_seconds), (b - 0.5) * frame_seconds
+            if seconds is not None:
+                off = min(off, seconds)
+            events.append({"label": classes[c], "onset": float(on), "offset": float(off)})
+    return sorted(events, key=lambda e: (e["onset"], e["label"]))
+
+
+def _container(events: list[dict], filename: str):
+    import dcase_util
+
+    return dcase_util.containers.MetaDataContainer(
+        [{"filename": filename, "event_label": e["label"], "onset": float(e["onset"]), "offset": float(e["offset"])}
+         for e in events])
+
+
+def sed_scores(references: list[list[dict]], estimates: list[list[dict]], *, seconds: float = SCENE_SECONDS,
+               classes=None) -> dict:
+    """sed_eval scores of estimated against reference event lists, one pair per scene.
+
+    Returns
+    -------
+    dict
+        ``segment_f1``, ``segment_precision``, ``segment_recall``, ``segment_er`` (1 s segments, micro
+        averaged), ``event_f1``, ``event_er`` (200 ms collar on onsets, offsets within max(200 ms, 20 %)),
+        ``per_class`` ``{class: {"segment_f1", "event_f1"}}``, ``n_scenes``.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import sed_eval
+
+    classes = list(SCENE_CLASSES if classes is None else classes)
+    seg = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=classes, time_resolution=1.0)
+    evm = sed_eval.sound_event.EventBasedMetrics(event_label_list=classes, t_collar=0.2, percentage_of_length=0.2,
+                                                 evaluate_onset=True, evaluate_offset=True)
+    for i, (ref, est) in enumerate(zip(references, estimates)):
+        r, e = _container(ref, f"scene{i}.wav"), _container(est, f"scene{i}.wav")
+        seg.evaluate(reference_event_list=r, estimated_event_list=e, evaluated_length_seconds=seconds)
+        evm.evaluate(reference_event_list=r, estimated_event_list=e)
+    so, eo = seg.results_overall_metrics(), evm.results_overall_metrics()
+    sc, ec = seg.results_class_wise_metrics(), evm.results_class_wise_metrics()
+
+    def f(x):
+        x = float(x)
+        return 0.0 if math.isnan(x) else x
+
+    return {"segment_f1": f(so["f_measure"]["f_measure"]), "segment_precision": f(so["f_measure"]["precision"]),
+            "segment_recall": f(so["f_measure"]["recall"]), "segment_er": f(so["error_rate"]["error_rate"]),
+            "event_f1": f(eo["f_measure"]["f_measure"]), "event_er": f(eo["error_rate"]["error_rate"]),
+            "per_class": {c: {"segment_f1": f(sc[c]["f_measure"]["f_measure"]),
+                              "event_f1": f(ec[c]["f_measure"]["f_measure"])} for c in classes},
+            "n_scenes": len(references)}
+
+
+def _postprocessing(spec) -> dict:
+    pp = dict(getattr(spec.model, "postprocessing", None) or spec.info.get("postprocessing") or {})
+    return {"threshold": float(pp.get("threshold", 0.5)), "median_frames": int(pp.get("median_frames", 1))}
+
+
+def evaluate(model, split: str = "test", n: int | None = None, *, threshold: float | None = None,
+             median_frames: int | None = None, scenes: list[dict] | None = None, probs: np.ndarray | None = None) -> dict:
+    """Score a detector on scene split ``split`` (first ``n`` scenes; default all).
+
+    Parameters
+    ----------
+    model : probe.ModelSpec or CRNN or RawCNN
+    split : {"train", "val", "test"}
+    n : int, optional
+    threshold, median_frames : optional
+        Decision rule; default the model's stored ``postprocessing`` (0.5 and the length chosen on val).
+    scenes : list of dict, optional
+        Pre-built scenes (skips building them).
+    probs : np.ndarray [shape=(n_scenes, n_classes, n_frames)], optional
+        Pre-computed probabilities for ``scenes``.
+
+    Returns
+    -------
+    dict
+        The :func:`sed_scores` fields plus ``split``, ``threshold``, ``median_frames``.
+    """
+    spec = as_spec(model)
+    pp = _postprocessing(spec)
+    threshold = pp["threshold"] if threshold is None else float(threshold)
+    median_frames = pp["median_frames"] if median_frames is None else int(median_frames)
+    if scenes is None:
+        scenes = scene_set(split, n=n, sr=spec.sample_rate, stems=False)
+    if probs is None:
+        probs = predict(spec, np.stack([s["audio"] for s in scenes]))
+    seconds = len(scenes[0]["audio"]) / scenes[0]["sr"]
+    est = [decode(p, threshold=threshold, median_frames=median_frames, classes=spec.classes, seconds=seconds)
+           for p in probs]
+    ref = [[{k: e[k] for k in ("label", "onset", "offset")} for e in s["events"]] for s in scenes]
+    out = sed_scores(ref, est, seconds=seconds, classes=spec.classes)
+    out.update({"split": split, "threshold": threshold, "median_frames": median_frames})
+    return out
+
+
+def choose_median(spec, scenes: list[dict], *, choices=MEDIAN_CHOICES, threshold: float = 0.5) -> tuple[int, dict]:
+    """Median-filter length maximising the mean of segment F1 and event F1 on (validation) ``scenes``."""
+    probs = predict(spec, np.stack([s["audio"] for s in scenes]))
+    table = {}
+    for k in choices:
+        r = evaluate(spec, scenes=scenes, probs=probs, threshold=threshold, median_frames=k, split="val")
+        table[k] = {"segment_f1": r["segment_f1"], "segment_er": r["segment_er"], "event_f1": r["event_f1"]}
+    best = max(choices, key=lambda k: (table[k]["segment_f1"] + table[k]["event_f1"], -k))
+    return int(best), table
+
+
+# ---- data ------------------------------------------------------------------------------
+def scene_arrays(s: dict, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(audio float16 (N,), targets uint8 (classes, n_frames))`` of one scene."""
+    return s["audio"].astype(np.float16), event_roll(s["events"], n_frames).astype(np.uint8)
+
+
+class _Buffer:
+    """Training scenes in memory; slot ``j`` is refreshed with new scenes as training goes on."""
+
+    def __init__(self, n: int, refresh: int, sr: int, n_frames: int):
+        self.n, self.refresh, self.sr, self.n_frames = int(n), int(refresh), sr, n_frames
+        self.audio = np.zeros((self.n, int(SCENE_SECONDS * sr)), np.float16)
+        self.targets = np.zeros((self.n, len(SCENE_CLASSES), n_frames), np.uint8)
+        self.index = np.arange(self.n)
+
+    def fill(self, step: int, *, progress: bool = True) -> None:
+        """Load the contents the buffer has after ``step`` optimiser steps (deterministic)."""
+        made = step * self.refresh  # fresh scenes n, n+1, ... went to slots (m % n)
+        want = np.arange(self.n).copy()
+        if made:
+            m = np.arange(made)
+            want[m % self.n] = self.n + m  # later assignments overwrite earlier ones
+        it = range(self.n)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="train scenes", leave=False, mininterval=10.0)
+        for j in it:
+            self._put(j, int(want[j]))
+
+    def _put(self, slot: int, index: int) -> None:
+        s = scene("train", index, sr=self.sr, seconds=SCENE_SECONDS, stems=False)
+        self.audio[slot], self.targets[slot] = scene_arrays(s, self.n_frames)
+        self.index[slot] = index
+
+    def advance(self, step: int) -> None:
+        """Refresh the slots due at ``step`` (the step about to run, 0-based)."""
+        for r in range(self.refresh):
+            m = step * self.refresh + r
+            self._put(m % self.n, self.n + m)
+
+
+def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: float):
+    idx = rng.integers(buf.n, size=batch_size)
+    y = buf.audio[idx].astype(np.float32)
+    t = buf.targets[idx].astype(np.float32)
+    for b in range(batch_size):
+        if rng.random() < mix_prob:  # event mixing: two scenes at once, union of labels
+            j = int(rng.integers(buf.n))
+            y[b] = y[b] + buf.audio[j].astype(np.float32) * np.float32(10 ** (rng.uniform(-6, 0) / 20))
+            t[b] = np.maximum(t[b], buf.targets[j])
+            y[b] *= np.float32(0.7)
+        y[b] *= np.float32(10 ** (rng.uniform(-6, 6) / 20))  # overall gain
+    peak = np.abs(y).max(axis=1, keepdims=True)
+    y = np.where(peak > 0.99, y * (0.99 / np.maximum(peak, 1e-9)), y)
+    return y, t
+
+
+# ---- training ----------------------------------------------------------------------------
+def _lr_factor(frac: float, step: int, warmup: int) -> float:
+    w = min(1.0, (step + 1) / max(1, warmup))
+    return w * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def add_sed_options(p) -> None:
+    """Recipe options specific to the detectors (the rest come from ``_common.make_parser``)."""
+    p.add_argument("--n-train", type=int, default=400, help="training scenes held in memory (default %(default)s)")
+    p.add_argument("--n-val", type=int, default=None, help="validation scenes (default 40)")
+    p.add_argument("--refresh", type=int, default=2, help="buffer slots replaced by new training scenes per step")
+    p.add_argument("--mix-prob", type=float, default=0.3, help="share of a batch that is two scenes summed")
+    p.add_argument("--eval-seconds", type=float, default=70.0, help="seconds of training between val evaluations")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+
+
+def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, batch_size: int = 8,
+                   summary: str = "", architecture: list | None = None, notes: list | None = None) -> dict:
+    """Train, select on val, score on test, save checkpoint + card. Returns the card.
+
+    Parameters
+    ----------
+    mod : module
+        :mod:`model_zoo.crnn_sed` or :mod:`model_zoo.rawcnn_sed`.
+    argv : list of str, optional
+        Command line (see ``--help``).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from . import _common as C
+
+    parser = C.make_parser(mod.NAME, minutes=minutes, batch_size=batch_size, lr=lr,
+                           description=f"Train the zoo's {mod.NAME} sound-event detector on the scene data.")
+    add_sed_options(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        import tempfile
+
+        args.steps = 2 if args.steps is None else args.steps
+        args.out_dir = args.out_dir or tempfile.mkdtemp(prefix=f"zoo_smoke_{mod.NAME}_")
+        args.n_train, args.n_val, args.refresh, args.batch_size = 2, 2, 0, 2
+        args.n_test = 2 if args.n_test is None else args.n_test
+    paths = C.zoo_paths(mod.NAME, args.out_dir)
+    torch.set_num_threads(int(args.threads))
+    rng_seed = int(args.seed)
+    C.seed_everything(rng_seed)
+
+    config = dict(mod.DEFAULT_CONFIG)
+    model = mod.build(config)
+    spec = mod.make_spec(model)
+    sr = spec.sample_rate
+    n_frames = int(SCENE_SECONDS * sr) // int(round(FRAME_SECONDS * sr)) + 1  # centred 20 ms frames
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    state = C.TrainState(mod.NAME, model, opt, root=paths.train_root)
+    best_path = state.dir / "best.safetensors"
+    saved = state.restore() if args.resume else {}
+    step = int(saved.get("step", 0))
+    best = {"score": float(saved.get("best_score", -1.0)), "step": int(saved.get("best_step", -1)),
+            "val": saved.get("best_val", {})}
+    history = list(saved.get("history", []))
+    timer = C.Timer(args.minutes, already=float(saved.get("elapsed", 0.0)))
+    print(f"[{mod.NAME}] {C.count_params(model):,} params; {'resuming at step ' + str(step) if step else 'fresh start'}; "
+          f"budget {args.minutes} min, device {C.device_description()}", flush=True)
+
+    t_data = time.perf_counter()
+    buf = _Buffer(args.n_train, args.refresh, sr, n_frames)
+    buf.fill(step, progress=not args.smoke)
+    val_scenes = scene_set("val", n=args.n_val, sr=sr, stems=False)
+    print(f"[{mod.NAME}] data ready in {time.perf_counter() - t_data:.1f} s: {buf.n} train scenes in the buffer "
+          f"(+{args.refresh}/step), {len(val_scenes)} val scenes", flush=True)
+
+    def validate():
+        r = evaluate(spec, scenes=val_scenes, threshold=0.5, median_frames=1, split="val")
+        return {k: r[k] for k in ("segment_f1", "segment_er", "event_f1")}
+
+    bce = torch.nn.BCELoss()
+    last_eval = timer.elapsed()
+    max_steps = args.steps
+    bar = tqdm(total=max_steps, initial=step, desc=mod.NAME, mininterval=10.0, disable=args.smoke)
+    model.train()
+    losses = []
+    while True:
+        if (max_steps is not None and step >= max_steps) or timer.expired():
+            break
+        frac = max(step / max_steps if max_steps else 0.0, timer.elapsed() / timer.budget)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * _lr_factor(frac, step, warmup=30)
+        buf.advance(step)
+        rng = np.random.default_rng([rng_seed, step])
+        y, t = _batch(buf, rng, args.batch_size, args.mix_prob)
+        out = spec.select_output(model(spec.features(torch.from_numpy(y))))
+        loss = bce(out.clamp(1e-6, 1 - 1e-6), torch.from_numpy(t))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        done = (max_steps is not None and step >= max_steps) or timer.expired()
+        if done or timer.elapsed() - last_eval >= args.eval_seconds:
+            v = validate()
+            model.train()
+            last_eval = timer.elapsed()
+            history.append({"step": step, "seconds": round(timer.elapsed(), 1), "loss": float(np.mean(losses[-50:])), **v})
+            print(f"[{mod.NAME}] step {step} {timer.elapsed() / 60:.1f} min loss {np.mean(losses[-50:]):.4f} "
+                  f"val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} ev-F1 {v['event_f1']:.3f}", flush=True)
+            if v["segment_f1"] > best["score"]:
+                best = {"score": v["segment_f1"], "step": step, "val": v}
+                C.save_checkpoint(model, best_path, name=mod.NAME, config=config)
+            state.save(step=step, elapsed=timer.elapsed(), best_score=best["score"], best_step=best["step"],
+                       best_val=best["val"], history=history)
+    bar.close()
+    train_seconds = timer.elapsed()
+
+    # best weights, decision rule on val, one look at test
+    if best_path.is_file():
+        sd, _ = C.load_checkpoint(best_path)
+        model.load_state_dict(sd)
+    model.eval()
+    t_eval = time.perf_counter()
+    median, table = choose_median(spec, val_scenes)
+    config["postprocessing"] = {"threshold": 0.5, "median_frames": median}
+    model.postprocessing = dict(config["postprocessing"])
+    model.config = config
+    spec.info["postprocessing"] = dict(model.postprocessing)
+    ckpt = C.save_checkpoint(model, paths.checkpoint, name=mod.NAME, config=config)
+    card = {}
+    if not args.no_eval:
+        test_scenes = scene_set("test", n=args.n_test, sr=sr, stems=False)
+        probs = predict(spec, np.stack([s["audio"] for s in test_scenes]))
+        test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
+        k = min(SUBSET_N, len(test_scenes))
+        subset = evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test")
+        card = make_card(mod, model, ckpt, config=config, args=args, step=step, train_seconds=train_seconds,
+                         eval_seconds=time.perf_counter() - t_eval, best=best, median_table=table, test=test,
+                         subset=subset, subset_n=k, n_val=len(val_scenes), history=history, summary=summary,
+                         architecture=architecture or [], notes=notes or [])
+        C.write_card(mod.NAME, card, out_dir=paths.cards)
+        print(f"[{mod.NAME}] test: seg-F1 {test['segment_f1']:.3f} ER {test['segment_er']:.3f} "
+              f"ev-F1 {test['event_f1']:.3f} (median {median} frames)", flush=True)
+    state.clear()
+    return card
+
+
+def floor_report(name: str, metrics: dict) -> dict:
+    """``{metric: {"floor", "value", "met"}}`` for the model's acceptance floors."""
+    out = {}
+    for k, (op, v) in FLOORS.get(name, {}).items():
+        val = float(metrics[k])
+        out[k] = {"floor": f"{op} {v}", "value": round(val, 4), "met": bool(val >= v if op == ">=" else val <= v)}
+    return out
+
+
+def _round(d, nd: int = 4):
+    if isinstance(d, dict):
+        return {k: _round(v, nd) for k, v in d.items()}
+    if isinstance(d, float):
+        return round(d, nd)
+    return d
+
+
+def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval_seconds, best, median_table, test,
+              subset, subset_n, n_val, history, summary, architecture, notes) -> dict:
+    """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
+    from . import _common as C
+
+    man = scene_manifest()
+    floors = floor_report(mod.NAME, test)
+    notes = list(notes)
+    for k, f in floors.items():
+        if not f["met"]:
+            notes.append(f"FLOOR NOT MET: test {k} = {f['value']:.3f}, floor {f['floor']}.")
+    if floors and all(f["met"] for f in floors.values()):
+        notes.append("All acceptance floors are met on the test split.")
+    if args.smoke:
+        notes.append("SMOKE RUN: 2 steps on 2 scenes; the numbers mean nothing.")
+    headline = {k: test[k] for k in ("segment_f1", "segment_er", "segment_precision", "segment_recall", "event_f1",
+                                     "event_er")}
+    return _round({
+        "summary": summary,
+        "task": mod.TASK,
+        "params": C.count_params(model),
+        "checkpoint": str(Path(ckpt).name),
+        "checkpoint_bytes": Path(ckpt).stat().st_size,
+        "input_kind": as_spec(model).input_kind,
+        "output_kind": "frame_probs",
+        "classes": list(SCENE_CLASSES),
+        "grid": {"sample_rate": 16000, "frame_seconds": FRAME_SECONDS, "n_fft": 1024, "hop_length": 320,
+                 **({"n_mels": 64} if as_spec(model).input_kind == "logmel" else {})},
+        "architecture": architecture,
+        "config": config,
+        "data": {
+            "dataset": "scenes (model_zoo/data/scenes.py, version %d)" % man["version"],
+            "classes": man["class_descriptions"],
+            "scenes": f"{SCENE_SECONDS:g} s at 16 kHz; 3-7 events per scene at {man['augmentation']['snr_db']} dB over "
+                      "a real ambience; speed x0.92-1.08; labels from each event's energy (30 dB below its peak)",
+            "sizes": {"train_buffer": args.n_train, "train_scenes_made": args.n_train + step * args.refresh,
+                      "val": n_val, "test": test["n_scenes"]},
+            "source_files_per_split": man["counts"],
+            "held_out": man["held_out"],
+            "debian_packages": sorted({p["debian_package"] for p in man["packages"].values()}),
+            "licences": {p["debian_package"]: f"{p['licence']} - {p['credit']}" for p in man["packages"].values()},
+        },
+        "training": {
+            "steps": step, "seconds": round(train_seconds, 1), "minutes_budget": args.minutes,
+            "eval_seconds": round(eval_seconds, 1), "device": C.device_description(), "batch_size": args.batch_size,
+            "optimizer": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
+            "schedule": "30-step warm-up, cosine decay to 5 % over the time budget", "loss": "frame-wise BCE",
+            "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
+            "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "
+                         f"{args.eval_seconds:g} s", "best_step": best["step"], "best_val": best["val"],
+            "median_filter_on_val": median_table, "software": C.software_versions(), "history": history,
+        },
+        "postprocessing": config["postprocessing"],
+        "metrics": {"test": headline, "test_per_class": test["per_class"]},
+        "subset_metrics": {"n_scenes": subset_n, "split": "test",
+                           **{k: subset[k] for k in ("segment_f1", "segment_er", "event_f1", "event_er")}},
+        "floors": floors,
+        "evaluation": "sed_eval 0.2.1: segment-based on 1 s segments; event-based with a 200 ms onset collar and "
+                      "an offset collar of max(200 ms, 20 % of the event length); threshold 0.5 after a median "
+                      "filter whose length was chosen on the validation split",
+        "notes": notes,
+    })

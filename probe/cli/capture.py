@@ -1,0 +1,47 @@
+"""``probe capture MODEL AUDIO --layers PATTERN --out DIR``: record activations to a run directory."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ._common import add_audio_arg, add_model_arg, resolve_audio, resolve_model
+
+
+def add_parser(sub):
+    p = sub.add_parser("capture", help="capture layer activations with time axes to a run directory",
+                       description="Run MODEL on AUDIO and save the selected layers' outputs (safetensors + manifest).")
+    add_model_arg(p)
+    add_audio_arg(p)
+    p.add_argument("--layers", default="*", help="glob, exact name, 're:REGEX' or comma-separated list (default: all)")
+    p.add_argument("--out", default=None, help="run directory (default runs/capture-TIMESTAMP)")
+    p.add_argument("--reduce", choices=["mean", "max"], default=None, help="reduce each record over time")
+    p.add_argument("--every", type=int, default=None, help="keep every k-th time step")
+    p.add_argument("--max-steps", type=int, default=None, help="keep at most N time steps per record")
+    p.add_argument("--chunk-seconds", type=float, default=None, help="process long audio in chunks of this length")
+    p.add_argument("--float16", action="store_true", help="store records as float16")
+    return p
+
+
+def run(args) -> dict:
+    import torch
+
+    from ..capture import capture_audio
+    from ..store import save_run
+
+    t0 = time.perf_counter()
+    spec = resolve_model(args.model)
+    ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
+    layers = args.layers.split(",") if "," in args.layers else args.layers
+    cache = capture_audio(spec, ex.y, layers, chunk_seconds=args.chunk_seconds, reduce=args.reduce, every=args.every,
+                          max_steps=args.max_steps, dtype=torch.float16 if args.float16 else None)
+    out = Path(args.out or f"runs/capture-{datetime.now():%Y%m%d-%H%M%S}")
+    from ..audio import audio_hash
+
+    save_run(cache, out, model_id=args.model,
+             audio={"source": args.audio, "hash": audio_hash(ex.y, ex.sr), "duration": ex.duration, "sr": ex.sr})
+    layers_out = {k: {"shape": list(r.shape), "axes": r.axes, "seconds_per_step": r.seconds_per_step}
+                  for k, r in cache.items()}
+    return {"run_dir": str(out), "model": spec.name, "audio_seconds": round(ex.duration, 4), "layers": layers_out,
+            "seconds": round(time.perf_counter() - t0, 3)}
