@@ -29,8 +29,8 @@ DEFAULT_CONFIG = {
     "n_fft": 1024,
     "hop_length": 320,              # 20 ms frames
     "n_mels": 64,
-    "channels": [32, 64, 64],       # conv blocks
-    "freq_pool": [4, 4, 2],         # 64 mel bands → 16 → 4 → 2
+    "channels": [16, 32, 64],       # conv blocks
+    "freq_pool": [4, 2, 2],         # 64 mel bands → 16 → 8 → 4
     "kernel_size": 3,
     "rnn_hidden": 64,               # per direction
     "dropout": 0.2,
@@ -62,7 +62,7 @@ class CRNN(nn.Module):
     forward: ``(batch, n_mels, frames)`` → ``(batch, n_classes, frames)`` in [0, 1].
     """
 
-    def __init__(self, *, n_mels: int = 64, channels=(32, 64, 64), freq_pool=(4, 4, 2), kernel_size: int = 3,
+    def __init__(self, *, n_mels: int = 64, channels=(16, 32, 64), freq_pool=(4, 2, 2), kernel_size: int = 3,
                  rnn_hidden: int = 64, dropout: float = 0.2, classes=tuple(SCENE_CLASSES),
                  postprocessing: dict | None = None, **_grid):
         super().__init__()

@@ -9,7 +9,8 @@ whatever the noise partition cannot explain has to go through the signal partiti
 Denoising decodes the signal partition::
 
     y (b, 1, n) ──encoder (Conv1d 1→K, kernel L, stride L/2)──softplus──► w (b, K, T) ≥ 0   learned "spectrogram"
-        log1p(w) ──code net (1x1 + dilated conv blocks)──ReLU──► z = [z_sig (b, Ks, T) | z_noise (b, Kn, T)] ≥ 0
+        log1p(w) ──code net (1x1 + dilated conv blocks)──softplus──► z = [z_sig (b, Ks, T) | z_noise (b, Kn, T)] ≥ 0
+        z_noise ──moving average over ~0.4 s──► z_noise (the noise partition can only follow slow changes)
         v_p = D_p z_p  (D_p ≥ 0: non-negative bases of each partition, K × K_p)      NMF-like latent model of w
         m_p = v_p / (v_sig + v_noise + eps)                                          partition masks
         ŝ_p = decoder(w ⊙ m_p)  (ConvTranspose1d K→1)                                 signal and noise estimates
@@ -50,6 +51,7 @@ DEFAULT_CONFIG = {
     "signal_size": 48,       # Ks: signal-partition code size
     "noise_size": 48,        # Kn: noise-partition code size
     "eps": 1e-4,
+    "noise_smooth_frames": 201,  # moving average of the noise code: 201 frames × 2 ms ≈ 0.4 s
 }
 SOURCE_NAMES = ["signal", "noise"]
 
@@ -100,12 +102,16 @@ class PartitionedAutoencoder(nn.Module):
         Sizes of the two code partitions (and atoms of their non-negative bases).
     eps : float
         Floor of the partition masks' denominator.
+    noise_smooth_frames : int
+        Length of the moving average applied to the noise code (frames; 1 = none). It limits
+        what the noise partition can explain to slowly varying sound, so the fast structure of
+        a signal cannot hide in it.
 
     Forward: ``(batch, 1, n)`` → ``(batch, 2, n)`` = [signal, noise].
     """
 
     def __init__(self, n_filters=256, kernel_size=32, stride=16, hidden=128, code_blocks=4, signal_size=48,
-                 noise_size=48, eps=1e-4, **_):
+                 noise_size=48, eps=1e-4, noise_smooth_frames=201, **_):
         super().__init__()
         self.n_filters, self.n_sources = int(n_filters), 2
         self.signal_size, self.noise_size, self.eps = int(signal_size), int(noise_size), float(eps)
@@ -115,7 +121,9 @@ class PartitionedAutoencoder(nn.Module):
         self.code_in = nn.Conv1d(n_filters, hidden, 1)
         self.code_net = nn.Sequential(*[_CodeBlock(hidden, 2 ** i) for i in range(code_blocks)])
         self.code_out = nn.Conv1d(hidden, signal_size + noise_size, 1)
-        self.code_act = nn.ReLU()
+        self.code_act = nn.Softplus()  # not ReLU: an L1-penalised ReLU code dies early and never recovers
+        P = int(noise_smooth_frames) | 1  # odd, so the smoothed code keeps its length
+        self.noise_smoother = nn.AvgPool1d(P, stride=1, padding=P // 2, count_include_pad=False) if P > 1 else nn.Identity()
         self.signal_bases = NonNegativeBases(signal_size, n_filters)
         self.noise_bases = NonNegativeBases(noise_size, n_filters)
         self.decoder = nn.ConvTranspose1d(n_filters, 1, kernel_size, stride=stride, padding=pad, bias=False)
@@ -131,7 +139,7 @@ class PartitionedAutoencoder(nn.Module):
         ``zero="signal"`` / ``"noise"`` replaces that partition by exact zeros.
         """
         z = self.code_act(self.code_out(self.code_net(self.code_in(torch.log1p(w)))))
-        z_sig, z_noise = z[:, : self.signal_size], z[:, self.signal_size:]
+        z_sig, z_noise = z[:, : self.signal_size], self.noise_smoother(z[:, self.signal_size:])
         if zero == "signal":
             z_sig = torch.zeros_like(z_sig)
         elif zero == "noise":

@@ -131,9 +131,6 @@ class Record:
     reduced: str | None = None
     path: Path | None = field(default=None, repr=False)
 
-    def __post_init__(self):
-        self._lock = threading.Lock()
-
     def load(self):
         """The tensor, read from disk for streamed records."""
         if self.tensor is None and self.path is not None:
@@ -175,10 +172,17 @@ class Cache:
     ``cache.to(device)`` copies everything.
     """
 
-    def __init__(self, records=None, spec_dict: dict | None = None):
+    def __init__(self, records=None, spec_dict=None):
         self._records: "OrderedDict[str, Record]" = OrderedDict(records or {})
-        self.spec_dict = spec_dict
+        self._spec_dict = spec_dict  # a dict, or a callable producing it on first use
         self.audio: dict = {}
+
+    @property
+    def spec_dict(self) -> dict | None:
+        """The model spec's description (see ``ModelSpec.to_dict``), if captured through a spec."""
+        if callable(self._spec_dict):
+            self._spec_dict = self._spec_dict()
+        return self._spec_dict
 
     def __getitem__(self, name: str) -> Record:
         try:
@@ -282,7 +286,7 @@ class Capture:
         self._tid = None
         self._calls: dict = {}
         self._axes: dict = {}
-        self.cache = Cache(spec_dict=self.spec.to_dict() if self.spec is not None else None)
+        self.cache = Cache(spec_dict=self.spec.to_dict if self.spec is not None else None)
 
     # overrides may be global or per layer
     def _override(self, value, name):
@@ -331,6 +335,8 @@ class Capture:
         return ax[1] if ax else None
 
     def _make_hook(self, name: str, mtype: str) -> Callable:
+        import torch
+
         def hook(module, inp, out):
             if threading.get_ident() != self._tid:
                 return  # another thread's forward through the shared model
@@ -339,17 +345,18 @@ class Capture:
                 return  # a shape probe's forward, not the user's
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
-            leaves = list(_leaf_paths(out))
+            leaves = [("", out)] if isinstance(out, torch.Tensor) else list(_leaf_paths(out))
             in_tensors = [t.detach().to(self.device, copy=True) for t in _tensors(inp)] if self.inputs else None
             for j, (path, t) in enumerate(leaves):
                 key = name + path + (f"@{call}" if call else "")
                 rec = Record(name=key, module=name, module_type=mtype, call=call)
                 if j == 0:
                     rec.inputs = in_tensors
-                tax = self._time_axis_for(name, call, j, t.ndim)
                 x = t.detach()
-                if tax is not None and (self.every or self.max_steps or self.reduce):
-                    x, rec.reduced = self._reduce(x, tax)
+                if self.every or self.max_steps or self.reduce:
+                    tax = self._time_axis_for(name, call, j, t.ndim)
+                    if tax is not None:
+                        x, rec.reduced = self._reduce(x, tax)
                 if self.dtype is not None:
                     x = x.to(self.dtype)
                 if self.copy or self.stream_to is not None:
@@ -569,7 +576,7 @@ def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, ov
             elif k not in parts:
                 parts[k] = [t]
             meta.setdefault(k, rec)
-    out = Cache(spec_dict=spec.to_dict())
+    out = Cache(spec_dict=spec.to_dict)
     for k, ts in parts.items():
         rec = meta[k]
         rec.tensor = torch.cat(ts, dim=rec.time_axis) if rec.time_axis is not None and len(ts) > 1 else ts[0]

@@ -21,8 +21,9 @@ Build everything once with ``python -m model_zoo.data build``; print provenance 
 from __future__ import annotations
 
 from ._common import SPLITS, MissingSourceError
+from .scenes import scene_set  # noqa: F401  (sound-event scenes: model_zoo/data/scenes.py, a colleague's file)
 
-__all__ = ["separation_set", "noisy_set", "SEPARATION_KINDS", "SPLITS", "MissingSourceError", "default_size"]
+__all__ = ["separation_set", "noisy_set", "scene_set", "SEPARATION_KINDS", "SPLITS", "MissingSourceError", "default_size"]
 
 SEPARATION_KINDS = ("instruments", "speech")
 

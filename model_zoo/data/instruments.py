@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from probe.errors import AudioError
+
 from . import _common as C
 
 __all__ = ["LOW_PROGRAMS", "HIGH_PROGRAMS", "programs", "build", "DEFAULT_SIZES", "VERSION", "render_line"]
 
-VERSION = 1
+VERSION = 2
 DEFAULT_SIZES = {"train": 800, "val": 60, "test": 100}
 SOURCE_NAMES = ["low", "high"]
 RENDER_SR = 32000
@@ -115,7 +117,7 @@ def _silence(synth) -> None:
     for _ in range(100):  # sounds_off fades voices over a few ms; render that fade away
         if not np.any(np.frombuffer(synth.generate(RENDER_SR // 20), np.float32)):
             return
-    raise RuntimeError("tinysoundfont kept sounding 5 s after sounds_off()")  # pragma: no cover
+    raise AudioError("tinysoundfont kept sounding 5 s after sounds_off(); stems would not be independent")  # pragma: no cover
 
 
 def preset_name(program: int) -> str:

@@ -38,7 +38,7 @@ from . import instruments, speech
 
 __all__ = ["build", "DEFAULT_SIZES", "VERSION", "EVENT_FILES", "asterisk_prompts", "noise_files"]
 
-VERSION = 1
+VERSION = 2
 DEFAULT_SIZES = {"train": 600, "val": 50, "test": 100}
 SNR_RANGE = (-5.0, 10.0)
 BED_TYPES = {"trainval": ("babble", "recorded", "shaped"), "test": ("babble", "shaped")}
@@ -282,6 +282,14 @@ def make_item(split: str, index: int, *, sr: int, seconds: float):
         scale *= 0.9 / peak
     clean = (clean * np.float32(scale)).astype(np.float32)
     noise = (noise * np.float32(scale)).astype(np.float32)
+    provenance = []  # flat list for model cards: every recording this clip used, with package and licence
+    if signal_meta is not None:
+        provenance.append({"role": "signal", "file": str(C.FLITE) if signal_meta["type"] == "speech" else str(C.SOUNDFONT),
+                           "package": signal_meta["package"], "licence": signal_meta["licence"]})
+    for f in [x["file"] for x in bed_meta.get("files", [])] + [bed_meta[k] for k in ("file", "spectrum_from") if k in bed_meta]:
+        provenance.append({"role": f"noise_{bed_type}", "file": f, "package": _package_of(f), "licence": licence_of(f)})
+    if event_meta is not None:
+        provenance.append({"role": "noise_event", "file": event_meta["file"], "package": event_meta["package"], "licence": event_meta["licence"]})
     meta = {
         "kind": "noisy",
         "split": split,
@@ -293,6 +301,8 @@ def make_item(split: str, index: int, *, sr: int, seconds: float):
         "signal_rms_db": round(C.rms_db(clean), 2) if with_signal else None,
         "noise_rms_db": round(C.rms_db(noise), 2),
         "noisy_rms_db": round(C.rms_db(clean + noise), 2),
+        "sources": provenance,
+        "source_files": sorted({x["file"] for x in provenance}),
     }
     return {"clean": clean, "noise": noise}, meta
 

@@ -6,7 +6,7 @@ random signal-to-background ratio. Everything is known by construction: every ev
 own signal inside the scene (``event_stems``), the background alone, and labels read off
 the event's energy, not off the file's length:
 
-* ``onset`` / ``offset``: first / last 5 ms step whose 20 ms energy lies within
+* ``onset`` / ``offset``: first / last millisecond whose 20 ms energy lies within
   :data:`TOP_DB` dB of the event's peak (trailing silence and faint tails do not count);
 * ``fmin`` / ``fmax``: the band holding the central 95 % of the event's energy between its
   onset and offset (2.5 % of the energy lies below ``fmin``, 2.5 % above ``fmax``).
@@ -73,8 +73,8 @@ TEST_FRACTION, VAL_FRACTION = 0.30, 0.12
 TOP_DB = 30.0
 #: Fraction of an event's energy inside its (fmin, fmax) box.
 BAND_ENERGY = 0.95
-#: Envelope analysis: 20 ms windows every 5 ms.
-_ENV_WIN_S, _ENV_HOP_S = 0.020, 0.005
+#: Envelope analysis: 20 ms windows every millisecond.
+_ENV_WIN_S, _ENV_HOP_S = 0.020, 0.001
 #: Frame period of the detectors' outputs and of :func:`event_roll` (hop 320 at 16 kHz).
 FRAME_SECONDS = 0.020
 
@@ -235,7 +235,7 @@ def _check_split(split: str) -> None:
 
 
 def _envelope_db(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """20 ms energy every 5 ms: ``(centre times in s, level in dB)``; frame ``j`` is centred on ``j * hop``."""
+    """20 ms energy every 1 ms: ``(centre times in s, level in dB)``; frame ``j`` is centred on ``j * hop``."""
     win, hop = max(1, round(_ENV_WIN_S * sr)), max(1, round(_ENV_HOP_S * sr))
     c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
     centres = np.arange(0, len(y), hop)
@@ -258,7 +258,7 @@ def event_bounds(y: np.ndarray, sr: int, *, top_db: float = TOP_DB) -> tuple[flo
     Returns
     -------
     onset, offset : float
-        Centres of the first and last 5 ms step above the threshold; ``(nan, nan)`` if ``y`` is silent.
+        Centres of the first and last 1 ms step above the threshold; ``(nan, nan)`` if ``y`` is silent.
 
     Examples
     --------
@@ -325,7 +325,7 @@ def _load_source(package_key: str, rel: str, sr: int, trim: bool = True) -> np.n
                                  f"{_PACKAGES[package_key][0]!r}; install it with: apt-get install -y "
                                  f"{_PACKAGES[package_key][0]}")
     st = path.stat()
-    key = json.dumps([str(path), st.st_size, int(st.st_mtime), sr, trim, TOP_DB, 1])
+    key = json.dumps([str(path), st.st_size, int(st.st_mtime), sr, trim, TOP_DB, _ENV_HOP_S, 2])
     cf = _cache_file(key)
     if cf.is_file():
         try:
@@ -606,7 +606,7 @@ def scene_manifest() -> dict:
         "splits": splits,
         "counts": {s: {c: len(v) for c, v in splits[s]["events"].items()} for s in SPLITS},
         "file_licences": lic,
-        "labels": {"top_db": TOP_DB, "band_energy": BAND_ENERGY, "envelope": "20 ms energy every 5 ms"},
+        "labels": {"top_db": TOP_DB, "band_energy": BAND_ENERGY, "envelope": "20 ms energy every 1 ms"},
         "augmentation": {"snr_db": list(SNR_DB), "background_dbfs": list(BACKGROUND_DBFS), "speed": list(SPEED),
                          "max_event_seconds": MAX_EVENT_SECONDS, "events_per_10s": [3, 7]},
         "default_sizes": dict(DEFAULT_SIZES),

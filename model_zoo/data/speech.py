@@ -21,16 +21,15 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from . import _common as C
 
-__all__ = ["VOICES", "text_pool", "synthesize", "build", "DEFAULT_SIZES", "VERSION", "TEST_NOUNS"]
+__all__ = ["VOICES", "plural", "text_pool", "synthesize", "build", "DEFAULT_SIZES", "VERSION", "TEST_NOUNS"]
 
-VERSION = 1
+VERSION = 2
 DEFAULT_SIZES = {"train": 400, "val": 40, "test": 60}
 #: flite's distinct speakers (``kal`` is the 8 kHz twin of ``kal16``, ``awb_time`` a talking clock).
 VOICES = ("kal16", "awb", "rms", "slt")
@@ -64,7 +63,7 @@ _TEMPLATES = [
     "the {adj} {noun} {verb} the {noun2} {prep} the {noun3}",
     "{name} {verb} the {adj} {noun} {time}",
     "{name} said the {noun} was {adj} {time}",
-    "{name} and {name2} {verb} {num} {noun}s {time}",
+    "{name} and {name2} {verb} {num} {nouns} {time}",
     "why is the {noun} so {adj} {time}",
     "the {noun} {prep} the {noun2} looks {adj} {time}",
     "we {verb} a {adj} {noun} {prep} the {noun2}",
@@ -74,11 +73,17 @@ _TEMPLATES = [
 _POOLS: dict[str, list[str]] = {}
 
 
+def plural(noun: str) -> str:
+    """English plural of the nouns used here (``compass`` -> ``compasses``)."""
+    return noun + "es" if noun.endswith(("s", "sh", "ch", "x")) else noun + "s"
+
+
 def _sentence(rng: np.random.Generator, nouns: list[str], other_nouns: list[str]) -> str:
     pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
     names = rng.permutation(_NAMES)
+    noun = pick(nouns)
     return pick(_TEMPLATES).format(
-        adj=pick(_ADJ), noun=pick(nouns), noun2=pick(other_nouns), noun3=pick(other_nouns), verb=pick(_VERBS),
+        adj=pick(_ADJ), noun=noun, nouns=plural(noun), noun2=pick(other_nouns), noun3=pick(other_nouns), verb=pick(_VERBS),
         prep=pick(_PREPS), time=pick(_TIMES), num=pick(_NUMS), name=names[0], name2=names[1],
     )
 

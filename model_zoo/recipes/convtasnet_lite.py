@@ -150,19 +150,21 @@ def subset_metrics(separate_fn: Callable, items: list[dict], grid) -> dict:
     return {"n_items": res["n_items"], **{k: res["model"][k] for k in ("si_sdr", "si_sdri", "sdr", "sdri")}}
 
 
-def find_floor_card(task_words=("deep clustering", "deep_clustering", "dpcl"), exclude=()) -> dict | None:
-    """Locate a colleague's card by name/summary words (the deep-clustering floor); ``None`` when absent."""
+def find_floor_card(name: str = "dc_blstm", task_words=("deep clustering", "dpcl"), exclude=()) -> dict | None:
+    """The deep-clustering model's card: ``cards/<name>.json``, else a card whose name/summary names the method."""
     from model_zoo.recipes._common import CARD_DIR
 
-    for p in sorted(Path(CARD_DIR).glob("*.json")):
+    exact = Path(CARD_DIR) / f"{name}.json"
+    candidates = [exact] if exact.is_file() else sorted(Path(CARD_DIR).glob("*.json"))
+    for p in candidates:
         if p.stem in exclude:
             continue
         try:
             card = json.loads(p.read_text())
         except Exception:
             continue
-        hay = (p.stem + " " + str(card.get("summary", "")) + " " + str(card.get("architecture", ""))).lower()
-        if any(w in hay for w in task_words):
+        hay = (p.stem + " " + str(card.get("summary", ""))).lower()
+        if p == exact or (any(w in hay for w in task_words) and "chimera" not in hay):
             card["_path"] = str(p)
             return card
     return None
@@ -327,9 +329,7 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
     write_card(name, card, out_dir=paths.cards)
     print(json.dumps({"name": name, "test": {k: round(v.get("si_sdri", float("nan")), 2) for k, v in rows.items()
                                              if isinstance(v, dict) and "si_sdri" in v}}, indent=None))
-    if not args.smoke:
-        state.clear()
-    return card
+    return card  # the training state stays in _train/ (gitignored): `--resume --minutes M` extends the run
 
 
 def _floor(card: dict) -> None:

@@ -17,8 +17,8 @@ SUMMARY = ("CRNN (Cakir et al. 2017) that detects 8 classes of recorded sound ef
 ARCHITECTURE = [
     "input: log(mel(|STFT|^2) + 1e-6), 16 kHz, n_fft 1024, hop 320 (20 ms), 64 mel bands (Slaney), centred frames",
     "input_norm: BatchNorm1d over the 64 mel bands (normalisation inside the model)",
-    "conv.0-2: Conv2d 3x3 (32, 64, 64 channels) -> BatchNorm2d -> ReLU -> MaxPool over frequency (4, 4, 2) -> Dropout 0.2",
-    "rnn: bidirectional GRU, 64 units per direction, on the 64x2 pooled features of each frame",
+    "conv.0-2: Conv2d 3x3 (16, 32, 64 channels) -> BatchNorm2d -> ReLU -> MaxPool over frequency (4, 2, 2) -> Dropout 0.2",
+    "rnn: bidirectional GRU, 64 units per direction, on the 64x4 pooled features of each frame",
     "classifier: Linear 128 -> 8, sigmoid per class and frame; output (batch, 8, frames)",
 ]
 
@@ -29,7 +29,7 @@ def evaluate(model, split: str = "test", n: int | None = None, **kw) -> dict:
 
 
 def main(argv=None) -> int:
-    train_detector(MODEL, argv, minutes=11.0, lr=2e-3, batch_size=8, summary=SUMMARY, architecture=ARCHITECTURE,
+    train_detector(MODEL, argv, minutes=11.0, lr=2e-3, batch_size=16, summary=SUMMARY, architecture=ARCHITECTURE,
                    notes=["Classes, recordings and held-out design: see data; the test split uses recordings and "
                           "ambiences never heard in training or validation."])
     return 0

@@ -4,7 +4,8 @@ Both detectors (:mod:`model_zoo.crnn_sed`, :mod:`model_zoo.rawcnn_sed`) output f
 probabilities ``(batch, classes, frames)`` on 20 ms frames centred at ``t * 0.02`` s, so one
 loop trains and scores them both:
 
-* **data**: a buffer of ``--n-train`` training scenes (audio in float16, frame targets);
+* **data**: a buffer of ``--n-train`` training scenes (audio in float16, frame targets), seen
+  as random ``--crop-seconds`` crops aligned to the frame grid;
   every step ``--refresh`` buffer slots are replaced by newly made training scenes (from the
   same training recordings: more placements, levels and speeds, never new recordings), and a
   share ``--mix-prob`` of each batch is the sum of two scenes with the union of their labels;
@@ -270,16 +271,25 @@ class _Buffer:
             self._put(m % self.n, self.n + m)
 
 
-def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: float):
-    idx = rng.integers(buf.n, size=batch_size)
-    y = buf.audio[idx].astype(np.float32)
-    t = buf.targets[idx].astype(np.float32)
+def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: float, crop_frames: int):
+    """Random crops of ``crop_frames`` frames (aligned to the 20 ms frame grid), some of them two scenes summed."""
+    hop = int(round(FRAME_SECONDS * buf.sr))
+    crop_frames = min(int(crop_frames), buf.n_frames)
+    n = (crop_frames - 1) * hop
+    y = np.zeros((batch_size, n), np.float32)
+    t = np.zeros((batch_size, len(SCENE_CLASSES), crop_frames), np.float32)
+
+    def crop(j):
+        f0 = int(rng.integers(buf.n_frames - crop_frames + 1))
+        return (buf.audio[j, f0 * hop:f0 * hop + n].astype(np.float32),
+                buf.targets[j, :, f0:f0 + crop_frames].astype(np.float32))
+
     for b in range(batch_size):
+        y[b], t[b] = crop(int(rng.integers(buf.n)))
         if rng.random() < mix_prob:  # event mixing: two scenes at once, union of labels
-            j = int(rng.integers(buf.n))
-            y[b] = y[b] + buf.audio[j].astype(np.float32) * np.float32(10 ** (rng.uniform(-6, 0) / 20))
-            t[b] = np.maximum(t[b], buf.targets[j])
-            y[b] *= np.float32(0.7)
+            y2, t2 = crop(int(rng.integers(buf.n)))
+            y[b] = 0.7 * (y[b] + y2 * np.float32(10 ** (rng.uniform(-6, 0) / 20)))
+            t[b] = np.maximum(t[b], t2)
         y[b] *= np.float32(10 ** (rng.uniform(-6, 6) / 20))  # overall gain
     peak = np.abs(y).max(axis=1, keepdims=True)
     y = np.where(peak > 0.99, y * (0.99 / np.maximum(peak, 1e-9)), y)
@@ -298,11 +308,12 @@ def add_sed_options(p) -> None:
     p.add_argument("--n-val", type=int, default=None, help="validation scenes (default 40)")
     p.add_argument("--refresh", type=int, default=2, help="buffer slots replaced by new training scenes per step")
     p.add_argument("--mix-prob", type=float, default=0.3, help="share of a batch that is two scenes summed")
+    p.add_argument("--crop-seconds", type=float, default=4.0, help="training crop length (s)")
     p.add_argument("--eval-seconds", type=float, default=70.0, help="seconds of training between val evaluations")
     p.add_argument("--weight-decay", type=float, default=1e-4)
 
 
-def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, batch_size: int = 8,
+def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, batch_size: int = 16,
                    summary: str = "", architecture: list | None = None, notes: list | None = None) -> dict:
     """Train, select on val, score on test, save checkpoint + card. Returns the card.
 
@@ -380,7 +391,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
             g["lr"] = args.lr * _lr_factor(frac, step, warmup=30)
         buf.advance(step)
         rng = np.random.default_rng([rng_seed, step])
-        y, t = _batch(buf, rng, args.batch_size, args.mix_prob)
+        y, t = _batch(buf, rng, args.batch_size, args.mix_prob, int(round(args.crop_seconds / FRAME_SECONDS)) + 1)
         out = spec.select_output(model(spec.features(torch.from_numpy(y))))
         loss = bce(out.clamp(1e-6, 1 - 1e-6), torch.from_numpy(t))
         opt.zero_grad(set_to_none=True)
@@ -501,6 +512,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "optimizer": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
             "schedule": "30-step warm-up, cosine decay to 5 % over the time budget", "loss": "frame-wise BCE",
             "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
+            "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "
                          f"{args.eval_seconds:g} s", "best_step": best["step"], "best_val": best["val"],
             "median_filter_on_val": median_table, "software": C.software_versions(), "history": history,

@@ -766,9 +766,11 @@ def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", e
         # distances of the row (a partition, O(n)), and against the whole row only past those
         head = np.sort(np.partition(Dm, m_head - 1, axis=1)[:, :m_head], axis=1)
         ranks = 1 + (head[:, None, :] < dj[:, :, None]).sum(-1)
-        far_r, far_c = np.nonzero(dj > head[:, -1:])
-        if len(far_r):
-            ranks[far_r, far_c] = 1 + (Dm[far_r] < dj[far_r, far_c][:, None]).sum(1)
+        far_rows = np.flatnonzero((dj > head[:, -1:]).any(1))
+        if len(far_rows):
+            full = np.sort(Dm[far_rows], axis=1)
+            for r, row in zip(far_rows, full):
+                ranks[r] = 1 + np.searchsorted(row, dj[r], side="left")
         penalty += np.maximum(ranks - k, 0).sum()
     return float(1.0 - penalty * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
 

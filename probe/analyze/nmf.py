@@ -94,17 +94,21 @@ def fit_nmf(S, n_components: int, *, beta_loss: str = "frobenius", max_iter: int
     n_components : int
     beta_loss : {"frobenius", "kl", "is"}
         ``kl`` and ``is`` use the multiplicative-update solver (sklearn's coordinate descent
-        only does Frobenius). Itakura–Saito diverges on zeros, so ``eps`` (default
-        ``1e-6 · max S``) is added to the data for it.
+        only does Frobenius). Itakura–Saito diverges on zeros and is scale invariant (a
+        near-silent cell weighs as much as a loud one), so ``eps`` (default ``1e-3 · max S``,
+        a −60 dB floor) is added to the data for it.
     init : str, optional
-        Default ``"nndsvda"``: deterministic, and (unlike ``"nndsvd"``) leaves no exact zeros
-        that multiplicative updates could never move.
+        Default ``"nndsvda"`` (``"nndsvdar"`` for Itakura–Saito, which the flat fill of
+        ``nndsvda`` sends to a poor local optimum): deterministic, and (unlike ``"nndsvd"``)
+        leaves no exact zeros that multiplicative updates could never move.
 
     Returns
     -------
     W : np.ndarray [shape=(F, K)]  bases with unit L2 norm per column
     H : np.ndarray [shape=(K, T)]  activations (scaled so ``W @ H`` is unchanged)
-    rel_err : float  ``||S - W H||_F / ||S||_F``
+    rel_err : float
+        ``||S - W H||_F / ||S||_F`` (for Itakura–Saito, which tolerates overshoot in quiet
+        cells, this Euclidean error can exceed 1 even when the bases are right).
     """
     from sklearn.decomposition import NMF
 
@@ -115,10 +119,10 @@ def fit_nmf(S, n_components: int, *, beta_loss: str = "frobenius", max_iter: int
     beta = _beta(beta_loss)
     X = S
     if beta == "itakura-saito":
-        X = S + (eps if eps is not None else 1e-6 * max(float(S.max()), 1e-12))
+        X = S + (eps if eps is not None else 1e-3 * max(float(S.max()), 1e-12))
     elif not (S > 0).any():
         raise AnalysisError("the spectrogram is all zeros; there is nothing to factorise")
-    model = NMF(n_components=k, beta_loss=beta, solver="cd" if beta == "frobenius" else "mu", init=init or "nndsvda",
+    model = NMF(n_components=k, beta_loss=beta, solver="cd" if beta == "frobenius" else "mu", init=init or ("nndsvdar" if beta == "itakura-saito" else "nndsvda"),
                 max_iter=int(max_iter), tol=tol, random_state=random_state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: the iteration cap is a budget, not an error

@@ -83,7 +83,9 @@ class Attribution:
     convergence_delta : float or None
         Captum's ``sum(map) - (f(x) - f(baseline))`` (IG, DeepLift, GradientShap).
     completeness_error : float or None
-        ``|convergence_delta| / |f(x) - f(baseline)|``; for chunked runs the worst chunk.
+        ``|convergence_delta| / |f(x) - f(baseline)|``; for chunked runs
+        ``sum |delta_c| / sum |f_c(x) - f_c(baseline)|`` over chunks (each chunk's own
+        error is in ``info["chunks"]``).
     input_magnitude : np.ndarray [shape=(F, T)]
         ``|X|`` of the clip.
     baseline : np.ndarray [shape=(F, T)] or None
@@ -278,7 +280,12 @@ def analysis_stft(spec, y):
     if spec.input_kind != "waveform":
         return mag, None, None
     phase = torch.where(mag > 0, S / mag.clamp_min(1e-30), torch.ones_like(S))
-    rec = g.istft(mag * phase, length=yt.shape[-1])
+    try:
+        rec = g.istft(mag * phase, length=yt.shape[-1])
+    except RuntimeError as exc:  # torch refuses windows that do not overlap-add (NOLA)
+        raise SpecError(f"the grid does not invert this clip: {str(exc).splitlines()[0][-120:]} "
+                        f"(n_fft={g.n_fft}, hop_length={g.hop_length}, window={g.window!r}); "
+                        "use a window/hop with overlap-add (e.g. hop <= n_fft/4)") from None
     ny = float(torch.linalg.vector_norm(yt.double()))
     err_db = -math.inf if ny == 0 else 20 * math.log10(max(float(torch.linalg.vector_norm((rec - yt).double())) / ny, 1e-300))
     if err_db > -60:
@@ -360,6 +367,9 @@ def _find_layer(model, layer):
     named = dict(model.named_modules())
     if layer is None:
         convs = [n for n, m in named.items() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+        # a 1×1 conv at the end is a classifier head, not a feature map worth a CAM
+        wide = [n for n in convs if any(k > 1 for k in named[n].kernel_size)]
+        convs = wide or convs
         if not convs:
             raise AnalysisError(f"GradCAM needs a conv layer and {type(model).__name__} has none; pass layer=NAME")
         return convs[-1], named[convs[-1]]
@@ -478,6 +488,7 @@ def _run_method(o: _Options, fwd: TFForward, x, base, mag_range: float):
         raise AnalysisError(m)
 
     delta = None
+    x = x.detach().requires_grad_(m not in ("occlusion", "ablation"))
     if o.smooth:
         if m not in _SMOOTHABLE:
             raise AnalysisError(f"NoiseTunnel smoothing applies to gradient methods ({', '.join(_SMOOTHABLE)}), not {m!r}")
@@ -680,12 +691,9 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
     if smooth is not None and smooth not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
         raise AnalysisError(f"smooth must be smoothgrad, smoothgrad_sq or vargrad, given {smooth!r}")
     y, example = _coerce_audio(spec, y, sr)
-    g = spec.grid
-    n = len(y)
-    duration = n / spec.sample_rate
+    duration = len(y) / spec.sample_rate
     if chunk_seconds is None and duration > max_unchunked_seconds:
         chunk_seconds = 10.0
-    chunked = chunk_seconds is not None and duration > chunk_seconds
     if target is None:
         tgt = default_target(spec, example)
         if tgt is None:
@@ -701,8 +709,33 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
                     baseline)
     if m == "gradcam" and not isinstance(layer, (str, type(None))):
         opts.layer = _find_layer(spec.model, layer)[0]
-    torch.manual_seed(seed)
+    with _seeded(seed):
+        return _attribute(spec, y, example, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth,
+                          t_start)
 
+
+@contextmanager
+def _seeded(seed: int):
+    """Seed torch and numpy for Captum's draws (GradientShap uses numpy's global RNG), restoring both after."""
+    import torch
+
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+def _attribute(spec, y, example, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth, t_start):
+    import torch
+
+    g = spec.grid
+    n = len(y)
+    duration = n / spec.sample_rate
+    chunked = chunk_seconds is not None and duration > chunk_seconds
     if not chunked:
         res = _attribute_segment(spec, y, tgt, TargetContext(spec, n), opts)
         mag, base, bname = res["mag"], res["base"], res["baseline_name"]
@@ -730,17 +763,17 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
             k = min(r["map"].shape[-1], len(w))
             amap[:, a:a + k] += torch.as_tensor(w[:k])[None, :] * r["map"][:, :k]
             extra = r["extra"]
-            if r["completeness_error"] is not None:
-                errs.append(r["completeness_error"])
             if r["delta"] is not None:
-                deltas.append(r["delta"])
+                deltas.append(abs(r["delta"]))
+                errs.append(abs(r["fx"] - r["fb"]))
             cinfo.append({"start": t0, "end": t1, "completeness_error": r["completeness_error"],
                           "reconstruction_error_db": r["err_db"]})
             del r
         mag = g.stft(torch.as_tensor(y)).abs()
         base, bname = make_baseline(baseline, mag, grid=g, y=y)
-        delta = float(np.max(deltas)) if deltas else None
-        cerr = float(np.max(errs)) if errs else None
+        # chunks explain different shares of the target: weigh each chunk's error by its share
+        delta = float(np.sum(deltas)) if deltas else None
+        cerr = float(np.sum(deltas) / max(np.sum(errs), 1e-12)) if deltas and m in _COMPLETE and not smooth else None
         fx = fb = None
         rec = [c["reconstruction_error_db"] for c in cinfo if c.get("reconstruction_error_db") is not None]
         err_db = float(np.max(rec)) if rec else None

@@ -79,10 +79,11 @@ class TargetContext:
 def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, float]:
     """Centre time (s, from the segment start) of each output frame, and the frame step.
 
-    For a spectral model whose output has ``n_in / k`` frames (``k`` an integer pooling
-    factor, 1 for masks) the output frame ``j`` covers STFT frames ``jk … jk+k-1`` and is
-    placed at their centre on the grid; otherwise times follow the output length vs the
-    input duration: ``(j + 0.5) * duration / n_out``.
+    When the output has ``n_in / k`` frames, ``n_in`` the STFT frames of the model's grid
+    and ``k`` an integer (pooling factor; 1 for masks and frame-rate detectors, waveform
+    ones included), output frame ``j`` covers STFT frames ``jk … jk+k-1`` and sits at their
+    centre on the grid; otherwise times follow the output length vs the input duration:
+    ``(j + 0.5) * duration / n_out``.
 
     Returns
     -------
@@ -91,7 +92,7 @@ def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, fl
         Seconds between consecutive output frames.
     """
     g = spec.grid
-    if spec.input_kind != "waveform" and n_out > 0:
+    if n_out > 0:
         n_in = g.n_frames(n_samples)
         k = max(1, int(round(n_in / n_out)))
         if n_out in (n_in // k, -(-n_in // k)):

@@ -214,8 +214,8 @@ def octave_density_plot(fit, *, sample_rate: float | None = None, title: str | N
                                  name="ERB-rate spacing, 0–Nyquist", line=dict(color=SCALE_COLOURS["erb"], dash="dot")))
     fig.update_xaxes(title_text="octave band")
     fig.update_yaxes(title_text="filters per octave")
-    fig.update_layout(title=title or "Filters per octave", height=380, width=680, template="plotly_white",
-                      margin=dict(l=60, r=20, t=60, b=60), legend=dict(x=0.01, y=0.99))
+    fig.update_layout(title=title or "Filters per octave", height=400, width=680, template="plotly_white",
+                      margin=dict(l=60, r=20, t=60, b=60), legend=dict(orientation="h", x=0, y=1.1))
     return fig
 
 
@@ -245,12 +245,16 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
                                hovertemplate=row_title + " #%{customdata}<br>" + col_title + " %{x}<br>%{z:.3f}<extra></extra>"))
     matched_vals = np.where(ok, C[ro, np.where(ok, a, 0)], np.nan)
     fig.add_trace(go.Scatter(x=col_pos[a[ok]], y=np.nonzero(ok)[0], mode="markers", name="optimal matching",
-                             marker=dict(size=max(3, min(8, 400 / max(len(ro), 1))), color=matched_vals[ok],
+                             marker=dict(size=max(4, min(14, 300 / max(len(ro), 1))), color=matched_vals[ok],
                                          colorscale="Turbo", cmin=zmin, cmax=zmax, symbol="circle-open", line=dict(width=1.5)),
                              hovertemplate="matched %{y} ↔ %{x}<extra></extra>"))
     mean = float(np.nanmean(matched_vals)) if ok.any() else float("nan")
-    fig.update_xaxes(title_text=col_title + (" (sorted)" if col_order is not None else ""))
+    fig.update_xaxes(title_text=col_title + (" (in matched order)" if col_order is not None else ""))
     fig.update_yaxes(title_text=row_title + (" (sorted)" if row_order is not None else ""))
+    if col_order is not None and len(co) <= 40:  # show the real column ids, not display positions
+        fig.update_xaxes(tickvals=list(range(len(co))), ticktext=[str(int(c)) for c in co])
+    if row_order is not None and len(ro) <= 40:
+        fig.update_yaxes(tickvals=list(range(len(ro))), ticktext=[str(int(r)) for r in ro])
     fig.update_layout(title=title or f"Matching matrix — mean matched {value_title} {mean:.3f}", height=560, width=640,
                       template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", y=-0.12, x=0))

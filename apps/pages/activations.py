@@ -1,0 +1,37 @@
+"""Activations: capture one layer on the clip and show it as a heatmap over seconds."""
+
+import streamlit as st
+
+from apps import cached_activation, cached_spectrogram, current_audio, current_model, plot, selection_caption, show_error
+from probe import appstate
+from probe.errors import ProbeError
+from probe.figures import clip as fc
+
+st.title("Activations")
+model = current_model()
+if model is None:
+    st.stop()
+example = current_audio(model)
+if example is None:
+    st.stop()
+selection_caption(model, example)
+
+layers = appstate.layer_names(model)
+c1, c2, c3 = st.columns([3, 2, 1])
+layer = c1.selectbox("Layer (module path)", layers, index=0, key="w_act_layer")
+view = c2.radio("Rows", ["auto", "channels", "frequency", "all"], horizontal=True, key="w_act_view",
+                help="For layers with channels and a frequency axis: average over frequency (channels), over channels "
+                     "(frequency), or keep every (channel, bin) row (all).")
+normalise = c3.checkbox("Per-row scale", value=True, key="w_act_norm")
+try:
+    act = cached_activation(model, example, layer, view)
+except ProbeError as exc:
+    show_error(exc, f"Cannot show {layer}: ")
+    st.stop()
+if act.views and view == "auto":
+    st.caption(f"This layer has channels and a frequency axis; showing **channels** (mean over {act.axes}).")
+plot(fc.activation_figure(act, normalise=normalise), key="activations_heatmap")
+st.caption(f"Record shape {act.shape}, axes {act.axes}, "
+           + (f"{act.seconds_per_step * 1000:.2f} ms per step." if act.seconds_per_step else "no time step known."))
+plot(fc.spectrogram_figure(cached_spectrogram(model, example), height=260, title="Input spectrogram"),
+     key="activations_spectrogram")

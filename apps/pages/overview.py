@@ -1,0 +1,132 @@
+"""Overview: pick a model and a clip; see the clip (spectrogram, player), the model card and the model's outputs."""
+
+import streamlit as st
+
+from apps import (AUDIO_KEY, MODEL_KEY, UPLOAD_KEY, cached_outputs, cached_spectrogram, current_model_ref, get_example,
+                  get_model, plot, show_error)
+from probe import appstate
+from probe.errors import ProbeError
+from probe.figures import clip as fc
+
+st.title("probe — what did this audio model learn?")
+
+# ---- model ----------------------------------------------------------------------------------
+zoo = appstate.zoo_models()
+ref = current_model_ref()
+left, right = st.columns([3, 2])
+with left:
+    source = st.radio("Model", ["Zoo", "Spec file"], horizontal=True,
+                      index=0 if (ref or "zoo:").startswith("zoo:") and zoo else 1, key="w_model_source")
+    if source == "Zoo":
+        if not zoo:
+            st.info("No model zoo is installed: enter the path of a .toml spec file instead.")
+        else:
+            refs = [e["ref"] for e in zoo]
+            labels = {e["ref"]: e["label"] for e in zoo}
+            idx = refs.index(ref) if ref in refs else 0
+            picked = st.selectbox("Zoo model", refs, index=idx, format_func=labels.get, key="w_zoo_model")
+            if picked != ref:
+                st.session_state[MODEL_KEY], st.session_state[AUDIO_KEY] = picked, None
+                ref = picked
+    else:
+        path = st.text_input("Spec file (.toml)", value="" if (ref or "zoo:").startswith("zoo:") else ref,
+                             placeholder="path/to/spec.toml", key="w_spec_path")
+        if path and path != ref:
+            st.session_state[MODEL_KEY], st.session_state[AUDIO_KEY] = path, None
+            ref = path
+
+model = None
+if ref:
+    try:
+        model = get_model(ref)
+    except ProbeError as exc:
+        show_error(exc, f"Cannot load {ref}: ")
+if model is None:
+    st.stop()
+
+# ---- audio ----------------------------------------------------------------------------------
+examples = appstate.example_refs(model.ref)
+with right:
+    kinds = (["Example"] if examples else []) + ["Upload"]
+    current = st.session_state.get(AUDIO_KEY)
+    kind = st.radio("Audio", kinds, horizontal=True, key="w_audio_kind",
+                    index=kinds.index("Upload") if current == "upload" or not examples else 0)
+    if kind == "Example":
+        idx = examples.index(current) if current in examples else 0
+        picked = st.selectbox("Test-split example", examples, index=idx, key="w_example")
+        st.session_state[AUDIO_KEY] = picked
+    else:
+        up = st.file_uploader(f"Audio file ({', '.join(appstate.UPLOAD_TYPES)}; at most "
+                              f"{appstate.MAX_UPLOAD_SECONDS:.0f} s, resampled to {model.sample_rate} Hz)",
+                              type=list(appstate.UPLOAD_TYPES), key="w_upload")
+        if up is not None:
+            try:
+                st.session_state[UPLOAD_KEY] = appstate.load_upload(up.name, up.getvalue(), model.sample_rate)
+                st.session_state[AUDIO_KEY] = "upload"
+            except ProbeError as exc:
+                st.session_state[UPLOAD_KEY] = None
+                st.session_state[AUDIO_KEY] = None
+                show_error(exc, "Cannot use this file: ")
+
+example = None
+aref = st.session_state.get(AUDIO_KEY)
+if aref == "upload":
+    example = st.session_state.get(UPLOAD_KEY)
+    if example is not None and example.sr != model.sample_rate:
+        example = None
+        st.warning("The uploaded clip was decoded for another model's sample rate: upload it again.")
+elif aref:
+    try:
+        example = get_example(aref, model.sample_rate)
+    except ProbeError as exc:
+        show_error(exc, f"Cannot load {aref}: ")
+
+# ---- model card -----------------------------------------------------------------------------
+card = appstate.model_card(model)
+st.subheader(f"Model: {card['name']}")
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Task", card["task"] or card["output_kind"])
+c2.metric("Parameters", f"{card['params']:,}")
+c3.metric("Input", f"{card['input_kind']} @ {card['sample_rate'] / 1000:g} kHz")
+c4.metric("Frame hop", f"{card['frame_seconds'] * 1000:.0f} ms")
+if card["metrics"]:
+    st.dataframe({"metric": [k for k, _ in card["metrics"]], "value": [str(v) for _, v in card["metrics"]]},
+                 hide_index=True, width="stretch")
+else:
+    st.caption("No model-card metrics recorded for this model.")
+with st.expander("Details"):
+    st.json({k: v for k, v in card.items() if k != "metrics"}, expanded=False)
+
+# ---- clip -----------------------------------------------------------------------------------
+if example is None:
+    st.info("Pick an example or upload a file to see the clip and what the model does with it.")
+    st.stop()
+st.subheader(f"Audio: {example.name}")
+st.caption(f"{example.duration:.2f} s at {example.sr} Hz")
+st.audio(example.y, sample_rate=example.sr)
+spec_data = cached_spectrogram(model, example)
+plot(fc.spectrogram_figure(spec_data, events=example.events, title="Spectrogram (ground-truth event boxes)" if example.events
+                           else "Spectrogram"), key="overview_spectrogram")
+if example.sources is not None:
+    names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
+    cols = st.columns(len(names))
+    for col, name, s in zip(cols, names, example.sources):
+        col.caption(f"Ground-truth {name}")
+        col.audio(s, sample_rate=example.sr)
+
+try:
+    outs = cached_outputs(model, example)
+except ProbeError as exc:
+    show_error(exc, "Cannot run the model: ")
+    st.stop()
+fig = fc.outputs_figure(outs, title="Model output", threshold=(model.spec.info.get("postprocessing") or {}).get("threshold"))
+if fig is not None:
+    plot(fig, key="overview_outputs")
+elif outs.get("kind") == "sources" and "values" in outs:
+    st.markdown("**Model output: separated sources**")
+    cols = st.columns(len(outs["labels"]))
+    for col, name, s in zip(cols, outs["labels"], outs["values"]):
+        col.caption(str(name))
+        col.audio(s, sample_rate=outs["sr"])
+else:
+    st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")

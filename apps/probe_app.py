@@ -1,0 +1,37 @@
+"""probe's Streamlit app: the router. Run ``probe app`` or ``streamlit run apps/probe_app.py``.
+
+This file only routes; every page lives in ``apps/pages/`` and only places widgets and
+figures that the probe library builds. :func:`main` is a function so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+#: (file, title, icon) of every page, in menu order
+PAGES = (
+    ("overview.py", "Overview", ":material/graphic_eq:"),
+    ("filters.py", "Filters", ":material/tune:"),
+    ("embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("attribution.py", "Attribution", ":material/hearing:"),
+    ("activations.py", "Activations", ":material/stacked_line_chart:"),
+)
+
+
+def main() -> None:
+    import streamlit as st
+
+    root = str(PAGES_DIR.parents[1])
+    if root not in sys.path:  # pages import the `apps` package from the repository root
+        sys.path.insert(0, root)
+    st.set_page_config(page_title="probe", page_icon=":material/graphic_eq:", layout="wide")
+    pages = [st.Page(str(PAGES_DIR / f), title=title, icon=icon, default=(i == 0))
+             for i, (f, title, icon) in enumerate(PAGES)]
+    st.navigation(pages).run()
+
+
+if __name__ == "__main__":
+    main()

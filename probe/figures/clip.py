@@ -1,0 +1,138 @@
+"""Figures of one clip going through a model: spectrogram, outputs over time, activations.
+
+Pure functions from data (see :mod:`probe.appstate`: :func:`~probe.appstate.spectrogram`,
+:func:`~probe.appstate.model_outputs`, :func:`~probe.appstate.capture_layer`) to
+``plotly.graph_objects.Figure``; time in seconds and frequency in Hz on every axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["spectrogram_figure", "outputs_figure", "activation_figure", "EVENT_COLOURS"]
+
+#: colours of event boxes and class curves (plotly's qualitative "D3")
+EVENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def spectrogram_figure(spec_data: dict, *, events=None, title: str | None = None, height: int = 360,
+                       log_freq: bool = False):
+    """Log-magnitude spectrogram with seconds and Hz axes, optionally with event boxes.
+
+    Parameters
+    ----------
+    spec_data : dict
+        From :func:`probe.appstate.spectrogram`: ``times``, ``freqs``, ``db [shape=(F, T)]``.
+    events : list of dict, optional
+        ``{"label", "onset", "offset", "fmin", "fmax"}`` boxes drawn over the image.
+    log_freq : bool
+        Logarithmic frequency axis (the 0 Hz row is dropped).
+    """
+    go = _go()
+    t, f, z = np.asarray(spec_data["times"]), np.asarray(spec_data["freqs"]), np.asarray(spec_data["db"])
+    if log_freq:
+        keep = f > 0
+        f, z = f[keep], z[keep]
+    fig = go.Figure(go.Heatmap(x=t, y=f, z=z, colorscale="Magma", zmin=float(z.min()), zmax=0.0,
+                               colorbar=dict(title="dB", len=0.9, thickness=12),
+                               hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
+    labels: list = []
+    for ev in events or []:
+        lab = str(ev.get("label", "event"))
+        first = lab not in labels
+        if first:
+            labels.append(lab)
+        col = EVENT_COLOURS[labels.index(lab) % len(EVENT_COLOURS)]
+        f0 = float(ev["fmin"]) if ev.get("fmin") is not None else float(f[0])
+        f1 = float(ev["fmax"]) if ev.get("fmax") is not None else float(f[-1])
+        x0, x1 = float(ev["onset"]), float(ev["offset"])
+        fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[f0, f0, f1, f1, f0], mode="lines",
+                                 line=dict(color=col, width=2), name=lab, legendgroup=lab, showlegend=first,
+                                 hovertemplate=f"{lab}<br>{x0:.2f}–{x1:.2f} s<br>{f0:.0f}–{f1:.0f} Hz<extra></extra>"))
+    fig.update_xaxes(title_text="time (s)", range=[float(t[0]), float(t[-1])] if len(t) > 1 else None)
+    fig.update_yaxes(title_text="frequency (Hz)", type="log" if log_freq else "linear")
+    fig.update_layout(title=title, height=height, template="plotly_white", margin=dict(l=60, r=20, t=40 if title else 10, b=45),
+                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    return fig
+
+
+def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300, threshold: float | None = None):
+    """A model's output over time: class probabilities per frame, or clip scores as bars.
+
+    Parameters
+    ----------
+    outputs : dict
+        From :func:`probe.appstate.model_outputs`.
+    threshold : float, optional
+        Decision threshold drawn as a dashed line (detectors).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure or None
+        ``None`` for output kinds without a natural 1-D view (sources and masks are
+        listened to instead).
+    """
+    go = _go()
+    kind = outputs.get("kind")
+    if kind == "frame_probs" and "values" in outputs:
+        V, t, labels = np.asarray(outputs["values"]), np.asarray(outputs["times"]), outputs["labels"]
+        fig = go.Figure()
+        for i, lab in enumerate(labels):
+            fig.add_trace(go.Scatter(x=t, y=V[i], mode="lines", name=str(lab),
+                                     line=dict(width=1.5, color=EVENT_COLOURS[i % len(EVENT_COLOURS)]),
+                                     hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>p=%{{y:.2f}}<extra></extra>"))
+        if threshold is not None:
+            fig.add_hline(y=float(threshold), line=dict(color="#999", dash="dash", width=1))
+        fig.update_xaxes(title_text="time (s)")
+        fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
+    elif kind == "clip_scores" and "values" in outputs:
+        fig = go.Figure(go.Bar(x=list(outputs["labels"]), y=np.asarray(outputs["values"]), marker_color="#1f77b4"))
+        fig.update_yaxes(title_text="score")
+    else:
+        return None
+    fig.update_layout(title=title, height=height, template="plotly_white",
+                      margin=dict(l=60, r=20, t=40 if title else 10, b=45),
+                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    return fig
+
+
+def activation_figure(act, *, title: str | None = None, height: int = 420, normalise: bool = True):
+    """A captured layer as a heatmap: rows (channels / bins) × seconds.
+
+    Parameters
+    ----------
+    act : probe.appstate.Activation
+    normalise : bool
+        Scale each row to its own maximum absolute value (shows when each unit is active,
+        whatever its range).
+    """
+    go = _go()
+    z = np.asarray(act.values, np.float64)
+    if normalise:
+        m = np.nanmax(np.abs(z), axis=1, keepdims=True)
+        z = z / np.where(m > 0, m, 1.0)
+    x = act.times if act.times is not None else np.arange(z.shape[1])
+    if act.row_freqs is not None and len(act.row_freqs) == z.shape[0]:
+        y, y_title = np.asarray(act.row_freqs), f"{act.row_label} (Hz)"
+        hover = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.3f}<extra></extra>"
+    else:
+        y, y_title = np.arange(z.shape[0]), act.row_label
+        hover = "%{x:.2f} s<br>row %{y}<br>%{z:.3f}<extra></extra>"
+    signed = bool(np.nanmin(z) < 0)
+    fig = go.Figure(go.Heatmap(x=x, y=y, z=z, colorscale="RdBu_r" if signed else "Viridis",
+                               zmid=0.0 if signed else None, colorbar=dict(title="rel." if normalise else "value",
+                                                                            thickness=12),
+                               hovertemplate=hover))
+    fig.update_xaxes(title_text="time (s)" if act.times is not None else "step")
+    fig.update_yaxes(title_text=y_title)
+    shape = "×".join(str(s) for s in act.shape)
+    fig.update_layout(title=title or f"{act.name} ({act.module_type}, {shape}, axes {', '.join(act.axes)})",
+                      height=height, template="plotly_white", margin=dict(l=60, r=20, t=40, b=45))
+    return fig

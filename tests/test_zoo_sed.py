@@ -1,0 +1,266 @@
+"""Sound-event detection in the zoo: scene data, the two detectors, their recipes, scores and cards.
+
+Label functions and scoring are checked on signals built here (tone bursts, band-limited
+noise at known boxes). Scene tests need the Debian packages with the recordings
+(wesnoth-1.16-data, sound-theme-freedesktop, asterisk-core-sounds-en-wav, alsa-utils) and
+are skipped, naming them, where they are missing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model_zoo import crnn_sed, rawcnn_sed
+from model_zoo.data import scenes as S
+from model_zoo.data.scenes import SCENE_CLASSES
+from model_zoo.recipes import sed_common as SC
+
+SR = 16000
+MODELS = [crnn_sed, rawcnn_sed]
+
+
+def _have_recordings() -> bool:
+    try:
+        S._catalogue()
+        return True
+    except S.MissingSourceError:
+        return False
+
+
+needs_data = pytest.mark.skipif(not _have_recordings(), reason="scene recordings missing: apt-get install -y "
+                                "wesnoth-1.16-data sound-theme-freedesktop asterisk-core-sounds-en-wav alsa-utils")
+
+
+def _envelope_bounds(y: np.ndarray, sr: int, top_db: float) -> tuple[float, float]:
+    """Slow re-implementation: 20 ms mean-square energy around every millisecond."""
+    win = int(0.02 * sr)
+    hop = sr // 1000
+    e = np.array([np.mean(y[max(0, c - win // 2):c + win // 2].astype(np.float64) ** 2) if c < len(y) else 0
+                  for c in range(0, len(y), hop)])
+    db = 10 * np.log10(e + 1e-20)
+    on = np.flatnonzero(db > db.max() - top_db)
+    return on[0] * hop / sr, on[-1] * hop / sr
+
+
+# ---- label functions on signals with known answers --------------------------------------------
+def test_event_bounds_of_a_tone_burst():
+    y = np.zeros(2 * SR, np.float32)
+    t = np.arange(int(0.6 * SR)) / SR
+    y[int(0.7 * SR):int(1.3 * SR)] = 0.3 * np.sin(2 * np.pi * 1000 * t)
+    on, off = S.event_bounds(y, SR)
+    assert abs(on - 0.7) <= 0.012 and abs(off - 1.3) <= 0.012
+
+
+def test_event_bounds_ignores_a_faint_tail_and_reports_silence():
+    y = np.zeros(SR, np.float32)
+    y[1600:4800] = 0.5
+    y[4800:8000] = 0.5 * 10 ** (-40 / 20)  # 40 dB down: below the 30 dB threshold
+    on, off = S.event_bounds(y, SR)
+    assert abs(on - 0.1) <= 0.012 and abs(off - 0.3) <= 0.012
+    assert np.isnan(S.event_bounds(np.zeros(SR, np.float32), SR)[0])
+
+
+def test_event_band_of_band_limited_noise_holds_95_percent(rng):
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(8, [1000, 2000], btype="bandpass", fs=SR, output="sos")
+    y = sosfilt(sos, rng.standard_normal(SR)).astype(np.float32)
+    fmin, fmax = S.event_band(y, SR, 0.0, 1.0)
+    assert 700 <= fmin <= 1050 and 1950 <= fmax <= 2300
+    f = np.fft.rfftfreq(len(y), 1 / SR)
+    p = np.abs(np.fft.rfft(y)) ** 2
+    inside = p[(f >= fmin) & (f <= fmax)].sum() / p.sum()
+    assert inside >= 0.9
+
+
+def test_event_roll_marks_frames_inside_events():
+    roll = S.event_roll([{"label": "horn", "onset": 0.1, "offset": 0.3}, {"label": "speech", "onset": 0.0, "offset": 0.05}],
+                        20)
+    assert roll.shape == (len(SCENE_CLASSES), 20)
+    h = SCENE_CLASSES.index("horn")
+    assert np.flatnonzero(roll[h]).tolist() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert roll[SCENE_CLASSES.index("speech")].sum() == 3 and roll.sum() == 14
+
+
+# ---- decoding and sed_eval scores ----------------------------------------------------------------
+def test_decode_and_median_filter():
+    p = np.zeros((len(SCENE_CLASSES), 100), np.float32)
+    p[2, 10:40] = 0.9
+    p[2, 60] = 0.9  # a one-frame blip
+    ev = SC.decode(p)
+    assert [(e["label"], round(e["onset"], 2), round(e["offset"], 2)) for e in ev] == [
+        ("creature", 0.19, 0.79), ("creature", 1.19, 1.21)]
+    ev5 = SC.decode(p, median_frames=5)
+    assert len(ev5) == 1 and abs(ev5[0]["onset"] - 0.19) < 0.05 and abs(ev5[0]["offset"] - 0.79) < 0.05
+
+
+def test_sed_scores_perfect_and_empty():
+    ref = [[{"label": "horn", "onset": 1.0, "offset": 3.0}, {"label": "speech", "onset": 5.0, "offset": 6.5}]]
+    good = SC.sed_scores(ref, ref, seconds=10.0)
+    assert good["segment_f1"] == pytest.approx(1.0) and good["segment_er"] == pytest.approx(0.0)
+    assert good["event_f1"] == pytest.approx(1.0)
+    none = SC.sed_scores(ref, [[]], seconds=10.0)
+    assert none["segment_f1"] == 0.0 and none["segment_er"] == pytest.approx(1.0)
+    wrong = SC.sed_scores(ref, [[{"label": "alert", "onset": 1.0, "offset": 3.0}]], seconds=10.0)
+    assert wrong["segment_f1"] < 0.01 and wrong["per_class"]["horn"]["segment_f1"] == 0.0
+
+
+# ---- the scene data ------------------------------------------------------------------------------
+@needs_data
+def test_scenes_are_deterministic_and_indexed():
+    a = S.scene("test", 3)
+    b = S.scene("test", 3)
+    assert np.array_equal(a["audio"], b["audio"]) and a["events"] == b["events"]
+    first2 = S.scene_set("test", n=2, stems=False)
+    assert np.array_equal(first2[1]["audio"], S.scene("test", 1)["audio"])
+    assert not np.array_equal(first2[0]["audio"], first2[1]["audio"])
+    assert a["audio"].dtype == np.float32 and a["audio"].shape == (10 * SR,)
+    assert np.abs(a["audio"]).max() <= 0.95 + 1e-6
+
+
+@needs_data
+@pytest.mark.parametrize("split,index", [("test", 0), ("train", 5), ("val", 2)])
+def test_scene_labels_sit_where_the_event_energy_is(split, index):
+    s = S.scene(split, index)
+    stems = s["event_stems"]
+    assert stems.shape == (len(s["events"]), len(s["audio"])) and len(s["events"]) >= 3
+    np.testing.assert_allclose(s["background"] + stems.sum(0), s["audio"], atol=1e-5)
+    for e, stem in zip(s["events"], stems):
+        assert e["label"] in SCENE_CLASSES and e["source_file"].startswith("/usr/share/")
+        on, off = _envelope_bounds(stem, SR, S.TOP_DB)
+        assert abs(e["onset"] - on) <= 0.05 and abs(e["offset"] - off) <= 0.05, (e, on, off)
+        # the time-frequency box holds most of the event's energy
+        from scipy.signal import stft
+
+        a, b = int(e["onset"] * SR), int(e["offset"] * SR) + 1
+        f, _, Z = stft(stem[a:b] if b - a >= 512 else np.pad(stem[a:b], (0, 512)), fs=SR, nperseg=512)
+        p = (np.abs(Z) ** 2).sum(1)
+        inside = p[(f >= e["fmin"] - SR / 512) & (f <= e["fmax"] + SR / 512)].sum() / p.sum()
+        assert inside >= 0.9, (e, inside)
+        assert 0 <= e["fmin"] < e["fmax"] <= SR / 2
+
+
+@needs_data
+def test_test_recordings_never_appear_in_train_or_val():
+    src = {s: S.scene_sources(s) for s in S.SPLITS}
+    files = {s: {f for fs in src[s]["events"].values() for f in fs} for s in S.SPLITS}
+    assert not files["test"] & files["train"] and not files["test"] & files["val"] and not files["val"] & files["train"]
+    fams = {s: {S._group(f.rsplit("/", 1)[1]) for f in files[s]} for s in S.SPLITS}
+    assert not fams["test"] & (fams["train"] | fams["val"])
+    bgs = {s: set(src[s]["backgrounds"]) for s in S.SPLITS}
+    assert not bgs["test"] & (bgs["train"] | bgs["val"])
+    for c in SCENE_CLASSES:  # every class has recordings on both sides
+        assert len(src["train"]["events"][c]) >= 4 and len(src["test"]["events"][c]) >= 3
+    used = {e["source_file"] for i in range(3) for e in S.scene("test", i, stems=False)["events"]}
+    assert used <= files["test"]
+    man = S.scene_manifest()
+    assert man["classes"] == SCENE_CLASSES and "wesnoth-1.16-data" in json.dumps(man["packages"])
+    assert all(f in man["file_licences"] for f in used)
+
+
+def test_missing_package_names_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(S, "WESNOTH_DIR", tmp_path / "nowhere")
+    S._catalogue.cache_clear()
+    S._splits.cache_clear()
+    try:
+        with pytest.raises(S.MissingSourceError, match="apt-get install -y wesnoth-1.16-data"):
+            S.scene("test", 0)
+    finally:
+        S._catalogue.cache_clear()
+        S._splits.cache_clear()
+
+
+# ---- the models ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)
+def test_model_contract_shapes_and_ranges(mod, rng):
+    assert mod.TASK == "detection" and mod.NAME in ("crnn_sed", "rawcnn_sed")
+    model = mod.build().eval()
+    spec = mod.make_spec(model)
+    assert spec.output_kind == "frame_probs" and spec.classes == SCENE_CLASSES and spec.sample_rate == SR
+    y = (0.05 * rng.standard_normal((2, SR + 123))).astype(np.float32)
+    with torch.no_grad():
+        p = spec.forward(y)
+    assert tuple(p.shape) == (2, len(SCENE_CLASSES), (SR + 123) // 320 + 1)
+    assert float(p.min()) >= 0.0 and float(p.max()) <= 1.0 and torch.isfinite(p).all()
+    times = spec.grid.frames_to_seconds(np.arange(p.shape[-1]))
+    assert float(times[1] - times[0]) == pytest.approx(0.02)
+
+
+def test_raw_cnn_first_layer_is_a_plain_filter_bank():
+    from probe.filters import filters
+
+    model = rawcnn_sed.build()
+    first = next(m for m in model.modules() if m is not model)
+    assert isinstance(first, torch.nn.Conv1d) and first.in_channels == 1 and first.stride == (160,)
+    banks = filters(rawcnn_sed.make_spec(model))
+    assert banks["frontend"].axis == "samples" and banks["frontend"].weights.shape[0] == 64
+
+
+@pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)
+def test_checkpoint_round_trip_gives_identical_outputs(mod, tmp_path, rng):
+    from model_zoo.recipes._common import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = mod.build({"postprocessing": {"threshold": 0.5, "median_frames": 5}})
+    model.train()
+    spec = mod.make_spec(model)
+    with torch.no_grad():  # move the BatchNorm statistics away from their defaults
+        spec.forward(torch.as_tensor((0.1 * rng.standard_normal((2, SR))).astype(np.float32)))
+    model.eval()
+    path = save_checkpoint(model, tmp_path / f"{mod.NAME}.safetensors", name=mod.NAME, config=model.config)
+    state, meta = load_checkpoint(path)
+    assert meta["name"] == mod.NAME and meta["config"]["postprocessing"]["median_frames"] == 5
+    again = mod.build(meta["config"])
+    again.load_state_dict(state, strict=True)
+    again.eval()
+    y = (0.05 * rng.standard_normal((1, SR))).astype(np.float32)
+    with torch.no_grad():
+        a, b = spec.forward(y), mod.make_spec(again).forward(y)
+    assert torch.equal(a, b) and again.postprocessing["median_frames"] == 5
+
+
+# ---- recipes ---------------------------------------------------------------------------------------
+@needs_data
+@pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)
+def test_recipe_smoke_trains_two_steps_and_writes_checkpoint_and_card(mod, tmp_path):
+    import importlib
+
+    from model_zoo.recipes._common import load_checkpoint
+
+    recipe = importlib.import_module(f"model_zoo.recipes.{mod.NAME}")
+    assert recipe.main(["--smoke", "--out-dir", str(tmp_path), "--eval-seconds", "1000"]) == 0
+    state, meta = load_checkpoint(tmp_path / "checkpoints" / f"{mod.NAME}.safetensors")
+    model = mod.build(meta["config"])
+    model.load_state_dict(state, strict=True)
+    card = json.loads((tmp_path / "cards" / f"{mod.NAME}.json").read_text())
+    assert card["training"]["steps"] == 2 and card["subset_metrics"]["n_scenes"] == 2
+    assert 0.0 <= card["metrics"]["test"]["segment_f1"] <= 1.0
+    assert "wesnoth-1.16-data" in card["data"]["debian_packages"]
+    assert (tmp_path / "cards" / f"{mod.NAME}.md").read_text().startswith(f"# {mod.NAME}")
+    assert not (tmp_path / "_train" / mod.NAME / "state.safetensors").exists()  # cleared after a finished run
+
+
+# ---- shipped checkpoints ---------------------------------------------------------------------------
+@needs_data
+@pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)
+def test_shipped_checkpoint_matches_its_card(mod):
+    from model_zoo.recipes._common import CARD_DIR, CHECKPOINT_DIR, load_checkpoint
+
+    path, card_path = CHECKPOINT_DIR / f"{mod.NAME}.safetensors", CARD_DIR / f"{mod.NAME}.json"
+    if not path.is_file() or not card_path.is_file():
+        pytest.skip(f"no shipped checkpoint for {mod.NAME}")
+    assert path.stat().st_size <= 10 * 2**20
+    card = json.loads(card_path.read_text())
+    state, meta = load_checkpoint(path)
+    model = mod.build(meta["config"])
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    sub = card["subset_metrics"]
+    got = SC.evaluate(model, "test", sub["n_scenes"])
+    for k in ("segment_f1", "segment_er", "event_f1"):
+        assert got[k] == pytest.approx(sub[k], abs=0.02), (k, got[k], sub[k])
+    assert card["postprocessing"] == model.postprocessing
