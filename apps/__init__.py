@@ -10,11 +10,14 @@ every value comes from :mod:`probe.appstate`, wrapped in Streamlit's caches.
   audio's content hash and the parameters. The unhashable model and clip are passed with a
   leading underscore so they stay out of the key.
 * The selection (model reference, audio reference, uploaded clip) lives in
-  ``st.session_state`` under plain keys, so it survives page switches.
+  ``st.session_state`` under plain keys, so it survives page switches. A link
+  ``?model=zoo:crnn_sed&audio=example:crnn_sed:3`` preselects both.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,7 +35,7 @@ MODEL_KEY, AUDIO_KEY, UPLOAD_KEY = "probe_model_ref", "probe_audio_ref", "probe_
 
 __all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "get_model", "get_example", "current_model", "current_audio",
            "selection_caption", "show_error", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
-           "cached_filter_analysis", "cached_activation", "cached_embeddings", "cached_attribution", "figure",
+           "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings", "cached_attribution", "figure",
            "plot"]
 
 
@@ -64,7 +67,20 @@ def show_error(exc: BaseException, what: str = "") -> None:
 
 
 # ---- the current selection -----------------------------------------------------------------
+def _from_query() -> None:
+    """Once per session: ``?model=zoo:NAME&audio=example:NAME:i`` (or paths) preselect the model and clip."""
+    if st.session_state.get("_probe_query_read"):
+        return
+    st.session_state["_probe_query_read"] = True
+    qp = st.query_params
+    if qp.get("model"):
+        st.session_state[MODEL_KEY] = qp["model"]
+        st.session_state[AUDIO_KEY] = qp.get("audio") or None
+
+
 def current_model_ref() -> str | None:
+    """The selected model reference (from the session, a ``?model=`` link, or the first trained zoo model)."""
+    _from_query()
     ref = st.session_state.get(MODEL_KEY)
     if not ref:
         ref = appstate.default_model_ref()
@@ -156,6 +172,16 @@ def cached_filter_analysis(model, bank, span: str = "full"):
     return _filter_analysis(appstate.model_ref_key(model.ref), bank.name, span, bank)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _default_layer(model_key: str, purpose: str, _model, _y):
+    return appstate.default_layer(_model, _y, purpose=purpose)
+
+
+def cached_default_layer(model, example, purpose: str = "activations"):
+    """The layer a page shows first (the last time-resolved layer before the head; a DC model's output)."""
+    return _default_layer(appstate.model_ref_key(model.ref), purpose, model, example.y)
+
+
 @st.cache_data(max_entries=16, show_spinner="Capturing the layer…")
 def _activation(model_key: str, audio_key: str, layer: str, view: str, _model, _y):
     return appstate.capture_layer(_model, _y, layer, view=view)
@@ -198,7 +224,27 @@ def figure(area: str, name: str, *args, **kwargs):
         return None
 
 
+#: Streamlit's frontend replaces the exact colours #000001…#000040 in a plotly figure by theme colours
+#: (its placeholders, whatever the theme), so magma/inferno's first stop "#000004" would turn purple
+_PLACEHOLDER = re.compile(r'"#0000(0[1-9]|[1-3][0-9]|40)"', re.IGNORECASE)
+
+
+def _without_placeholders(fig):
+    import plotly.graph_objects as go
+
+    text = fig.to_json()
+    if not _PLACEHOLDER.search(text):
+        return fig
+    return go.Figure(json.loads(_PLACEHOLDER.sub('"#000000"', text)))
+
+
 def plot(fig, key: str | None = None) -> None:
-    """Place a plotly figure at the page's width (no-op for ``None``)."""
+    """Place a plotly figure at the page's width (no-op for ``None``).
+
+    ``theme=None`` keeps the library's own styling (colour scales, template), so the app
+    shows exactly what the HTML report and the CLI figures show; colours that Streamlit
+    would take for its theme placeholders are nudged to black first.
+    """
     if fig is not None:
-        st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+        fig = _without_placeholders(fig)
+        st.plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False})

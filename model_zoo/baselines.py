@@ -2,8 +2,9 @@
 
 One dictionary per source is learned on training stems (``|STFT|`` frames of that source
 only, KL or Euclidean NMF); the dictionaries are concatenated ``W = [W_1 W_2]`` and frozen.
-A mixture's activations are found by NMF with ``W`` fixed (scikit-learn's multiplicative
-updates from a constant start), and each source is resynthesised with a Wiener-like mask
+A mixture's activations are found by NMF with ``W`` fixed (:func:`mu_activations`: the
+multiplicative updates scikit-learn's ``mu`` solver uses, from its constant start, in torch
+for speed), and each source is resynthesised with a Wiener-like mask
 ``(W_s H_s)^p / Σ_j (W_j H_j)^p`` applied to the mixture STFT.
 
 Magnitudes are divided by their mean before any NMF, per clip (``V / mean(V)``): masks do
@@ -34,12 +35,49 @@ import numpy as np
 from probe.errors import AnalysisError
 from probe.grid import TFGrid
 
-__all__ = ["SupervisedNMF", "fitted_baseline", "nmf_baseline_scores", "normalised_magnitude", "GRID"]
+__all__ = ["SupervisedNMF", "mu_activations", "fitted_baseline", "DEFAULT_BASELINE", "nmf_baseline_scores", "normalised_magnitude", "GRID"]
 
 GRID = TFGrid(sample_rate=8000, n_fft=256, hop_length=64)
 _BETA = {"kl": "kullback-leibler", "kullback-leibler": "kullback-leibler", "euclidean": "frobenius",
          "frobenius": "frobenius", 1: "kullback-leibler", 2: "frobenius"}
 _CACHE: dict = {}
+
+
+def mu_activations(V: np.ndarray, W: np.ndarray, *, n_iter: int = 200, beta: str = "kullback-leibler",
+                   eps: float = 1e-9) -> np.ndarray:
+    """Multiplicative-update NMF activations with a fixed dictionary.
+
+    Parameters
+    ----------
+    V : np.ndarray [shape=(F, T)]
+        Non-negative data.
+    W : np.ndarray [shape=(F, K)]
+        Fixed non-negative dictionary.
+    n_iter : int
+    beta : {"kullback-leibler", "frobenius"}
+
+    Returns
+    -------
+    H : np.ndarray [shape=(K, T)]
+    """
+    import torch
+
+    beta = _BETA.get(beta, beta)
+    Vt = torch.as_tensor(np.asarray(V, np.float64))
+    Wt = torch.as_tensor(np.asarray(W, np.float64))
+    K = Wt.shape[1]
+    H = torch.full((K, Vt.shape[1]), float(np.sqrt(max(float(Vt.mean()), eps) / K)), dtype=torch.float64)
+    if beta == "kullback-leibler":
+        denom = Wt.sum(0)[:, None] + eps
+        for _ in range(int(n_iter)):
+            H = H * (Wt.T @ (Vt / (Wt @ H + eps))) / denom
+    elif beta == "frobenius":
+        WtV, WtW = Wt.T @ Vt, Wt.T @ Wt
+        for _ in range(int(n_iter)):
+            H = H * WtV / (WtW @ H + eps)
+    else:
+        raise AnalysisError(f"unknown beta_loss {beta!r}; known: kullback-leibler, frobenius")
+    return H.numpy()
 
 
 def normalised_magnitude(y, grid: TFGrid = GRID) -> tuple[np.ndarray, float]:
@@ -78,7 +116,7 @@ class SupervisedNMF:
     """
 
     def __init__(self, n_components: int = 40, *, beta_loss="kullback-leibler", max_iter: int = 200,
-                 mask_power: float = 1.0, n_frames: int = 12000, grid: TFGrid = GRID, random_state: int = 0):
+                 mask_power: float = 1.0, n_frames: int = 6000, grid: TFGrid = GRID, random_state: int = 0):
         self.n_components = n_components
         self.beta_loss = beta_loss
         self.max_iter = max_iter
@@ -96,7 +134,9 @@ class SupervisedNMF:
 
     def fit(self, items) -> "SupervisedNMF":
         """Learn one dictionary per source from the stems of ``items`` (dicts with ``"sources"`` (S, N))."""
+        import torch
         from sklearn.decomposition import NMF
+        from threadpoolctl import threadpool_limits
 
         items = list(items)
         if not items:
@@ -107,8 +147,6 @@ class SupervisedNMF:
             frames = []
             for it in items:
                 mix_scale = normalised_magnitude(it["mixture"], self.grid)[1]
-                import torch
-
                 mag = self.grid.stft(torch.as_tensor(np.asarray(it["sources"][s], np.float32))).abs().numpy()
                 mag = mag.astype(np.float64) / mix_scale  # same scaling as the mixture it sits in
                 e = mag.sum(0)
@@ -119,7 +157,7 @@ class SupervisedNMF:
                 V = V[:, np.linspace(0, V.shape[1] - 1, self.n_frames).astype(int)]
             model = NMF(n_components=self.n_components, init="nndsvda", solver="mu", beta_loss=self._beta(),
                         max_iter=self.max_iter, random_state=self.random_state, tol=1e-5)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
                 model.fit(V.T + 1e-9)  # sklearn: X (n_samples=frames, n_features=F) ≈ Wsk Hsk; our W = Hskᵀ
             W = model.components_.T  # (F, K)
@@ -137,17 +175,15 @@ class SupervisedNMF:
 
     # ---- inference -------------------------------------------------------------------
     def activations(self, V: np.ndarray) -> np.ndarray:
-        """Activations of a normalised magnitude ``V (F, T)`` with the dictionary fixed → ``H (K_total, T)``."""
-        from sklearn.decomposition import non_negative_factorization
+        """Activations of a normalised magnitude ``V (F, T)`` with the dictionary fixed → ``H (K_total, T)``.
 
+        ``max_iter`` multiplicative updates from the constant start ``sqrt(mean(V) / K)``
+        (scikit-learn's start for the ``mu`` solver), the same updates the unfolded NMF
+        (:mod:`model_zoo.unfolded_nmf`) turns into layers: for KL
+        ``H ← H ⊙ Wᵀ(V / WH) / Wᵀ1``, for Euclidean ``H ← H ⊙ WᵀV / WᵀWH``.
+        """
         self._check_fitted()
-        W = self.components_
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Hsk, _, _ = non_negative_factorization(np.ascontiguousarray(V.T) + 1e-9, H=np.ascontiguousarray(W.T),
-                                                   n_components=W.shape[1], init="custom", update_H=False, solver="mu",
-                                                   beta_loss=self._beta(), max_iter=self.max_iter, tol=1e-5)
-        return Hsk.T
+        return mu_activations(V, self.components_, n_iter=self.max_iter, beta=self._beta())
 
     def masks(self, y) -> tuple[np.ndarray, "object"]:
         """Wiener-like masks of mixture ``y (N,)`` → ``(masks (S, F, T), complex STFT (F, T) tensor)``."""
@@ -203,35 +239,45 @@ class SupervisedNMF:
         return obj
 
 
-def fitted_baseline(dataset: str = "instruments", *, n_components: int = 40, beta_loss: str = "kullback-leibler",
-                    mask_power: float = 1.0, n_train: int | None = 200, cache: bool = True) -> SupervisedNMF:
+#: the baseline configuration chosen on the instruments VAL split by model_zoo.recipes.unfolded_nmf
+DEFAULT_BASELINE = {"n_components": 40, "beta_loss": "kullback-leibler", "mask_power": 1.0, "n_train": 200}
+
+
+def fitted_baseline(dataset: str = "instruments", *, n_components: int | None = None, beta_loss: str | None = None,
+                    mask_power: float | None = None, n_train: int | None = -1, cache: bool = True) -> SupervisedNMF:
     """The supervised NMF baseline fitted on the first ``n_train`` training mixtures of ``dataset``.
 
-    Cached in memory and on disk (``model_zoo/_train/nmf_baseline/``), keyed by the arguments.
+    Arguments left out take :data:`DEFAULT_BASELINE`. The dictionary is cached in memory
+    and on disk (``model_zoo/_train/nmf_baseline/``, gitignored), keyed by data set,
+    atoms, divergence and ``n_train``; ``mask_power`` only changes inference.
     """
-    key = (dataset, n_components, beta_loss, float(mask_power), n_train)
-    if key in _CACHE:
-        return _CACHE[key]
-    from model_zoo.recipes._common import TRAIN_DIR
+    n_components = DEFAULT_BASELINE["n_components"] if n_components is None else int(n_components)
+    beta_loss = DEFAULT_BASELINE["beta_loss"] if beta_loss is None else beta_loss
+    mask_power = DEFAULT_BASELINE["mask_power"] if mask_power is None else float(mask_power)
+    n_train = DEFAULT_BASELINE["n_train"] if n_train == -1 else n_train
+    key = (dataset, n_components, _BETA.get(beta_loss, beta_loss), n_train)
+    nmf = _CACHE.get(key)
+    if nmf is None:
+        from model_zoo.recipes._common import TRAIN_DIR
 
-    tag = f"{dataset}_k{n_components}_{_BETA.get(beta_loss, beta_loss)}_p{mask_power:g}_n{n_train}"
-    path = TRAIN_DIR / "nmf_baseline" / f"{tag}.safetensors"
-    if cache and path.is_file():
-        try:
-            nmf = SupervisedNMF.load(path)
-            nmf.mask_power = float(mask_power)
-            _CACHE[key] = nmf
-            return nmf
-        except Exception:  # stale/corrupt cache: refit
-            pass
-    from model_zoo.data import separation_set
+        tag = f"{dataset}_k{n_components}_{_BETA.get(beta_loss, beta_loss)}_n{n_train}"
+        path = TRAIN_DIR / "nmf_baseline" / f"{tag}.safetensors"
+        if cache and path.is_file():
+            try:
+                nmf = SupervisedNMF.load(path)
+            except Exception:  # stale/corrupt cache: refit
+                nmf = None
+        if nmf is None:
+            from model_zoo.data import separation_set
 
-    train = separation_set(dataset, "train", n=n_train, sr=GRID.sample_rate, seconds=4.0)
-    nmf = SupervisedNMF(n_components=n_components, beta_loss=beta_loss, mask_power=mask_power).fit(train)
-    if cache:
-        nmf.save(path)
-    _CACHE[key] = nmf
-    return nmf
+            train = separation_set(dataset, "train", n=n_train, sr=GRID.sample_rate, seconds=4.0)
+            nmf = SupervisedNMF(n_components=n_components, beta_loss=beta_loss).fit(train)
+            if cache:
+                nmf.save(path)
+        _CACHE[key] = nmf
+    out = SupervisedNMF(**{**nmf.get_params(), "mask_power": mask_power}, grid=nmf.grid)
+    out.components_, out.source_slices_, out.source_names_ = nmf.components_, nmf.source_slices_, nmf.source_names_
+    return out
 
 
 def nmf_baseline_scores(items, *, baseline: SupervisedNMF | None = None, dataset: str = "instruments",

@@ -27,7 +27,7 @@ from probe.adapter import ModelSpec
 from probe.audio import AudioExample
 from probe.grid import TFGrid
 
-__all__ = ["NAME", "TASK", "DEFAULT_CONFIG", "GRID", "DATASET", "DeepClustering", "build", "make_spec", "example",
+__all__ = ["NAME", "TASK", "SYSTEMS", "DEFAULT_CONFIG", "GRID", "DATASET", "DeepClustering", "build", "make_spec", "example",
            "separate", "embed", "kmeans_masks", "dc_loss", "dc_loss_naive", "dc_targets", "silence_weights",
            "apply_masks", "load_items"]
 
@@ -265,3 +265,7 @@ def separate(model: nn.Module, y) -> np.ndarray:
     V, X = embed(model, y)
     masks = kmeans_masks(V, X.abs().numpy())
     return apply_masks(masks, X, len(y))
+
+
+#: evaluation rows of the card → separator functions ``(model, y) -> (S, N)``
+SYSTEMS = {"dc_kmeans": separate}

@@ -18,7 +18,8 @@ def main(argv=None) -> int:
         print(f"unknown model {name!r}; known: {', '.join(MODELS)}", file=sys.stderr)
         return 2
     recipe = importlib.import_module(f"model_zoo.recipes.{name}")
-    return int(recipe.main(rest) or 0)
+    result = recipe.main(rest)
+    return result if isinstance(result, int) else 0  # recipes may return their summary dict
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ __all__ = [
     "SharedModel", "Unavailable", "load_shared_model", "model_ref_key", "zoo_models", "default_model_ref",
     "model_card", "card_metrics", "example_refs", "load_example_ref", "load_upload", "UPLOAD_TYPES",
     "MAX_UPLOAD_SECONDS", "spectrogram", "model_outputs", "filter_banks", "analyse_filters", "layer_names",
-    "Activation", "capture_layer", "embedding_layers", "analyse_embeddings", "target_options",
+    "Activation", "capture_layer", "time_layers", "default_layer", "embedding_layers", "analyse_embeddings", "target_options",
     "ATTRIBUTION_METHODS", "analyse_attribution", "figure_builder",
 ]
 
@@ -251,14 +251,20 @@ def card_metrics(card: dict | None) -> list[tuple[str, object]]:
     return rows
 
 
+#: the task an output kind usually serves, for models without a card
+_TASKS = {"frame_probs": "detection", "clip_scores": "classification", "masks": "separation", "sources": "separation",
+          "tf_embeddings": "separation (embeddings)", "features": None}
+
+
 def model_card(model) -> dict:
     """What the Overview shows about a model: identity, input, output, size, card metrics."""
     spec, _ = _spec_and_lock(model)
     g = spec.grid
     card = spec.info.get("card") or {}
     n_params = int(sum(p.numel() for p in spec.model.parameters()))
+    task = spec.info.get("task") or card.get("task") or _TASKS.get(spec.output_kind)
     out = {
-        "name": spec.name, "task": spec.info.get("task") or card.get("task"), "input_kind": spec.input_kind,
+        "name": spec.name, "task": task, "input_kind": spec.input_kind,
         "output_kind": spec.output_kind, "sample_rate": int(g.sample_rate), "n_fft": int(g.n_fft),
         "hop_length": int(g.hop_length), "n_mels": g.n_mels, "frame_seconds": float(g.seconds_per_frame),
         "classes": list(spec.classes or []), "n_sources": spec.n_sources, "params": n_params,
@@ -310,8 +316,9 @@ def model_outputs(model, y) -> dict:
     -------
     dict
         ``kind``; ``values`` (``frame_probs``: ``(C, T)`` with ``times``; ``clip_scores``:
-        ``(C,)``; ``sources``: ``(S, n)`` audio; ``masks``: ``(S, F, T)``; others: ``shape`` only),
-        ``labels`` (class / source names).
+        ``(C,)``; ``sources``: ``(S, n)`` audio plus ``spectrograms`` (one :func:`spectrogram`
+        dict each); ``masks``: ``(S, F, T)`` with ``times`` and ``freqs``; others: ``shape``
+        only), ``labels`` (class / source names).
     """
     import torch
 
@@ -333,9 +340,12 @@ def model_outputs(model, y) -> dict:
         res.update(values=x, labels=list(spec.classes or [f"class {i}" for i in range(x.shape[0])]))
     elif kind == "sources":
         names = spec.info.get("source_names") or [f"source {i + 1}" for i in range(x.shape[0])]
-        res.update(values=x.astype(np.float32), labels=list(names), sr=spec.sample_rate)
+        res.update(values=x.astype(np.float32), labels=list(names), sr=spec.sample_rate,
+                   spectrograms=[spectrogram(s, spec.grid, max_frames=600) for s in x])
     elif kind == "masks":
-        res.update(values=x, labels=[f"source {i + 1}" for i in range(x.shape[0])])
+        F, T = x.shape[-2:]
+        res.update(values=x, labels=[f"source {i + 1}" for i in range(x.shape[0])],
+                   times=spec.grid.frame_times(T), freqs=_freq_hz(spec, F))
     return res
 
 
@@ -374,6 +384,39 @@ def layer_names(model) -> list[str]:
     """Module paths that :func:`probe.capture` can record, in module order."""
     spec, _ = _spec_and_lock(model)
     return [n for n, _ in spec.model.named_modules() if n]
+
+
+def time_layers(model, y) -> list[str]:
+    """Module paths whose output has a time axis on clip ``y`` (one capture of every layer, under the lock)."""
+    from .capture import capture_audio
+
+    spec, lock = _spec_and_lock(model)
+    names = set(layer_names(model))
+    y = np.asarray(y, np.float32)[: 2 * spec.sample_rate]  # axes come from shape probes; a short piece is enough
+    with lock:
+        cache = capture_audio(spec, y, "*", max_steps=4)
+    out = []
+    for k, rec in cache.items():
+        if k in names and rec.time_axis is not None and k not in out:
+            out.append(k)
+    return out
+
+
+def default_layer(model, y, *, purpose: str = "activations") -> str | None:
+    """A sensible first layer to show: the last time-resolved layer before the output head.
+
+    ``purpose="embeddings"`` returns ``"output"`` for a ``tf_embeddings`` model.
+    """
+    spec, _ = _spec_and_lock(model)
+    if purpose == "embeddings" and spec.output_kind == "tf_embeddings":
+        return "output"
+    layers = time_layers(model, y)
+    if not layers:
+        return None
+    # drop leaves of the last module (the head) and containers of everything
+    top = [n for n in layers if not any(o != n and o.startswith(n + ".") for o in layers)]
+    pick = top[-2] if len(top) >= 2 else top[-1]
+    return pick
 
 
 @dataclass
@@ -419,7 +462,7 @@ def _freq_hz(spec, n: int):
         return None
 
 
-def capture_layer(model, y, layer: str, *, view: str = "auto", max_rows: int = 512) -> Activation:
+def capture_layer(model, y, layer: str, *, view: str = "auto", max_rows: int = 512, max_steps: int = 2000) -> Activation:
     """Capture ``layer`` on clip ``y`` and arrange it as rows × time.
 
     Parameters
@@ -430,6 +473,8 @@ def capture_layer(model, y, layer: str, *, view: str = "auto", max_rows: int = 5
         bin) row; ``auto`` picks ``channels``.
     max_rows : int
         Rows beyond this are averaged in groups (keeps the heatmap light).
+    max_steps : int
+        Time steps beyond this are averaged in blocks (``times`` then hold block centres).
 
     Raises
     ------
@@ -486,6 +531,11 @@ def capture_layer(model, y, layer: str, *, view: str = "auto", max_rows: int = 5
     times = rec.times() if rec.seconds_per_step else None
     if times is not None and len(times) != z2.shape[1]:
         times = None
+    if z2.shape[1] > max_steps:  # average blocks of steps: the heatmap stays light, the seconds stay right
+        k = int(np.ceil(z2.shape[1] / max_steps))
+        n = z2.shape[1] // k * k
+        z2 = z2[:, :n].reshape(z2.shape[0], -1, k).mean(-1)
+        times = None if times is None else times[:n].reshape(-1, k).mean(-1)
     return Activation(name=layer, values=z2, times=times, axes=list(rec.axes or []), shape=tuple(rec.shape),
                       row_label=row_label, row_freqs=row_freqs, seconds_per_step=rec.seconds_per_step,
                       module_type=rec.module_type, views=views)

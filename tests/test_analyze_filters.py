@@ -25,6 +25,7 @@ from probe.analyze.filters import (
     reference_bank,
     scale_fit,
     scale_to_hz,
+    truncate_responses,
 )
 from probe.errors import AnalysisError
 from probe.filters import FilterBank
@@ -134,6 +135,21 @@ def test_labels_lowpass_highpass_broadband_dead():
     assert fr.order_[-1] == 3  # dead filters sort last
     assert abs(fr.centre_hz_[4] - 2500) < bin_hz
     assert fr.label_counts() == {"band-pass": 1, "low-pass": 1, "high-pass": 1, "broadband": 1, "dead": 1}
+    assert np.all(fr.secondary_peak_db_[[0, 1, 4]] < -40)  # firwin's sidelobes
+
+
+def test_multiband_label_secondary_peak_and_selectivity():
+    freqs = np.linspace(0, SR / 2, 1025)
+    one = np.exp(-0.5 * ((freqs - 1000) / 80) ** 2)
+    two = one + 0.8 * np.exp(-0.5 * ((freqs - 4000) / 80) ** 2)  # a second lobe at 20 log10(0.8) = −1.9 dB
+    weak = one + 0.1 * np.exp(-0.5 * ((freqs - 4000) / 80) ** 2)  # −20 dB
+    fr = filter_responses(FilterBank("fb", np.stack([one, two, weak]) + 1e-6, "frequency", SR, freqs_hz=freqs))
+    assert fr.labels_ == ["band-pass", "multi-band", "band-pass"]
+    np.testing.assert_allclose(fr.secondary_peak_db_[1:], [20 * np.log10(0.8), -20.0], atol=0.05)
+    assert fr.secondary_peak_db_[0] < -100  # only the 1e-6 floor outside the lobe
+    np.testing.assert_allclose(fr.centre_hz_, 1000, atol=freqs[1])  # the centre stays on the main lobe
+    assert fr.selectivity_db_[0] > 100 and fr.selectivity_db_[1] > 100
+    assert FilterResponses(multiband_db=1.0).fit(FilterBank("fb", two[None], "frequency", SR, freqs_hz=freqs)).labels_ == ["band-pass"]
 
 
 def test_frequency_axis_bank_gaussian_profiles():
@@ -252,6 +268,29 @@ def test_reference_mel_recovers_a_shuffled_mel_bank():
     assert m.mean_cosine_ > 0.98
     assert refs["mel"].mean_cosine_ > refs["gammatone"].mean_cosine_ and refs["mel"].mean_cosine_ > refs["cqt"].mean_cosine_
     assert m.cosine_.shape == (32, 32) and m.reference_responses_.shape == (32, 513)
+
+
+def test_same_length_references_for_short_kernels():
+    freqs = np.linspace(0, SR / 2, 2049)
+    R, _ = reference_bank("gammatone", 8, SR, freqs)
+    np.testing.assert_allclose(truncate_responses(R, 4096), R, atol=1e-9)  # full length: nothing lost
+    short = truncate_responses(R, 16)
+    # 16 taps at 16 kHz: −3 dB main lobe ≈ 0.89·16000/16 ≈ 890 Hz wide (less for lobes folded at 0 Hz)
+    width = [(s_ >= s_.max() / np.sqrt(2)).sum() * freqs[1] for s_ in short]
+    assert min(width) > 400 and np.median(width) > 700
+    # a bank of 16-tap truncated gammatones matches the 16-tap references far better than the ideal ones
+    h = np.fft.irfft(R, n=4096, axis=1)
+    kernels = np.roll(h, 8, axis=1)[:, :16]
+    fr = filter_responses(FilterBank("short", kernels, "samples", SR))
+    assert fr.n_taps_ == 16
+    ideal = match_reference(fr, "gammatone")
+    same = match_reference(fr, "gammatone", taps="bank")
+    assert same.mean_cosine_ > 0.99 > ideal.mean_cosine_ + 0.2
+    assert same.to_dict()["taps"] == "bank"
+    with pytest.raises(AnalysisError, match="n_taps must lie in"):
+        truncate_responses(R, 0)
+    with pytest.raises(AnalysisError, match="taps= needs a waveform bank"):
+        match_reference(FilterBank("f", R, "frequency", SR, freqs_hz=freqs), "mel", taps=16)
 
 
 @pytest.mark.parametrize("kind", ["mel", "gammatone", "cqt"])

@@ -304,7 +304,8 @@ def test_chunked_matches_unchunked_away_from_edges():
         far = np.min(np.abs(full.times[:, None] - np.asarray(edges)[None, :]), axis=1) > 0.1
         scale = np.abs(full.map).max()
         np.testing.assert_allclose(ch.map[:, far], full.map[:, far], atol=1e-3 * scale, err_msg=target)
-        assert ch.completeness_error is not None and ch.completeness_error < 0.05
+        # each chunk's IG keeps completeness as well as the whole clip's does (f(x) - f(b) is tiny for class b)
+        assert ch.completeness_error < max(0.05, 3 * full.completeness_error)
 
 
 def test_chunked_waveform_and_progress_plan():

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from apps import cached_activation, cached_spectrogram, current_audio, current_model, plot, selection_caption, show_error
+from apps import cached_activation, cached_default_layer, cached_spectrogram, current_audio, current_model, plot, selection_caption, show_error
 from probe import appstate
 from probe.errors import ProbeError
 from probe.figures import clip as fc
@@ -17,8 +17,9 @@ if example is None:
 selection_caption(model, example)
 
 layers = appstate.layer_names(model)
+first = cached_default_layer(model, example)
 c1, c2, c3 = st.columns([3, 2, 1])
-layer = c1.selectbox("Layer (module path)", layers, index=0, key="w_act_layer")
+layer = c1.selectbox("Layer (module path)", layers, index=layers.index(first) if first in layers else 0, key="w_act_layer")
 view = c2.radio("Rows", ["auto", "channels", "frequency", "all"], horizontal=True, key="w_act_view",
                 help="For layers with channels and a frequency axis: average over frequency (channels), over channels "
                      "(frequency), or keep every (channel, bin) row (all).")

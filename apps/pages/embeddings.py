@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from apps import cached_embeddings, current_audio, current_model, figure, plot, selection_caption, show_error
+from apps import cached_default_layer, cached_embeddings, current_audio, current_model, figure, plot, selection_caption, show_error
 from probe import appstate
 from probe.errors import ProbeError
 
@@ -16,8 +16,9 @@ if example is None:
 selection_caption(model, example)
 
 layers = appstate.embedding_layers(model)
+first = cached_default_layer(model, example, "embeddings")
 c1, c2, c3 = st.columns([3, 1, 2])
-layer = c1.selectbox("Embedding layer", layers, key="w_emb_layer",
+layer = c1.selectbox("Embedding layer", layers, index=layers.index(first) if first in layers else 0, key="w_emb_layer",
                      format_func=lambda n: "model output (tf_embeddings)" if n == "output" else n,
                      help="The model's per-T-F embeddings, or any layer with a time axis (a per-frame or per-T-F "
                           "embedding after capture).")
@@ -36,12 +37,13 @@ points = res["points"]
 colours = list(res["colourings"])
 preferred = [c for c in ("source", "class", "cluster", "freq", "time", "energy") if c in colours]
 m = st.columns(4)
-m[0].metric("Points", f"{len(points):,}", f"{'T-F bins' if res['kind'] == 'tf' else 'frames'}", delta_color="off")
+m[0].metric("Points", f"{len(points):,}", f"{'T-F bins' if res['kind'] == 'tf' else 'frames'}", delta_color="off",
+            delta_arrow="off")
 m[1].metric("Dimension", points.X.shape[1])
 m[2].metric(f"Trustworthiness ({projection.upper()})", f"{res['trustworthiness']:.3f}")
 if res["agreement"]:
     m[3].metric("Mask accuracy vs oracle", f"{res['agreement']['mask_accuracy']:.2f}",
-                f"ARI {res['agreement']['ari']:.2f}", delta_color="off")
+                f"ARI {res['agreement']['ari']:.2f}", delta_color="off", delta_arrow="off")
 colour = st.radio("Colour by", preferred + [c for c in colours if c not in preferred], horizontal=True,
                   key="w_emb_colour")
 plot(figure("embeddings", "embedding_scatter", points, res["coords"], color=colour, clusters=res["clusters"],
@@ -56,4 +58,7 @@ for j, col in enumerate(cols):
     col.markdown(f"**Cluster {j}**")
     col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
 which = st.radio("Show the mask of cluster", list(range(k)), horizontal=True, key="w_emb_mask")
-plot(figure("embeddings", "cluster_mask_figure", res["clip"], res["cluster_masks"], int(which)), key="emb_mask")
+mask_fig = figure("embeddings", "cluster_mask_figure", res["clip"], res["cluster_masks"], int(which))
+if mask_fig is not None:
+    mask_fig.update_annotations(font_size=11)  # two panel titles side by side at the page's width
+plot(mask_fig, key="emb_mask")

@@ -45,7 +45,7 @@ if "fit" in res:
                 + ", ".join(f"{k} {v:.3f}" for k, v in fit.r2_.items()))
     best_ref = max(res["refs"], key=lambda r: res["refs"][r].mean_cosine_)
     m[3].metric("Closest reference", best_ref, f"mean cosine {res['refs'][best_ref].mean_cosine_:.2f}",
-                delta_color="off")
+                delta_color="off", delta_arrow="off")
 elif res.get("note"):
     st.info(res["note"])
 st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels"].items()))

@@ -8,7 +8,9 @@ from probe import appstate
 from probe.errors import ProbeError
 from probe.figures import clip as fc
 
-st.title("probe — what did this audio model learn?")
+st.title("probe")
+st.caption("What did this audio model learn? Pick a model and a clip here; the other pages show its filters, "
+           "embeddings, attributions and activations on that clip.")
 
 # ---- model ----------------------------------------------------------------------------------
 zoo = appstate.zoo_models()
@@ -47,15 +49,19 @@ if model is None:
 # ---- audio ----------------------------------------------------------------------------------
 examples = appstate.example_refs(model.ref)
 with right:
-    kinds = (["Example"] if examples else []) + ["Upload"]
+    kinds = (["Example"] if examples else []) + ["Upload", "File path"]
     current = st.session_state.get(AUDIO_KEY)
-    kind = st.radio("Audio", kinds, horizontal=True, key="w_audio_kind",
-                    index=kinds.index("Upload") if current == "upload" or not examples else 0)
+    if current == "upload" or (not current and not examples):
+        default_kind = "Upload"
+    elif current and not str(current).startswith("example:"):
+        default_kind = "File path"
+    else:
+        default_kind = kinds[0]
+    kind = st.radio("Audio", kinds, horizontal=True, index=kinds.index(default_kind), key="w_audio_kind")
     if kind == "Example":
         idx = examples.index(current) if current in examples else 0
-        picked = st.selectbox("Test-split example", examples, index=idx, key="w_example")
-        st.session_state[AUDIO_KEY] = picked
-    else:
+        st.session_state[AUDIO_KEY] = st.selectbox("Test-split example", examples, index=idx, key="w_example")
+    elif kind == "Upload":
         up = st.file_uploader(f"Audio file ({', '.join(appstate.UPLOAD_TYPES)}; at most "
                               f"{appstate.MAX_UPLOAD_SECONDS:.0f} s, resampled to {model.sample_rate} Hz)",
                               type=list(appstate.UPLOAD_TYPES), key="w_upload")
@@ -67,6 +73,12 @@ with right:
                 st.session_state[UPLOAD_KEY] = None
                 st.session_state[AUDIO_KEY] = None
                 show_error(exc, "Cannot use this file: ")
+        elif current != "upload":
+            st.session_state[AUDIO_KEY] = None
+    else:
+        path = st.text_input("Audio file on this machine", value=current if default_kind == "File path" else "",
+                             placeholder="/path/to/clip.wav", key="w_audio_path")
+        st.session_state[AUDIO_KEY] = path or None
 
 example = None
 aref = st.session_state.get(AUDIO_KEY)
@@ -84,14 +96,18 @@ elif aref:
 # ---- model card -----------------------------------------------------------------------------
 card = appstate.model_card(model)
 st.subheader(f"Model: {card['name']}")
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Task", card["task"] or card["output_kind"])
-c2.metric("Parameters", f"{card['params']:,}")
-c3.metric("Input", f"{card['input_kind']} @ {card['sample_rate'] / 1000:g} kHz")
-c4.metric("Frame hop", f"{card['frame_seconds'] * 1000:.0f} ms")
+st.caption(" · ".join(x for x in (card["task"], f"{card['input_kind']} in → {card['output_kind']} out",
+                                  f"{len(card['classes'])} classes" if card["classes"] else "",
+                                  f"{card['n_sources']} sources" if card["n_sources"] else "") if x))
+c = st.columns(3)
+c[0].metric("Parameters", f"{card['params']:,}")
+c[1].metric("Sample rate", f"{card['sample_rate'] / 1000:g} kHz", help=f"n_fft {card['n_fft']}, hop {card['hop_length']}"
+            + (f", {card['n_mels']} mel bands" if card["n_mels"] else ""))
+c[2].metric("Frame hop", f"{card['frame_seconds'] * 1000:.0f} ms")
 if card["metrics"]:
-    st.dataframe({"metric": [k for k, _ in card["metrics"]], "value": [str(v) for _, v in card["metrics"]]},
-                 hide_index=True, width="stretch")
+    st.dataframe({"metric (model card)": [k for k, _ in card["metrics"]],
+                  "value": [f"{v:.4g}" if isinstance(v, float) else str(v) for _, v in card["metrics"]]},
+                 hide_index=True, width="stretch", height=220)
 else:
     st.caption("No model-card metrics recorded for this model.")
 with st.expander("Details"):
@@ -120,13 +136,15 @@ except ProbeError as exc:
     show_error(exc, "Cannot run the model: ")
     st.stop()
 fig = fc.outputs_figure(outs, title="Model output", threshold=(model.spec.info.get("postprocessing") or {}).get("threshold"))
-if fig is not None:
-    plot(fig, key="overview_outputs")
-elif outs.get("kind") == "sources" and "values" in outs:
+if outs.get("kind") == "sources" and "values" in outs:
     st.markdown("**Model output: separated sources**")
     cols = st.columns(len(outs["labels"]))
     for col, name, s in zip(cols, outs["labels"], outs["values"]):
         col.caption(str(name))
         col.audio(s, sample_rate=outs["sr"])
-else:
-    st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")
+if fig is not None:
+    plot(fig, key="overview_outputs")
+elif outs.get("kind") != "sources":
+    st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')} — see the Embeddings page for "
+               "tf_embeddings." if outs.get("kind") == "tf_embeddings" else
+               f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")

@@ -15,7 +15,9 @@ The events come from Debian packages (no downloads), grouped into :data:`SCENE_C
 Each class's files are split into disjoint train / val / test pools (about 58 / 12 / 30 %
 of the files); variants of one recording (``X`` / ``X-miss`` / ``X.wav`` / ``X-fire`` /
 ``X-big``) always fall in the same pool, so no test scene holds a recording, or a re-cut
-of one, that training or model selection heard. Backgrounds are split the same way.
+of one, that training or model selection heard. Backgrounds are split in time: each split
+loops its own stretch of every ambience recording (train the first 60 %, val the next 15 %,
+test the last 25 %).
 
 Augmentation happens while a scene is made: level (random SNR), a mild speed change of
 ±8 % (pitch and length together, by resampling), random crops of long sources, and the
@@ -46,7 +48,7 @@ __all__ = ["SCENE_CLASSES", "DEFAULT_SIZES", "TOP_DB", "BAND_ENERGY", "FRAME_SEC
            "scene_sources", "scene_manifest", "event_bounds", "event_band", "event_roll", "MissingSourceError"]
 
 #: Bump when the output of :func:`scene` changes (invalidates nothing on disk: only sources are cached).
-VERSION = 1
+VERSION = 2
 SEED = 7_071_991
 
 WESNOTH_DIR = Path("/usr/share/games/wesnoth/1.16/data/core/sounds")  # wesnoth-1.16-data, GPL-2+
@@ -125,13 +127,14 @@ _WESNOTH_PATTERNS = {
     "magic": r"(magic-[a-z0-9-]+|magicmissile)\.(ogg|wav)",
     "horn": r"(horn-signals/horn-\d|fanfare-short)\.(ogg|wav)",
 }
-# Ambiences (the war drums are music, left out). Split fixed by hand so each split has birds.
-_BACKGROUNDS = {
-    "train": [("wesnoth", "ambient/birds1.ogg"), ("wesnoth", "ambient/birds2.ogg"), ("wesnoth", "ambient/campfire.ogg"),
-              ("wesnoth", "ambient/ship.ogg"), ("alsa", "Noise.wav")],
-    "val": [("wesnoth", "ambient/morning.ogg")],
-    "test": [("wesnoth", "ambient/birds3.ogg"), ("wesnoth", "ambient/night.ogg")],
-}
+# Ambiences: every split uses every file, each a different stretch of it (train the first 60 % of
+# its length, val the next 15 %, test the last 25 %), so no test scene holds background audio that
+# training heard. Left out: morning.ogg (a sustained tonal chord, too close to the horn class to
+# be a neutral background) and wardrums.ogg (music).
+_AMBIENCES = [("wesnoth", "ambient/birds1.ogg"), ("wesnoth", "ambient/birds2.ogg"), ("wesnoth", "ambient/birds3.ogg"),
+              ("wesnoth", "ambient/campfire.ogg"), ("wesnoth", "ambient/night.ogg"), ("wesnoth", "ambient/ship.ogg"),
+              ("alsa", "Noise.wav")]
+BACKGROUND_SPANS = {"train": (0.0, 0.60), "val": (0.60, 0.75), "test": (0.75, 1.0)}
 
 
 # ---- sources --------------------------------------------------------------------------
@@ -222,11 +225,14 @@ def scene_sources(split: str) -> dict:
     Returns
     -------
     dict
-        ``{"events": {class: [path, ...]}, "backgrounds": [path, ...]}`` with absolute paths.
+        ``{"events": {class: [path, ...]}, "backgrounds": [path, ...], "background_span": (start, stop)}``
+        with absolute paths; the split uses the stretch ``[start, stop)`` (fractions of each file's length)
+        of every background.
     """
     _check_split(split)
     ev = {c: [str(_root(k) / p) for k, p in files] for c, files in _splits()[split].items()}
-    return {"events": ev, "backgrounds": [str(_root(k) / p) for k, p in _BACKGROUNDS[split]]}
+    a, b = BACKGROUND_SPANS[split]
+    return {"events": ev, "backgrounds": [str(_root(k) / p) for k, p in _AMBIENCES], "background_span": (a, b)}
 
 
 def _check_split(split: str) -> None:
@@ -385,19 +391,25 @@ def _tile(x: np.ndarray, n: int, start: int, sr: int) -> np.ndarray:
     return out[:n]
 
 
+def _ambience(split: str, k: int, sr: int) -> np.ndarray:
+    """The ``split``'s stretch of ambience ``k`` (see :data:`BACKGROUND_SPANS`)."""
+    x = _load_source(*_AMBIENCES[k], sr, False)
+    a, b = BACKGROUND_SPANS[split]
+    return x[int(a * len(x)):int(b * len(x))]
+
+
 def _background(split: str, rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, list]:
-    bgs = _BACKGROUNDS[split]
-    k = rng.integers(len(bgs))
-    first = _load_source(*bgs[k], sr, False)
+    k = int(rng.integers(len(_AMBIENCES)))
+    first = _ambience(split, k, sr)
     bg = _tile(first, n, int(rng.integers(len(first))), sr)
-    used = [str(_root(bgs[k][0]) / bgs[k][1])]
+    used = [str(_root(_AMBIENCES[k][0]) / _AMBIENCES[k][1])]
     bg = bg / (np.sqrt(np.mean(bg ** 2)) + 1e-12)
-    if len(bgs) > 1 and rng.random() < 0.5:  # a second ambience underneath
-        j = (k + 1 + rng.integers(len(bgs) - 1)) % len(bgs)
-        second = _load_source(*bgs[j], sr, False)
+    if rng.random() < 0.5:  # a second ambience underneath
+        j = (k + 1 + int(rng.integers(len(_AMBIENCES) - 1))) % len(_AMBIENCES)
+        second = _ambience(split, j, sr)
         b2 = _tile(second, n, int(rng.integers(len(second))), sr)
         bg = bg + b2 / (np.sqrt(np.mean(b2 ** 2)) + 1e-12) * 10 ** (rng.uniform(-12, -3) / 20)
-        used.append(str(_root(bgs[j][0]) / bgs[j][1]))
+        used.append(str(_root(_AMBIENCES[j][0]) / _AMBIENCES[j][1]))
     # a faint coloured noise floor (spectral slope drawn per scene) so no two scenes share a floor
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.fft.rfftfreq(n, 1 / sr)
@@ -502,7 +514,8 @@ def scene(split: str, index: int, *, sr: int = 16000, seconds: float = 10.0, ste
             stem_list.append(stem)
     event_stems = (np.stack(stem_list) if stem_list else np.zeros((0, n), np.float32)) if stems else None
     meta = {"split": split, "index": index, "sr": int(sr), "seconds": float(seconds), "seed": [SEED, VERSION],
-            "background_files": bg_files, "version": VERSION, "n_events": len(events)}
+            "background_files": bg_files, "background_span": list(BACKGROUND_SPANS[split]), "version": VERSION,
+            "n_events": len(events)}
     return {"audio": audio.astype(np.float32), "sr": int(sr), "events": events, "event_stems": event_stems,
             "background": bg.astype(np.float32), "meta": meta}
 
@@ -610,8 +623,10 @@ def scene_manifest() -> dict:
         "augmentation": {"snr_db": list(SNR_DB), "background_dbfs": list(BACKGROUND_DBFS), "speed": list(SPEED),
                          "max_event_seconds": MAX_EVENT_SECONDS, "events_per_10s": [3, 7]},
         "default_sizes": dict(DEFAULT_SIZES),
-        "held_out": "test and val use recording families (X, X-miss, X-fire, X-big, X.wav) and ambiences "
-                    "that no other split uses",
+        "held_out": "val and test use sound-event recording families (X, X-miss, X-fire, X-big, X.wav) that no "
+                    "other split uses; every split draws its backgrounds from its own stretch of each ambience "
+                    "(train: first 60 %, val: next 15 %, test: last 25 % of each file)",
+        "background_spans": {k: list(v) for k, v in BACKGROUND_SPANS.items()},
     }
 
 

@@ -33,7 +33,7 @@ from probe.errors import CheckpointError
 
 __all__ = [
     "ZOO_DIR", "CHECKPOINT_DIR", "CARD_DIR", "TRAIN_DIR",
-    "seed_everything", "count_params", "save_checkpoint", "load_checkpoint", "write_card", "render_card_md",
+    "seed_everything", "limit_threads", "count_params", "save_checkpoint", "load_checkpoint", "write_card", "render_card_md",
     "TrainState", "make_parser", "parse_args", "ZooPaths", "zoo_paths", "device_description", "software_versions",
     "Timer", "synthetic_separation_set", "load_separation_set", "MixtureSampler",
     "cosine_lr", "train_loop",
@@ -66,6 +66,19 @@ def seed_everything(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     return np.random.default_rng(seed)
+
+
+def limit_threads(n: int = 1) -> None:
+    """Use ``n`` threads in torch and in every BLAS/OpenMP pool (NumPy, scikit-learn, fast_bss_eval).
+
+    The machines are shared: a BLAS pool spinning two threads on two busy cores can make
+    small solves ~50x slower, and it slows everyone else down too.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(n))
+    threadpool_limits(int(n))  # global: stays in force for the process
 
 
 def count_params(model, *, trainable_only: bool = False) -> int:
@@ -212,7 +225,9 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         if v != v:
             return "nan"
-        return f"{v:.2f}" if abs(v) < 1e4 else f"{v:.3g}"
+        if v == 0 or 0.01 <= abs(v) < 1e4:
+            return f"{v:.2f}"
+        return f"{v:.3g}"
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
         return f"{v:,}"
     return str(v)
@@ -234,8 +249,10 @@ def _metric_table(rows: dict, *, label: str = "system") -> list[str]:
 
 
 def _is_rows(d) -> bool:
-    return isinstance(d, dict) and d and all(isinstance(v, dict) and any(isinstance(x, (int, float)) for x in v.values())
-                                               for v in d.values())
+    """``{row: {metric: number}}`` (every value a dict of numbers)."""
+    return bool(isinstance(d, dict) and d and all(
+        isinstance(v, dict) and v and all(isinstance(x, (int, float)) or x is None for x in v.values())
+        for v in d.values()))
 
 
 def render_card_md(card: dict) -> str:
@@ -612,6 +629,11 @@ def load_separation_set(dataset: str, split: str, n: int | None = None, *, sr: i
     lic = set()
     for it in items:
         m = it.get("meta") or {}
+        if isinstance(m.get("package"), str) and isinstance(m.get("licence"), str):
+            files = ", ".join(map(str, m.get("source_files") or []))
+            lic.add(f"{m['package']} ({m['licence']})" + (f": {files}" if files else "")
+                    + (f"; rendered with {m['renderer']}" if m.get("renderer") else ""))
+            continue
         for key in ("licence", "license", "licences"):
             v = m.get(key)
             if isinstance(v, str):

@@ -183,6 +183,28 @@ def _metric_row(card: dict, key: str = "si_sdri"):
 
 
 # ---- training loop --------------------------------------------------------------------------
+class CPUTimer:
+    """Training budget in CPU seconds of this process (same interface as ``_common.Timer``).
+
+    On an idle core CPU time equals wall time, so ``--minutes 11`` is 11 minutes there; on a
+    machine shared with other jobs the run takes longer in wall time but gets the same amount
+    of compute, so the checkpoint does not depend on how busy the machine was.
+    """
+
+    def __init__(self, minutes: float | None, *, already: float = 0.0):
+        self.budget = None if minutes is None else float(minutes) * 60.0
+        self.t0 = time.process_time() - float(already)
+
+    def elapsed(self) -> float:
+        return time.process_time() - self.t0
+
+    def left(self) -> float:
+        return float("inf") if self.budget is None else self.budget - self.elapsed()
+
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
 def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int = 8, lr: float = 1e-3,
                     segment_seconds: float = 1.0, eval_every_s: float = 75.0, smoke_config: dict | None = None,
                     architecture: Callable | None = None, extra_systems=None,
@@ -214,7 +236,7 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
 
     from model_zoo.convtasnet_lite import pit_si_sdr_loss
     from model_zoo.metrics import evaluate_separator
-    from model_zoo.recipes._common import (Timer, TrainState, count_params, device_description, parse_args,
+    from model_zoo.recipes._common import (TrainState, count_params, device_description, parse_args,
                                            save_checkpoint, seed_everything, software_versions, write_card, zoo_paths)
 
     name = module.NAME
@@ -238,13 +260,15 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
         rng.bit_generator.state = scal["rng"]
         print(f"[{name}] resumed at step {scal['step']} ({scal['elapsed']:.0f} s, best val {scal['best']:.2f} dB)")
     step, best, best_step, history = int(scal.get("step", 0)), float(scal.get("best", -1e9)), int(scal.get("best_step", 0)), list(scal.get("history", []))
-    timer = Timer(args.minutes, already=float(scal.get("elapsed", 0.0)))
+    timer = CPUTimer(args.minutes, already=float(scal.get("elapsed", 0.0)))
+    wall_before = float(scal.get("wall_seconds", 0.0))
     best_state = None
     if args.resume and best_path.is_file():
         from model_zoo.recipes._common import load_checkpoint
 
         best_state = load_checkpoint(best_path)[0]
     model.train()
+    t_start = time.perf_counter()
     last_eval = timer.elapsed()
     max_steps = args.steps if args.steps is not None else 10**9
     bar = tqdm(total=None if args.steps is None else max_steps, initial=step, desc=name, mininterval=5.0)
@@ -253,7 +277,8 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
     def evaluate_and_save(final: bool = False):
         nonlocal best, best_step, best_state, last_eval
         v = val_si_sdri(model, val)
-        history.append({"step": step, "seconds": round(timer.elapsed(), 1), "val_si_sdri": round(v, 3),
+        history.append({"step": step, "cpu_seconds": round(timer.elapsed(), 1),
+                        "wall_seconds": round(wall_before + time.perf_counter() - t_start, 1), "val_si_sdri": round(v, 3),
                         "train_loss": round(float(np.mean(run_loss)) if run_loss else float("nan"), 3)})
         run_loss.clear()
         if v > best:
@@ -261,11 +286,10 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
             best_state = copy.deepcopy(model.state_dict())
             save_checkpoint(best_state, best_path, name=name, config=config)
         state.save(step=step, best=best, best_step=best_step, elapsed=timer.elapsed(), history=history,
-                   rng=rng.bit_generator.state)
+                   rng=rng.bit_generator.state, wall_seconds=wall_before + time.perf_counter() - t_start)
         bar.write(f"[{name}] step {step} {timer.elapsed():.0f}s val SI-SDRi {v:.2f} dB (best {best:.2f} @ {best_step})")
         last_eval = timer.elapsed()
 
-    t_start = time.perf_counter()
     while step < max_steps and not timer.expired():
         frac = timer.elapsed() / timer.budget if timer.budget else 0.0
         for g in opt.param_groups:  # constant, then linear decay to 10 % over the last 40 % of the budget
@@ -297,10 +321,12 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
         "grid": {"sample_rate": 8000, "n_fft": 256, "hop_length": 64},
         "architecture": architecture(config) if architecture is not None else [],
         "config": config, "data": prov,
-        "training": {"steps": step, "best_step": best_step, "train_seconds": round(train_seconds, 1),
-                     "wall_seconds_this_run": round(time.perf_counter() - t_start, 1), "budget_minutes": args.minutes,
+        "training": {"steps": step, "best_step": best_step, "train_cpu_seconds": round(train_seconds, 1),
+                     "train_wall_seconds": round(wall_before + time.perf_counter() - t_start, 1),
+                     "budget_minutes": args.minutes, "budget_clock": "process CPU time (one torch thread); on an idle "
+                     "core this equals wall time, on a shared machine the wall time is longer",
                      "device": device_description(), "batch_size": args.batch_size,
-                     "segment_seconds": round(seg / sr, 3), "lr": args.lr, "optimizer": "Adam, grad-norm clip 5",
+                     "segment_seconds": round(seg / sr, 3), "lr": f"{args.lr:g}", "optimizer": "Adam, grad-norm clip 5",
                      "loss": "negative SI-SDR, permutation invariant (PIT)", "augmentation": "random crops; dynamic "
                      "remixing of sources from two training mixtures (p=0.5, ±3 dB)", "seed": args.seed,
                      "selection": "best validation SI-SDRi (full validation mixtures)", "best_val_si_sdri": round(best, 3),
@@ -320,8 +346,9 @@ def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int
         more, more_notes = extra_systems(test, args.smoke, args.dataset)
         rows.update(more)
         notes += more_notes
-    card["metrics"] = {"test": {**rows, "n_items": res["n_items"]}}
-    card["per_item_test"] = [{k: v for k, v in r.items() if k == "model"} for r in res["per_item"]]
+    card["metrics"] = {"test": rows}
+    card["test_items"] = res["n_items"]
+    card["per_item_test_si_sdri"] = [round(r["model"]["si_sdri"], 2) for r in res["per_item"]]
     card["subset_metrics"] = subset_metrics(sep, test, spec.grid)
     card["notes"] = notes
     if card_extra is not None:

@@ -19,7 +19,8 @@ import torch
 
 from model_zoo import dc_blstm as M
 from model_zoo.metrics import evaluate_separator, separation_scores, si_sdr
-from model_zoo.recipes._common import (MixtureSampler, count_params, device_description, load_separation_set, parse_args,
+from model_zoo.recipes._common import (MixtureSampler, count_params, device_description, limit_threads,
+                                       load_separation_set, parse_args,
                                        save_checkpoint, seed_everything, software_versions, train_loop, write_card,
                                        zoo_paths)
 
@@ -125,11 +126,13 @@ def dc_floor(rows: dict, key: str = "dc_kmeans", frac: float = 0.60) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv, name=M.NAME, minutes=12.0, batch_size=12, lr=1e-3, segment_seconds=SEGMENT_SECONDS)
     rng = seed_everything(args.seed)
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     paths = zoo_paths(M.NAME, args.out_dir)
-    train, prov = load_separation_set(args.dataset, "train", n=8 if args.smoke else None, synthetic=args.smoke)
-    val, _ = load_separation_set(args.dataset, "val", n=2 if args.smoke else 12, synthetic=args.smoke)
-    test, _ = load_separation_set(args.dataset, "test", n=2 if args.smoke else args.n_test, synthetic=args.smoke)
+    sec = 2.0 if args.smoke else 4.0
+    train, prov = load_separation_set(args.dataset, "train", n=8 if args.smoke else None, synthetic=args.smoke, seconds=sec)
+    val, _ = load_separation_set(args.dataset, "val", n=2 if args.smoke else 12, synthetic=args.smoke, seconds=sec)
+    test, _ = load_separation_set(args.dataset, "test", n=2 if args.smoke else args.n_test, synthetic=args.smoke,
+                                  seconds=sec)
     config = dict(M.DEFAULT_CONFIG)
     if args.smoke:
         config.update(hidden=16, layers=1)

@@ -247,7 +247,8 @@ def main(argv=None) -> dict:
     from tqdm import tqdm
 
     from model_zoo import partitioned_ae
-    from model_zoo.recipes._common import (Timer, TrainState, count_params, device_description, load_checkpoint,
+    from model_zoo.recipes.convtasnet_lite import CPUTimer
+    from model_zoo.recipes._common import (TrainState, count_params, device_description, load_checkpoint,
                                            parse_args, save_checkpoint, seed_everything, software_versions,
                                            write_card, zoo_paths)
 
@@ -273,7 +274,9 @@ def main(argv=None) -> dict:
     step, best, best_step = int(scal.get("step", 0)), float(scal.get("best", 1e9)), int(scal.get("best_step", 0))
     history = list(scal.get("history", []))
     best_state = load_checkpoint(best_path)[0] if (args.resume and best_path.is_file()) else None
-    timer = Timer(args.minutes, already=float(scal.get("elapsed", 0.0)))
+    timer = CPUTimer(args.minutes, already=float(scal.get("elapsed", 0.0)))
+    wall_before = float(scal.get("wall_seconds", 0.0))
+    t_start = time.perf_counter()
     max_steps = args.steps if args.steps is not None else 10**9
     bar = tqdm(total=None if args.steps is None else max_steps, initial=step, desc=NAME, mininterval=5.0)
     last_eval, run = timer.elapsed(), []
@@ -281,7 +284,8 @@ def main(argv=None) -> dict:
     def checkpoint_now():
         nonlocal best, best_step, best_state, last_eval
         v = val_objective(model, val)
-        history.append({"step": step, "seconds": round(timer.elapsed(), 1), "val_objective": round(v, 4),
+        history.append({"step": step, "cpu_seconds": round(timer.elapsed(), 1),
+                        "wall_seconds": round(wall_before + time.perf_counter() - t_start, 1), "val_objective": round(v, 4),
                         **{k: round(float(np.mean([r[k] for r in run])), 4) for k in (run[0] if run else {})}})
         run.clear()
         if v < best:
@@ -289,12 +293,11 @@ def main(argv=None) -> dict:
             best_state = copy.deepcopy(model.state_dict())
             save_checkpoint(best_state, best_path, name=NAME, config=config)
         state.save(step=step, best=best, best_step=best_step, elapsed=timer.elapsed(), history=history,
-                   rng=rng.bit_generator.state)
+                   rng=rng.bit_generator.state, wall_seconds=wall_before + time.perf_counter() - t_start)
         bar.write(f"[{NAME}] step {step} {timer.elapsed():.0f}s val objective {v:.3f} (best {best:.3f} @ {best_step})")
         last_eval = timer.elapsed()
 
     model.train()
-    t_start = time.perf_counter()
     while step < max_steps and not timer.expired():
         frac = timer.elapsed() / timer.budget if timer.budget else 0.0
         for grp in opt.param_groups:
@@ -326,10 +329,12 @@ def main(argv=None) -> dict:
         "output_kind": "sources (2: [signal estimate, noise estimate])",
         "grid": {"sample_rate": 8000, "n_fft": 256, "hop_length": 64},
         "architecture": architecture(config), "config": config, "data": prov,
-        "training": {"steps": step, "best_step": best_step, "train_seconds": round(train_seconds, 1),
-                     "wall_seconds_this_run": round(time.perf_counter() - t_start, 1), "budget_minutes": args.minutes,
+        "training": {"steps": step, "best_step": best_step, "train_cpu_seconds": round(train_seconds, 1),
+                     "train_wall_seconds": round(wall_before + time.perf_counter() - t_start, 1),
+                     "budget_minutes": args.minutes, "budget_clock": "process CPU time (one torch thread); on an idle "
+                     "core this equals wall time, on a shared machine the wall time is longer",
                      "device": device_description(), "batch_size": args.batch_size,
-                     "segment_seconds": round(seg / sr, 3), "lr": args.lr, "optimizer": "Adam, grad-norm clip 5",
+                     "segment_seconds": round(seg / sr, 3), "lr": f"{args.lr:g}", "optimizer": "Adam, grad-norm clip 5",
                      "loss": "−SNR(noisy, decoder(w)) + latent log-fit (signal partition zero-masked on noise-only "
                              "clips) + L1 on the signal code (noise-only clips, and weakly everywhere)",
                      "loss_weights": LOSS_WEIGHTS,
@@ -343,7 +348,8 @@ def main(argv=None) -> dict:
 
         res = evaluate_denoiser(lambda y: denoise(model, y), test)
         card["metrics"] = {"test": {k: v for k, v in res.items() if k != "per_item"}}
-        card["per_item_test"] = res["per_item"]
+        card["test_items"] = len(test)
+        card["per_item_test_snri"] = [round(r["model"]["snri"], 2) if r["has_signal"] else None for r in res["per_item"]]
         card["subset_metrics"] = subset_metrics(model, test)
         m = res["model"]
         card["notes"] = [

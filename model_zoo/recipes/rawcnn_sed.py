@@ -31,7 +31,7 @@ def evaluate(model, split: str = "test", n: int | None = None, **kw) -> dict:
 
 
 def main(argv=None) -> int:
-    train_detector(MODEL, argv, minutes=11.0, lr=2e-3, batch_size=16, summary=SUMMARY, architecture=ARCHITECTURE,
+    train_detector(MODEL, argv, minutes=11.0, lr=3e-3, batch_size=16, summary=SUMMARY, architecture=ARCHITECTURE,
                    notes=["Classes, recordings and held-out design: see data; the test split uses recordings and "
                           "ambiences never heard in training or validation."])
     return 0

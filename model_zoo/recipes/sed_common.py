@@ -311,6 +311,8 @@ def add_sed_options(p) -> None:
     p.add_argument("--crop-seconds", type=float, default=4.0, help="training crop length (s)")
     p.add_argument("--eval-seconds", type=float, default=70.0, help="seconds of training between val evaluations")
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--max-pos-weight", type=float, default=5.0,
+                   help="cap of the positive-frame weight sqrt((1 - p) / p) of a class with frame prevalence p")
 
 
 def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, batch_size: int = 16,
@@ -377,7 +379,17 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         r = evaluate(spec, scenes=val_scenes, threshold=0.5, median_frames=1, split="val")
         return {k: r[k] for k in ("segment_f1", "segment_er", "event_f1")}
 
-    bce = torch.nn.BCELoss()
+    # class weights for the rare (short) classes: positive frames count sqrt((1 - p) / p) times, at most 5
+    prev = buf.targets.reshape(buf.n, len(SCENE_CLASSES), -1).mean(axis=(0, 2)).astype(np.float64)
+    pos_weight = torch.as_tensor(np.clip(np.sqrt((1 - prev) / np.maximum(prev, 1e-3)), 1.0, args.max_pos_weight),
+                                 dtype=torch.float32).view(1, -1, 1)
+    print(f"[{mod.NAME}] frame prevalence {np.round(prev, 3).tolist()} -> positive weights "
+          f"{np.round(pos_weight.flatten().numpy(), 2).tolist()}", flush=True)
+
+    def bce(p, t):
+        p = p.clamp(1e-6, 1 - 1e-6)
+        return -(pos_weight * t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
+
     last_eval = timer.elapsed()
     max_steps = args.steps
     bar = tqdm(total=max_steps, initial=step, desc=mod.NAME, mininterval=10.0, disable=args.smoke)
@@ -393,7 +405,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         rng = np.random.default_rng([rng_seed, step])
         y, t = _batch(buf, rng, args.batch_size, args.mix_prob, int(round(args.crop_seconds / FRAME_SECONDS)) + 1)
         out = spec.select_output(model(spec.features(torch.from_numpy(y))))
-        loss = bce(out.clamp(1e-6, 1 - 1e-6), torch.from_numpy(t))
+        loss = bce(out, torch.from_numpy(t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -439,6 +451,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         card = make_card(mod, model, ckpt, config=config, args=args, step=step, train_seconds=train_seconds,
                          eval_seconds=time.perf_counter() - t_eval, best=best, median_table=table, test=test,
                          subset=subset, subset_n=k, n_val=len(val_scenes), history=history, summary=summary,
+                         pos_weight=pos_weight,
                          architecture=architecture or [], notes=notes or [])
         C.write_card(mod.NAME, card, out_dir=paths.cards)
         print(f"[{mod.NAME}] test: seg-F1 {test['segment_f1']:.3f} ER {test['segment_er']:.3f} "
@@ -465,7 +478,7 @@ def _round(d, nd: int = 4):
 
 
 def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval_seconds, best, median_table, test,
-              subset, subset_n, n_val, history, summary, architecture, notes) -> dict:
+              subset, subset_n, n_val, history, summary, architecture, notes, pos_weight) -> dict:
     """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
     from . import _common as C
 
@@ -510,7 +523,9 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "steps": step, "seconds": round(train_seconds, 1), "minutes_budget": args.minutes,
             "eval_seconds": round(eval_seconds, 1), "device": C.device_description(), "batch_size": args.batch_size,
             "optimizer": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
-            "schedule": "30-step warm-up, cosine decay to 5 % over the time budget", "loss": "frame-wise BCE",
+            "positive_weights": dict(zip(SCENE_CLASSES, pos_weight.flatten().tolist())),
+            "schedule": "30-step warm-up, cosine decay to 5 % over the time budget",
+            "loss": "frame-wise BCE, positive frames of class c weighted min(5, sqrt((1 - p_c) / p_c))",
             "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
             "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "

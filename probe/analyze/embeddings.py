@@ -40,6 +40,14 @@ Independently, neighbours are computed here exactly (blocked matrix products) an
 to umap as ``precomputed_knn``; umap's own path for fewer than 4096 points calls a Python
 distance function for every pair (16 M calls, ~25 s for 4000 points), so this is what makes
 the warm path take ~2 s instead.
+
+Threads
+-------
+The estimators and scores here run their BLAS/OpenMP work on one thread by default
+(``n_threads=1``, through threadpoolctl, restored on exit). The matrices are small, and on
+a shared, loaded two-core machine spinning OpenBLAS/OpenMP threads made a 4000-point GMM fit
+take 26 s instead of 0.7 s and k-means 6 s instead of 0.05 s. ``n_threads=None`` leaves the
+pools as configured.
 """
 
 from __future__ import annotations
@@ -61,8 +69,8 @@ __all__ = [
     "ClipEmbeddings", "EmbeddingPoints", "EmbeddingMap", "EmbeddingClusters",
     "clip_embeddings", "embeddings_from_model", "embeddings_from_record", "embeddings_from_layer",
     "select_points", "embedding_map", "trustworthiness", "cluster_embeddings", "separate_clusters",
-    "mask_accuracy", "oracle_agreement", "clusterability", "colourings", "enable_jit_cache", "warm_up",
-    "DEFAULT_THRESHOLD_DB", "DEFAULT_BUDGET",
+    "mask_accuracy", "oracle_agreement", "silhouette", "clusterability", "colourings", "write_cluster_audio",
+    "enable_jit_cache", "warm_up", "DEFAULT_THRESHOLD_DB", "DEFAULT_BUDGET",
 ]
 
 #: bins further than this below their clip's loudest bin are "silent" (deep clustering's −40 dB)
@@ -70,6 +78,22 @@ DEFAULT_THRESHOLD_DB = 40.0
 #: points drawn for a map: enough to show structure, few enough for a ~2 s UMAP on one core
 DEFAULT_BUDGET = 4000
 _TINY = 1e-20
+
+
+def _threads(n: int | None):
+    """Limit BLAS/OpenMP thread pools to ``n`` for the block (``None``: leave them alone).
+
+    The matrices here are small (thousands × 20): extra threads only add synchronisation,
+    and on a shared, loaded machine OpenBLAS/OpenMP threads that spin for a busy core made a
+    GaussianMixture fit 40× and a k-means fit 100× slower than one thread (measured).
+    """
+    from contextlib import nullcontext
+
+    if n is None:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(n))
 
 
 # =====================================================================================
@@ -709,7 +733,8 @@ def _exact_knn(X: np.ndarray, k: int, metric: str, block: int = 1024):
     return idx, dst
 
 
-def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", exact_limit: int = 2000) -> float:
+def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", exact_limit: int = 2000,
+                    n_threads: int | None = 1) -> float:
     """Trustworthiness of a 2-D map: are the map's neighbours true neighbours? (1 = perfect).
 
     The score of :func:`sklearn.manifold.trustworthiness` (Venna & Kaski): for each point,
@@ -728,6 +753,8 @@ def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", e
         Clamped below ``n / 2`` as sklearn requires.
     metric : {"euclidean", "cosine"}
         Distance in the original space.
+    n_threads : int or None
+        BLAS/OpenMP threads for the block (``None``: as configured).
 
     Returns
     -------
@@ -741,8 +768,11 @@ def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", e
     >>> round(trustworthiness(plane, PCA(2).fit_transform(plane)), 3)
     1.0
     """
-    X = np.asarray(X, np.float64)
-    Z = np.asarray(Z, np.float64)
+    with _threads(n_threads):
+        return _trustworthiness(np.asarray(X, np.float64), np.asarray(Z, np.float64), n_neighbors, metric, exact_limit)
+
+
+def _trustworthiness(X, Z, n_neighbors, metric, exact_limit) -> float:
     n = len(X)
     if n < 6:
         return float("nan")
@@ -897,6 +927,9 @@ class EmbeddingMap:
         selection and projection parameters, content hash of the points).
     cache_dir : path, optional
         Also keep maps as ``.npz`` files here (survives restarts).
+    n_threads : int or None
+        BLAS/OpenMP threads while fitting (default 1, see *Threads* in the module notes; ``None``
+        leaves them alone).
 
     Attributes
     ----------
@@ -905,6 +938,9 @@ class EmbeddingMap:
     seconds_ : float
         Time of the fit that produced the map (0 from the in-memory cache).
     metric_ : str
+    projection_ : str
+        The projection used: ``pca`` also for ``umap`` when there are too few points
+        (``n <= n_neighbors + 1``) for a neighbour graph.
     from_cache_ : {None, "memory", "disk"}
     key_ : str
 
@@ -921,7 +957,7 @@ class EmbeddingMap:
 
     def __init__(self, projection: str = "umap", *, metric: str = "auto", n_neighbors: int = 15,
                  min_dist: float = 0.1, n_epochs: int = 200, random_state: int = 0, trust_neighbors: int = 10,
-                 cache_size: int = 16, cache_dir=None):
+                 cache_size: int = 16, cache_dir=None, n_threads: int | None = 1):
         self.projection = projection
         self.metric = metric
         self.n_neighbors = n_neighbors
@@ -931,6 +967,7 @@ class EmbeddingMap:
         self.trust_neighbors = trust_neighbors
         self.cache_size = cache_size
         self.cache_dir = cache_dir
+        self.n_threads = n_threads
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("projection", "metric", "n_neighbors", "min_dist", "n_epochs",
@@ -971,6 +1008,7 @@ class EmbeddingMap:
         metric = self.metric if self.metric != "auto" else ("cosine" if _is_unit_norm(X) else "euclidean")
         key = self._key(points, X)
         self.key_, self.metric_ = key, metric
+        self.projection_ = "pca" if self.projection == "pca" or len(X) <= self.n_neighbors + 1 else "umap"
         lru = self._lru
         if key in lru:
             lru.move_to_end(key)
@@ -985,12 +1023,13 @@ class EmbeddingMap:
             self.embedding_, self.trustworthiness_, self.seconds_, self.from_cache_ = emb, tw, 0.0, "disk"
             return self
         t0 = time.perf_counter()
-        if self.projection == "pca" or len(X) <= self.n_neighbors + 1:
-            emb = _pca_2d(X)
-        else:
-            emb = _umap_2d(X, metric=metric, n_neighbors=self.n_neighbors, min_dist=self.min_dist,
-                           n_epochs=self.n_epochs, random_state=self.random_state, init="spectral")
-        tw = trustworthiness(X, emb, n_neighbors=self.trust_neighbors, metric=metric)
+        with _threads(self.n_threads):
+            if self.projection_ == "pca":
+                emb = _pca_2d(X)
+            else:
+                emb = _umap_2d(X, metric=metric, n_neighbors=self.n_neighbors, min_dist=self.min_dist,
+                               n_epochs=self.n_epochs, random_state=self.random_state, init="spectral")
+            tw = trustworthiness(X, emb, n_neighbors=self.trust_neighbors, metric=metric, n_threads=None)
         secs = time.perf_counter() - t0
         self._remember(key, emb, tw, secs)
         if path is not None:
@@ -1043,6 +1082,8 @@ class EmbeddingClusters:
     n_init : int
         Restarts; the best objective is kept.
     random_state : int
+    n_threads : int or None
+        BLAS/OpenMP threads while fitting and predicting (default 1; ``None`` leaves them alone).
 
     Attributes
     ----------
@@ -1063,12 +1104,13 @@ class EmbeddingClusters:
     """
 
     def __init__(self, n_clusters: int = 2, *, method: str = "kmeans", normalize: bool = False, n_init: int = 4,
-                 random_state: int = 0):
+                 random_state: int = 0, n_threads: int | None = 1):
         self.n_clusters = n_clusters
         self.method = method
         self.normalize = normalize
         self.n_init = n_init
         self.random_state = random_state
+        self.n_threads = n_threads
 
     def _prep(self, X) -> np.ndarray:
         X = _X(X).astype(np.float64)
@@ -1077,6 +1119,10 @@ class EmbeddingClusters:
         return X
 
     def fit(self, points) -> "EmbeddingClusters":
+        with _threads(self.n_threads):
+            return self._fit(points)
+
+    def _fit(self, points) -> "EmbeddingClusters":
         X = self._prep(points)
         k = int(self.n_clusters)
         if k < 1 or len(X) < k:
@@ -1105,7 +1151,8 @@ class EmbeddingClusters:
     def predict(self, X) -> np.ndarray:
         """Cluster of each row of ``X (n, D)``."""
         self._check()
-        return self.estimator_.predict(self._prep(X)).astype(np.int64)
+        with _threads(self.n_threads):
+            return self.estimator_.predict(self._prep(X)).astype(np.int64)
 
     def predict_clip(self, clip: ClipEmbeddings) -> np.ndarray:
         """Cluster of every embedding cell, ``(F, T)``: silent cells go to their nearest cluster."""
@@ -1283,7 +1330,8 @@ def silhouette(X, labels, *, metric: str = "euclidean", sample_size: int = 2000,
                                   random_state=random_state))
 
 
-def clusterability(X, energy_db=None, *, n_loudest: int = 1000, n_clusters: int = 2, random_state: int = 0) -> dict:
+def clusterability(X, energy_db=None, *, n_loudest: int = 1000, n_clusters: int = 2, random_state: int = 0,
+                   n_threads: int | None = 1) -> dict:
     """Reference-free scores of how cleanly the loudest bins split into clusters.
 
     Separation by clustering works when the embeddings of the bins that carry the energy
@@ -1297,6 +1345,8 @@ def clusterability(X, energy_db=None, *, n_loudest: int = 1000, n_clusters: int 
         Selects the ``n_loudest`` points (taken from EmbeddingPoints when given those).
     n_loudest : int
     n_clusters : int
+    n_threads : int or None
+        BLAS/OpenMP threads (default 1; ``None`` leaves them alone).
 
     Returns
     -------
@@ -1315,6 +1365,11 @@ def clusterability(X, energy_db=None, *, n_loudest: int = 1000, n_clusters: int 
     >>> clusterability(two)["silhouette"] > 0.8 > clusterability(one)["silhouette"]
     True
     """
+    with _threads(n_threads):
+        return _clusterability(X, energy_db, n_loudest, n_clusters, random_state)
+
+
+def _clusterability(X, energy_db, n_loudest, n_clusters, random_state) -> dict:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
     from sklearn.mixture import GaussianMixture

@@ -332,11 +332,14 @@ def randomisation_test(spec, y, target=None, *, method: str = "saliency", mode: 
 def completeness(attr) -> float | None:
     """``|sum(map) - (f(x) - f(baseline))| / |f(x) - f(baseline)|`` of an attribution.
 
-    Uses Captum's convergence delta when present, else the map's own sum (meaningful for
-    IG, DeepLift, GradientShap and occlusion-style methods only).
+    Uses Captum's convergence delta when present, else the map's own sum. ``None`` for
+    methods without a summation axiom (Saliency, GradCAM, and occlusion / ablation, which
+    give every bin of a window the whole window's effect).
     """
     if attr.completeness_error is not None:
         return float(attr.completeness_error)
+    if attr.method not in ("ig", "deeplift", "gradshap", "ixg"):
+        return None
     if attr.target_value is None or attr.baseline_value is None:
         return None
     diff = attr.target_value - attr.baseline_value

@@ -43,7 +43,7 @@ __all__ = [
     "FilterResponses", "filter_responses", "frequency_response",
     "ScaleFit", "scale_fit", "hz_to_scale", "scale_to_hz", "hz_to_erb_rate", "erb_rate_to_hz", "erb_bandwidth",
     "octave_density",
-    "ReferenceMatch", "match_reference", "compare_references", "reference_bank",
+    "ReferenceMatch", "match_reference", "compare_references", "reference_bank", "truncate_responses",
     "cosine_matrix", "match_bases", "patch_orientation",
 ]
 
@@ -52,7 +52,7 @@ SCALES = ("linear", "mel", "erb", "log")
 #: reference banks :func:`reference_bank` builds
 REFERENCES = ("mel", "gammatone", "cqt")
 #: per-filter shape labels
-LABELS = ("band-pass", "low-pass", "high-pass", "broadband", "dead", "spectrotemporal")
+LABELS = ("band-pass", "low-pass", "high-pass", "multi-band", "broadband", "dead", "spectrotemporal")
 
 
 # ---- frequency scales -----------------------------------------------------------------------
@@ -176,6 +176,21 @@ def _parabolic_peak(mag_db: np.ndarray, k: int) -> float:
     return float(k)
 
 
+def _secondary_peak(mag_db: np.ndarray, lo: int, hi: int) -> float:
+    """Highest interior local maximum of ``mag_db`` outside indices ``lo..hi`` (dB, −inf if none).
+
+    The grid's end points count as maxima when the response rises towards them.
+    """
+    d = mag_db
+    is_max = np.zeros(len(d), dtype=bool)
+    if len(d) >= 3:
+        is_max[1:-1] = (d[1:-1] >= d[:-2]) & (d[1:-1] > d[2:])
+    if len(d) >= 2:
+        is_max[0], is_max[-1] = d[0] > d[1], d[-1] > d[-2]
+    is_max[max(lo, 0):hi + 1] = False
+    return float(d[is_max].max()) if is_max.any() else -np.inf
+
+
 def patch_orientation(patches):
     """Dominant orientation of spectro-temporal patches from the structure tensor.
 
@@ -240,6 +255,8 @@ class FilterResponses:
         kernel main lobe, enough to place −3 dB points well inside one bin.
     drop_db : float
         Level below the peak that defines the band edges (3 dB: half power).
+    multiband_db : float
+        A secondary lobe within this many dB of the peak makes the filter "multi-band".
     sign : {"abs", "positive"}
         How a signed profile over frequency bins (``axis="frequency"``) becomes a magnitude:
         its absolute value, or only its positive (excitatory) part. Waveform kernels always
@@ -268,8 +285,16 @@ class FilterResponses:
         NaN for dead filters and for patches that do not span the frequency axis.
     labels_ : list of str
         One of :data:`LABELS`: band-pass (both edges found), low-pass (no lower edge),
-        high-pass (no upper edge), broadband (neither), dead (all-zero kernel),
-        spectrotemporal (a small Conv2d patch with no absolute frequency).
+        high-pass (no upper edge), multi-band (another lobe, separated from the main band by
+        a dip below −``drop_db``, comes back within ``multiband_db`` of the peak), broadband
+        (no edge at all), dead (all-zero kernel), spectrotemporal (a small Conv2d patch with
+        no absolute frequency).
+    secondary_peak_db_ : np.ndarray [shape=(n_filters,)]
+        Highest local maximum outside the main −``drop_db`` band, in dB re the peak
+        (−inf when there is none): how far a filter is from a single pass band.
+    selectivity_db_ : np.ndarray [shape=(n_filters,)]
+        Peak minus the median level over the whole grid (dB): ~60 dB for a gammatone,
+        ~10 dB for a short, loosely tuned kernel.
     order_ : np.ndarray [shape=(n_filters,)]
         Filter indices sorted by ``centre_hz_`` (NaNs last); all other arrays are in
         channel order, so index ``k`` is the model's channel ``k``.
@@ -297,11 +322,12 @@ class FilterResponses:
     """
 
     def __init__(self, *, n_fft: int | None = None, min_n_fft: int = 2048, oversample: int = 8, drop_db: float = 3.0,
-                 sign: str = "abs", db_floor: float = -80.0):
+                 multiband_db: float = 3.0, sign: str = "abs", db_floor: float = -80.0):
         self.n_fft = n_fft
         self.min_n_fft = min_n_fft
         self.oversample = oversample
         self.drop_db = drop_db
+        self.multiband_db = multiband_db
         self.sign = sign
         self.db_floor = db_floor
 
@@ -323,6 +349,7 @@ class FilterResponses:
         self.is_spectral_ = True
         freqs_bank = None if bank.freqs_hz is None else np.asarray(bank.freqs_hz, dtype=float)
 
+        self.n_taps_ = int(W.shape[-1]) if bank.axis == "samples" else None
         if bank.axis == "samples":
             self.freqs_hz_, mag = frequency_response(W, self.sample_rate_, n_fft=self.n_fft, min_n_fft=self.min_n_fft,
                                                      oversample=self.oversample)
@@ -369,6 +396,7 @@ class FilterResponses:
         self.responses_db_ = np.maximum(db, self.db_floor)
         nan = np.full(n, np.nan)
         peak, lo, hi, cen = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+        second = nan.copy()
         labels = []
         for i in range(n):
             if not alive[i]:
@@ -382,7 +410,13 @@ class FilterResponses:
             a, b, has_lo, has_hi = _band(db[i], k, self.drop_db)
             lo[i], hi[i] = np.interp(a, idx, f), np.interp(b, idx, f)
             cen[i] = 0.5 * (lo[i] + hi[i])
-            labels.append("band-pass" if has_lo and has_hi else "low-pass" if has_hi else "high-pass" if has_lo else "broadband")
+            second[i] = _secondary_peak(db[i], int(np.floor(a)), int(np.ceil(b)))
+            if not (has_lo or has_hi):
+                labels.append("broadband")
+            elif second[i] >= -self.multiband_db:
+                labels.append("multi-band")
+            else:
+                labels.append("band-pass" if has_lo and has_hi else "low-pass" if has_hi else "high-pass")
         power = mag ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             centroid = (power * f[None]).sum(1) / power.sum(1)
@@ -393,6 +427,8 @@ class FilterResponses:
             self.q_ = np.where(self.bandwidth_hz_ > 0, peak / self.bandwidth_hz_, np.nan)
             self.peak_gain_db_ = np.where(alive, 20 * np.log10(np.maximum(peak_mag, 1e-30)), np.nan)
         self.labels_ = labels
+        self.secondary_peak_db_ = second
+        self.selectivity_db_ = np.where(np.isfinite(peak), -np.median(db, axis=1), np.nan) if F else nan
         self.order_ = np.argsort(np.where(np.isnan(cen), np.inf, cen), kind="stable")
         mean_power = power[alive].mean(0) if alive.any() else np.zeros(F)
         with np.errstate(divide="ignore"):
@@ -424,6 +460,7 @@ class FilterResponses:
                 "centre_hz": _round_list(self.centre_hz_), "bandwidth_hz": _round_list(self.bandwidth_hz_),
                 "peak_hz": _round_list(self.peak_hz_), "q": _round_list(self.q_, 3),
                 "median_q": _nanmedian(self.q_), "median_bandwidth_hz": _nanmedian(self.bandwidth_hz_),
+                "median_selectivity_db": _nanmedian(self.selectivity_db_),
             })
         if hasattr(self, "orientation_deg_"):
             out["orientation_deg"] = _round_list(self.orientation_deg_, 1)
@@ -662,6 +699,25 @@ def reference_bank(kind: str, n_filters: int, sample_rate: float, freqs_hz, *, f
     raise AnalysisError(f"unknown reference bank {kind!r}; known: {', '.join(REFERENCES)}")
 
 
+def truncate_responses(responses, n_taps: int):
+    """Magnitude responses of the ``n_taps``-long linear-phase FIRs closest (least squares) to ``responses``.
+
+    ``responses (n, F)`` are magnitudes on a full rFFT grid (0 Hz to Nyquist, ``F = 1 + n_fft/2``).
+    The zero-phase impulse response of each is cut to its central ``n_taps`` samples
+    (rectangular truncation is the least-squares optimum for a fixed length), and its
+    magnitude response is returned on the same grid: what a filter as short as a learned
+    kernel can do when it tries to be this reference filter.
+    """
+    R = np.asarray(responses, dtype=float)
+    n_fft = 2 * (R.shape[1] - 1)
+    L = int(n_taps)
+    if not 1 <= L <= n_fft:
+        raise AnalysisError(f"n_taps must lie in [1, n_fft={n_fft}], given {n_taps}")
+    h = np.fft.irfft(R, n=n_fft, axis=1)
+    h = np.roll(h, L // 2, axis=1)[:, :L]  # centre the zero-phase response in the window
+    return np.abs(np.fft.rfft(h, n=n_fft, axis=1))
+
+
 # ---- matching ---------------------------------------------------------------------------------
 def cosine_matrix(A, B) -> np.ndarray:
     """Cosine similarity of the rows of ``A`` (n, F) with the rows of ``B`` (m, F) → (n, m); zero rows give 0."""
@@ -714,6 +770,11 @@ class ReferenceMatch:
         ``full``: the reference covers ``fmin``–``fmax`` as a textbook bank of that size would;
         ``bank``: its first and last centres sit on the learned bank's lowest and highest
         centre, so only filter shape and spacing are compared.
+    taps : None, int or "bank"
+        Compare with reference filters realised as FIRs of this length (``"bank"``: the
+        learned kernels' length) instead of ideal ones; see :func:`truncate_responses`.
+        A 2 ms kernel cannot be a 40 Hz-wide mel band; this asks whether it is the closest
+        thing a 2 ms filter can be. Waveform banks only.
 
     Attributes
     ----------
@@ -728,13 +789,14 @@ class ReferenceMatch:
     """
 
     def __init__(self, reference: str = "mel", *, threshold: float = 0.5, fmin: float = 0.0, fmax: float | None = None,
-                 htk: bool = False, span: str = "full"):
+                 htk: bool = False, span: str = "full", taps=None):
         self.reference = reference
         self.threshold = threshold
         self.fmin = fmin
         self.fmax = fmax
         self.htk = htk
         self.span = span
+        self.taps = taps
 
     def fit(self, responses) -> "ReferenceMatch":
         """Compare a fitted :class:`FilterResponses` (or a bank, fitted with defaults) with the reference."""
@@ -754,6 +816,10 @@ class ReferenceMatch:
             crange = (float(c[0]), float(c[-1]))
         R, centres = reference_bank(self.reference, fr.n_filters_, fr.sample_rate_, fr.freqs_hz_, fmin=self.fmin,
                                     fmax=self.fmax, centre_range=crange, htk=self.htk)
+        if self.taps is not None:
+            if fr.axis_ != "samples":
+                raise AnalysisError(f"taps= needs a waveform bank (FIR kernels); {fr.name_!r} has axis {fr.axis_!r}")
+            R = truncate_responses(R, fr.n_taps_ if self.taps == "bank" else int(self.taps))
         self.reference_responses_, self.reference_centres_hz_ = R, centres
         self.cosine_ = cosine_matrix(fr.responses_, R)
         self.assignment_, self.matched_cosine_ = match_bases(self.cosine_)
@@ -763,7 +829,7 @@ class ReferenceMatch:
         return self
 
     def to_dict(self) -> dict:
-        return {"reference": self.reference, "span": self.span, "mean_cosine": round(self.mean_cosine_, 4),
+        return {"reference": self.reference, "span": self.span, "taps": self.taps, "mean_cosine": round(self.mean_cosine_, 4),
                 "median_cosine": round(float(np.nanmedian(self.matched_cosine_)), 4),
                 "n_unmatched": int(self.unmatched_.size), "threshold": self.threshold,
                 "unmatched": [int(i) for i in self.unmatched_]}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,8 @@ _ALIASES = {"input_x_gradient": "ixg", "inputxgradient": "ixg", "integrated_grad
             "grad_cam": "gradcam", "layergradcam": "gradcam"}
 _COMPLETE = ("ig", "deeplift", "gradshap")  # methods with a completeness (summation-to-delta) axiom
 _SMOOTHABLE = ("saliency", "ixg", "ig", "deeplift", "gradshap", "gradcam")
-_NO_DEEPLIFT = ("RNNBase", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "GELU", "SiLU")
+# modules whose nonlinearities live inside one op: DeepLift's rescale rule would silently treat them as linear
+_NO_DEEPLIFT = ("RNNBase", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
 
 
 def _method_name(method: str) -> str:
@@ -457,8 +459,7 @@ def _run_method(o: _Options, fwd: TFForward, x, base, mag_range: float):
         algo = ca.GradientShap(f)
         g = torch.Generator().manual_seed(o.seed)
         gains = torch.exp(0.5 * torch.randn(o.n_baselines, generator=g)).to(base.device, base.dtype)
-        kw = {"baselines": base * gains[:, None, None], "n_samples": o.steps, "stdevs": 0.0,
-              "return_convergence_delta": True}
+        kw = {"baselines": base * gains[:, None, None], "stdevs": 0.0, "return_convergence_delta": True}
     elif m == "deeplift":
         algo = ca.DeepLift(f)
         kw = {"baselines": base, "return_convergence_delta": True}
@@ -493,14 +494,20 @@ def _run_method(o: _Options, fwd: TFForward, x, base, mag_range: float):
         if m not in _SMOOTHABLE:
             raise AnalysisError(f"NoiseTunnel smoothing applies to gradient methods ({', '.join(_SMOOTHABLE)}), not {m!r}")
         nt = ca.NoiseTunnel(algo)
-        kw.pop("internal_batch_size", None)
+        if m == "gradshap":
+            kw["n_samples"] = o.steps
+        # IG batches its own steps (internal_batch_size); other methods take noisy copies in batches
         res = nt.attribute(x, nt_type=o.smooth, nt_samples=o.nt_samples, stdevs=o.nt_stdev * mag_range,
-                           nt_samples_batch_size=max(1, o.internal_batch_size // max(1, o.steps if m == "ig" else 1)) or 1,
-                           **kw)
+                           nt_samples_batch_size=1 if m in ("ig", "gradshap") else o.internal_batch_size, **kw)
         extra["smooth"] = {"type": o.smooth, "samples": o.nt_samples, "stdev": o.nt_stdev * mag_range}
     else:
         try:
-            res = algo.attribute(x, **kw)
+            with warnings.catch_warnings():  # Captum announces the temporary DeepLift hooks it removes again
+                warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
+                if m == "gradshap":
+                    res = _gradshap_batched(algo, x, kw, o.steps, o.internal_batch_size)
+                else:
+                    res = algo.attribute(x, **kw)
         except AssertionError as exc:
             if m == "deeplift":
                 raise AnalysisError(f"DeepLift cannot run on this model ({exc}); a module used twice or a functional "
@@ -517,6 +524,20 @@ def _run_method(o: _Options, fwd: TFForward, x, base, mag_range: float):
     if delta is not None:  # IG/DeepLift: one signed delta; GradientShap: one per sample → mean |delta|
         delta = float(delta.reshape(-1)[0]) if delta.numel() == 1 else float(delta.detach().float().abs().mean())
     return attr.detach().float().cpu(), delta, extra
+
+
+def _gradshap_batched(algo, x, kw, n_samples, batch):
+    """GradientShap's expectation over ``n_samples`` draws, ``batch`` draws per call (bounded memory)."""
+    import torch
+
+    total, deltas, done = None, [], 0
+    while done < n_samples:
+        k = min(batch, n_samples - done)
+        a, d = algo.attribute(x, n_samples=k, **kw)
+        total = a * k if total is None else total + a * k
+        deltas.append(d.reshape(-1))
+        done += k
+    return total / n_samples, torch.cat(deltas)
 
 
 # ---- chunks ----------------------------------------------------------------------------------------

@@ -63,9 +63,13 @@ def analyse_bank(bank, *, n_fft=None, span: str = "full", threshold: float = 0.5
         fit = scale_fit(fr, sample_rate=fr.sample_rate_)
         refs = compare_references(fr, span=span, threshold=threshold)
         objs.update(fit=fit, refs=refs)
+        if bank.axis == "samples":  # the same references realised as FIRs as short as the learned kernels
+            short = compare_references(fr, span=span, threshold=threshold, taps="bank")
+            layer["reference_match_same_length"] = {k: round(m.mean_cosine_, 4) for k, m in short.items()}
         layer.update({
             "centre_hz": summary["centre_hz"], "bandwidth_hz": summary["bandwidth_hz"], "q": summary["q"],
             "median_q": summary["median_q"], "median_bandwidth_hz": summary["median_bandwidth_hz"],
+            "median_selectivity_db": summary["median_selectivity_db"], "n_taps": fr.n_taps_,
             "scale_fit": {k: round(v, 4) for k, v in fit.r2_.items()}, "best_scale": fit.best_scale_,
             "filters_per_octave": {f"{a:.0f}-{b:.0f}": int(c) for a, b, c in
                                    zip(fit.octave_edges_hz_[:-1], fit.octave_edges_hz_[1:], fit.filters_per_octave_)},

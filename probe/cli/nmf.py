@@ -4,7 +4,7 @@ Fits NMF (``--beta``: frobenius, kl or is) with ``--components`` K on the magnit
 spectrogram of AUDIO on the model's grid, then matches the model's spectral bases (a
 decoder's synthesis filters, a frequency-axis synthesis bank, or the first analysis bank)
 with NMF's W, correlates the model's activations over time (the latent that feeds the
-decoder, or ``--layer NAME``) with NMF's H, and reports how NMF-like those activations are.
+decoder, the rectified output of an analysis bank, or ``--layer NAME``) with NMF's H, and reports how NMF-like those activations are.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def _capture_activations(spec, y, *, layer: str | None, bank):
         name, want_input = layer, False
     elif bank is not None:
         name, want_input = bank.name, bank.role == "synthesis"
+        if not want_input:
+            name = _nonlinearity_after(spec.model, bank.name) or name
     else:
         raise AnalysisError("the model has no spectral filter bank to take bases from; name an activation layer with --layer")
     with torch.no_grad(), capture(spec, layers=[name], inputs=want_input) as cache:
@@ -127,6 +129,24 @@ def _capture_activations(spec, y, *, layer: str | None, bank):
     if bax == tax:
         bax = None
     return activation_matrix(x, time_axis=tax, batch_axis=bax, sum_batch=True), rec.seconds_per_step, name
+
+
+def _nonlinearity_after(model, name: str) -> str | None:
+    """The elementwise activation module registered right after ``name`` (ReLU, Softplus, …), if any.
+
+    An analysis bank's raw output oscillates at the filter's centre frequency; the envelope
+    NMF's H describes is what comes out of the rectifier that follows it.
+    """
+    import torch.nn as nn
+
+    names = [n for n, _ in model.named_modules() if n]
+    mods = dict(model.named_modules())
+    if name not in names or names.index(name) + 1 >= len(names):
+        return None
+    nxt = names[names.index(name) + 1]
+    acts = (nn.ReLU, nn.Softplus, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softmax,
+            nn.Hardtanh, nn.ReLU6)
+    return nxt if isinstance(mods[nxt], acts) else None
 
 
 def run(args) -> dict:

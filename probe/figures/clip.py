@@ -76,8 +76,9 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
     Returns
     -------
     plotly.graph_objects.Figure or None
-        ``None`` for output kinds without a natural 1-D view (sources and masks are
-        listened to instead).
+        Detectors: probabilities over seconds; clip scores: bars; separators: the
+        spectrogram of every separated source (or every mask) on shared axes; ``None``
+        for other kinds.
     """
     go = _go()
     kind = outputs.get("kind")
@@ -95,11 +96,42 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
     elif kind == "clip_scores" and "values" in outputs:
         fig = go.Figure(go.Bar(x=list(outputs["labels"]), y=np.asarray(outputs["values"]), marker_color="#1f77b4"))
         fig.update_yaxes(title_text="score")
+    elif kind == "sources" and outputs.get("spectrograms"):
+        return _stacked_heatmaps([(str(lab), d["times"], d["freqs"], d["db"]) for lab, d in
+                                  zip(outputs["labels"], outputs["spectrograms"])], colorscale="Magma", zmax=0.0,
+                                 unit="dB", title=title)
+    elif kind == "masks" and "values" in outputs and outputs.get("freqs") is not None:
+        return _stacked_heatmaps([(str(lab), outputs["times"], outputs["freqs"], m) for lab, m in
+                                  zip(outputs["labels"], outputs["values"])], colorscale="Viridis", zmin=0.0,
+                                 unit="mask", title=title)
     else:
         return None
     fig.update_layout(title=title, height=height, template="plotly_white",
                       margin=dict(l=60, r=20, t=40 if title else 10, b=45),
                       legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    return fig
+
+
+def _stacked_heatmaps(panels, *, colorscale: str, unit: str, title=None, zmin=None, zmax=None, panel_height: int = 190):
+    """One heatmap per (label, times, freqs, z) panel, stacked with shared seconds axis."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    n = len(panels)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06 if n > 1 else 0.0,
+                        subplot_titles=[p[0] for p in panels])
+    lo = zmin if zmin is not None else min(float(np.min(p[3])) for p in panels)
+    hi = zmax if zmax is not None else max(float(np.max(p[3])) for p in panels)
+    for i, (lab, t, f, z) in enumerate(panels, start=1):
+        fig.add_trace(go.Heatmap(x=t, y=f, z=z, colorscale=colorscale, zmin=lo, zmax=hi, showscale=(i == 1),
+                                 colorbar=dict(title=unit, thickness=12, len=0.9),
+                                 hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>%{{z:.2f}}<extra></extra>"),
+                      row=i, col=1)
+        fig.update_yaxes(title_text="Hz", row=i, col=1)
+    fig.update_xaxes(title_text="time (s)", row=n, col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(title=title, height=panel_height * n + 90, template="plotly_white",
+                      margin=dict(l=60, r=20, t=60 if title else 30, b=45))
     return fig
 
 

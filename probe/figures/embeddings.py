@@ -160,23 +160,24 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     t = clip.grid.frame_times(clip.stft.shape[1])[::step]
     f = clip.grid.bin_frequencies()
     share = float((np.abs(clip.stft) ** 2 * masks[cluster]).sum() / max((np.abs(clip.stft) ** 2).sum(), 1e-20))
+    colour = PALETTE[cluster % len(PALETTE)]
+    inside = M > 0.5
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=(f"mixture, cluster {cluster} mask outlined",
-                                        f"masked mixture (cluster {cluster}: {100 * share:.0f}% of energy)"))
-    fig.add_trace(go.Heatmap(x=t, y=f, z=db, zmin=lo, zmax=top, colorscale="Greys", reversescale=True, showscale=False,
-                             hovertemplate="%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"), 1, 1)
-    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(M > 0.5, 1.0, np.nan), zmin=0, zmax=1, showscale=False,
-                             colorscale=[[0, PALETTE[cluster % len(PALETTE)]], [1, PALETTE[cluster % len(PALETTE)]]],
-                             opacity=0.45, hoverinfo="skip"), 1, 1)
-    masked = np.where(M > 0.5, db, np.nan)
-    fig.add_trace(go.Heatmap(x=t, y=f, z=masked, zmin=lo, zmax=top, colorscale="Magma",
-                             colorbar=dict(title=dict(text="dB")),
-                             hovertemplate="%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"), 1, 2)
+                        subplot_titles=(f"mixture: cluster {cluster} bins in colour, the rest grey",
+                                        f"masked mixture, what cluster {cluster} plays ({100 * share:.0f}% of energy)"))
+    hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
+    # left: every bin shaded by level (white = silent), hue by membership
+    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, np.nan, db), zmin=lo, zmax=top, colorscale="Greys",
+                             showscale=False, hovertemplate=hover), 1, 1)
+    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), zmin=lo, zmax=top,
+                             colorscale=[[0, "#ffffff"], [1, colour]], showscale=False, hovertemplate=hover), 1, 1)
+    # right: only the cluster's bins, on a white-to-dark scale with a colour bar
+    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), zmin=lo, zmax=top, colorscale="Magma",
+                             reversescale=True, colorbar=dict(title=dict(text="dB")), hovertemplate=hover), 1, 2)
     fig.update_xaxes(title_text="time (s)")
     fig.update_yaxes(title_text="frequency (Hz)", row=1, col=1)
     fig.update_layout(title=dict(text=title or f"{clip.name}: cluster {cluster} of {masks.shape[0]}"),
-                      template="plotly_white", width=1000, height=420,
-                      plot_bgcolor="#ffffff")
+                      template="plotly_white", width=1000, height=420, plot_bgcolor="#ffffff")
     return fig
 
 

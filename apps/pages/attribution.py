@@ -1,0 +1,75 @@
+"""Attribution: which time-frequency regions drive an output — seen over the spectrogram, heard, and tested by deletion."""
+
+import streamlit as st
+
+from apps import cached_attribution, current_audio, current_model, figure, plot, selection_caption, show_error
+from probe import appstate
+from probe.errors import ProbeError
+
+st.title("Attribution")
+model = current_model()
+if model is None:
+    st.stop()
+example = current_audio(model)
+if example is None:
+    st.stop()
+selection_caption(model, example)
+
+options = appstate.target_options(model, example)
+c1, c2, c3 = st.columns([3, 2, 1])
+custom = "custom…"
+choice = c1.selectbox("Target", options + [custom], key="w_attr_target",
+                      help="What to explain: a class over a time span (detectors), a separated source, an embedding "
+                           "cluster. The ground-truth events of the example come first.")
+target = c1.text_input("Target string", value="" if not options else options[0], key="w_attr_custom",
+                       placeholder="class=bell,t=3.0:3.5 · source=1,f=200:1000 · cluster=1") if choice == custom else choice
+method = c2.selectbox("Method", list(appstate.ATTRIBUTION_METHODS), index=0, key="w_attr_method",
+                      help="saliency and ixg: one gradient (fast); ig: integrated gradients (completeness checked); "
+                           "gradshap, occlusion: slower; gradcam: last conv layer.")
+steps = c3.number_input("IG steps", 4, 128, 16, step=4, key="w_attr_steps", disabled=method not in ("ig", "gradshap"))
+top = st.slider("Explanation keeps the top % of T-F bins", 1, 50, 10, key="w_attr_top")
+
+try:
+    res = cached_attribution(model, example, target, method, int(steps), float(top))
+except ProbeError as exc:
+    show_error(exc, f"Cannot attribute {target!r}: ")
+    st.stop()
+
+attr, summ = res["attribution"], res["summary"]
+m = st.columns(4)
+m[0].metric("Target", summ["target"])
+if summ.get("target_value") is not None:
+    m[1].metric("f(clip)", f"{summ['target_value']:.3f}",
+                None if summ.get("baseline_value") is None else f"baseline {summ['baseline_value']:.3f}", delta_color="off",
+                delta_arrow="off")
+if summ.get("completeness_error") is not None:
+    m[2].metric("Completeness error", f"{summ['completeness_error']:.2%}")
+if res["deletion"]:
+    d = res["deletion"]
+    m[3].metric("Deletion AUC (lower = faithful)", f"{d['auc']:.3f}", f"random order {d['auc_random']:.3f}",
+                delta_color="off", delta_arrow="off")
+for w in attr.info.get("warnings", []):
+    st.warning(w)
+
+mel = st.toggle("Fold relevance onto mel bands", value=model.spec.input_kind == "logmel", key="w_attr_mel",
+                help="The map lives on the linear STFT; the mel view sums it into mel bands (total relevance kept).")
+plot(figure("attribution", "attribution_figure", attr, boxes=example.events, mel=mel), key="attr_map")
+if attr.track is not None:
+    plot(figure("attribution", "target_track_figure", attr), key="attr_track")
+
+st.subheader("Listen")
+st.caption(f"The explanation keeps the top {top} % of bins by relevance (positive only) of the clip's STFT; the "
+           "complement is everything else. Together they add up to the clip.")
+c1, c2, c3 = st.columns(3)
+c1.markdown("**Clip**")
+c1.audio(example.y, sample_rate=example.sr)
+c2.markdown("**Explanation**")
+c2.audio(res["explanation"], sample_rate=res["sr"])
+c3.markdown("**Complement**")
+c3.audio(res["complement"], sample_rate=res["sr"])
+
+if res["deletion"]:
+    st.subheader("Deletion test")
+    st.caption("Bins are replaced by the baseline in attribution order and in random order; a faithful map makes the "
+               "target fall faster than random.")
+    plot(figure("attribution", "deletion_figure", res["deletion"]), key="attr_deletion")

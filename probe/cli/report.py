@@ -1,0 +1,42 @@
+"""``probe report MODEL AUDIO --out DIR``: one self-contained HTML report (works offline) of a model on a clip."""
+
+from __future__ import annotations
+
+from ._common import add_audio_arg, add_model_arg
+
+
+def add_parser(sub):
+    from ..report import SECTIONS
+
+    p = sub.add_parser("report", help="write a self-contained HTML report (figures + audio players) of MODEL on AUDIO",
+                       description="Overview, learned filters, embeddings, attribution and activations of MODEL on "
+                                   "AUDIO in one HTML file that needs no network (plotly.js and the audio are embedded).")
+    add_model_arg(p)
+    add_audio_arg(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for report.html")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--target", default=None, help="attribution target, e.g. 'class=bell,t=3:3.5' or 'source=1' "
+                                                  "(default: the example's first event / source 1)")
+    p.add_argument("--method", default="ig", help="attribution method (default ig)")
+    p.add_argument("--steps", type=int, default=16, help="IG / GradientShap steps (default 16)")
+    p.add_argument("--layer", default=None, help="layer for the embeddings section (default: the model's own)")
+    return p
+
+
+def run(args) -> dict:
+    import time
+
+    from ..errors import SpecError
+    from ..report import write_report
+
+    t0 = time.perf_counter()
+    sections = [s.strip() for s in str(args.sections).split(",") if s.strip()]
+    if not sections:
+        raise SpecError("--sections is empty; name at least one section")
+    options = {"attribution": {"target": args.target, "method": args.method, "steps": args.steps}}
+    if args.layer:
+        options["embeddings"] = {"layer": args.layer}
+    out = write_report(args.model, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out

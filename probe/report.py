@@ -1,0 +1,368 @@
+"""A self-contained HTML report of one model on one clip: what the app shows, in one file that works offline.
+
+::
+
+    report = build_report(spec, example)           # or write_report("zoo:crnn_sed", "example:crnn_sed:0", "out/")
+    report.write("out/report.html")
+
+The file embeds plotly.js once (in the first figure; later figures reuse it), every figure's
+data, and every audio clip as a base64 WAV ``<audio>`` player, so it opens from disk with no
+network. Sections (overview, filters, embeddings, attribution, activations) are computed with
+:mod:`probe.appstate`, the same functions the app uses; a section whose analysis does not
+apply to the model (no filter layer, no embeddings) or whose piece is missing is kept with
+a one-line note instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ProbeError
+
+__all__ = ["Report", "Section", "build_report", "write_report", "audio_tag", "SECTIONS"]
+
+#: section ids in report order
+SECTIONS = ("overview", "filters", "embeddings", "attribution", "activations")
+_TITLES = {"overview": "Overview", "filters": "Learned filters", "embeddings": "Embeddings",
+           "attribution": "Attribution", "activations": "Activations"}
+
+
+# ---- parts --------------------------------------------------------------------------------------
+def audio_tag(y, sr: int, *, label: str | None = None, peak: float | None = 0.99) -> str:
+    """An ``<audio controls>`` player holding the clip as a base64 16-bit WAV.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr : int
+    label : str, optional
+        Caption above the player.
+    peak : float or None
+        Scale so the loudest sample is at most this (``None``: clip to [-1, 1] only).
+    """
+    import soundfile as sf
+
+    y = np.nan_to_num(np.asarray(y, np.float64).reshape(-1))
+    m = float(np.abs(y).max(initial=0.0))
+    if peak is not None and m > peak:
+        y = y * (peak / m)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(y, -1.0, 1.0).astype(np.float32), int(sr), format="WAV", subtype="PCM_16")
+    b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+    cap = f'<div class="cap">{html.escape(label)}</div>' if label else ""
+    return (f'<figure class="player">{cap}<audio controls preload="none" '
+            f'src="data:audio/wav;base64,{b64}"></audio></figure>')
+
+
+def _table(rows, header=None) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header) if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f'<table>{"<tr>" + head + "</tr>" if head else ""}{body}</table>'
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@dataclass
+class Section:
+    """One report section: an id, a title, and parts (HTML strings or plotly figures)."""
+
+    id: str
+    title: str
+    parts: list = field(default_factory=list)
+    status: str = "ok"
+    note: str | None = None
+    seconds: float = 0.0
+
+    def add(self, part) -> "Section":
+        if part is not None:
+            self.parts.append(part)
+        return self
+
+    def text(self, s: str) -> "Section":
+        return self.add(f"<p>{html.escape(s)}</p>")
+
+    def describe(self) -> dict:
+        n_fig = sum(1 for p in self.parts if not isinstance(p, str))
+        return {"id": self.id, "title": self.title, "status": self.status, "note": self.note, "figures": n_fig,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Report:
+    """Sections plus a title; :meth:`to_html` renders one offline HTML file."""
+
+    title: str
+    sections: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def to_html(self) -> str:
+        """The whole report; plotly.js is inlined once, before the first figure."""
+        first = True
+        out = []
+        nav = " · ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in self.sections)
+        for s in self.sections:
+            chunk = [f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>']
+            if s.note:
+                chunk.append(f'<p class="note {s.status}">{html.escape(s.note)}</p>')
+            for p in s.parts:
+                if isinstance(p, str):
+                    chunk.append(p)
+                else:
+                    chunk.append('<div class="fig">' + p.to_html(full_html=False, include_plotlyjs=first,
+                                                                 config={"displaylogo": False, "responsive": True},
+                                                                 default_width="100%") + "</div>")
+                    first = False
+            chunk.append("</section>")
+            out.append("\n".join(chunk))
+        meta = html.escape(json.dumps(self.meta, default=str))
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<meta name=\"generator\" content=\"probe\"><title>{html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style></head><body><header><h1>{html.escape(self.title)}</h1><nav>{nav}</nav></header>"
+                + "\n".join(out) + f'<footer>probe report · <code data-meta="{meta}">{html.escape(self.meta.get("created", ""))}'
+                f"</code></footer></body></html>\n")
+
+    def write(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_html(), encoding="utf-8")
+        return path
+
+    def describe(self) -> list:
+        return [s.describe() for s in self.sections]
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:0 auto;padding:0 16px 40px;color:#222}
+header{border-bottom:1px solid #ddd;margin-bottom:12px} nav a{margin-right:4px}
+h1{font-size:1.6em} h2{border-bottom:1px solid #eee;padding-top:16px}
+table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;font-size:.9em;text-align:left}
+.note{color:#555;background:#f6f6f6;padding:6px 10px;border-left:3px solid #999}.note.skipped{border-color:#ff7f0e}.note.error{border-color:#d62728}
+.players{display:flex;flex-wrap:wrap;gap:12px}.player{margin:4px 0}.cap{font-size:.85em;color:#555}
+.fig{margin:8px 0} footer{margin-top:32px;color:#888;font-size:.8em}
+"""
+
+
+# ---- sections ---------------------------------------------------------------------------------
+def _spec(model):
+    from .appstate import _spec_and_lock
+
+    return _spec_and_lock(model)[0]
+
+
+def _players(items) -> str:
+    return '<div class="players">' + "".join(audio_tag(y, sr, label=lab) for lab, y, sr in items) + "</div>"
+
+
+def _overview(sec: Section, model, example) -> None:
+    from . import appstate
+    from .figures import clip as fc
+
+    card = appstate.model_card(model)
+    rows = [("model", card["name"]), ("task", card["task"] or "–"), ("input", f"{card['input_kind']} at {card['sample_rate']} Hz"),
+            ("grid", f"n_fft {card['n_fft']}, hop {card['hop_length']} ({card['frame_seconds'] * 1000:.1f} ms)"
+             + (f", {card['n_mels']} mel bands" if card["n_mels"] else "")),
+            ("output", card["output_kind"] + (f": {', '.join(card['classes'])}" if card["classes"] else "")
+             + (f", {card['n_sources']} sources" if card["n_sources"] else "")),
+            ("parameters", f"{card['params']:,}"), ("audio", f"{example.name}, {example.duration:.2f} s at {example.sr} Hz")]
+    sec.add(_table(rows))
+    if card["metrics"]:
+        sec.add("<h3>Model card metrics</h3>" + _table(card["metrics"], ["metric", "value"]))
+    items = [("clip", example.y, example.sr)]
+    if example.sources is not None:
+        names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
+        items += [(f"ground truth: {n}", s, example.sr) for n, s in zip(names, example.sources)]
+    sec.add(_players(items))
+    spec = _spec(model)
+    sec.add(fc.spectrogram_figure(appstate.spectrogram(example.y, spec.grid, max_frames=800), events=example.events,
+                                  title="Spectrogram"))
+    outs = appstate.model_outputs(model, example.y)
+    fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
+    if outs.get("kind") == "sources" and "values" in outs:
+        sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs["sr"]) for n, s in zip(outs["labels"], outs["values"])]))
+    if fig is not None:
+        sec.add(fig)
+
+
+def _filters(sec: Section, model, example, *, max_banks: int = 2) -> None:
+    from . import appstate
+    from .figures import filters as ff
+
+    banks = appstate.filter_banks(model)
+    if not banks:
+        sec.status, sec.note = "skipped", "no layer whose kernels lie on waveform samples or frequency bins"
+        return
+    for name in list(banks)[:max_banks]:
+        bank = banks[name]
+        res = appstate.analyse_filters(bank)
+        fr = res["responses"]
+        sec.add(f"<h3>{html.escape(name)} — {html.escape(bank.module_type)}, {bank.n_filters} filters ({bank.axis})</h3>")
+        if "fit" in res:
+            fit, refs = res["fit"], res["refs"]
+            sec.add(_table([(s, round(r2, 4), "best" if s == fit.best_scale_ else "") for s, r2 in fit.r2_.items()],
+                           ["scale", "R² of centres", ""]))
+            sec.add(_table([(r, round(m.mean_cosine_, 4), int(m.unmatched_.size)) for r, m in refs.items()],
+                           ["reference bank", "mean matched cosine", "unmatched"]))
+        elif res.get("note"):
+            sec.text(res["note"])
+        sec.add(ff.filter_gallery(bank, fr, max_filters=24))
+        if "fit" in res:
+            sec.add(ff.centre_frequency_plot(fr, res["fit"]))
+            best = max(res["refs"], key=lambda r: res["refs"][r].mean_cosine_)
+            sec.add(ff.matched_responses_plot(fr, res["refs"][best]))
+    if len(banks) > max_banks:
+        sec.text(f"{len(banks) - max_banks} more filter layer(s) not shown: {', '.join(list(banks)[max_banks:])}")
+
+
+def _embeddings(sec: Section, model, example, *, layer: str | None = None) -> None:
+    from . import appstate
+
+    layer = layer or appstate.default_layer(model, example.y, purpose="embeddings")
+    if layer is None:
+        sec.status, sec.note = "skipped", "no layer with a time axis to map"
+        return
+    res = appstate.analyse_embeddings(model, example, layer, projection="pca", n_clusters=int(_spec(model).n_sources or 2))
+    scatter = appstate.figure_builder("embeddings", "embedding_scatter")
+    colour = next(c for c in ("source", "class", "cluster", "freq", "time") if c in res["colourings"])
+    pts = res["points"]
+    sec.text(f"Layer {layer}: {len(pts)} {'T-F bins' if res['kind'] == 'tf' else 'frames'} of dimension {pts.X.shape[1]}, "
+             f"PCA map (trustworthiness {res['trustworthiness']:.3f}), {res['cluster_audio'].shape[0]} k-means clusters.")
+    if res["agreement"]:
+        a = res["agreement"]
+        sec.add(_table([("mask accuracy", round(a["mask_accuracy"], 4)), ("ARI", round(a["ari"], 4)),
+                        ("NMI", round(a["nmi"], 4))], ["agreement with the oracle", "value"]))
+    sec.add(scatter(pts, res["coords"], color=colour, clusters=res["clusters"], axis_names=("PCA 1", "PCA 2")))
+    if colour != "cluster":
+        sec.add(scatter(pts, res["coords"], color="cluster", clusters=res["clusters"], axis_names=("PCA 1", "PCA 2")))
+    sec.add("<h3>Listen to each cluster</h3>"
+            + _players([(f"cluster {j}", a, res["sr"]) for j, a in enumerate(res["cluster_audio"])]))
+
+
+def _attribution(sec: Section, model, example, *, target: str | None = None, method: str = "ig", steps: int = 16) -> None:
+    from . import appstate
+
+    opts = appstate.target_options(model, example)
+    target = target or (opts[0] if opts else None)
+    res = appstate.analyse_attribution(model, example, target, method=method, steps=steps)
+    attr, summ = res["attribution"], res["summary"]
+    rows = [("target", summ["target"]), ("method", summ["method"]), ("baseline", summ["baseline"])]
+    for k in ("target_value", "baseline_value", "completeness_error"):
+        if summ.get(k) is not None:
+            rows.append((k.replace("_", " "), summ[k]))
+    if res["deletion"]:
+        d = res["deletion"]
+        rows += [("deletion AUC (attribution order, lower is better)", d["auc"]), ("deletion AUC (random order)", d["auc_random"])]
+    sec.add(_table(rows))
+    figs = []
+    wanted = [("attribution_figure", (attr,), {"boxes": example.events, "mel": _spec(model).input_kind == "logmel"})]
+    if attr.track is not None:
+        wanted.append(("target_track_figure", (attr,), {}))
+    if res["deletion"]:
+        wanted.append(("deletion_figure", (res["deletion"],), {}))
+    for name, args, kwargs in wanted:
+        try:
+            figs.append(appstate.figure_builder("attribution", name)(*args, **kwargs))
+        except appstate.Unavailable as exc:
+            sec.note = f"{exc}; the map is summarised in the table"
+    for f in figs:
+        sec.add(f)
+    sec.add(f"<h3>Listen to the explanation (top {res['top_percent']:g} % of bins) and its complement</h3>"
+            + _players([("explanation", res["explanation"], res["sr"]), ("complement", res["complement"], res["sr"])]))
+
+
+def _activations(sec: Section, model, example, *, layers=None) -> None:
+    from . import appstate
+    from .figures import clip as fc
+
+    if not layers:
+        all_t = appstate.time_layers(model, example.y)
+        pick = appstate.default_layer(model, example.y)
+        layers = [n for n in dict.fromkeys([all_t[0] if all_t else None, pick]) if n]
+    if not layers:
+        sec.status, sec.note = "skipped", "no layer with a time axis"
+        return
+    for name in layers:
+        act = appstate.capture_layer(model, example.y, name)
+        sec.add(fc.activation_figure(act, height=360))
+
+
+_BUILDERS = {"overview": _overview, "filters": _filters, "embeddings": _embeddings, "attribution": _attribution,
+             "activations": _activations}
+
+
+def build_report(model, example, *, sections=SECTIONS, title: str | None = None, options: dict | None = None,
+                 progress=None) -> Report:
+    """Compute every section for one model and clip.
+
+    Parameters
+    ----------
+    model : SharedModel or ModelSpec
+    example : AudioExample
+        At the model's sample rate.
+    sections : sequence of str
+        Subset of :data:`SECTIONS`, in the order wanted.
+    options : dict, optional
+        Per-section keyword arguments, e.g. ``{"attribution": {"target": "class=bell", "method": "saliency"}}``.
+    progress : callable, optional
+        Called with each section id before it is computed.
+
+    Returns
+    -------
+    Report
+        Sections whose analysis raised a :class:`~probe.errors.ProbeError` are kept with
+        ``status="skipped"`` and the error as their note; any other exception gives
+        ``status="error"`` (a bug to report), so one failing analysis never costs the others.
+    """
+    unknown = [s for s in sections if s not in _BUILDERS]
+    if unknown:
+        from .errors import SpecError
+
+        raise SpecError(f"unknown report section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    options = options or {}
+    name = _spec(model).name
+    rep = Report(title or f"probe report — {name} on {example.name}",
+                 meta={"model": name, "audio": example.name, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    for sid in sections:
+        if progress:
+            progress(sid)
+        sec = Section(sid, _TITLES[sid])
+        t0 = time.perf_counter()
+        try:
+            _BUILDERS[sid](sec, model, example, **options.get(sid, {}))
+        except ProbeError as exc:  # the analysis does not apply, or a piece is missing
+            sec.status, sec.note = "skipped", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug in one analysis must not cost the other sections
+            sec.status, sec.note = "error", f"{type(exc).__name__}: {exc}"
+        sec.seconds = time.perf_counter() - t0
+        rep.sections.append(sec)
+    return rep
+
+
+def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, options: dict | None = None,
+                 filename: str = "report.html", max_seconds: float | None = 600.0) -> dict:
+    """Resolve ``model_ref`` / ``audio_ref`` (as the CLI does), build the report and write it.
+
+    Returns
+    -------
+    dict
+        ``{"report": path, "sections": [{"id", "title", "status", "note", "figures", "seconds"}], "bytes": size}``
+    """
+    from . import appstate
+    from .resolve import resolve_audio
+
+    model = appstate.load_shared_model(model_ref)
+    example = resolve_audio(audio_ref, model.sample_rate, max_seconds=max_seconds)
+    rep = build_report(model, example, sections=sections, options=options)
+    path = rep.write(Path(out_dir) / filename)
+    return {"report": str(path), "sections": rep.describe(), "bytes": path.stat().st_size}

@@ -1,0 +1,326 @@
+"""Benchmark: a 4 s, 8 kHz mixture's per-T-F embeddings (D = 20) → 2-D UMAP map with trustworthiness.
+
+Goal: ≤ 5 s warm on 2 cores with trustworthiness ≥ 0.9. Timed: building the clip (STFT,
+pooled energies), silent-bin removal and the stratified 4000-point draw, exact kNN, UMAP
+(200 epochs) and the trustworthiness score. The model's forward pass is not included (it
+is the model's cost, not the map's) and is reported separately when the zoo's
+deep-clustering checkpoint is used.
+
+Embeddings: the zoo's ``dc_blstm`` on test mixture 0 when its checkpoint is installed,
+otherwise synthetic deep-clustering-like embeddings of a two-source mixture (unit vectors
+that encode the dominant source plus a smooth drift with frequency and time, as trained
+embeddings show, plus noise).
+
+``cold`` is the same pipeline as the first map of a fresh Python process (imports not
+counted, reported apart), once as stock umap-learn runs (no on-disk cache for its kernels:
+every one compiles) and once with the cache :func:`~probe.analyze.embeddings.enable_jit_cache`
+writes already filled by an earlier process.
+
+On a shared machine wall time includes waiting for a core; ``warm_cpu_seconds`` (process CPU
+time: umap runs on one thread, numpy's BLAS on up to two) is the load-insensitive companion,
+and ``load_average`` says how busy the machine was.
+
+Run: ``python -m tests.benchmarks.bench_embeddings`` (prints JSON) or through ``probe bench --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SR, SECONDS, D = 8000, 4.0, 20
+
+
+def synthetic_example(seed: int = 0):
+    """Two sources in overlapping bands: a vibrato harmonic stack and gated noise bursts shaped by a formant."""
+    from probe.audio import AudioExample
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SECONDS * SR)) / SR
+    f0 = 180 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    a = sum(0.4 / h * np.sin(h * phase) for h in range(1, 12)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t) ** 2)
+    noise = rng.standard_normal(len(t))
+    from scipy.signal import butter, sosfilt
+
+    b = sosfilt(butter(4, [900, 2600], btype="band", fs=SR, output="sos"), noise) * ((t % 0.8) < 0.5) * 0.6
+    S = np.stack([a, b]).astype(np.float32)
+    return AudioExample(y=S.sum(0), sr=SR, name="bench-synthetic", sources=S, source_names=["harmonic", "noise"])
+
+
+def synthetic_embeddings(ex, grid, seed: int = 0):
+    """(D, F, T) unit vectors: a source direction, a smooth drift with frequency and time, 5 % noise."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    P = np.abs(grid.stft(torch.as_tensor(ex.sources)).numpy()) ** 2
+    share = P[0] / (P.sum(0) + 1e-12)  # soft dominance in [0, 1]
+    F, T = share.shape
+    f = np.linspace(0, 1, F)[:, None] * np.ones((1, T))
+    tt = np.ones((F, 1)) * np.linspace(0, 1, T)[None, :]
+    basis = rng.standard_normal((6, D))
+    E = (np.tanh(4 * (share - 0.5))[..., None] * basis[0] + 0.35 * np.sin(np.pi * f)[..., None] * basis[1]
+         + 0.35 * np.cos(np.pi * f)[..., None] * basis[2] + 0.2 * np.sin(2 * np.pi * tt)[..., None] * basis[3]
+         + 0.05 * rng.standard_normal((F, T, D)))
+    E /= np.linalg.norm(E, axis=-1, keepdims=True)
+    return E.transpose(2, 0, 1).astype(np.float32)
+
+
+def _inputs():
+    """(embeddings (D, F, T), example, grid, source description, forward seconds or None)."""
+    from probe.grid import TFGrid
+
+    ckpt = ROOT / "model_zoo" / "checkpoints" / "dc_blstm.safetensors"
+    if ckpt.is_file():
+        try:
+            import torch
+
+            from model_zoo.registry import load_example, load_model
+
+            torch.set_num_threads(2)
+            spec = load_model("dc_blstm")
+            ex = load_example("dc_blstm", 0)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                E = spec.forward(ex.y, kind="tf_embeddings")[0].numpy()
+            return E, ex, spec.grid, "zoo:dc_blstm on example:dc_blstm:0", time.perf_counter() - t0
+        except Exception as exc:  # fall back to synthetic embeddings, but say why
+            print(f"bench_embeddings: dc_blstm unavailable ({exc}); using synthetic embeddings", file=sys.stderr)
+    grid = TFGrid(SR, n_fft=256, hop_length=64)
+    ex = synthetic_example()
+    return synthetic_embeddings(ex, grid), ex, grid, "synthetic DC-like embeddings", None
+
+
+def pipeline(E, ex, grid, *, budget: int = 4000) -> dict:
+    """Embedding tensor → points → UMAP map + trustworthiness; seconds of each stage."""
+    from probe.analyze.embeddings import EmbeddingMap, clip_embeddings, select_points
+
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    clip = clip_embeddings(E, ex, grid)
+    pts = select_points(clip, budget=budget, seed=0)
+    t1 = time.perf_counter()
+    m = EmbeddingMap("umap", cache_size=0).fit(pts)
+    t2 = time.perf_counter()
+    return {"seconds": t2 - t0, "cpu_seconds": time.process_time() - c0, "select_seconds": t1 - t0, "map_seconds": t2 - t1, "trustworthiness": m.trustworthiness_,
+            "n_points": len(pts), "n_bins": int(np.prod(clip.shape)), "metric": m.metric_}
+
+
+def _cold_child() -> None:
+    """Entry of the fresh process: imports, then one pipeline run, JSON on stdout."""
+    t0 = time.perf_counter()
+    import umap  # noqa: F401  (import cost is reported apart from the map)
+
+    from probe.analyze.embeddings import enable_jit_cache
+
+    if os.environ.get("PROBE_BENCH_JIT_CACHE") == "1":
+        enable_jit_cache(os.environ["NUMBA_CACHE_DIR"])
+    E, ex, grid, _, _ = _inputs()
+    t_import = time.perf_counter() - t0
+    out = pipeline(E, ex, grid)
+    out["import_seconds"] = t_import
+    print(json.dumps(out))
+
+
+def _cold(cache_dir: str, use_cache: bool) -> dict:
+    env = dict(os.environ, PROBE_BENCH_JIT_CACHE="1" if use_cache else "0")
+    env.pop("NUMBA_CACHE_DIR", None)
+    if use_cache:  # umap's kernels (and pynndescent's) cache into a fresh folder; stock umap caches nothing
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", "from tests.benchmarks.bench_embeddings import _cold_child; _cold_child()"],
+                       capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"cold run failed: {r.stderr.strip()[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench(quick: bool = False) -> dict:
+    """Warm and cold seconds of the 4 s mixture → 2-D map, for ``probe bench --json``.
+
+    Returns
+    -------
+    dict
+        ``embedding_map_seconds`` (warm median), ``embedding_map_cold_seconds`` (fresh process,
+        empty numba cache), ``embedding_map_cold_cached_seconds`` (fresh process, filled
+        cache), ``embedding_trustworthiness``, and ``embedding_detail``.
+    """
+    from probe.analyze.embeddings import warm_up
+
+    E, ex, grid, source, forward_s = _inputs()
+    with tempfile.TemporaryDirectory(prefix="probe-numba-") as tmp:
+        cold = _cold(tmp, use_cache=False)  # stock umap: every umap kernel compiles
+        cold_cached = None
+        if not quick:
+            _cold(tmp, use_cache=True)  # fills the cache
+            cold_cached = _cold(tmp, use_cache=True)
+    warm_up(cache=False)
+    runs = [pipeline(E, ex, grid) for _ in range(2 if quick else 3)]
+    warm = statistics.median(r["seconds"] for r in runs)
+    best = min(runs, key=lambda r: abs(r["seconds"] - warm))
+    detail = {"embeddings": source, "n_bins": best["n_bins"], "n_points": best["n_points"], "dim": int(E.shape[0]),
+              "metric": best["metric"], "warm_runs": [round(r["seconds"], 3) for r in runs],
+              "warm_select_seconds": round(best["select_seconds"], 3), "warm_map_seconds": round(best["map_seconds"], 3),
+              "warm_cpu_seconds": round(best["cpu_seconds"], 3), "cold_cpu_seconds": round(cold["cpu_seconds"], 3),
+              "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+              "cold_import_seconds": round(cold["import_seconds"], 3),
+              "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+              "model_forward_seconds": round(forward_s, 3) if forward_s is not None else None}
+    out = {"embedding_map_seconds": round(warm, 3), "embedding_map_cold_seconds": round(cold["seconds"], 3),
+           "embedding_trustworthiness": round(float(best["trustworthiness"]), 4), "embedding_detail": detail}
+    if cold_cached is not None:
+        out["embedding_map_cold_cached_seconds"] = round(cold_cached["seconds"], 3)
+    return out
+
+
+
+# =====================================================================================
+# Findings (docs/findings_embeddings.md): deep clustering on the zoo's test split
+# =====================================================================================
+SCORES = ("silhouette", "gmm_ll_gain", "bic_gain", "kmeans_ratio")
+
+
+def _spearman_ci(x, y, *, n_boot: int = 2000, seed: int = 0):
+    """Spearman's ρ with a percentile bootstrap 95 % interval and the permutation-free p-value from scipy."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    res = spearmanr(x, y)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        boot.append(spearmanr(x[i], y[i]).statistic)
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return {"rho": float(res.statistic), "ci95": [float(lo), float(hi)], "p": float(res.pvalue), "n": int(len(x))}
+
+
+def findings(n: int | None = None, *, out_dir=None, budget: int = 4000, progress: bool = True) -> dict:
+    """Deep clustering (zoo ``dc_blstm``) on its test split: mask accuracy vs the IBM, and how well
+    reference-free clusterability scores rank mixtures by SI-SDRi.
+
+    For every test mixture: embeddings → non-silent bins (−40 dB) → 4000-point stratified
+    draw → k-means (k = 2) and a 2-component GMM in the 20-D space → masks on every bin →
+    resynthesis → SI-SDRi (``model_zoo.metrics.separation_scores``); clusterability scores on
+    the 1000 loudest drawn bins; the IBM's SI-SDRi as the ceiling.
+
+    Returns the per-mixture rows and the summary; with ``out_dir`` also writes
+    ``findings_embeddings.json`` and the figures ``img/embed_*.png``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from model_zoo import dc_blstm as M
+    from model_zoo.metrics import oracle_masks, separation_scores
+    from model_zoo.registry import load_example, load_model
+    from probe.analyze.embeddings import (EmbeddingClusters, clusterability, embeddings_from_model, oracle_agreement,
+                                          select_points)
+
+    torch.set_num_threads(1)
+    spec = load_model("dc_blstm")
+    n_items = len(M.load_items("test"))
+    n = n_items if n is None else min(int(n), n_items)
+    rows = []
+    for i in tqdm(range(n), disable=not progress, desc="dc_blstm test"):
+        ex = load_example("dc_blstm", i)
+        t0 = time.perf_counter()
+        clip = embeddings_from_model(spec, ex)
+        pts = select_points(clip, budget=budget, seed=0)
+        row = {"index": i, "name": ex.name, "families": ex.info.get("families"), "presets": ex.info.get("preset_names"),
+               "level_diff_db": ex.info.get("level_diff_db"), "n_nonsilent": int(round(pts.weight.sum()))}
+        for method in ("kmeans", "gmm"):
+            km = EmbeddingClusters(2, method=method, random_state=0).fit(pts)
+            agree = oracle_agreement(km, pts)
+            sc = separation_scores(km.separate(clip), ex.sources, ex.y)
+            row[method] = {"mask_accuracy": agree["mask_accuracy"], "ari": agree["ari"], "nmi": agree["nmi"],
+                           "si_sdri": sc["si_sdri"], "sdri": sc["sdri"]}
+        row.update(clusterability(pts, n_clusters=2, random_state=0))
+        _, ibm_est = oracle_masks(ex.y, ex.sources, spec.grid, "ibm")
+        row["ibm_si_sdri"] = separation_scores(ibm_est, ex.sources, ex.y)["si_sdri"]
+        row["si_sdri"] = row["kmeans"]["si_sdri"]
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+
+    def col(key, sub=None):
+        return np.array([r[sub][key] if sub else r[key] for r in rows], float)
+
+    summary = {"n_mixtures": n, "budget": budget, "threshold_db": 40.0,
+               "card_metrics": (spec.info.get("card") or {}).get("metrics")}
+    for method in ("kmeans", "gmm"):
+        acc = col("mask_accuracy", method)
+        summary[method] = {"mask_accuracy_mean": float(acc.mean()), "mask_accuracy_median": float(np.median(acc)),
+                           "mask_accuracy_min": float(acc.min()), "share_at_least_0.90": float((acc >= 0.9).mean()),
+                           "ari_mean": float(col("ari", method).mean()), "nmi_mean": float(col("nmi", method).mean()),
+                           "si_sdri_mean": float(col("si_sdri", method).mean()),
+                           "si_sdri_median": float(np.median(col("si_sdri", method)))}
+    summary["ibm_si_sdri_mean"] = float(col("ibm_si_sdri").mean())
+    y = col("si_sdri")
+    summary["spearman_vs_si_sdri"] = {s: _spearman_ci(col(s), y) for s in SCORES}
+    summary["spearman_vs_mask_accuracy"] = {s: _spearman_ci(col(s), col("mask_accuracy", "kmeans")) for s in SCORES}
+    summary["spearman_level_diff_vs_si_sdri"] = _spearman_ci(np.abs(col("level_diff_db")), y)
+    # does the score add anything once the oracle gap is known? rank correlation with the gap to the IBM
+    summary["spearman_vs_gap_to_ibm"] = {s: _spearman_ci(col(s), y - col("ibm_si_sdri")) for s in SCORES}
+    out = {"summary": summary, "rows": rows}
+    if out_dir is not None:
+        _write_findings(out, Path(out_dir), spec)
+    return out
+
+
+def _write_findings(out: dict, out_dir: Path, spec) -> None:
+    """JSON and figures for the findings page (PNGs kept small: scatter maps at 2000 points)."""
+    from model_zoo.registry import load_example
+    from probe.analyze.embeddings import (EmbeddingClusters, EmbeddingMap, embeddings_from_model, enable_jit_cache,
+                                          select_points)
+    from probe.figures.embeddings import cluster_mask_figure, embedding_scatter, scores_vs_separation
+
+    os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
+    img = out_dir / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    (out_dir / "findings_embeddings.json").write_text(json.dumps(out, indent=1, default=float))
+    rows = out["rows"]
+    scores_vs_separation(rows, scores=SCORES, title=f"dc_blstm, {len(rows)} test mixtures: clusterability of the "
+                                                   "1000 loudest bins vs k-means SI-SDRi").write_image(
+        str(img / "embed_scores_vs_sisdri.png"), scale=1)
+    order = np.argsort([r["si_sdri"] for r in rows])
+    enable_jit_cache()
+    for tag, i in (("best", int(order[-1])), ("median", int(order[len(order) // 2])), ("worst", int(order[0]))):
+        ex = load_example("dc_blstm", rows[i]["index"])
+        clip = embeddings_from_model(spec, ex)
+        pts = select_points(clip, budget=2000, seed=0)
+        emap = EmbeddingMap("umap").fit(pts)
+        km = EmbeddingClusters(2).fit(pts)
+        r = rows[i]
+        title = (f"{ex.name} ({' + '.join(r['presets'] or [])}): SI-SDRi {r['si_sdri']:.1f} dB, mask acc "
+                 f"{r['kmeans']['mask_accuracy']:.2f}, silhouette {r['silhouette']:.2f}; UMAP trust "
+                 f"{emap.trustworthiness_:.2f}")
+        for colour in ("source", "freq"):
+            fig = embedding_scatter(pts, emap.embedding_, color=colour, clusters=km, title=title,
+                                    axis_names=("UMAP 1", "UMAP 2"), marker_size=3)
+            fig.update_layout(title=dict(font=dict(size=12)))
+            fig.write_image(str(img / f"embed_map_{tag}_{colour}.png"), scale=1)
+        masks = km.masks(clip)
+        # show the cluster matched to the high source
+        hi = int(np.argmax([(masks[j] * (clip.dominant_stft == 1) * np.abs(clip.stft) ** 2).sum() for j in range(2)]))
+        cluster_mask_figure(clip, masks, hi, title=f"{ex.name}: the cluster matched to the high source "
+                                                   f"({(r['presets'] or ['', ''])[1]})").write_image(
+            str(img / f"embed_mask_{tag}.png"), scale=1)
+        r["figure_map_trustworthiness"] = float(emap.trustworthiness_)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--findings" in sys.argv:
+        res = findings(out_dir=ROOT / "docs")
+        print(json.dumps(res["summary"], indent=1, default=float))
+    else:
+        print(json.dumps(bench(quick="--quick" in sys.argv), indent=2))

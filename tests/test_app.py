@@ -1,0 +1,190 @@
+"""The Streamlit app, driven headless with AppTest: every page renders, selections switch, bad uploads explain themselves.
+
+The tiny spec-file model (tests/_app_fixtures.py) makes these tests independent of zoo
+training; when a zoo checkpoint exists, one test also walks every page with it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from tests._app_fixtures import tone_and_noise, trained_zoo_models, wav_bytes, write_tiny_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "apps" / "probe_app.py"
+PAGES = ("pages/filters.py", "pages/embeddings.py", "pages/attribution.py", "pages/activations.py")
+TIMEOUT = 90
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from apps import AUDIO_KEY, MODEL_KEY  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory):
+    return str(write_tiny_spec(tmp_path_factory.mktemp("tiny")))
+
+
+def _errors(at) -> list[str]:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def _plotly_titles(at) -> list[str]:
+    import json
+
+    out = []
+    for el in at.get("plotly_chart"):
+        fig = json.loads(el.proto.spec)
+        out.append(((fig.get("layout") or {}).get("title") or {}).get("text") or "")
+    return out
+
+
+def _app_with_upload(spec_path: str, data: bytes, name: str = "clip.wav") -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = spec_path
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    up = at.file_uploader
+    assert len(up) == 1, "a spec-file model has no examples: the Overview offers an upload"
+    up[0].set_value((name, data, "audio/wav")).run()
+    return at
+
+
+def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
+    at = _app_with_upload(tiny_spec, wav_bytes(tone_and_noise()))
+    assert not _errors(at), _errors(at)
+    titles = _plotly_titles(at)
+    assert any("Spectrogram" in t for t in titles), titles
+    assert any("Model output" in t for t in titles), titles
+    assert len(at.get("audio")) >= 1
+    assert any("tiny_detector" in m.value for m in at.subheader)
+    assert at.session_state[AUDIO_KEY] == "upload"
+
+    expected = {"pages/filters.py": ("filter_gallery", 3), "pages/embeddings.py": ("embedding_scatter", 1),
+                "pages/attribution.py": ("attribution_figure", 3), "pages/activations.py": ("activation", 2)}
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, [e.value for e in at.error])
+        n_charts = len(at.get("plotly_chart"))
+        assert n_charts >= expected[page][1], (page, n_charts, [i.value for i in at.info])
+    # the filters page found the tiny model's 16 log-spaced kernels and fitted their scale
+    at.switch_page("pages/filters.py").run()
+    assert any(m.label == "Best scale" and m.value == "log" for m in at.metric), [(m.label, m.value) for m in at.metric]
+    # attribution plays the explanation and its complement
+    at.switch_page("pages/attribution.py").run()
+    assert len(at.get("audio")) == 3
+    assert any(m.label == "Target" and m.value == "class=tone" for m in at.metric)
+    # embeddings: one player per cluster
+    at.switch_page("pages/embeddings.py").run()
+    assert len(at.get("audio")) == 2
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("broken.wav", b"RIFF\x00\x00\x00\x00this is not audio", "cannot decode broken.wav"),
+    ("empty.flac", b"", "'empty.flac' is empty"),
+    ("notes.txt", b"hello", "not a supported audio file"),
+])
+def test_invalid_upload_shows_a_clear_error(tiny_spec, name, data, message):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = tiny_spec
+    at.run()
+    if name.endswith(".txt"):
+        # the browser refuses other extensions; the library still checks (a renamed file, a direct call)
+        from probe import appstate
+        from probe.errors import AudioError
+
+        with pytest.raises(AudioError, match=message):
+            appstate.load_upload(name, data, 8000)
+        return
+    at.file_uploader[0].set_value((name, data, "audio/wav")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Cannot use this file: ") and message in errors[0], errors
+    assert "/tmp" not in errors[0], "the message names the user's file, not the temporary copy"
+    assert not at.get("plotly_chart"), "nothing is drawn for a clip that failed validation"
+    assert at.session_state[AUDIO_KEY] is None
+
+
+def test_too_long_upload_is_refused(tiny_spec):
+    import numpy as np
+
+    from probe import appstate
+
+    long = np.zeros(int((appstate.MAX_UPLOAD_SECONDS + 1) * 8000), np.float32)
+    at = _app_with_upload(tiny_spec, wav_bytes(long), "long.wav")
+    errors = [e.value for e in at.error]
+    assert errors and "above max_seconds" in errors[0], errors
+
+
+def test_unknown_spec_file_is_reported(tmp_path):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = str(tmp_path / "missing.toml")
+    at.run()
+    assert not at.exception
+    assert any("no such spec file" in e.value for e in at.error), [e.value for e in at.error]
+    # other pages say the same instead of crashing
+    at.switch_page("pages/filters.py").run()
+    assert not at.exception and any("no such spec file" in e.value for e in at.error)
+
+
+def test_switching_model_and_example(tiny_spec, tmp_path):
+    # a second spec file (same module, other name) stands in for "another model"
+    other = write_tiny_spec(tmp_path / "other")
+    other.write_text(other.read_text().replace('name = "tiny_detector"', 'name = "tiny_other"'))
+    at = _app_with_upload(tiny_spec, wav_bytes(tone_and_noise(1.0)))
+    assert any("tiny_detector" in m.value for m in at.subheader)
+    at.text_input(key="w_spec_path").set_value(str(other)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[MODEL_KEY] == str(other)
+    assert any("tiny_other" in m.value for m in at.subheader)
+    # the new model wants a new clip: the upload widget is offered again and another clip is accepted
+    at.file_uploader[0].set_value(("other.wav", wav_bytes(tone_and_noise(0.8, seed=1)), "audio/wav")).run()
+    assert not _errors(at), _errors(at)
+    at.switch_page("pages/activations.py").run()
+    assert not _errors(at) and any("tiny_other" in c.value for c in at.caption)
+
+
+ZOO = trained_zoo_models()
+
+
+@pytest.mark.skipif(not ZOO, reason="no zoo checkpoint is trained yet (the spec-file tests cover the app meanwhile)")
+def test_every_page_renders_for_a_zoo_model_and_example():
+    name = "crnn_sed" if "crnn_sed" in ZOO else ZOO[0]
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = f"zoo:{name}"
+    at.run()
+    assert not _errors(at), _errors(at)
+    assert at.session_state[AUDIO_KEY] == f"example:{name}:0"
+    assert any("Spectrogram" in t for t in _plotly_titles(at))
+    sel = at.selectbox(key="w_example")
+    sel.set_value(f"example:{name}:1").run()
+    assert not _errors(at), _errors(at)
+    assert at.session_state[AUDIO_KEY] == f"example:{name}:1"
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not _errors(at), (page, _errors(at))
+        assert at.get("plotly_chart"), page
+    # switch to another trained zoo model from the Overview's selectbox
+    others = [z for z in ZOO if z != name]
+    if others:
+        at.switch_page("pages/overview.py").run()
+        at.selectbox(key="w_zoo_model").set_value(f"zoo:{others[0]}").run()
+        assert not _errors(at), _errors(at)
+        assert at.session_state[MODEL_KEY] == f"zoo:{others[0]}"

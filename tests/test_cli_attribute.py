@@ -1,0 +1,110 @@
+"""``probe attribute`` as a user meets it: a subprocess on a spec-file model, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+
+import numpy as np
+import soundfile as sf
+
+from tests.test_attribution import SR, scene
+
+MODULE = textwrap.dedent('''
+    import torch
+
+    class BoxDetector(torch.nn.Module):
+        """Frame probability of a beep: sigmoid of the 800-1200 Hz band energy (8 kHz, n_fft 256)."""
+
+        def __init__(self, gain=0.2, bias=4.0):
+            super().__init__()
+            f = torch.linspace(0, 4000, 129)
+            self.register_buffer("band", ((f >= 800) & (f <= 1200)).float())
+            self.gain, self.bias = gain, bias
+
+        def forward(self, x):  # (B, F, T) magnitude
+            e = (x * self.band[:, None]).sum(1, keepdim=True)
+            return torch.sigmoid(self.gain * e - self.bias)
+
+    def build():
+        return BoxDetector()
+''')
+
+TOML = textwrap.dedent('''
+    [model]
+    factory = "beepnet:build"
+    name = "beepnet"
+    [input]
+    kind = "stft"
+    sample_rate = 8000
+    n_fft = 256
+    hop_length = 64
+    [output]
+    kind = "frame_probs"
+    classes = ["beep"]
+''')
+
+
+def _setup(tmp_path):
+    (tmp_path / "beepnet.py").write_text(MODULE)
+    (tmp_path / "beep.toml").write_text(TOML)
+    y, _ = scene()
+    sf.write(tmp_path / "scene.wav", y, SR, subtype="FLOAT")
+    return str(tmp_path / "beep.toml"), str(tmp_path / "scene.wav")
+
+
+def _run(exe, *args):
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_attribute_json_and_outputs(tmp_path, probe_exe):
+    spec, wav = _setup(tmp_path)
+    out_dir = tmp_path / "out"
+    r = _run(probe_exe, "attribute", spec, wav, "--target", "class=beep,t=0.5:1.0", "--method", "ig", "--steps", "16",
+             "--random-orders", "2", "--out", str(out_dir), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["method"] == "ig" and res["target"] == "class=beep,t=0.5:1"
+    assert res["grid"]["sample_rate"] == SR and res["grid"]["n_fft"] == 256 and res["grid"]["hop_length"] == 64
+    assert res["completeness_error"] <= 0.01
+    d = res["deletion"]
+    assert set(d) >= {"auc", "auc_random", "drop_at_10", "drop_at_10_random"}
+    assert d["drop_at_10"] >= 3 * d["drop_at_10_random"]
+    assert "localisation" not in res  # a plain file has no boxes
+    assert res["seconds"] > 0
+    files = res["outputs"]
+    for key in ("map", "explanation", "complement", "attribution_html", "deletion_html", "target_track_html"):
+        assert (tmp_path / "out" / files[key].split("/")[-1]).is_file(), key
+    from probe.attribution import Attribution
+
+    a = Attribution.load(files["map"])
+    assert a.map.shape == (129, 251) and str(a.target) == "class=beep,t=0.5:1"
+    e, sr = sf.read(files["explanation"])
+    assert sr == SR and len(e) == 2 * SR
+
+
+def test_attribute_other_methods_and_default_target(tmp_path, capsys):
+    from probe.cli import main  # the same dispatcher the console script runs, in-process to save a start-up
+
+    spec, wav = _setup(tmp_path)
+    assert main(["attribute", spec, wav, "--method", "occlusion", "--no-deletion", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["target"] == "class=beep" and res["completeness_error"] is None and "deletion" not in res
+
+
+def test_attribute_user_errors_are_one_line(tmp_path, probe_exe, capsys):
+    from probe.cli import main
+
+    spec, wav = _setup(tmp_path)
+    r = _run(probe_exe, "attribute", spec, wav, "--no-deletion", "--target", "class=bell")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == "probe attribute: error: unknown class 'bell'; the model's classes are ['beep']"
+    # more messages through the same dispatcher, in-process
+    cases = [(["--target", "source=1"], "a source target needs a masks or sources model"),
+             (["--method", "lrp"], "unknown attribution method 'lrp'"),
+             (["--baseline", "pink"], "unknown baseline 'pink'")]
+    for extra, msg in cases:
+        assert main(["attribute", spec, wav, "--no-deletion", *extra]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, (extra, err)
