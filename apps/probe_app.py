@@ -1,7 +1,12 @@
 """probe's Streamlit app: the router. Run ``probe app`` or ``streamlit run apps/probe_app.py``.
 
-This file only routes; every page lives in ``apps/pages/`` and only places widgets and
+This file only routes; every page lives in ``apps/views/`` and only places widgets and
 figures that the probe library builds. :func:`main` is a function so tests can drive it.
+
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder next
+to the entry script as a legacy (v1) multipage app until the first ``st.navigation`` call in
+the process, so on a fresh server a deep link such as ``/attribution`` would run that page
+file alone — without this router, its page config and its menu.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 #: (file, title, icon) of every page, in menu order
 PAGES = (

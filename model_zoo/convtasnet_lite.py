@@ -34,7 +34,7 @@ DEFAULT_CONFIG = {
     "stride": 8,              # L / 2, as in the paper
     "bottleneck": 64,         # B
     "hidden": 128,            # H: channels inside a TCN block
-    "blocks": 4,              # X: blocks per repeat, dilations 1, 2, 4, 8
+    "blocks": 6,              # X: blocks per repeat, dilations 1, 2, 4, ..., 32 (masker context 253 ms)
     "repeats": 2,             # R
     "tcn_kernel": 3,          # P
     "n_sources": 2,
@@ -144,7 +144,7 @@ class ConvTasNetLite(nn.Module):
     Forward: ``(batch, 1, n)`` (or ``(batch, n)``) → ``(batch, n_sources, n)``.
     """
 
-    def __init__(self, n_filters=128, kernel_size=16, stride=8, bottleneck=64, hidden=128, blocks=4, repeats=2,
+    def __init__(self, n_filters=128, kernel_size=16, stride=8, bottleneck=64, hidden=128, blocks=6, repeats=2,
                  tcn_kernel=3, n_sources=2, **_):
         super().__init__()
         self.n_filters, self.n_sources = int(n_filters), int(n_sources)

@@ -3,8 +3,8 @@
 Named steps, each a plain module so probe's capture sees them with their time axis::
 
     X (b, 64 mels, T)  ──input_norm (BatchNorm1d per mel band)──►  (b, 1, 64, T)
-        ──conv.0..2  [Conv2d 3×3 → BatchNorm2d → ReLU → MaxPool over frequency only → Dropout]──►  (b, C, F', T)
-        ──reshape (b, T, C·F')──rnn (bidirectional GRU)──►  (b, T, 2H)
+        ──conv.0..2  [Conv2d 3×3 → BatchNorm2d → ReLU → max-pool over frequency only]──►  (b, C, F', T)
+        ──reshape (b, T, C·F')──rnn (bidirectional GRU)──rnn_dropout──►  (b, T, 2H)
         ──classifier (Linear 2H → classes)──sigmoid──►  P (b, classes, T)
 
 Pooling never touches time, so output frame ``t`` is input frame ``t``: 20 ms frames centred
@@ -33,12 +33,31 @@ DEFAULT_CONFIG = {
     "freq_pool": [4, 2, 2],         # 64 mel bands → 16 → 8 → 4
     "kernel_size": 3,
     "rnn_hidden": 64,               # per direction
-    "dropout": 0.2,
+    "dropout": 0.1,                 # after the GRU
     "classes": list(SCENE_CLASSES),
     "postprocessing": {"threshold": 0.5, "median_frames": 1},
 }
 
-__all__ = ["NAME", "TASK", "DEFAULT_CONFIG", "CRNN", "build", "make_spec", "example", "grid"]
+__all__ = ["NAME", "TASK", "DEFAULT_CONFIG", "CRNN", "FreqMaxPool", "build", "make_spec", "example", "grid"]
+
+
+class FreqMaxPool(nn.Module):
+    """Max over groups of ``factor`` adjacent frequency rows: ``(b, c, F, T)`` → ``(b, c, F // factor, T)``.
+
+    The same as ``nn.MaxPool2d((factor, 1))``, written as a reshape and ``amax``, which is several
+    times faster on CPU.
+    """
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = int(factor)
+
+    def forward(self, x):
+        b, c, f, t = x.shape
+        return x.reshape(b, c, f // self.factor, self.factor, t).amax(dim=3)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
 
 
 class CRNN(nn.Module):
@@ -53,6 +72,7 @@ class CRNN(nn.Module):
     rnn_hidden : int
         GRU units per direction.
     dropout : float
+        After the GRU.
     classes : list of str
     postprocessing : dict
         ``{"threshold", "median_frames"}``: how probabilities become events (stored, not used in ``forward``).
@@ -81,8 +101,7 @@ class CRNN(nn.Module):
             blocks.append(nn.Sequential(
                 nn.Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, bias=False),
                 nn.BatchNorm2d(c), nn.ReLU(),
-                nn.MaxPool2d((p, 1)),  # frequency only: time resolution is kept
-                nn.Dropout(dropout)))
+                FreqMaxPool(p)))  # frequency only: time resolution is kept
             c_in = c
         self.conv = nn.Sequential(*blocks)
         self.rnn = nn.GRU(c_in * f, rnn_hidden, batch_first=True, bidirectional=True)

@@ -241,6 +241,7 @@ def kmeans_masks(V: np.ndarray, mix_mag: np.ndarray, *, n_sources: int = 2, thre
     masks : np.ndarray [shape=(n_sources, F, T), dtype=float32]
     """
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     D, F, T = V.shape
     flat = V.reshape(D, -1).T.astype(np.float64)
@@ -248,8 +249,9 @@ def kmeans_masks(V: np.ndarray, mix_mag: np.ndarray, *, n_sources: int = 2, thre
     active = db > db.max() + threshold_db
     if active.sum() < n_sources * 4:
         active = np.ones_like(active)
-    km = KMeans(n_clusters=n_sources, n_init=4, random_state=seed).fit(flat[active])
-    labels = km.predict(flat)
+    with threadpool_limits(1):  # deterministic and far faster than OpenMP threads on shared cores
+        km = KMeans(n_clusters=n_sources, n_init=4, random_state=seed).fit(flat[active])
+        labels = km.predict(flat)
     return np.stack([(labels == k).reshape(F, T) for k in range(n_sources)]).astype(np.float32)
 
 

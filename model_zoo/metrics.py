@@ -79,7 +79,8 @@ def si_sdr(est, ref, *, return_perm: bool = False):
     import fast_bss_eval
 
     est, ref = _pair(est, ref)
-    val, perm = fast_bss_eval.si_sdr(ref, est, zero_mean=True, clamp_db=CLAMP_DB, return_perm=True)
+    with _one_thread():
+        val, perm = fast_bss_eval.si_sdr(ref, est, zero_mean=True, clamp_db=CLAMP_DB, return_perm=True)
     # checked: fast_bss_eval's values are in reference order and perm[i] is the estimate matched to ref[i]
     val, perm = np.asarray(val, dtype=np.float64), np.asarray(perm)
     return (val, perm) if return_perm else val
@@ -93,8 +94,9 @@ def sdr(est, ref, *, return_perm: bool = False, filter_length: int = 512):
     import fast_bss_eval
 
     est, ref = _pair(est, ref)
-    val, perm = fast_bss_eval.sdr(ref, est, filter_length=filter_length, clamp_db=CLAMP_DB, load_diag=1e-10,
-                                  return_perm=True)
+    with _one_thread():
+        val, perm = fast_bss_eval.sdr(ref, est, filter_length=filter_length, clamp_db=CLAMP_DB, load_diag=1e-10,
+                                      return_perm=True)
     # checked: fast_bss_eval's values are in reference order and perm[i] is the estimate matched to ref[i]
     val, perm = np.asarray(val, dtype=np.float64), np.asarray(perm)
     return (val, perm) if return_perm else val

@@ -58,7 +58,7 @@ def audio_tag(y, sr: int, *, label: str | None = None, peak: float | None = 0.99
     sf.write(buf, np.clip(y, -1.0, 1.0).astype(np.float32), int(sr), format="WAV", subtype="PCM_16")
     b64 = base64.b64encode(buf.getvalue()).decode("ascii")
     cap = f'<div class="cap">{html.escape(label)}</div>' if label else ""
-    return (f'<figure class="player">{cap}<audio controls preload="none" '
+    return (f'<figure class="player">{cap}<audio controls preload="metadata" '
             f'src="data:audio/wav;base64,{b64}"></audio></figure>')
 
 
@@ -150,7 +150,7 @@ h1{font-size:1.6em} h2{border-bottom:1px solid #eee;padding-top:16px}
 table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;font-size:.9em;text-align:left}
 .note{color:#555;background:#f6f6f6;padding:6px 10px;border-left:3px solid #999}.note.skipped{border-color:#ff7f0e}.note.error{border-color:#d62728}
 .players{display:flex;flex-wrap:wrap;gap:12px}.player{margin:4px 0}.cap{font-size:.85em;color:#555}
-.fig{margin:8px 0} footer{margin-top:32px;color:#888;font-size:.8em}
+.fig{margin:8px 0} summary{cursor:pointer;font-weight:600;margin:8px 0} footer{margin-top:32px;color:#888;font-size:.8em}
 """
 
 
@@ -178,7 +178,8 @@ def _overview(sec: Section, model, example) -> None:
             ("parameters", f"{card['params']:,}"), ("audio", f"{example.name}, {example.duration:.2f} s at {example.sr} Hz")]
     sec.add(_table(rows))
     if card["metrics"]:
-        sec.add("<h3>Model card metrics</h3>" + _table(card["metrics"], ["metric", "value"]))
+        sec.add(f"<details><summary>Model card metrics ({len(card['metrics'])})</summary>"
+                + _table(card["metrics"], ["metric", "value"]) + "</details>")
     items = [("clip", example.y, example.sr)]
     if example.sources is not None:
         names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
@@ -186,7 +187,7 @@ def _overview(sec: Section, model, example) -> None:
     sec.add(_players(items))
     spec = _spec(model)
     sec.add(fc.spectrogram_figure(appstate.spectrogram(example.y, spec.grid, max_frames=800), events=example.events,
-                                  title="Spectrogram"))
+                                  classes=spec.classes, title="Spectrogram"))
     outs = appstate.model_outputs(model, example.y)
     fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
     if outs.get("kind") == "sources" and "values" in outs:
@@ -281,7 +282,7 @@ def _attribution(sec: Section, model, example, *, target: str | None = None, met
             + _players([("explanation", res["explanation"], res["sr"]), ("complement", res["complement"], res["sr"])]))
 
 
-def _activations(sec: Section, model, example, *, layers=None) -> None:
+def _activations(sec: Section, model, example, *, layers=None, max_steps: int = 800) -> None:
     from . import appstate
     from .figures import clip as fc
 
@@ -293,7 +294,7 @@ def _activations(sec: Section, model, example, *, layers=None) -> None:
         sec.status, sec.note = "skipped", "no layer with a time axis"
         return
     for name in layers:
-        act = appstate.capture_layer(model, example.y, name)
+        act = appstate.capture_layer(model, example.y, name, max_rows=256, max_steps=max_steps)
         sec.add(fc.activation_figure(act, height=360))
 
 

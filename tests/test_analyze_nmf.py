@@ -227,3 +227,15 @@ def test_nmf_figures_build_with_units(planted):
         assert unit in text
     with pytest.raises(AnalysisError, match="without activations"):
         fn.activations_vs_h(NMFComparison(2, max_iter=20).fit(V))
+
+
+def test_resampling_averages_a_dense_oscillating_activation():
+    # a unit whose output still oscillates at its 1 kHz carrier, sampled every 1 ms vs 8 ms frames
+    t_units = np.arange(8000) / 1000.0
+    env = (np.sin(2 * np.pi * 0.5 * t_units) > 0).astype(float)
+    A = (env * np.maximum(np.sin(2 * np.pi * 333.3 * t_units), 0))[None]
+    frames = np.arange(1000) * 0.008
+    smooth = resample_activations(A, 1000, times=t_units, target_times=frames)
+    raw = resample_activations(A, 1000, times=t_units, target_times=frames, antialias=False)
+    target = np.interp(frames, t_units, env)[None]
+    assert correlation_matrix(smooth, target)[0, 0] > 0.9 > correlation_matrix(raw, target)[0, 0]

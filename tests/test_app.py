@@ -18,7 +18,7 @@ from tests._app_fixtures import tone_and_noise, trained_zoo_models, wav_bytes, w
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "probe_app.py"
-PAGES = ("pages/filters.py", "pages/embeddings.py", "pages/attribution.py", "pages/activations.py")
+PAGES = ("views/filters.py", "views/embeddings.py", "views/attribution.py", "views/activations.py")
 TIMEOUT = 90
 
 if str(ROOT) not in sys.path:
@@ -76,8 +76,8 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     assert any("tiny_detector" in m.value for m in at.subheader)
     assert at.session_state[AUDIO_KEY] == "upload"
 
-    expected = {"pages/filters.py": ("filter_gallery", 3), "pages/embeddings.py": ("embedding_scatter", 1),
-                "pages/attribution.py": ("attribution_figure", 3), "pages/activations.py": ("activation", 2)}
+    expected = {"views/filters.py": ("filter_gallery", 3), "views/embeddings.py": ("embedding_scatter", 1),
+                "views/attribution.py": ("attribution_figure", 3), "views/activations.py": ("activation", 2)}
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
@@ -85,14 +85,15 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
         n_charts = len(at.get("plotly_chart"))
         assert n_charts >= expected[page][1], (page, n_charts, [i.value for i in at.info])
     # the filters page found the tiny model's 16 log-spaced kernels and fitted their scale
-    at.switch_page("pages/filters.py").run()
+    at.switch_page("views/filters.py").run()
     assert any(m.label == "Best scale" and m.value == "log" for m in at.metric), [(m.label, m.value) for m in at.metric]
     # attribution plays the explanation and its complement
-    at.switch_page("pages/attribution.py").run()
+    at.switch_page("views/attribution.py").run()
     assert len(at.get("audio")) == 3
-    assert any(m.label == "Target" and m.value == "class=tone" for m in at.metric)
+    assert at.selectbox(key="w_attr_target").value == "class=tone"
+    assert any(m.label.startswith("Target value") for m in at.metric)
     # embeddings: one player per cluster
-    at.switch_page("pages/embeddings.py").run()
+    at.switch_page("views/embeddings.py").run()
     assert len(at.get("audio")) == 2
 
 
@@ -140,7 +141,7 @@ def test_unknown_spec_file_is_reported(tmp_path):
     assert not at.exception
     assert any("no such spec file" in e.value for e in at.error), [e.value for e in at.error]
     # other pages say the same instead of crashing
-    at.switch_page("pages/filters.py").run()
+    at.switch_page("views/filters.py").run()
     assert not at.exception and any("no such spec file" in e.value for e in at.error)
 
 
@@ -157,8 +158,24 @@ def test_switching_model_and_example(tiny_spec, tmp_path):
     # the new model wants a new clip: the upload widget is offered again and another clip is accepted
     at.file_uploader[0].set_value(("other.wav", wav_bytes(tone_and_noise(0.8, seed=1)), "audio/wav")).run()
     assert not _errors(at), _errors(at)
-    at.switch_page("pages/activations.py").run()
+    at.switch_page("views/activations.py").run()
     assert not _errors(at) and any("tiny_other" in c.value for c in at.caption)
+
+
+def test_probe_app_command(capsys):
+    """`probe app --port P` runs `streamlit run apps/probe_app.py` headless on that port."""
+    from probe.cli import main
+
+    assert main(["app", "--port", "8765", "--dry-run", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    cmd = out["command"]
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("apps/probe_app.py")
+    assert cmd[cmd.index("--server.headless") + 1] == "true" and cmd[cmd.index("--server.port") + 1] == "8765"
+    assert out["url"] == "http://localhost:8765"
+    assert main(["app", "--port", "0", "--dry-run"]) == 2  # a clear error, not a traceback
+    assert "--port must lie in 1..65535" in capsys.readouterr().err
 
 
 ZOO = trained_zoo_models()
@@ -184,7 +201,7 @@ def test_every_page_renders_for_a_zoo_model_and_example():
     # switch to another trained zoo model from the Overview's selectbox
     others = [z for z in ZOO if z != name]
     if others:
-        at.switch_page("pages/overview.py").run()
+        at.switch_page("views/overview.py").run()
         at.selectbox(key="w_zoo_model").set_value(f"zoo:{others[0]}").run()
         assert not _errors(at), _errors(at)
         assert at.session_state[MODEL_KEY] == f"zoo:{others[0]}"

@@ -30,9 +30,12 @@ TINY = {"dc_blstm": {"hidden": 8, "layers": 1, "emb_dim": 4}, "chimera": {"hidde
 
 @pytest.fixture(autouse=True)
 def _one_thread():
+    from threadpoolctl import threadpool_limits
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):  # OpenBLAS/OpenMP threads on shared cores make small solves crawl
+        yield
     torch.set_num_threads(n)
 
 

@@ -205,7 +205,7 @@ class CPUTimer:
         return self.left() <= 0
 
 
-def train_separator(module, argv=None, *, minutes: float = 11.0, batch_size: int = 8, lr: float = 1e-3,
+def train_separator(module, argv=None, *, minutes: float = 12.0, batch_size: int = 8, lr: float = 1e-3,
                     segment_seconds: float = 1.0, eval_every_s: float = 75.0, smoke_config: dict | None = None,
                     architecture: Callable | None = None, extra_systems=None,
                     card_extra: Callable | None = None) -> dict:

@@ -17,8 +17,8 @@ SUMMARY = ("CRNN (Cakir et al. 2017) that detects 8 classes of recorded sound ef
 ARCHITECTURE = [
     "input: log(mel(|STFT|^2) + 1e-6), 16 kHz, n_fft 1024, hop 320 (20 ms), 64 mel bands (Slaney), centred frames",
     "input_norm: BatchNorm1d over the 64 mel bands (normalisation inside the model)",
-    "conv.0-2: Conv2d 3x3 (16, 32, 64 channels) -> BatchNorm2d -> ReLU -> MaxPool over frequency (4, 2, 2) -> Dropout 0.2",
-    "rnn: bidirectional GRU, 64 units per direction, on the 64x4 pooled features of each frame",
+    "conv.0-2: Conv2d 3x3 (16, 32, 64 channels) -> BatchNorm2d -> ReLU -> max-pool over frequency only (4, 2, 2)",
+    "rnn: bidirectional GRU, 64 units per direction, on the 64x4 pooled features of each frame; Dropout 0.1",
     "classifier: Linear 128 -> 8, sigmoid per class and frame; output (batch, 8, frames)",
 ]
 

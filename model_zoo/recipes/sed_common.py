@@ -297,6 +297,16 @@ def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: fl
 
 
 # ---- training ----------------------------------------------------------------------------
+def _features(spec, y):
+    """``spec.features(y)``, with the log-mel power taken as ``re² + im²`` (no square root; same values)."""
+    import torch
+
+    if spec.input_kind != "logmel":
+        return spec.features(y)
+    S = spec.grid.stft(y)
+    return spec.to_model_layout(torch.log(spec.grid.mel(S.real ** 2 + S.imag ** 2) + spec.eps))
+
+
 def _lr_factor(frac: float, step: int, warmup: int) -> float:
     w = min(1.0, (step + 1) / max(1, warmup))
     return w * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
@@ -306,12 +316,12 @@ def add_sed_options(p) -> None:
     """Recipe options specific to the detectors (the rest come from ``_common.make_parser``)."""
     p.add_argument("--n-train", type=int, default=400, help="training scenes held in memory (default %(default)s)")
     p.add_argument("--n-val", type=int, default=None, help="validation scenes (default 40)")
-    p.add_argument("--refresh", type=int, default=2, help="buffer slots replaced by new training scenes per step")
+    p.add_argument("--refresh", type=int, default=1, help="buffer slots replaced by new training scenes per step")
     p.add_argument("--mix-prob", type=float, default=0.3, help="share of a batch that is two scenes summed")
     p.add_argument("--crop-seconds", type=float, default=4.0, help="training crop length (s)")
-    p.add_argument("--eval-seconds", type=float, default=70.0, help="seconds of training between val evaluations")
+    p.add_argument("--eval-seconds", type=float, default=90.0, help="seconds of training between val evaluations")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--max-pos-weight", type=float, default=5.0,
+    p.add_argument("--max-pos-weight", type=float, default=3.0,
                    help="cap of the positive-frame weight sqrt((1 - p) / p) of a class with frame prevalence p")
 
 
@@ -379,7 +389,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         r = evaluate(spec, scenes=val_scenes, threshold=0.5, median_frames=1, split="val")
         return {k: r[k] for k in ("segment_f1", "segment_er", "event_f1")}
 
-    # class weights for the rare (short) classes: positive frames count sqrt((1 - p) / p) times, at most 5
+    # class weights for the rare (short) classes: positive frames count sqrt((1 - p) / p) times, capped
     prev = buf.targets.reshape(buf.n, len(SCENE_CLASSES), -1).mean(axis=(0, 2)).astype(np.float64)
     pos_weight = torch.as_tensor(np.clip(np.sqrt((1 - prev) / np.maximum(prev, 1e-3)), 1.0, args.max_pos_weight),
                                  dtype=torch.float32).view(1, -1, 1)
@@ -404,7 +414,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         buf.advance(step)
         rng = np.random.default_rng([rng_seed, step])
         y, t = _batch(buf, rng, args.batch_size, args.mix_prob, int(round(args.crop_seconds / FRAME_SECONDS)) + 1)
-        out = spec.select_output(model(spec.features(torch.from_numpy(y))))
+        out = spec.select_output(model(_features(spec, torch.from_numpy(y))))
         loss = bce(out, torch.from_numpy(t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -525,7 +535,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "optimizer": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
             "positive_weights": dict(zip(SCENE_CLASSES, pos_weight.flatten().tolist())),
             "schedule": "30-step warm-up, cosine decay to 5 % over the time budget",
-            "loss": "frame-wise BCE, positive frames of class c weighted min(5, sqrt((1 - p_c) / p_c))",
+            "loss": f"frame-wise BCE, positive frames of class c weighted min({args.max_pos_weight:g}, sqrt((1 - p_c) / p_c))",
             "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
             "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "

@@ -914,7 +914,11 @@ class EmbeddingMap:
         UMAP's (and trustworthiness's) distance; ``auto`` picks ``cosine`` for unit-norm
         embeddings (deep clustering normalises every bin's vector) and ``euclidean`` otherwise.
     n_neighbors, min_dist : int, float
-        UMAP's locality and packing (umap-learn's defaults).
+        UMAP's locality and packing. umap-learn's defaults (15, 0.1) scatter deep-clustering
+        embeddings into dozens of islands (a trained network maps many bins to near-identical
+        unit vectors: 75 % of the bins of a well-separated mixture have a neighbour within
+        cosine distance 1e-3), hiding the two-source structure; 30 and 0.3 keep the map in a
+        few groups at a trustworthiness 0.005–0.03 lower (0.94–0.985 on zoo test mixtures).
     n_epochs : int
         UMAP optimisation epochs. 200 (umap uses 500 below 10 000 points) halves the time and
         leaves trustworthiness within ~0.005 on deep-clustering embeddings.
@@ -955,8 +959,8 @@ class EmbeddingMap:
     'memory'
     """
 
-    def __init__(self, projection: str = "umap", *, metric: str = "auto", n_neighbors: int = 15,
-                 min_dist: float = 0.1, n_epochs: int = 200, random_state: int = 0, trust_neighbors: int = 10,
+    def __init__(self, projection: str = "umap", *, metric: str = "auto", n_neighbors: int = 30,
+                 min_dist: float = 0.3, n_epochs: int = 200, random_state: int = 0, trust_neighbors: int = 10,
                  cache_size: int = 16, cache_dir=None, n_threads: int | None = 1):
         self.projection = projection
         self.metric = metric

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +40,19 @@ def run(args) -> dict | None:
         return {"command": cmd, "url": f"http://{args.address}:{args.port}"}
     print(f"probe app: serving on http://{args.address}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APP_SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env, cwd=str(APP_SCRIPT.parents[1]))
+
+    def stop(signum, frame):  # `kill` on probe app stops the server too
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        rc = subprocess.call(cmd, env=env, cwd=str(APP_SCRIPT.parents[1]))
+        rc = proc.wait()
     except KeyboardInterrupt:
-        rc = 0
-    if rc not in (0, -2, 130):
+        proc.terminate()
+        rc = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if rc not in (0, -2, -15, 130, 143):
         raise ProbeError(f"streamlit exited with status {rc}")
     return None

@@ -19,6 +19,8 @@ __all__ = ["add_parser", "run", "activation_matrix", "pick_bases_bank"]
 
 #: most activation units analysed; above it the highest-variance units are kept
 MAX_UNITS = 512
+#: cap of the default NMF rank
+DEFAULT_MAX_COMPONENTS = 32
 
 
 def add_parser(subparsers):
@@ -29,7 +31,7 @@ def add_parser(subparsers):
     add_model_arg(p)
     add_audio_arg(p)
     p.add_argument("--components", "-k", type=int, default=None,
-                   help="NMF rank K (default: number of model bases, at most the spectrogram's bins)")
+                   help="NMF rank K (default: number of model bases, at most 32)")
     p.add_argument("--beta", choices=("frobenius", "kl", "is"), default="frobenius", help="NMF loss (default frobenius)")
     p.add_argument("--layer", metavar="NAME", default=None,
                    help="layer whose output is the activations (default: the bases layer's latent)")
@@ -172,7 +174,10 @@ def run(args) -> dict:
     if args.components is not None and args.components < 1:
         raise AnalysisError(f"--components must be positive, given {args.components}")
 
-    cmp = NMFComparison(args.components or (bases.shape[0] if bases is not None else min(A.shape[0], 32)),
+    # default rank: as many components as bases, capped at 32 — a rank close to the number of bins
+    # factorises anything (the bases become single bins) and says nothing about the model
+    k = args.components or min(bases.shape[0] if bases is not None else A.shape[0], DEFAULT_MAX_COMPONENTS)
+    cmp = NMFComparison(k,
                         beta_loss=args.beta, max_iter=args.max_iter, threshold=args.threshold)
     same_units = bases is not None and A.shape[0] == bases.shape[0] and args.layer is None
     cmp.fit(S, bases=bases, activations=A, activation_times=act_times, frame_times=tgt_times)

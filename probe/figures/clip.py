@@ -16,13 +16,17 @@ EVENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
                  "#bcbd22", "#17becf")
 
 
+#: a horizontal legend under the x axis title, clear of the figure's title
+_LEGEND_BELOW = {"legend": dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top")}
+
+
 def _go():
     import plotly.graph_objects as go
 
     return go
 
 
-def spectrogram_figure(spec_data: dict, *, events=None, title: str | None = None, height: int = 360,
+def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str | None = None, height: int = 380,
                        log_freq: bool = False):
     """Log-magnitude spectrogram with seconds and Hz axes, optionally with event boxes.
 
@@ -32,6 +36,8 @@ def spectrogram_figure(spec_data: dict, *, events=None, title: str | None = None
         From :func:`probe.appstate.spectrogram`: ``times``, ``freqs``, ``db [shape=(F, T)]``.
     events : list of dict, optional
         ``{"label", "onset", "offset", "fmin", "fmax"}`` boxes drawn over the image.
+    classes : list of str, optional
+        The model's classes: a box gets the colour of its class in :func:`outputs_figure`.
     log_freq : bool
         Logarithmic frequency axis (the 0 Hz row is dropped).
     """
@@ -43,13 +49,15 @@ def spectrogram_figure(spec_data: dict, *, events=None, title: str | None = None
     fig = go.Figure(go.Heatmap(x=t, y=f, z=z, colorscale="Magma", zmin=float(z.min()), zmax=0.0,
                                colorbar=dict(title="dB", len=0.9, thickness=12),
                                hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
+    order = [str(c) for c in (classes or [])]
     labels: list = []
     for ev in events or []:
         lab = str(ev.get("label", "event"))
         first = lab not in labels
         if first:
             labels.append(lab)
-        col = EVENT_COLOURS[labels.index(lab) % len(EVENT_COLOURS)]
+        k = order.index(lab) if lab in order else len(order) + labels.index(lab)
+        col = EVENT_COLOURS[k % len(EVENT_COLOURS)]
         f0 = float(ev["fmin"]) if ev.get("fmin") is not None else float(f[0])
         f1 = float(ev["fmax"]) if ev.get("fmax") is not None else float(f[-1])
         x0, x1 = float(ev["onset"]), float(ev["offset"])
@@ -58,8 +66,8 @@ def spectrogram_figure(spec_data: dict, *, events=None, title: str | None = None
                                  hovertemplate=f"{lab}<br>{x0:.2f}–{x1:.2f} s<br>{f0:.0f}–{f1:.0f} Hz<extra></extra>"))
     fig.update_xaxes(title_text="time (s)", range=[float(t[0]), float(t[-1])] if len(t) > 1 else None)
     fig.update_yaxes(title_text="frequency (Hz)", type="log" if log_freq else "linear")
-    fig.update_layout(title=title, height=height, template="plotly_white", margin=dict(l=60, r=20, t=40 if title else 10, b=45),
-                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    fig.update_layout(title=title, height=height + (30 if labels else 0), template="plotly_white",
+                      margin=dict(l=60, r=20, t=40 if title else 10, b=75 if labels else 45), **_LEGEND_BELOW)
     return fig
 
 
@@ -106,9 +114,8 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
                                  unit="mask", title=title)
     else:
         return None
-    fig.update_layout(title=title, height=height, template="plotly_white",
-                      margin=dict(l=60, r=20, t=40 if title else 10, b=45),
-                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    fig.update_layout(title=title, height=height + 30, template="plotly_white",
+                      margin=dict(l=60, r=20, t=40 if title else 10, b=75), **_LEGEND_BELOW)
     return fig
 
 
@@ -157,6 +164,7 @@ def activation_figure(act, *, title: str | None = None, height: int = 420, norma
     else:
         y, y_title = np.arange(z.shape[0]), act.row_label
         hover = "%{x:.2f} s<br>row %{y}<br>%{z:.3f}<extra></extra>"
+    z = z.astype(np.float32)  # half the bytes of float64 in the figure's JSON, no visible difference
     signed = bool(np.nanmin(z) < 0)
     fig = go.Figure(go.Heatmap(x=x, y=y, z=z, colorscale="RdBu_r" if signed else "Viridis",
                                zmid=0.0 if signed else None, colorbar=dict(title="rel." if normalise else "value",

@@ -176,6 +176,7 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
                              reversescale=True, colorbar=dict(title=dict(text="dB")), hovertemplate=hover), 1, 2)
     fig.update_xaxes(title_text="time (s)")
     fig.update_yaxes(title_text="frequency (Hz)", row=1, col=1)
+    fig.update_annotations(font_size=13)
     fig.update_layout(title=dict(text=title or f"{clip.name}: cluster {cluster} of {masks.shape[0]}"),
                       template="plotly_white", width=1000, height=420, plot_bgcolor="#ffffff")
     return fig

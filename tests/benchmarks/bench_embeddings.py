@@ -206,7 +206,7 @@ def _spearman_ci(x, y, *, n_boot: int = 2000, seed: int = 0):
     return {"rho": float(res.statistic), "ci95": [float(lo), float(hi)], "p": float(res.pvalue), "n": int(len(x))}
 
 
-def findings(n: int | None = None, *, out_dir=None, budget: int = 4000, progress: bool = True) -> dict:
+def findings(n: int | None = None, *, img_dir=None, json_path=None, budget: int = 4000, progress: bool = True) -> dict:
     """Deep clustering (zoo ``dc_blstm``) on its test split: mask accuracy vs the IBM, and how well
     reference-free clusterability scores rank mixtures by SI-SDRi.
 
@@ -215,8 +215,9 @@ def findings(n: int | None = None, *, out_dir=None, budget: int = 4000, progress
     resynthesis → SI-SDRi (``model_zoo.metrics.separation_scores``); clusterability scores on
     the 1000 loudest drawn bins; the IBM's SI-SDRi as the ceiling.
 
-    Returns the per-mixture rows and the summary; with ``out_dir`` also writes
-    ``findings_embeddings.json`` and the figures ``img/embed_*.png``.
+    Returns the per-mixture rows and the summary; with ``img_dir`` also draws the figures
+    ``embed_*.png`` there, with ``json_path`` saves everything as JSON (figures alone, from a
+    saved JSON: ``_write_findings(json.load(...), img_dir)``).
     """
     import torch
     from tqdm.auto import tqdm
@@ -272,55 +273,89 @@ def findings(n: int | None = None, *, out_dir=None, budget: int = 4000, progress
     # does the score add anything once the oracle gap is known? rank correlation with the gap to the IBM
     summary["spearman_vs_gap_to_ibm"] = {s: _spearman_ci(col(s), y - col("ibm_si_sdri")) for s in SCORES}
     out = {"summary": summary, "rows": rows}
-    if out_dir is not None:
-        _write_findings(out, Path(out_dir), spec)
+    if img_dir is not None:
+        _write_findings(out, Path(img_dir), json_path, spec)
+    elif json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(out, indent=1, default=float))
     return out
 
 
-def _write_findings(out: dict, out_dir: Path, spec) -> None:
-    """JSON and figures for the findings page (PNGs kept small: scatter maps at 2000 points)."""
-    from model_zoo.registry import load_example
+def _by_instrument(rows) -> dict:
+    """Mean k-means SI-SDRi, mask accuracy and silhouette per low / high instrument."""
+    out = {}
+    for slot, name in ((0, "low"), (1, "high")):
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault((r["presets"] or ["?", "?"])[slot], []).append(r)
+        out[name] = {k: {"n": len(v), "si_sdri": float(np.mean([r["si_sdri"] for r in v])),
+                         "mask_accuracy": float(np.mean([r["kmeans"]["mask_accuracy"] for r in v])),
+                         "silhouette": float(np.mean([r["silhouette"] for r in v]))}
+                     for k, v in sorted(groups.items(), key=lambda kv: np.mean([r["si_sdri"] for r in kv[1]]))}
+    return out
+
+
+def _write_findings(out: dict, img: Path, json_path: Path | None = None, spec=None) -> None:
+    """JSON and figures for the findings page (PNGs kept under 200 KB: 3000-point maps, decimated spectrograms)."""
+    from model_zoo.registry import load_example, load_model
     from probe.analyze.embeddings import (EmbeddingClusters, EmbeddingMap, embeddings_from_model, enable_jit_cache,
                                           select_points)
     from probe.figures.embeddings import cluster_mask_figure, embedding_scatter, scores_vs_separation
 
     os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
-    img = out_dir / "img"
+    spec = spec or load_model("dc_blstm")
+    img = Path(img)
     img.mkdir(parents=True, exist_ok=True)
-    (out_dir / "findings_embeddings.json").write_text(json.dumps(out, indent=1, default=float))
     rows = out["rows"]
+    out["summary"]["by_instrument"] = _by_instrument(rows)
     scores_vs_separation(rows, scores=SCORES, title=f"dc_blstm, {len(rows)} test mixtures: clusterability of the "
                                                    "1000 loudest bins vs k-means SI-SDRi").write_image(
         str(img / "embed_scores_vs_sisdri.png"), scale=1)
     order = np.argsort([r["si_sdri"] for r in rows])
     enable_jit_cache()
+    figures = {}
     for tag, i in (("best", int(order[-1])), ("median", int(order[len(order) // 2])), ("worst", int(order[0]))):
-        ex = load_example("dc_blstm", rows[i]["index"])
-        clip = embeddings_from_model(spec, ex)
-        pts = select_points(clip, budget=2000, seed=0)
-        emap = EmbeddingMap("umap").fit(pts)
-        km = EmbeddingClusters(2).fit(pts)
         r = rows[i]
-        title = (f"{ex.name} ({' + '.join(r['presets'] or [])}): SI-SDRi {r['si_sdri']:.1f} dB, mask acc "
-                 f"{r['kmeans']['mask_accuracy']:.2f}, silhouette {r['silhouette']:.2f}; UMAP trust "
-                 f"{emap.trustworthiness_:.2f}")
-        for colour in ("source", "freq"):
-            fig = embedding_scatter(pts, emap.embedding_, color=colour, clusters=km, title=title,
-                                    axis_names=("UMAP 1", "UMAP 2"), marker_size=3)
-            fig.update_layout(title=dict(font=dict(size=12)))
-            fig.write_image(str(img / f"embed_map_{tag}_{colour}.png"), scale=1)
-        masks = km.masks(clip)
-        # show the cluster matched to the high source
-        hi = int(np.argmax([(masks[j] * (clip.dominant_stft == 1) * np.abs(clip.stft) ** 2).sum() for j in range(2)]))
-        cluster_mask_figure(clip, masks, hi, title=f"{ex.name}: the cluster matched to the high source "
-                                                   f"({(r['presets'] or ['', ''])[1]})").write_image(
-            str(img / f"embed_mask_{tag}.png"), scale=1)
-        r["figure_map_trustworthiness"] = float(emap.trustworthiness_)
+        ex = load_example("dc_blstm", r["index"])
+        clip = embeddings_from_model(spec, ex)
+        pts = select_points(clip, budget=3000, seed=0)
+        km = EmbeddingClusters(2).fit(pts)
+        variants = [("umap", EmbeddingMap("umap"))]
+        if tag == "best":  # umap-learn's own defaults, and the linear preview, for comparison
+            variants += [("umap15", EmbeddingMap("umap", n_neighbors=15, min_dist=0.1)), ("pca", EmbeddingMap("pca"))]
+        for vname, emap in variants:
+            emap.fit(pts)
+            label = {"umap": "UMAP (probe defaults: 30 neighbours, min_dist 0.3)",
+                     "umap15": "UMAP (umap-learn defaults: 15 neighbours, min_dist 0.1)", "pca": "PCA"}[vname]
+            title = (f"{ex.name} ({' + '.join(r['presets'] or [])}): SI-SDRi {r['si_sdri']:.1f} dB, mask acc "
+                     f"{r['kmeans']['mask_accuracy']:.2f}, silhouette {r['silhouette']:.2f}<br>{label}, "
+                     f"trustworthiness {emap.trustworthiness_:.3f}")
+            axis = ("PCA 1", "PCA 2") if vname == "pca" else ("UMAP 1", "UMAP 2")
+            for colour in (("source", "freq") if (tag, vname) == ("best", "umap") else ("source",)):
+                fig = embedding_scatter(pts, emap.embedding_, color=colour, clusters=km, title=title, axis_names=axis,
+                                        marker_size=3)
+                fig.update_layout(title=dict(font=dict(size=12)), width=640, height=520)
+                name = f"embed_map_{tag}_{vname}_{colour}.png"
+                fig.write_image(str(img / name), scale=1)
+                figures[name] = {"mixture": r["index"], "trustworthiness": float(emap.trustworthiness_)}
+        if tag in ("best", "worst"):
+            masks = km.masks(clip)
+            hi = int(np.argmax([(masks[j] * (clip.dominant_stft == 1) * np.abs(clip.stft) ** 2).sum() for j in range(2)]))
+            fig = cluster_mask_figure(clip, masks, hi, max_frames=260,
+                                      title=f"{ex.name}: the k-means cluster matched to the high source "
+                                            f"({(r['presets'] or ['', ''])[1]}), mask accuracy "
+                                            f"{r['kmeans']['mask_accuracy']:.2f}")
+            fig.update_layout(width=900, height=360, title=dict(font=dict(size=13)))
+            fig.write_image(str(img / f"embed_mask_{tag}.png"), scale=1)
+    out["summary"]["figures"] = figures
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":  # pragma: no cover
     if "--findings" in sys.argv:
-        res = findings(out_dir=ROOT / "docs")
+        res = findings(img_dir=ROOT / "docs" / "img", json_path=ROOT / "runs" / "findings_embeddings.json")
         print(json.dumps(res["summary"], indent=1, default=float))
     else:
         print(json.dumps(bench(quick="--quick" in sys.argv), indent=2))

@@ -36,17 +36,17 @@ except ProbeError as exc:
     st.stop()
 
 attr, summ = res["attribution"], res["summary"]
-m = st.columns(4)
-m[0].metric("Target", summ["target"])
+m = st.columns(3)
 if summ.get("target_value") is not None:
-    m[1].metric("f(clip)", f"{summ['target_value']:.3f}",
+    m[0].metric("Target value f(clip)", f"{summ['target_value']:.3f}",
                 None if summ.get("baseline_value") is None else f"baseline {summ['baseline_value']:.3f}", delta_color="off",
-                delta_arrow="off")
+                delta_arrow="off", help=f"{summ['target']} on the clip, and on the baseline ({summ.get('baseline')})")
 if summ.get("completeness_error") is not None:
-    m[2].metric("Completeness error", f"{summ['completeness_error']:.2%}")
+    m[1].metric("Completeness error", f"{summ['completeness_error']:.2%}",
+                help="|sum(map) − (f(clip) − f(baseline))| relative to f(clip) − f(baseline)")
 if res["deletion"]:
     d = res["deletion"]
-    m[3].metric("Deletion AUC (lower = faithful)", f"{d['auc']:.3f}", f"random order {d['auc_random']:.3f}",
+    m[2].metric("Deletion AUC (lower = faithful)", f"{d['auc']:.3f}", f"random order {d['auc_random']:.3f}",
                 delta_color="off", delta_arrow="off")
 for w in attr.info.get("warnings", []):
     st.warning(w)

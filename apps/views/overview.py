@@ -121,8 +121,9 @@ st.subheader(f"Audio: {example.name}")
 st.caption(f"{example.duration:.2f} s at {example.sr} Hz")
 st.audio(example.y, sample_rate=example.sr)
 spec_data = cached_spectrogram(model, example)
-plot(fc.spectrogram_figure(spec_data, events=example.events, title="Spectrogram (ground-truth event boxes)" if example.events
-                           else "Spectrogram"), key="overview_spectrogram")
+plot(fc.spectrogram_figure(spec_data, events=example.events, classes=model.spec.classes,
+                           title="Spectrogram (ground-truth event boxes)" if example.events else "Spectrogram"),
+     key="overview_spectrogram")
 if example.sources is not None:
     names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
     cols = st.columns(len(names))
