@@ -240,7 +240,7 @@ class SupervisedNMF:
 
 
 #: the baseline configuration chosen on the instruments VAL split by model_zoo.recipes.unfolded_nmf
-DEFAULT_BASELINE = {"n_components": 40, "beta_loss": "kullback-leibler", "mask_power": 1.0, "n_train": 200}
+DEFAULT_BASELINE = {"n_components": 20, "beta_loss": "kullback-leibler", "mask_power": 1.0, "n_train": 200}
 
 
 def fitted_baseline(dataset: str = "instruments", *, n_components: int | None = None, beta_loss: str | None = None,

@@ -8,18 +8,21 @@ noise partition and its bases must explain noise on their own. On clips with a s
 whatever the noise partition cannot explain has to go through the signal partition.
 Denoising decodes the signal partition::
 
-    y (b, 1, n) ──encoder (Conv1d 1→K, kernel L, stride L/2)──softplus──► w (b, K, T) ≥ 0   learned "spectrogram"
-        log1p(w) ──code net (1x1 + dilated conv blocks)──softplus──► z = [z_sig (b, Ks, T) | z_noise (b, Kn, T)] ≥ 0
+    y (b, 1, n) ──encoder (Conv1d 1→K, kernel L, stride L/2)──► a (b, K, T)             signed analysis coefficients
+        a ──magnitude: sqrt(moving average of a² over 5 frames)──► w (b, K, T) ≥ 0    learned "magnitude spectrogram"
+        log(w) ──code net (1x1 + dilated conv blocks)──softplus──► z = [z_sig (b, Ks, T) | z_noise (b, Kn, T)] ≥ 0
         z_noise ──moving average over ~0.4 s──► z_noise (the noise partition can only follow slow changes)
         v_p = D_p z_p  (D_p ≥ 0: non-negative bases of each partition, K × K_p)      NMF-like latent model of w
         m_p = v_p / (v_sig + v_noise + eps)                                          partition masks
-        ŝ_p = decoder(w ⊙ m_p)  (ConvTranspose1d K→1)                                 signal and noise estimates
+        ŝ_p = decoder(a ⊙ m_p)  (ConvTranspose1d K→1)                                 signal and noise estimates
 
-Training losses (see the recipe): the waveform autoencoder ``decoder(w) ≈ y``, the
+Training losses (see the recipe): the waveform autoencoder ``decoder(a) ≈ y``, the
 latent fit ``log(v_sig + v_noise) ≈ log(w)`` (on noise-only clips ``log(v_noise) ≈ log(w)``:
 the signal partition is zero-masked), and an L1 penalty on ``z_sig`` — strong on
 noise-only clips, weak elsewhere, so the model only uses the signal partition for what the
-noise partition cannot explain.
+noise partition cannot explain. The noise code is averaged over ~0.4 s, so the noise
+partition can only follow slowly varying sound: the fast structure of a signal (onsets,
+harmonics that come and go) has to go through the signal partition.
 
 ``forward`` returns ``(b, 2, n)``: [signal estimate, noise estimate]; because the masks sum
 to one (up to ``eps``) and the decoder is linear, the two add up to the autoencoder's
@@ -51,6 +54,7 @@ DEFAULT_CONFIG = {
     "signal_size": 48,       # Ks: signal-partition code size
     "noise_size": 48,        # Kn: noise-partition code size
     "eps": 1e-4,
+    "magnitude_frames": 5,       # w = sqrt(moving average of a² over 5 frames = 10 ms)
     "noise_smooth_frames": 201,  # moving average of the noise code: 201 frames × 2 ms ≈ 0.4 s
 }
 SOURCE_NAMES = ["signal", "noise"]
@@ -76,6 +80,22 @@ class NonNegativeBases(nn.Module):
 
     def forward(self, z):
         return torch.einsum("ka,bat->bkt", self.bases, z)
+
+
+class LearnedMagnitude(nn.Module):
+    """``w = sqrt(moving_average(a², frames) + floor)``: a non-negative envelope of each analysis channel.
+
+    Forward: ``(b, K, T)`` → ``(b, K, T)``.
+    """
+
+    def __init__(self, frames: int = 5, floor: float = 1e-8):
+        super().__init__()
+        P = int(frames) | 1
+        self.pool = nn.AvgPool1d(P, stride=1, padding=P // 2, count_include_pad=False) if P > 1 else nn.Identity()
+        self.floor = float(floor)
+
+    def forward(self, a):
+        return torch.sqrt(self.pool(a * a) + self.floor)
 
 
 class _CodeBlock(nn.Module):
@@ -111,13 +131,13 @@ class PartitionedAutoencoder(nn.Module):
     """
 
     def __init__(self, n_filters=256, kernel_size=32, stride=16, hidden=128, code_blocks=4, signal_size=48,
-                 noise_size=48, eps=1e-4, noise_smooth_frames=201, **_):
+                 noise_size=48, eps=1e-4, magnitude_frames=5, noise_smooth_frames=201, **_):
         super().__init__()
         self.n_filters, self.n_sources = int(n_filters), 2
         self.signal_size, self.noise_size, self.eps = int(signal_size), int(noise_size), float(eps)
         pad = kernel_size - stride
         self.encoder = nn.Conv1d(1, n_filters, kernel_size, stride=stride, padding=pad, bias=False)
-        self.nonneg = nn.Softplus()
+        self.magnitude = LearnedMagnitude(magnitude_frames)
         self.code_in = nn.Conv1d(n_filters, hidden, 1)
         self.code_net = nn.Sequential(*[_CodeBlock(hidden, 2 ** i) for i in range(code_blocks)])
         self.code_out = nn.Conv1d(hidden, signal_size + noise_size, 1)
@@ -130,15 +150,15 @@ class PartitionedAutoencoder(nn.Module):
 
     # named steps -----------------------------------------------------------------------
     def forward_encoder(self, x):
-        """``(b, 1, n)`` → non-negative latent ``w`` ``(b, K, T)``."""
-        return self.nonneg(self.encoder(x))
+        """``(b, 1, n)`` → signed analysis coefficients ``a`` ``(b, K, T)``."""
+        return self.encoder(x)
 
     def forward_code(self, w, zero: str | None = None):
         """Latent ``w`` → ``(z_signal (b, Ks, T), z_noise (b, Kn, T))``, both ≥ 0.
 
         ``zero="signal"`` / ``"noise"`` replaces that partition by exact zeros.
         """
-        z = self.code_act(self.code_out(self.code_net(self.code_in(torch.log1p(w)))))
+        z = self.code_act(self.code_out(self.code_net(self.code_in(torch.log(w + 1e-3)))))
         z_sig, z_noise = z[:, : self.signal_size], self.noise_smoother(z[:, self.signal_size:])
         if zero == "signal":
             z_sig = torch.zeros_like(z_sig)
@@ -172,15 +192,16 @@ class PartitionedAutoencoder(nn.Module):
         Returns
         -------
         dict
-            ``w`` (b, K, T); ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
+            ``a`` (b, K, T) signed coefficients; ``w`` (b, K, T) their magnitude; ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
             ``v_signal``, ``v_noise`` (b, K, T); ``masks`` (b, 2, K, T); ``sources`` (b, 2, n)
-            = [signal, noise]; ``reconstruction`` (b, 1, n) = decoder(w), all in input units.
+            = [signal, noise]; ``reconstruction`` (b, 1, n) = decoder(a), all in input units.
         """
         if x.ndim == 2:
             x = x.unsqueeze(1)
         n = x.shape[-1]
         scale = x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5  # (b, 1, 1): level-free latent, undone at the end
-        w = self.forward_encoder(x / scale)
+        a = self.forward_encoder(x / scale)
+        w = self.magnitude(a)
         z_raw, z_noise = self.forward_code(w, "noise" if zero == "noise" else None)
         z_sig = torch.zeros_like(z_raw) if zero == "signal" else z_raw
         if signal_gate is not None:
@@ -188,10 +209,10 @@ class PartitionedAutoencoder(nn.Module):
         v_sig, v_noise = self.forward_latent_model(z_sig, z_noise)
         total = v_sig + v_noise + self.eps
         masks = torch.stack([v_sig / total, v_noise / total], 1)
-        sources = self.forward_decoder(w.unsqueeze(1) * masks, n) * scale
-        return {"w": w, "z_signal_raw": z_raw, "z_signal": z_sig, "z_noise": z_noise, "v_signal": v_sig,
+        sources = self.forward_decoder(a.unsqueeze(1) * masks, n) * scale
+        return {"a": a, "w": w, "z_signal_raw": z_raw, "z_signal": z_sig, "z_noise": z_noise, "v_signal": v_sig,
                 "v_noise": v_noise, "masks": masks, "sources": sources,
-                "reconstruction": self.decoder(w, output_size=[n]) * scale}
+                "reconstruction": self.decoder(a, output_size=[n]) * scale}
 
     def forward(self, x, zero: str | None = None):
         return self.analyse(x, zero)["sources"]

@@ -589,6 +589,11 @@ def analyse_embeddings(model, example, layer: str = "output", *, projection: str
     if len(points) < max(3, n_clusters):
         raise AnalysisError(f"only {len(points)} non-silent embedding cells at layer {layer!r}; need at least "
                             f"{max(3, n_clusters)}")
+    if projection == "umap":
+        try:  # numba's machine code cached on disk: later app processes skip most of the JIT time
+            E.enable_jit_cache()
+        except Exception:  # pragma: no cover - a read-only home only costs the cache
+            pass
     emap = E.EmbeddingMap(projection, cache_size=0).fit(points)
     km = E.EmbeddingClusters(int(n_clusters), random_state=seed).fit(points)
     audio = km.separate(clip)

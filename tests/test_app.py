@@ -162,6 +162,60 @@ def test_switching_model_and_example(tiny_spec, tmp_path):
     assert not _errors(at) and any("tiny_other" in c.value for c in at.caption)
 
 
+def test_shared_model_is_locked_and_left_unchanged_under_concurrent_sessions(tiny_spec):
+    """st.cache_resource hands one SharedModel to every session: every use holds its lock, nothing leaks."""
+    import threading
+
+    import numpy as np
+
+    from probe import appstate
+    from probe.audio import AudioExample
+    from tests._models import assert_unchanged, n_hooks, snapshot
+
+    shared = appstate.load_shared_model(tiny_spec)
+    ex = AudioExample(y=tone_and_noise(1.0), sr=8000, name="clip")
+    snap = snapshot(shared.spec.model)
+    unlocked = []
+    inner = shared.spec.model.forward
+
+    def guarded(x):  # every forward the app triggers runs with the lock held by the calling thread
+        if not shared.lock._is_owned():
+            unlocked.append(threading.current_thread().name)
+        return inner(x)
+
+    shared.spec.model.forward = guarded
+    try:
+        serial = (appstate.analyse_attribution(shared, ex, "class=tone", method="saliency", deletion=False)["attribution"].map,
+                  appstate.capture_layer(shared, ex.y, "embed").values)
+        results, errors = [], []
+
+        def session(i):
+            try:
+                for _ in range(2):
+                    a = appstate.analyse_attribution(shared, ex, "class=tone", method="saliency", deletion=False)
+                    c = appstate.capture_layer(shared, ex.y, "embed")
+                    results.append((a["attribution"].map, c.values))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=session, args=(i,), name=f"session-{i}") for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        del shared.spec.model.forward
+    assert not errors, errors
+    assert not unlocked, f"forward passes without the lock from {sorted(set(unlocked))}"
+    assert len(results) == 8
+    for amap, act in results:
+        np.testing.assert_array_equal(amap, serial[0])
+        np.testing.assert_array_equal(act, serial[1])
+    assert_unchanged(shared.spec.model, snap)
+    assert n_hooks(shared.spec.model) == 0
+    assert all(p.requires_grad for p in shared.spec.model.parameters())
+
+
 def test_probe_app_command(capsys):
     """`probe app --port P` runs `streamlit run apps/probe_app.py` headless on that port."""
     from probe.cli import main

@@ -184,6 +184,16 @@ def test_a_failing_analysis_costs_only_its_section(tmp_path, monkeypatch):
         R.build_report(spec, ex, sections=("overview", "nmf"))
 
 
+def test_library_side_never_imports_streamlit():
+    import subprocess
+    import sys
+
+    code = ("import sys, probe.appstate, probe.report, probe.figures.clip, probe.cli.app, probe.cli.report; "
+            "print('streamlit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 ZOO = trained_zoo_models()
 
 

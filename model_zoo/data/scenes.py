@@ -633,15 +633,15 @@ def scene_manifest() -> dict:
 def scene_example(i: int = 0, split: str = "test", *, sr: int = 16000, seconds: float = 10.0, name: str | None = None):
     """Scene ``i`` of ``split`` as a :class:`probe.audio.AudioExample` (events, event stems, provenance).
 
-    ``info`` holds the scene's ``meta``, the background alone (``info["background"]``, float32 (N,)),
-    the source files and their licences.
+    ``info`` (JSON-able) holds the scene's ``meta``, the source files and their licences. The
+    background alone is ``y - event_stems.sum(0)``.
     """
     from probe.audio import AudioExample
 
     s = scene(split, i, sr=sr, seconds=seconds, stems=True)
     lic = scene_manifest()["file_licences"]
     files = sorted({e["source_file"] for e in s["events"]} | set(s["meta"]["background_files"]))
-    info = {**s["meta"], "dataset": "scenes", "classes": list(SCENE_CLASSES), "background": s["background"],
+    info = {**s["meta"], "dataset": "scenes", "classes": list(SCENE_CLASSES),
             "licences": {f: lic.get(f, "unknown") for f in files}}
     return AudioExample(s["audio"], s["sr"], name=name or f"scenes:{split}:{i}", events=s["events"],
                         event_stems=s["event_stems"], info=info)

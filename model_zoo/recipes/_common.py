@@ -326,11 +326,33 @@ def render_card_md(card: dict) -> str:
         notes = card["notes"]
         out += [f"- {n}" for n in notes] if isinstance(notes, list) else [str(notes)]
         out.append("")
+    sub = card.get("subset_metrics")
+    if isinstance(sub, dict) and _is_rows(sub.get("systems")):
+        out += ["## Fixed test subset (re-checked by the tests)", "",
+                f"First {sub.get('n_items')} items of the {sub.get('split', 'test')} split; a re-evaluation of the "
+                "shipped checkpoint must match within 0.3 dB.", ""]
+        out += _metric_table(sub["systems"]) + [""]
+    hist = card.get("val_history")
+    if isinstance(hist, list) and hist:
+        out += ["## Validation history", "", "| step | seconds | mean train loss | val score |", "|---|---|---|---|"]
+        for row in hist:
+            out.append("| " + " | ".join(_fmt(x) if x is not None else "" for x in list(row)[:4]) + " |")
+        out.append("")
     known = {"name", "summary", "task", "params", "checkpoint", "checkpoint_bytes", "input_kind", "output_kind", "grid",
-             "architecture", "config", "data", "training", "metrics", "floors", "notes"}
-    rest = {k: v for k, v in card.items() if k not in known}
-    if rest:
-        out += ["## Other recorded fields", "", "```json", json.dumps(rest, indent=2, sort_keys=True, default=str), "```", ""]
+             "architecture", "config", "data", "training", "metrics", "floors", "notes", "subset_metrics",
+             "val_history"}
+    for key, val in card.items():
+        if key in known:
+            continue
+        out += [f"## {key.replace('_', ' ').capitalize()}", ""]
+        if isinstance(val, dict):
+            for k, v in val.items():
+                out.append(f"- **{k}:** {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v, default=str)}")
+        elif isinstance(val, list):
+            out += [f"- {v if not isinstance(v, (dict, list)) else json.dumps(v, default=str)}" for v in val]
+        else:
+            out.append(_fmt(val))
+        out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -104,6 +104,7 @@ def publish(*, name: str, model, config: dict, systems: dict, test_items: list, 
         "subset_metrics": {"n_items": len(sub), "split": "test", "first_index": 0, "systems": subset},
         "val_history": train_info["history"],
     }
+    card["zoo_params"] = zoo_param_counts()
     if floor_fn is not None:
         card["floors"] = floor_fn(rows)
     card.setdefault("notes", [])
@@ -113,6 +114,17 @@ def publish(*, name: str, model, config: dict, systems: dict, test_items: list, 
     log(f"[{name}] wrote {ckpt} and card; test rows: " + "; ".join(
         f"{k}: SI-SDRi {v['si_sdri']:.2f} SDRi {v['sdri']:.2f}" for k, v in rows.items()))
     return card
+
+
+def zoo_param_counts() -> dict:
+    """Parameters of the zoo's spectrogram-domain separators at their default configs (for the cards)."""
+    from model_zoo import chimera, unfolded_nmf
+    from model_zoo.baselines import DEFAULT_BASELINE
+
+    out = {m.NAME: count_params(m.build()) for m in (M, chimera)}
+    out[unfolded_nmf.NAME] = count_params(unfolded_nmf.build({"atoms_per_source": DEFAULT_BASELINE["n_components"]}))
+    out["nmf_baseline (dictionary W)"] = 129 * 2 * DEFAULT_BASELINE["n_components"]
+    return out
 
 
 def dc_floor(rows: dict, key: str = "dc_kmeans", frac: float = 0.60) -> dict:

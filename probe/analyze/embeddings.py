@@ -703,15 +703,34 @@ def _is_unit_norm(X: np.ndarray, tol: float = 1e-2) -> bool:
     return bool(len(n) and np.all(np.abs(n - 1.0) < tol))
 
 
-def _pairwise_block(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def _pairwise_block(A: np.ndarray, B: np.ndarray, metric: str, *, b_unit: np.ndarray | None = None,
+                    b_sq: np.ndarray | None = None) -> np.ndarray:
+    """Distances ``(len(A), len(B))`` in the dtype of the inputs, computed in place (one temporary).
+
+    ``b_unit`` (rows of B normalised) / ``b_sq`` (squared row norms of B) may be passed
+    precomputed when B is reused across blocks.
+    """
     if metric == "cosine":
-        an = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
-        bn = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12)
-        return np.maximum(1.0 - an @ bn.T, 0.0)
+        bn = _unit_rows(B) if b_unit is None else b_unit
+        D = _unit_rows(A) @ bn.T
+        np.subtract(1.0, D, out=D)
+        return np.maximum(D, 0.0, out=D)
     if metric == "euclidean":
-        d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-        return np.sqrt(np.maximum(d2, 0.0))
+        D = A @ B.T
+        D *= -2.0
+        D += (A * A).sum(1)[:, None]
+        D += ((B * B).sum(1) if b_sq is None else b_sq)[None, :]
+        np.maximum(D, 0.0, out=D)
+        return np.sqrt(D, out=D)
     raise AnalysisError(f"unknown metric {metric!r}; known: cosine, euclidean")
+
+
+def _block_args(X: np.ndarray, metric: str) -> dict:
+    return {"b_unit": _unit_rows(X)} if metric == "cosine" else {"b_sq": (X * X).sum(1)}
 
 
 def _exact_knn(X: np.ndarray, k: int, metric: str, block: int = 1024):
@@ -721,8 +740,9 @@ def _exact_knn(X: np.ndarray, k: int, metric: str, block: int = 1024):
     k = min(k, n)
     idx = np.empty((n, k), np.int64)
     dst = np.empty((n, k), np.float32)
+    pre = _block_args(X, metric)
     for s in range(0, n, block):
-        Dm = _pairwise_block(X[s:s + block], X, metric)
+        Dm = _pairwise_block(X[s:s + block], X, metric, **pre)
         rows = np.arange(Dm.shape[0])
         Dm[rows, s + rows] = -1.0  # self first, whatever the rounding
         part = np.argpartition(Dm, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (Dm.shape[0], 1))
@@ -768,8 +788,10 @@ def trustworthiness(X, Z, *, n_neighbors: int = 10, metric: str = "euclidean", e
     >>> round(trustworthiness(plane, PCA(2).fit_transform(plane)), 3)
     1.0
     """
+    X = np.asarray(X)
+    X = X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
     with _threads(n_threads):
-        return _trustworthiness(np.asarray(X, np.float64), np.asarray(Z, np.float64), n_neighbors, metric, exact_limit)
+        return _trustworthiness(X, np.asarray(Z, np.float64), n_neighbors, metric, exact_limit)
 
 
 def _trustworthiness(X, Z, n_neighbors, metric, exact_limit) -> float:
@@ -787,8 +809,9 @@ def _trustworthiness(X, Z, n_neighbors, metric, exact_limit) -> float:
     penalty = 0.0
     m_head = int(min(n - 1, 8 * k + 64))
     block = max(1, int(8_000_000 // n))
+    pre = _block_args(X, metric)
     for s in range(0, n, block):
-        Dm = _pairwise_block(X[s:s + block], X, metric)
+        Dm = _pairwise_block(X[s:s + block], X, metric, **pre)
         rows = np.arange(Dm.shape[0])
         Dm[rows, s + rows] = np.inf
         dj = np.take_along_axis(Dm, nbr[s:s + block], 1)  # (b, k) original distance to each map neighbour

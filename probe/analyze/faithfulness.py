@@ -247,7 +247,8 @@ def _layers_in_order(spec, y):
 def _randomise(module, seed):
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    cuda = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):  # the user's CPU/CUDA generators are left as they were
         torch.manual_seed(seed)
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()

@@ -261,6 +261,18 @@ def preserved_model(model):
                     del m.__dict__[a]
 
 
+@contextmanager
+def _rnn_backward_ok(model, device):
+    """cuDNN runs RNN backward only in training mode; in eval mode (dropout off) use the native kernels."""
+    import torch
+
+    if getattr(device, "type", "cpu") == "cuda" and any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        with torch.backends.cudnn.flags(enabled=False):
+            yield
+    else:
+        yield
+
+
 # ---- the T-F domain ------------------------------------------------------------------------------
 def analysis_stft(spec, y):
     """Magnitude and (waveform models) phase of the clip on the spec's grid.
@@ -407,7 +419,7 @@ def _cam_to_grid(cam, spec, F, T, layer_axes):
     rows = spec.grid.n_mels if spec.input_kind == "logmel" else F
     up = Fn.interpolate(s[None, None], size=(rows, T), mode="bilinear", align_corners=False)[0, 0]
     if spec.input_kind == "logmel":
-        M = torch.as_tensor(spec.grid.mel_basis(), dtype=up.dtype)  # (n_mels, F)
+        M = torch.as_tensor(spec.grid.mel_basis(), dtype=up.dtype, device=up.device)  # (n_mels, F)
         share = M / M.sum(0, keepdim=True).clamp_min(1e-12)
         up = share.T @ up  # each linear bin: weighted mean of the mel bands covering it
     return up, axes
@@ -741,7 +753,9 @@ def _seeded(seed: int):
     import torch
 
     state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
+    # torch.manual_seed also seeds CUDA: fork the CUDA generator too when it is in use
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         np.random.seed(seed)
         try:
@@ -842,7 +856,8 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: _Options):
             track = bound.track(out0, ctx)
             fb = float(fwd(base[None])[0])
             del out0
-        attr, delta, extra = _run_method(o, fwd, x, base[None], float(mag.max() - mag.min()))
+        with _rnn_backward_ok(spec.model, device):
+            attr, delta, extra = _run_method(o, fwd, x, base[None], float(mag.max() - mag.min()))
     cerr = None
     if o.method in _COMPLETE and delta is not None and not o.smooth:
         # Captum's delta is sum(attr) - (f(x) - f(b)); relative to the explained difference

@@ -327,13 +327,13 @@ class SourceTarget(Target):
             P = m if self.of == "mask" else (m * ctx.magnitude[:1]) ** 2
             rows, _ = self._band_rows(P.shape[-2], ctx.spec)
             if rows is not None:
-                P = P[:, rows, :]
+                P = P[:, rows.to(P.device), :]
             v = P[0].mean(0).detach().cpu().numpy()
         elif kind == "sources":
             s = out[:1, self.index]
             v = (ctx.spec.grid.stft(s).abs() ** 2)[0]
             rows, _ = self._band_rows(v.shape[-2], ctx.spec)
-            v = (v if rows is None else v[rows]).mean(0).detach().cpu().numpy()
+            v = (v if rows is None else v[rows.to(v.device)]).mean(0).detach().cpu().numpy()
         else:
             return None
         times, _ = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)

@@ -38,6 +38,15 @@ def _fmt_hz(hz) -> str:
     return f"{hz / 1000:.2g} kHz" if hz >= 1000 else f"{hz:.0f} Hz"
 
 
+def _band_label(a, b) -> str:
+    """``125–250 Hz``, ``1–2 kHz``: short tick labels for octave bands."""
+    if a >= 1000:
+        return f"{a / 1000:g}–{b / 1000:g} kHz"
+    if b >= 1000:
+        return f"{a:.0f} Hz–{b / 1000:g} kHz"
+    return f"{a:.0f}–{b:.0f} Hz"
+
+
 def filter_gallery(bank, responses=None, *, max_filters: int = 32, n_cols: int = 8, title: str | None = None):
     """Grid of kernels: impulse responses (ms), profiles over Hz, or T-F patches.
 
@@ -204,7 +213,7 @@ def octave_density_plot(fit, *, sample_rate: float | None = None, title: str | N
 
     go = _go()
     e = fit.octave_edges_hz_
-    labels = [f"{_fmt_hz(a)}–{_fmt_hz(b)}" for a, b in zip(e[:-1], e[1:])]
+    labels = [_band_label(a, b) for a, b in zip(e[:-1], e[1:])]
     fig = go.Figure(go.Bar(x=labels, y=fit.filters_per_octave_, name="learned", marker_color="#1f77b4"))
     if sample_rate:
         nyq = sample_rate / 2.0
