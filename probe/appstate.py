@@ -135,13 +135,18 @@ def load_shared_model(ref: str) -> SharedModel:
     SpecError, CheckpointError
         Unknown name, bad spec file, or a zoo model whose checkpoint is not trained yet
         (the message says how to train it).
+    Unavailable
+        A zoo model listed in the catalogue whose code is not installed yet.
     """
     from .resolve import load
 
     ref = str(ref).strip()
     if not ref:
         raise SpecError("no model given: pick a zoo model or enter the path of a .toml spec file")
-    spec = load(ref)
+    try:
+        spec = load(ref)
+    except ImportError as exc:  # a zoo entry whose module is still being written
+        raise Unavailable(f"{ref} is not available yet ({exc})") from None
     spec.model.eval()
     return SharedModel(spec, ref)
 
@@ -665,9 +670,8 @@ def analyse_attribution(model, example, target: str | None = None, *, method: st
     from .attribution import attribute, listen
 
     spec, lock = _spec_and_lock(model)
-    y = example if isinstance(example, np.ndarray) else example
     with lock:
-        attr = attribute(spec, y, target or None, method=method, steps=int(steps), baseline=baseline, seed=seed)
+        attr = attribute(spec, example, target or None, method=method, steps=int(steps), baseline=baseline, seed=seed)
         expl, comp = listen(attr, top_percent=float(top_percent))
         dele = None
         if deletion:

@@ -10,7 +10,7 @@ from probe.adapter import ModelSpec
 from probe.audio import AudioExample
 from probe.errors import AnalysisError
 from probe.grid import TFGrid
-from probe.analyze.embeddings import (ClipEmbeddings, EmbeddingClusters, EmbeddingMap, clip_embeddings,
+from probe.analyze.embeddings import (EmbeddingClusters, EmbeddingMap, clip_embeddings,
                                       cluster_embeddings, clusterability, colourings, embedding_map,
                                       embeddings_from_layer, embeddings_from_model, embeddings_from_record,
                                       mask_accuracy, oracle_agreement, select_points, separate_clusters,

@@ -212,6 +212,18 @@ def test_scale_fit_recovers_the_spacing_scale(scale):
     np.testing.assert_allclose(fit.fitted_hz_[scale], centres, rtol=1e-6)
 
 
+def test_extra_scale_from_a_power_spectrum():
+    # a "data" scale: the cumulative power of a spectrum with most energy low; centres at its quantiles fit it exactly
+    freqs = np.linspace(0, SR / 2, 1025)
+    power = np.exp(-freqs / 700.0)
+    cdf = np.cumsum(power) / power.sum()
+    centres = np.interp(np.linspace(0.05, 0.95, 30), cdf, freqs)
+    fit = ScaleFit(extra_scales={"data": lambda f: np.interp(f, freqs, cdf)}).fit(centres)
+    assert fit.best_scale_ == "data" and fit.r2_["data"] > 0.9999 and "data" not in fit.fitted_hz_
+    with pytest.raises(AnalysisError, match="extra scale 'bad'"):
+        ScaleFit(extra_scales={"bad": lambda f: np.full(3, np.nan)}).fit(centres)
+
+
 def test_octave_density_and_low_share():
     centres = np.array([100, 150, 300, 600, 900, 1500, 3000, 6000.0])
     edges, counts = octave_density(centres, fmax=8000)

@@ -235,6 +235,26 @@ def test_probe_app_command(capsys):
 ZOO = trained_zoo_models()
 
 
+def _untrained_zoo_models() -> list[str]:
+    try:
+        from model_zoo.registry import catalogue
+    except Exception:
+        return []
+    return [e["name"] for e in catalogue() if not e.get("trained")]
+
+
+@pytest.mark.skipif(not _untrained_zoo_models(), reason="every zoo model is trained")
+def test_untrained_zoo_model_explains_itself():
+    name = _untrained_zoo_models()[0]
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = f"zoo:{name}"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    msgs = [e.value for e in at.error] + [i.value for i in at.info]
+    assert any(f"zoo:{name}" in m and ("not available yet" in m or "no shipped checkpoint" in m) for m in msgs), msgs
+    assert any("not trained yet" in o for o in at.selectbox(key="w_zoo_model").options)
+
+
 @pytest.mark.skipif(not ZOO, reason="no zoo checkpoint is trained yet (the spec-file tests cover the app meanwhile)")
 def test_every_page_renders_for_a_zoo_model_and_example():
     name = "crnn_sed" if "crnn_sed" in ZOO else ZOO[0]

@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.test_attribution import SR, scene
@@ -108,3 +109,23 @@ def test_attribute_user_errors_are_one_line(tmp_path, probe_exe, capsys):
         assert main(["attribute", spec, wav, "--no-deletion", *extra]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, (extra, err)
+
+
+@pytest.mark.slow
+def test_attribute_zoo_example_defaults_to_first_event(probe_exe):
+    """With example:NAME:i and no --target: the first event's class over its span, scored against its box."""
+    from pathlib import Path
+
+    if not (Path(__file__).resolve().parents[1] / "model_zoo" / "checkpoints" / "crnn_sed.safetensors").is_file():
+        pytest.skip("the crnn_sed checkpoint is not trained yet")
+    from model_zoo.registry import load_example
+
+    ev = load_example("crnn_sed", 0).events[0]
+    r = _run(probe_exe, "attribute", "zoo:crnn_sed", "example:crnn_sed:0", "--steps", "8", "--no-deletion", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["target"].startswith(f"class={ev['label']},t=")
+    loc = res["localisation"]
+    assert loc["box"]["label"] == ev["label"] and 0 <= loc["relevance_mass"] <= 1
+    assert loc["relevance_mass"] > 5 * loc["box_fraction"]  # far above chance
+    assert "snr_db_vs_true_stem" in res["explanation"]

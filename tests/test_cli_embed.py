@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 SR = 8000
+ROOT = Path(__file__).resolve().parents[1]
 
 MODULE = textwrap.dedent('''
     import torch
@@ -145,3 +147,17 @@ def test_embed_umap_in_a_fresh_process(tmp_path, probe_exe, user_model):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["projection"] == "umap" and out["n_points"] == 150 and out["trustworthiness"] > 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "model_zoo" / "checkpoints" / "dc_blstm.safetensors").is_file(),
+                    reason="the zoo's deep-clustering checkpoint is not installed")
+def test_embed_zoo_deep_clustering_reports_oracle_agreement(tmp_path, probe_exe):
+    r = _run(probe_exe, "embed", "zoo:dc_blstm", "example:dc_blstm:0", "--projection", "pca", "--budget", "2000",
+             "--audio-out", str(tmp_path / "wav"), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["kind"] == "tf" and out["dim"] == 20 and out["grid"] == [129, 501] and out["metric"] == "cosine"
+    assert out["oracle"]["mask_accuracy"] > 0.9 and out["oracle"]["ari"] > 0.5
+    assert out["clusterability"]["silhouette"] > 0.5
+    assert len(out["audio_files"]) == 2

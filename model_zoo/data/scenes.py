@@ -20,8 +20,8 @@ loops its own stretch of every ambience recording (train the first 60 %, val the
 test the last 25 %).
 
 Augmentation happens while a scene is made: level (random SNR), a mild speed change of
-±8 % (pitch and length together, by resampling), random crops of long sources, and the
-random placement and overlap of events.
+±10 % (pitch and length together, by resampling), a random spectral tilt of about ±10 dB
+across the band, random crops of long sources, and the random placement and overlap of events.
 
 Every scene is a pure function of ``(split, index, sr, seconds)``: its random generator is
 seeded from them, so scene ``i`` is the same whether one scene or the whole split is made,
@@ -48,22 +48,24 @@ __all__ = ["SCENE_CLASSES", "DEFAULT_SIZES", "TOP_DB", "BAND_ENERGY", "FRAME_SEC
            "scene_sources", "scene_manifest", "event_bounds", "event_band", "event_roll", "MissingSourceError"]
 
 #: Bump when the output of :func:`scene` changes (invalidates nothing on disk: only sources are cached).
-VERSION = 2
+VERSION = 3
 SEED = 7_071_991
 
 WESNOTH_DIR = Path("/usr/share/games/wesnoth/1.16/data/core/sounds")  # wesnoth-1.16-data, GPL-2+
 
 #: Event classes, in the order of every model's output channels.
-SCENE_CLASSES = ["speech", "human_cry", "creature", "melee", "projectile", "magic", "alert", "horn"]
+SCENE_CLASSES = ["speech", "cry", "creature", "melee", "projectile", "magic", "alert", "horn"]
 
 CLASS_DESCRIPTIONS = {
     "speech": "read English speech prompts (one female and one male speaker)",
-    "human_cry": "human, dwarf and elf pain cries, death cries and a laugh (game foley)",
+    "cry": "pain and death cries of humans, dwarves, elves, orcs, goblins, ogres and trolls (game foley), and a laugh",
     "creature": "animal and monster calls: wolf, gryphon, drake, horse, bat, yeti, snake hiss, tusker",
-    "melee": "melee weapon swings and hits: sword, axe, mace, club, flail, hatchet, staff, spear, knife, fist",
-    "projectile": "bows, crossbows, slings, thrown knives and darts (release and flight)",
-    "magic": "spell effects: dark, holy, faerie fire, magic missile, thorns",
-    "alert": "desktop alert, notification and telephone tones",
+    "melee": "melee swings and hits: sword, axe, mace, club, flail, hatchet, staff, spear, knife, torch, fist, "
+             "claws, pincers, tail, bites",
+    "projectile": "bows, crossbows, slings, thrown knives, darts and nets (release and flight)",
+    "magic": "spell effects: dark, holy, faerie fire, magic missile, thorns, lightning, flames, water blast, "
+             "heal, slow, petrify, poison, entangle",
+    "alert": "desktop alert and notification sounds, telephone and PBX tones",
     "horn": "horn signals and a short fanfare",
 }
 
@@ -82,7 +84,8 @@ FRAME_SECONDS = 0.020
 
 SNR_DB = (2.0, 20.0)  # event level over the background, dB (RMS over the event's active part)
 BACKGROUND_DBFS = (-38.0, -28.0)
-SPEED = (0.92, 1.08)
+SPEED = (0.90, 1.10)
+TILT = (-0.5, 0.5)  # random spectral tilt: gain (f / 1 kHz) ** a, about +-10 dB over 100 Hz-8 kHz
 MAX_EVENT_SECONDS = 4.0
 SPEECH_SECONDS = (0.8, 4.0)  # asterisk prompts kept for the speech class
 
@@ -112,19 +115,23 @@ _FREEDESKTOP_LICENCES = {
     "suspend-error": "CC-BY-SA-3.0 (Red Hat, Inc.)",
 }
 _FREEDESKTOP_ALERTS = sorted(_FREEDESKTOP_LICENCES)
+_ASTERISK_TONES = ["ascending-2tone", "beep", "beeperr", "descending-2tone"]  # PBX tones: alert, not speech
 _FREEDESKTOP_SPEECH = ["audio-channel-front-center", "audio-channel-front-left", "audio-channel-front-right",
                        "audio-channel-rear-center", "audio-channel-rear-left", "audio-channel-rear-right",
                        "audio-channel-side-left", "audio-channel-side-right"]
 
 # Wesnoth files per class (regular expressions on the file name)
 _WESNOTH_PATTERNS = {
-    "human_cry": r"(human(-female|-old)?-(hit|die)-\d|dwarf-(hit|die)-\d|elf-hit-\d|dwarf-laugh)\.(ogg|wav)",
+    "cry": r"(human(-female|-old)?-(hit|die)-\d|dwarf-(hit|die)-\d|elf-hit-\d|dwarf-laugh|"
+           r"(orc|orc-small|ogre|troll|goblin)-(hit|die)-\d)\.(ogg|wav)",
     "creature": r"(wolf-(growl|hit|die)-\d|gryphon-(hit|die|shriek)-\d|drake-(hit-\d|die)|horse-(hit-\d|die)|"
                 r"bat-hit-\d|yeti-(hit|die)|hiss(-big|-hit|-die)?|tusker-(hit|die))\.(ogg|wav)",
-    "melee": r"(sword-1|axe|mace|club|flail|hatchet|staff|spear|knife|fist|dagger-swish|miss-\d)(-miss)?\.(ogg|wav)",
-    "projectile": r"(bow|bow-puny|bow-puny-fire|crossbow|crossbow-fire|sling|sling-big|throwing-knife|dart|throw-\d)"
+    "melee": r"(sword-1|axe|mace|club|flail|hatchet|staff|spear|knife|fist|dagger-swish|miss-\d|torch|claws|pincers|"
+             r"tail|bite|bite-small)(-miss)?\.(ogg|wav)",
+    "projectile": r"(bow|bow-puny|bow-puny-fire|crossbow|crossbow-fire|sling|sling-big|throwing-knife|dart|throw-\d|net)"
                   r"(-miss)?\.(ogg|wav)",
-    "magic": r"(magic-[a-z0-9-]+|magicmissile)\.(ogg|wav)",
+    "magic": r"(magic-[a-z0-9-]+|magicmissile|lightning(-miss)?|flame-big(-miss)?|fire|water-blast|heal|slowed|"
+             r"petrified|poison|entangle)\.(ogg|wav)",
     "horn": r"(horn-signals/horn-\d|fanfare-short)\.(ogg|wav)",
 }
 # Ambiences: every split uses every file, each a different stretch of it (train the first 60 % of
@@ -147,9 +154,18 @@ def _require(package_key: str) -> Path:
     return require_dir(_root(package_key), _PACKAGES[package_key][0], what=f"{package_key} sounds", pattern=pattern)
 
 
+# Alert sounds made as pairs (one likely the other reversed or re-pitched): one family each.
+_PAIRS = {"device-added": "device", "device-removed": "device", "power-plug": "power", "power-unplug": "power",
+          "network-connectivity-established": "network", "network-connectivity-lost": "network",
+          "service-login": "service", "service-logout": "service", "ascending-2tone": "2tone",
+          "descending-2tone": "2tone", "beep": "beep", "beeperr": "beep"}
+
+
 def _group(name: str) -> str:
     """Recording family: variants of one recording share it (and so a split)."""
     stem = re.sub(r"\.(ogg|oga|wav)$", "", name)
+    if stem in _PAIRS:
+        return _PAIRS[stem]
     for part in ("-miss", "-fire", "-big"):
         stem = stem.replace(part, "")
     return stem
@@ -170,7 +186,10 @@ def _catalogue() -> dict:
 
     ast = _require("asterisk")
     speech = []
+    out["alert"] += [("asterisk", f"{n}.wav") for n in _ASTERISK_TONES if (ast / f"{n}.wav").is_file()]
     for p in sorted(ast.glob("*.wav")):
+        if p.stem in _ASTERISK_TONES:
+            continue
         d = sf.info(str(p)).duration
         if SPEECH_SECONDS[0] <= d <= SPEECH_SECONDS[1]:
             speech.append(("asterisk", p.name))
@@ -420,6 +439,15 @@ def _background(split: str, rng: np.random.Generator, n: int, sr: int) -> tuple[
     return bg.astype(np.float32), used
 
 
+def _tilt(x: np.ndarray, sr: int, a: float) -> np.ndarray:
+    """Random colouring: spectrum times ``(f / 1 kHz) ** a`` (f floored at 50 Hz), as a new recording chain would."""
+    if abs(a) < 1e-3:
+        return x
+    spec = np.fft.rfft(x.astype(np.float64))
+    f = np.maximum(np.fft.rfftfreq(len(x), 1.0 / sr), 50.0)
+    return np.fft.irfft(spec * (f / 1000.0) ** a, len(x)).astype(np.float32)
+
+
 def _speed(x: np.ndarray, sr: int, factor: float) -> np.ndarray:
     """Play ``x`` ``factor`` times faster (pitch up by ``factor``), by resampling."""
     if abs(factor - 1.0) < 1e-3:
@@ -476,7 +504,8 @@ def scene(split: str, index: int, *, sr: int = 16000, seconds: float = 10.0, ste
             if not np.isfinite(on):
                 continue
             x = x[max(0, int((on - 0.02) * sr)):int((off + 0.02) * sr) + 1]
-        x = _fade(x, sr)
+        tilt = float(rng.uniform(*TILT))
+        x = _fade(_tilt(x, sr, tilt), sr)
         snr = float(rng.uniform(*SNR_DB))
         on, off = event_bounds(x, sr)
         act = x[int(on * sr):int(off * sr) + 1]
@@ -493,7 +522,7 @@ def scene(split: str, index: int, *, sr: int = 16000, seconds: float = 10.0, ste
         if start is None:
             continue
         x = x[: n - start]
-        placed.append((cls, start, start + len(x), x, str(_root(pkg) / rel), snr, speed))
+        placed.append((cls, start, start + len(x), x, str(_root(pkg) / rel), snr, speed, tilt))
     audio = bg.copy()
     for p in placed:
         audio[p[1]:p[2]] += p[3]
@@ -502,14 +531,15 @@ def scene(split: str, index: int, *, sr: int = 16000, seconds: float = 10.0, ste
     audio *= scale
     bg = bg * scale
     events, stem_list = [], []
-    for cls, a, b, x, f, snr, speed in sorted(placed, key=lambda p: p[1]):
+    for cls, a, b, x, f, snr, speed, tilt in sorted(placed, key=lambda p: p[1]):
         stem = np.zeros(n, np.float32)
         stem[a:b] = x * scale
         on, off = event_bounds(stem[a:b], sr)
         on, off = on + a / sr, off + a / sr
         fmin, fmax = event_band(stem, sr, on, off)
         events.append({"label": cls, "onset": round(on, 4), "offset": round(off, 4), "fmin": round(fmin, 1),
-                       "fmax": round(fmax, 1), "source_file": f, "snr_db": round(snr, 2), "speed": round(speed, 4)})
+                       "fmax": round(fmax, 1), "source_file": f, "snr_db": round(snr, 2), "speed": round(speed, 4),
+                       "tilt": round(tilt, 3)})
         if stems:
             stem_list.append(stem)
     event_stems = (np.stack(stem_list) if stem_list else np.zeros((0, n), np.float32)) if stems else None
@@ -621,6 +651,7 @@ def scene_manifest() -> dict:
         "file_licences": lic,
         "labels": {"top_db": TOP_DB, "band_energy": BAND_ENERGY, "envelope": "20 ms energy every 1 ms"},
         "augmentation": {"snr_db": list(SNR_DB), "background_dbfs": list(BACKGROUND_DBFS), "speed": list(SPEED),
+                         "spectral_tilt": list(TILT),
                          "max_event_seconds": MAX_EVENT_SECONDS, "events_per_10s": [3, 7]},
         "default_sizes": dict(DEFAULT_SIZES),
         "held_out": "val and test use sound-event recording families (X, X-miss, X-fire, X-big, X.wav) that no "

@@ -532,7 +532,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
         "training": {
             "steps": step, "seconds": round(train_seconds, 1), "minutes_budget": args.minutes,
             "eval_seconds": round(eval_seconds, 1), "device": C.device_description(), "batch_size": args.batch_size,
-            "optimizer": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
+            "optimizer": "AdamW", "lr": f"{args.lr:g}", "weight_decay": f"{args.weight_decay:g}",
             "positive_weights": dict(zip(SCENE_CLASSES, pos_weight.flatten().tolist())),
             "schedule": "30-step warm-up, cosine decay to 5 % over the time budget",
             "loss": f"frame-wise BCE, positive frames of class c weighted min({args.max_pos_weight:g}, sqrt((1 - p_c) / p_c))",
@@ -540,8 +540,10 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "
                          f"{args.eval_seconds:g} s", "best_step": best["step"], "best_val": best["val"],
-            "median_filter_on_val": median_table, "software": C.software_versions(), "history": history,
+            "median_filter_on_val": {str(k): v for k, v in median_table.items()},
+            "software": C.software_versions(),
         },
+        "training_history": history,
         "postprocessing": config["postprocessing"],
         "metrics": {"test": headline, "test_per_class": test["per_class"]},
         "subset_metrics": {"n_scenes": subset_n, "split": "test",

@@ -522,6 +522,10 @@ class ScaleFit:
         HTK mel instead of librosa's default Slaney mel (linear below 1 kHz).
     low_hz : float
         Boundary of the "low-frequency" share reported in :attr:`low_share_`.
+    extra_scales : dict of str → callable, optional
+        More candidate scales, each a monotone map from Hz (array) to scale values, e.g. a
+        data set's cumulative power spectrum (a bank that spends its filters where the
+        energy is, is uniform on that scale). Their fitted curves are not mapped back to Hz.
 
     Attributes
     ----------
@@ -541,10 +545,11 @@ class ScaleFit:
     'erb'
     """
 
-    def __init__(self, *, scales=SCALES, htk: bool = False, low_hz: float = 1000.0):
+    def __init__(self, *, scales=SCALES, htk: bool = False, low_hz: float = 1000.0, extra_scales: dict | None = None):
         self.scales = scales
         self.htk = htk
         self.low_hz = low_hz
+        self.extra_scales = extra_scales
 
     def fit(self, centres_hz, *, sample_rate: float | None = None) -> "ScaleFit":
         c = np.asarray(getattr(centres_hz, "centre_hz_", centres_hz), dtype=float)
@@ -566,6 +571,14 @@ class ScaleFit:
             ss_tot = float(((v - v.mean()) ** 2).sum())
             self.r2_[s] = 1.0 - float(((v - fit) ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0
             self.fitted_hz_[s] = scale_to_hz(fit, s, htk=self.htk)
+            self.slope_[s] = float(slope)
+        for s, fn in (self.extra_scales or {}).items():
+            v = np.asarray(fn(c), dtype=float)
+            if v.shape != c.shape or not np.all(np.isfinite(v)):
+                raise AnalysisError(f"extra scale {s!r} must map the {c.size} centres to as many finite values")
+            slope, icpt = np.polyfit(rank, v, 1)
+            ss_tot = float(((v - v.mean()) ** 2).sum())
+            self.r2_[s] = 1.0 - float(((v - (slope * rank + icpt)) ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0
             self.slope_[s] = float(slope)
         self.best_scale_ = max(self.r2_, key=self.r2_.get)
         nyq = None if sample_rate is None else sample_rate / 2.0

@@ -54,7 +54,8 @@ def filter_gallery(bank, responses=None, *, max_filters: int = 32, n_cols: int =
     ----------
     bank : FilterBank
     responses : FilterResponses, optional
-        Sorts panels by centre frequency and titles them with it.
+        Sorts panels by centre frequency and titles them with it (spectro-temporal patches:
+        with their ridge orientation and coherence).
     max_filters : int
         Panels shown, spread evenly over the (sorted) bank.
 
@@ -72,8 +73,12 @@ def filter_gallery(bank, responses=None, *, max_filters: int = 32, n_cols: int =
     n_rows = int(np.ceil(len(idx) / n_cols))
     titles = []
     for i in idx:
-        c = responses.centre_hz_[i] if responses is not None and responses.is_spectral_ else None
-        titles.append(f"#{i}" + (f" · {_fmt_hz(c)}" if c is not None else ""))
+        if responses is not None and responses.is_spectral_:
+            titles.append(f"#{i} · {_fmt_hz(responses.centre_hz_[i])}")
+        elif responses is not None and hasattr(responses, "orientation_deg_"):  # ridge angle and coherence
+            titles.append(f"#{i} · {responses.orientation_deg_[i]:+.0f}° c={responses.coherence_[i]:.2f}")
+        else:
+            titles.append(f"#{i}")
     fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.02,
                         vertical_spacing=0.25 / max(n_rows, 1) + 0.02)
     if bank.axis == "samples":

@@ -204,11 +204,14 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
 
     torch.set_num_threads(1)
     spec = load_model(name)
-    rows, dels = [], []
+    rows, dels, skipped = [], [], []
     t0 = time.perf_counter()
     for i in range(n_scenes):
         ex = load_example(name, i)
         for k, ev in enumerate(ex.events):
+            if ev["label"] not in spec.classes:  # the data set's labels and the checkpoint's classes disagree
+                skipped.append(ev["label"])
+                continue
             row = {"scene": i, "event": k, "label": ev["label"], "seconds": round(ev["offset"] - ev["onset"], 3)}
             for base in ("silence", "noise:-30"):
                 a = attribute(spec, ex.y, _event_target(ev), method="ig", steps=steps, baseline=base)
@@ -222,7 +225,7 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
                     row["snr_db"] = {str(p): snr_db(listen(a, top_percent=p)[0], stem) for p in (2, 5, 10, 20)}
                     row["snr_db"]["mixture"] = snr_db(ex.y, stem)
                     row["snr_db"]["box_mask"] = snr_db(listen(a, mask=a.box_mask(ev))[0], stem)
-                    if k == 0 and i < n_deletion:
+                    if not any(r["scene"] == i for r in rows) and i < n_deletion:  # first usable event
                         d = deletion_test(spec, a, n_random=3)
                         dels.append({"scene": i, **{kk: d[kk] for kk in ("auc", "auc_random", "drop_at_10",
                                                                           "drop_at_10_random", "drop_ratio",
@@ -231,7 +234,8 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
                             _worked_example_figures(name, a, ex, ev, d, figure_dir)
             rows.append(row)
     out: dict = {"model": name, "grid": spec.grid.to_dict(), "n_events": len(rows), "steps": steps, "events": rows,
-                 "deletion": dels, "seconds_localisation_deletion": round(time.perf_counter() - t0, 1)}
+                 "deletion": dels, "skipped_labels": skipped,
+                 "seconds_localisation_deletion": round(time.perf_counter() - t0, 1)}
 
     def agg(base, key, fn=np.mean):
         return float(fn([r[base][key] for r in rows]))
@@ -252,9 +256,9 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
     if dels:
         out["summary"]["deletion"] = {k: float(np.median([d[k] for d in dels])) for k in dels[0] if k != "scene"}
         out["summary"]["deletion"]["min_drop_ratio"] = float(np.min([d["drop_ratio"] for d in dels]))
-    # randomisation (cascade, top-down) on scene 0's first event
+    # randomisation (cascade, top-down) on scene 0's first usable event
     ex = load_example(name, 0)
-    ev = ex.events[0]
+    ev = next(e for e in ex.events if e["label"] in spec.classes)
     rand = {}
     for method in ("saliency", "ig", "ixg", "gradcam"):
         kw = {"steps": 16} if method == "ig" else {}
@@ -268,11 +272,25 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
             r.pop("maps")
         rand[method] = r
     out["randomisation"] = rand
+    # chunking a model with a bidirectional RNN (whole-clip receptive field): how far from the unchunked map?
+    full = attribute(spec, ex.y, _event_target(ev), method="ig", steps=16, baseline="noise:-30")
+    ch = attribute(spec, ex.y, _event_target(ev), method="ig", steps=16, baseline="noise:-30", chunk_seconds=4.0,
+                   overlap_seconds=2.0)
+    from probe.analyze.faithfulness import spearman
+
+    out["chunking"] = {"chunk_seconds": 4.0, "overlap_seconds": 2.0, "spearman": spearman(full.map, ch.map),
+                       "relative_l2": float(np.linalg.norm(ch.map - full.map) / np.linalg.norm(full.map)),
+                       "relevance_mass_full": localisation(full, ev)["relevance_mass"],
+                       "relevance_mass_chunked": localisation(ch, ev)["relevance_mass"]}
     # IG steps for <= 1 % completeness
     st = {}
     for base in ("silence", "noise:-30"):
-        st[base] = [ig_steps_for_completeness(spec, load_example(name, i).y, _event_target(load_example(name, i).events[0]),
-                                              baseline=base, steps=(8, 16, 32, 64, 128, 256, 512)) for i in range(3)]
+        st[base] = []
+        for i in range(3):
+            ex = load_example(name, i)
+            ev = next(e for e in ex.events if e["label"] in spec.classes)
+            st[base].append(ig_steps_for_completeness(spec, ex.y, _event_target(ev), baseline=base,
+                                                      steps=(8, 16, 32, 64, 128, 256, 512)))
     out["ig_steps"] = st
     out["seconds_total"] = round(time.perf_counter() - t0, 1)
     return out
@@ -290,7 +308,8 @@ def _worked_example_figures(name, a, ex, ev, d, figure_dir):
 
 
 def study_separator(name: str, n_items: int = 4, steps: int = 32) -> dict:
-    """Source targets on a zoo separator: relevance inside the matched source's ideal binary mask, explanation SNR."""
+    """Source (or cluster) targets on a zoo separator: relevance inside the matched source's ideal binary mask,
+    explanation SNR, deletion on the first item."""
     import torch
 
     from model_zoo.registry import load_example, load_model
@@ -308,16 +327,21 @@ def study_separator(name: str, n_items: int = 4, steps: int = 32) -> dict:
         with torch.no_grad():
             out = spec.forward(ex.y)
         for k in range(min(2, ex.sources.shape[0])):
+            model_snr = None
             if spec.output_kind == "sources":
                 est = out[0, k].cpu().numpy()[: len(ex.y)]
                 match = int(np.argmax([abs(np.corrcoef(est, s)[0, 1]) for s in ex.sources]))
                 model_snr = snr_db(est * (est @ ex.sources[match]) / max(est @ est, 1e-12), ex.sources[match])
-            else:
+            elif spec.output_kind == "masks":
                 m = out[0, k].cpu().numpy()
                 X = np.abs(g.stft(torch.as_tensor(ex.y)).numpy())
                 match = int(np.argmax([np.corrcoef((m * X).ravel(), s.ravel())[0, 1] for s in S]))
-                model_snr = None
-            a = attribute(spec, ex.y, SourceTarget(k), method="ig", steps=steps, baseline="noise:-30")
+            target = SourceTarget(k) if spec.output_kind != "tf_embeddings" else f"cluster={k + 1}"
+            a = attribute(spec, ex.y, target, method="ig", steps=steps, baseline="noise:-30")
+            if spec.output_kind == "tf_embeddings":  # the cluster's bins decide which true source it is
+                bins = a.target.bins
+                match = int(np.argmax([(bins & (S[j] > np.max(np.delete(S, j, axis=0), axis=0))).sum()
+                                       for j in range(len(S))]))
             ibm = S[match] > np.max(np.delete(S, match, axis=0), axis=0)
             R = np.maximum(a.map, 0)
             row = {"item": i, "source": k + 1, "matched_true_source": match + 1,
@@ -439,7 +463,7 @@ if __name__ == "__main__":
         print(json.dumps(_child(a.child, a.steps)))
     elif a.zoo:
         for name in a.zoo.split(","):
-            fn = study_separator if name in ("convtasnet_lite", "chimera") else study_detector
+            fn = study_separator if name in ("convtasnet_lite", "chimera", "dc_blstm") else study_detector
             res = fn(name, a.scenes) if fn is study_separator else fn(name, a.scenes, figure_dir=a.figures)
             print(json.dumps(res, default=float), flush=True)
     else:
