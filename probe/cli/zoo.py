@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 
 from ..errors import SpecError
@@ -24,13 +23,8 @@ def run(args) -> dict:
         raise SpecError("probe zoo eval needs a model name, e.g. `probe zoo eval crnn_sed`")
     name = args.name.removeprefix("zoo:")
     spec = zoo_entry("models")(name)
-    try:
-        recipe = importlib.import_module(f"model_zoo.recipes.{name}")
-    except ModuleNotFoundError as exc:
-        raise SpecError(f"zoo model {name!r} has no recipe module: {exc}") from None
     t0 = time.perf_counter()
-    result = recipe.evaluate(spec.model, split="test", n=args.n)
-    metrics = result.get("metrics", result) if isinstance(result, dict) else result
-    oracle = result.get("oracle", {}) if isinstance(result, dict) else {}
+    result = zoo_entry("evaluate")(name, spec.model, split="test", n=args.n)
+    metrics, oracle = result.get("metrics", {}), result.get("oracle", {})
     return {"name": name, "n": args.n, "metrics": metrics, "oracle": oracle,
             "card_metrics": (spec.info.get("card") or {}).get("metrics"), "seconds": round(time.perf_counter() - t0, 2)}
