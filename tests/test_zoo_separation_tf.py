@@ -253,6 +253,12 @@ def test_recipe_smoke_trains_two_steps_and_writes_card(name, tmp_path):
     assert card["params"] == saved["params"]
     # a smoke run never touches the shipped checkpoint
     assert (shipped.stat().st_mtime_ns if shipped.is_file() else None) == before
+    if name == "dc_blstm":  # --card-only re-evaluates the saved checkpoint and keeps the training facts
+        again = recipe.main(["--smoke", "--out-dir", str(tmp_path), "--card-only"])
+        assert again["training"]["steps"] == 2 and "card_rewritten" in again["training"]
+        for k, row in saved["metrics"]["test"].items():
+            if isinstance(row, dict) and "si_sdri" in row:
+                assert again["metrics"]["test"][k]["si_sdri"] == pytest.approx(row["si_sdri"], abs=1e-3)
 
 
 # ---- shipped checkpoints are honest ---------------------------------------------------------

@@ -36,7 +36,7 @@ __all__ = [
     "seed_everything", "limit_threads", "count_params", "save_checkpoint", "load_checkpoint", "write_card", "render_card_md",
     "TrainState", "make_parser", "parse_args", "ZooPaths", "zoo_paths", "device_description", "software_versions",
     "Timer", "synthetic_separation_set", "load_separation_set", "MixtureSampler",
-    "cosine_lr", "train_loop",
+    "cosine_lr", "train_loop", "previous_training", "restore_trained",
 ]
 
 ZOO_DIR = Path(__file__).resolve().parent.parent
@@ -520,7 +520,7 @@ def make_parser(name: str, *, minutes: float = 12.0, batch_size: int = 12, lr: f
     tiny synthetic set, outputs in a temp folder: for tests), ``--resume`` (continue from
     ``model_zoo/_train/NAME``), ``--seed``, ``--batch-size``, ``--lr``, ``--segment-seconds``,
     ``--dataset``, ``--n-test``, ``--out-dir`` (where checkpoint + card go; default the zoo),
-    ``--threads``, ``--no-eval``.
+    ``--threads``, ``--no-eval``, ``--card-only``.
     """
     p = argparse.ArgumentParser(prog=f"model_zoo.recipes.{name}", description=description or f"Train zoo model {name}.")
     p.add_argument("--minutes", type=float, default=minutes, help="wall-clock training budget (default %(default)s)")
@@ -536,17 +536,47 @@ def make_parser(name: str, *, minutes: float = 12.0, batch_size: int = 12, lr: f
     p.add_argument("--out-dir", default=None, help="folder for checkpoint + card (default: the zoo's own folders)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (keep 1: cores are shared)")
     p.add_argument("--no-eval", action="store_true", help="skip test evaluation and card")
+    p.add_argument("--card-only", action="store_true",
+                   help="no training: re-evaluate the saved checkpoint and re-write its card (training facts are "
+                        "kept from the previous card)")
     return p
 
 
-def parse_args(argv=None, *, name: str, **defaults) -> argparse.Namespace:
-    """Parse a recipe command line; ``--smoke`` forces ``steps=2`` and a temporary ``out_dir``."""
-    args = make_parser(name, **defaults).parse_args(argv)
+def parse_args(argv=None, *, name: str, extra=None, **defaults) -> argparse.Namespace:
+    """Parse a recipe command line; ``--smoke`` forces ``steps=2`` and a temporary ``out_dir``.
+
+    ``extra(parser)`` may add recipe-specific options.
+    """
+    parser = make_parser(name, **defaults)
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
     if args.smoke:
         args.steps = 2 if args.steps is None else args.steps
         if args.out_dir is None:
             args.out_dir = tempfile.mkdtemp(prefix=f"zoo_smoke_{name}_")
     return args
+
+
+def previous_training(name: str, cards_dir) -> dict:
+    """Training facts of an existing card, in :func:`train_loop`'s return format (for ``--card-only``)."""
+    path = Path(cards_dir) / f"{name}.json"
+    if not path.is_file():
+        raise CheckpointError(f"--card-only needs an existing card, none at {path}")
+    card = json.loads(path.read_text())
+    tr = card.get("training", {})
+    return {"steps": tr.get("steps"), "train_seconds": tr.get("train_seconds"),
+            "best_val": tr.get("best_val_si_sdri", float("nan")),
+            "best_step": int(str(tr.get("selection", "step -1")).rsplit("step", 1)[-1].strip() or -1),
+            "history": card.get("val_history", []), "training_block": tr}
+
+
+def restore_trained(name: str, build, paths) -> tuple:
+    """``(model, config)`` from the saved checkpoint (for ``--card-only``)."""
+    state, meta = load_checkpoint(paths.checkpoint)
+    model = build(meta["config"])
+    model.load_state_dict(state, strict=True)
+    return model.eval(), meta["config"]
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from model_zoo import chimera as M
-from model_zoo.recipes._common import (MixtureSampler, limit_threads, load_separation_set, parse_args, seed_everything,
-                                       train_loop, zoo_paths)
+from model_zoo.recipes._common import (MixtureSampler, limit_threads, load_separation_set, parse_args, previous_training,
+                                       restore_trained, seed_everything, train_loop, zoo_paths)
 from model_zoo.recipes.dc_blstm import dc_floor, fit_input_normalisation, publish, val_score
 
 __all__ = ["main"]
@@ -41,7 +41,9 @@ def _floors(rows: dict) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv, name=M.NAME, minutes=12.0, batch_size=12, lr=1e-3, segment_seconds=1.0)
+    args = parse_args(argv, name=M.NAME, minutes=12.0, batch_size=12, lr=1e-3, segment_seconds=1.0,
+                      extra=lambda p: p.add_argument("--alpha", type=float, default=M.DEFAULT_CONFIG["alpha"],
+                                                     help="weight of the DC loss (default %(default)s)"))
     rng = seed_everything(args.seed)
     limit_threads(args.threads)
     paths = zoo_paths(M.NAME, args.out_dir)
@@ -50,19 +52,24 @@ def main(argv=None) -> dict:
     val, _ = load_separation_set(args.dataset, "val", n=2 if args.smoke else 12, synthetic=args.smoke, seconds=sec)
     test, _ = load_separation_set(args.dataset, "test", n=2 if args.smoke else args.n_test, synthetic=args.smoke,
                                   seconds=sec)
-    config = dict(M.DEFAULT_CONFIG)
+    config = {**M.DEFAULT_CONFIG, "alpha": float(args.alpha)}
     if args.smoke:
         config.update(hidden=16, layers=1)
-    model = M.build(config)
-    fit_input_normalisation(model, train)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
 
     def val_fn(m):
         return 0.5 * (val_score(lambda y: M.separate_mi(m, y), val) + val_score(lambda y: M.separate_dc(m, y), val))
 
-    info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=_step(config["alpha"]), sampler=sampler,
-                      args=args, val_fn=val_fn, train_root=paths.train_root, eval_every_s=5.0 if args.smoke else 75.0)
+    if args.card_only:
+        model, config = restore_trained(M.NAME, M.build, paths)
+        info = previous_training(M.NAME, paths.cards)
+    else:
+        model = M.build(config)
+        fit_input_normalisation(model, train)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
+        info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=_step(config["alpha"]), sampler=sampler,
+                          args=args, val_fn=val_fn, train_root=paths.train_root,
+                          eval_every_s=5.0 if args.smoke else 75.0)
     if args.no_eval:
         return {"train": info}
     return publish(

@@ -171,15 +171,24 @@ def find_floor_card(name: str = "dc_blstm", task_words=("deep clustering", "dpcl
 
 
 def _metric_row(card: dict, key: str = "si_sdri"):
-    """Pull the model's test score out of someone else's card (their layout may differ a little)."""
-    m = card.get("metrics", {})
-    for path in (("test", "model"), ("test", card.get("name", "")), ("test",), ()):
-        d = m
-        for k in path:
-            d = d.get(k, {}) if isinstance(d, dict) else {}
-        if isinstance(d, dict) and isinstance(d.get(key), (int, float)):
-            return float(d[key])
+    """The model's own test score in someone else's card: the first test row that is not an oracle or the mixture."""
+    test = (card.get("metrics", {}) or {}).get("test", {})
+    if isinstance(test, dict):
+        for name, row in test.items():
+            if isinstance(row, dict) and not name.startswith("oracle") and name != "mixture" \
+                    and isinstance(row.get(key), (int, float)):
+                return float(row[key])
     return None
+
+
+def _card_dataset(card: dict):
+    cfg, data = card.get("config", {}) or {}, card.get("data", {}) or {}
+    return cfg.get("dataset") or (data.get("dataset") or data.get("name") if isinstance(data, dict) else None)
+
+
+def _oracle_ibm(card: dict):
+    row = ((card.get("metrics", {}) or {}).get("test", {}) or {}).get("oracle_ibm", {})
+    return row.get("si_sdri") if isinstance(row, dict) else None
 
 
 # ---- training loop --------------------------------------------------------------------------
@@ -367,17 +376,25 @@ def _floor(card: dict) -> None:
         card["floors"] = {"deep_clustering": "no deep-clustering card in model_zoo/cards when this card was written; "
                                              "compare once it exists"}
         return
-    theirs = _metric_row(dc)
-    same = (dc.get("config", {}) or {}).get("dataset", (dc.get("data", {}) or {}).get("dataset"))
+    theirs, same = _metric_row(dc), _card_dataset(dc)
+    # the oracle IBM score on the same mixtures is a fingerprint of the test set: equal → same mixtures
+    ibm_ours, ibm_theirs = _oracle_ibm(card), _oracle_ibm(dc)
+    same_items = None if ibm_theirs is None or ibm_ours is None else abs(ibm_ours - ibm_theirs) < 0.01
     card["floors"] = {"deep_clustering": {"card": Path(dc["_path"]).name, "their_test_si_sdri": theirs,
                                           "their_dataset": same, "ours_test_si_sdri": round(ours, 3),
+                                          "same_test_mixtures": same_items,
                                           "met": None if theirs is None else bool(ours >= theirs)}}
+    notes = card.setdefault("notes", [])
+    notes[:] = [n for n in notes if not n.startswith(("Floor MISSED", "The deep-clustering card"))]
     if theirs is not None and ours < theirs:
-        card.setdefault("notes", []).append(f"Floor MISSED: SI-SDRi {ours:.2f} dB is below the deep-clustering model's "
-                                            f"{theirs:.2f} dB.")
+        notes.append(f"Floor MISSED: SI-SDRi {ours:.2f} dB is below the deep-clustering model's {theirs:.2f} dB on the "
+                     "same test mixtures.")
     if same is not None and same != card["config"]["dataset"]:
-        card.setdefault("notes", []).append(f"The deep-clustering card reports data set {same!r}, this model "
-                                            f"{card['config']['dataset']!r}: the floor comparison is not like for like.")
+        notes.append(f"The deep-clustering card reports data set {same!r}, this model {card['config']['dataset']!r}: "
+                     "the floor comparison is not like for like.")
+    if same_items is False:
+        notes.append("The deep-clustering card's oracle IBM score differs from ours: the two were scored on "
+                     "different builds of the test mixtures.")
 
 
 def architecture(c: dict) -> list[str]:

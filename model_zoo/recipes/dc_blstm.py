@@ -12,7 +12,9 @@ split is touched once, at the end, for the card.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +22,7 @@ import torch
 from model_zoo import dc_blstm as M
 from model_zoo.metrics import evaluate_separator, separation_scores, si_sdr
 from model_zoo.recipes._common import (MixtureSampler, count_params, device_description, limit_threads,
-                                       load_separation_set, parse_args,
+                                       load_separation_set, parse_args, previous_training, restore_trained,
                                        save_checkpoint, seed_everything, software_versions, train_loop, write_card,
                                        zoo_paths)
 
@@ -61,7 +63,8 @@ def _round(d: dict, nd: int = 3) -> dict:
 
 
 def publish(*, name: str, model, config: dict, systems: dict, test_items: list, prov: dict, args, train_info: dict,
-            extra_card: dict, primary: str, floor_fn=None, paths=None, log=print) -> dict:
+            extra_card: dict, primary: str, floor_fn=None, paths=None, extra_metrics: dict | None = None,
+            log=print) -> dict:
     """Evaluate on the test split (with oracle masks), write checkpoint + card; return the card.
 
     ``systems`` maps row names to ``separate(mixture) -> (2, N)`` callables; ``primary``
@@ -104,6 +107,11 @@ def publish(*, name: str, model, config: dict, systems: dict, test_items: list, 
         "subset_metrics": {"n_items": len(sub), "split": "test", "first_index": 0, "systems": subset},
         "val_history": train_info["history"],
     }
+    if "training_block" in train_info:  # --card-only: keep the facts of the run that made the checkpoint
+        card["training"] = {**train_info["training_block"], "card_rewritten": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                            time.gmtime())}
+    if extra_metrics:
+        card["metrics"].update(extra_metrics)
     card["zoo_params"] = zoo_param_counts()
     if floor_fn is not None:
         card["floors"] = floor_fn(rows)
@@ -135,8 +143,30 @@ def dc_floor(rows: dict, key: str = "dc_kmeans", frac: float = 0.60) -> dict:
             "met": bool(got >= frac * ibm)}
 
 
+def attached_metrics(folders, name: str) -> dict:
+    """Test metrics of the same recipe run elsewhere (e.g. ``--dataset speech --out-dir D``), for the card.
+
+    Each folder's ``cards/NAME.json`` adds a block ``"<dataset>_test (separate run, not shipped)"``.
+    """
+    out = {}
+    for folder in folders or []:
+        path = Path(folder) / "cards" / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"--attach {folder}: no card at {path}")
+        other = json.loads(path.read_text())
+        tr = other.get("training", {})
+        block = dict(other["metrics"]["test"])
+        block["note"] = (f"separate model trained by this recipe with --dataset {other['data']['name']} "
+                         f"({tr.get('steps')} steps, {tr.get('train_seconds')} s); weights not shipped")
+        out[f"{other['data']['name']}_test (separate run, not shipped)"] = block
+    return out
+
+
 def main(argv=None) -> dict:
-    args = parse_args(argv, name=M.NAME, minutes=12.0, batch_size=12, lr=1e-3, segment_seconds=SEGMENT_SECONDS)
+    args = parse_args(argv, name=M.NAME, minutes=12.0, batch_size=12, lr=1e-3, segment_seconds=SEGMENT_SECONDS,
+                      extra=lambda p: p.add_argument("--attach", action="append", default=[],
+                                                     help="out-dir of another run of this recipe whose test metrics "
+                                                          "go into this card (e.g. a speech run)"))
     rng = seed_everything(args.seed)
     limit_threads(args.threads)
     paths = zoo_paths(M.NAME, args.out_dir)
@@ -148,16 +178,21 @@ def main(argv=None) -> dict:
     config = dict(M.DEFAULT_CONFIG)
     if args.smoke:
         config.update(hidden=16, layers=1)
-    model = M.build(config)
-    fit_input_normalisation(model, train)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
-    info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=dc_step, sampler=sampler, args=args,
-                      val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
-                      eval_every_s=5.0 if args.smoke else 75.0)
+    if args.card_only:
+        model, config = restore_trained(M.NAME, M.build, paths)
+        info = previous_training(M.NAME, paths.cards)
+    else:
+        model = M.build(config)
+        fit_input_normalisation(model, train)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
+        info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=dc_step, sampler=sampler, args=args,
+                          val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
+                          eval_every_s=5.0 if args.smoke else 75.0)
     if args.no_eval:
         return {"train": info}
     card = publish(
+        extra_metrics=attached_metrics(args.attach, M.NAME),
         name=M.NAME, model=model, config=config, systems={"dc_kmeans": lambda y: M.separate(model, y)},
         test_items=test, prov=prov, args=args, train_info=info, primary="dc_kmeans", floor_fn=dc_floor, paths=paths,
         extra_card={

@@ -22,8 +22,8 @@ import torch
 
 from model_zoo import unfolded_nmf as M
 from model_zoo.baselines import DEFAULT_BASELINE, SupervisedNMF, fitted_baseline
-from model_zoo.recipes._common import (MixtureSampler, limit_threads, load_separation_set, parse_args, seed_everything,
-                                       train_loop, zoo_paths)
+from model_zoo.recipes._common import (MixtureSampler, limit_threads, load_separation_set, parse_args, previous_training,
+                                       restore_trained, seed_everything, train_loop, zoo_paths)
 from model_zoo.recipes.dc_blstm import publish, val_score
 
 __all__ = ["main", "select_baseline"]
@@ -73,13 +73,17 @@ def main(argv=None) -> dict:
               "mask_power": float(bparams["mask_power"]), "beta": baseline._beta()}
     if args.smoke:
         config["n_layers"] = 3
-    model = M.init_from_baseline(M.build(config), baseline.components_)
     init_model = M.init_from_baseline(M.build(config), baseline.components_).eval()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
-    info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=_step, sampler=sampler, args=args,
-                      val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
-                      eval_every_s=5.0 if args.smoke else 45.0, post_step=lambda m: m.project())
+    if args.card_only:
+        model, config = restore_trained(M.NAME, M.build, paths)
+        info = previous_training(M.NAME, paths.cards)
+    else:
+        model = M.init_from_baseline(M.build(config), baseline.components_)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        sampler = MixtureSampler(train, int(args.segment_seconds * M.GRID.sample_rate), rng)
+        info = train_loop(name=M.NAME, model=model, optimizer=opt, step_fn=_step, sampler=sampler, args=args,
+                          val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
+                          eval_every_s=5.0 if args.smoke else 45.0, post_step=lambda m: m.project())
     if args.no_eval:
         return {"train": info}
 

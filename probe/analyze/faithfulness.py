@@ -212,6 +212,14 @@ def ssim(a, b, *, window: int = 7, data_range: float | None = None, k1: float = 
     return float(s.mean())
 
 
+def _rank01(m):
+    """Ranks of ``|m|`` scaled to [0, 1]: SSIM of sparse maps is otherwise dominated by their shared zeros."""
+    from scipy.stats import rankdata
+
+    a = np.abs(np.asarray(m, np.float64))
+    return ((rankdata(a.ravel()) - 1) / max(a.size - 1, 1)).reshape(a.shape)
+
+
 def _unit_abs(m):
     m = np.abs(np.asarray(m, np.float64))
     top = m.max()
@@ -284,8 +292,10 @@ def randomisation_test(spec, y, target=None, *, method: str = "saliency", mode: 
     -------
     dict
         ``layers`` (``"trained"`` first, then each randomised layer), ``spearman`` (signed
-        maps), ``spearman_abs`` (absolute maps), ``ssim`` (absolute maps scaled to [0, 1]),
-        and ``maps`` (``(F, T)`` arrays) when ``return_maps``.
+        maps), ``spearman_abs`` (absolute maps), ``ssim`` (absolute maps scaled to [0, 1],
+        as in the paper), ``ssim_rank`` (SSIM of the maps' rank images: sparse maps share
+        many near-zero bins, which keep plain SSIM near 1 even for unrelated maps), and
+        ``maps`` (``(F, T)`` arrays) when ``return_maps``.
     """
     from ..attribution import attribute
 
@@ -304,7 +314,7 @@ def randomisation_test(spec, y, target=None, *, method: str = "saliency", mode: 
         raise AnalysisError(f"{type(spec.model).__name__} has no parameterised layers to randomise")
     base_map = original.map
     res = {"method": original.method, "mode": mode, "layers": ["trained"], "spearman": [1.0], "spearman_abs": [1.0],
-           "ssim": [1.0]}
+           "ssim": [1.0], "ssim_rank": [1.0]}
     maps = [base_map]
     model = copy.deepcopy(spec.model)
     named = dict(model.named_modules())
@@ -322,6 +332,7 @@ def randomisation_test(spec, y, target=None, *, method: str = "saliency", mode: 
         res["spearman"].append(spearman(base_map, a.map, seed=seed))
         res["spearman_abs"].append(spearman(np.abs(base_map), np.abs(a.map), seed=seed))
         res["ssim"].append(ssim(_unit_abs(base_map), _unit_abs(a.map), data_range=1.0))
+        res["ssim_rank"].append(ssim(_rank01(base_map), _rank01(a.map), data_range=1.0))
         if return_maps:
             maps.append(a.map)
     if return_maps:

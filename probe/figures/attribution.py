@@ -197,7 +197,9 @@ def randomisation_figure(result, *, max_maps: int = 5, title: str | None = None)
         fig = make_subplots(rows=1, cols=1)
         row = 1
     for key, colour, dash in (("spearman", "#d62728", "solid"), ("spearman_abs", "#ff7f0e", "dash"),
-                              ("ssim", "#1f77b4", "solid")):
+                              ("ssim", "#1f77b4", "solid"), ("ssim_rank", "#17becf", "dash")):
+        if key not in result:
+            continue
         v = [np.nan if vv is None else vv for vv in result.get(key, [])]
         fig.add_trace(go.Scatter(x=x, y=v, mode="lines+markers", name=key.replace("_", " "),
                                  line=dict(color=colour, dash=dash)), row=row, col=1)

@@ -257,13 +257,16 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
     Z = C[np.ix_(ro, co)]
     a = np.asarray(assignment)[ro]
     ok = a >= 0
-    fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="Greys", colorbar=dict(title=value_title),
+    signed = zmin < 0  # correlations: a diverging scale with white at 0
+    fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Greys",
+                               colorbar=dict(title=value_title),
                                customdata=np.broadcast_to(ro[:, None], Z.shape),
                                hovertemplate=row_title + " #%{customdata}<br>" + col_title + " %{x}<br>%{z:.3f}<extra></extra>"))
     matched_vals = np.where(ok, C[ro, np.where(ok, a, 0)], np.nan)
     fig.add_trace(go.Scatter(x=col_pos[a[ok]], y=np.nonzero(ok)[0], mode="markers", name="optimal matching",
-                             marker=dict(size=max(4, min(14, 300 / max(len(ro), 1))), color=matched_vals[ok],
-                                         colorscale="Turbo", cmin=zmin, cmax=zmax, symbol="circle-open", line=dict(width=1.5)),
+                             marker=dict(size=max(4, min(14, 300 / max(len(ro), 1))),
+                                         color="black" if signed else "#ff7f0e", symbol="circle-open",
+                                         line=dict(width=1.5)),
                              hovertemplate="matched %{y} ↔ %{x}<extra></extra>"))
     mean = float(np.nanmean(matched_vals)) if ok.any() else float("nan")
     fig.update_xaxes(title_text=col_title + (" (in matched order)" if col_order is not None else ""))

@@ -193,7 +193,7 @@ def _share_outside(a, ev):
             "out_of_span": float(R[~span].sum() / tot)}
 
 
-def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int = 32, figure_dir=None) -> dict:
+def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int = 64, figure_dir=None) -> dict:
     """Localisation, deletion, explanation SNR, randomisation and IG steps for a zoo detector."""
     import torch
 
@@ -214,7 +214,7 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
                 continue
             row = {"scene": i, "event": k, "label": ev["label"], "seconds": round(ev["offset"] - ev["onset"], 3)}
             for base in ("silence", "noise:-30"):
-                a = attribute(spec, ex.y, _event_target(ev), method="ig", steps=steps, baseline=base)
+                    a = attribute(spec, ex.y, _event_target(ev), method="ig", steps=steps, baseline=base)
                 loc = localisation(a, ev)
                 row[base] = {"relevance_mass": loc["relevance_mass"], "pointing_game": loc["pointing_game"],
                              "rank_accuracy": loc["rank_accuracy"], "box_fraction": loc["box_fraction"],
@@ -222,15 +222,16 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
                              **_share_outside(a, ev)}
                 if base == "noise:-30":
                     stem = ex.event_stems[k]
-                    row["snr_db"] = {str(p): snr_db(listen(a, top_percent=p)[0], stem) for p in (2, 5, 10, 20)}
+                    row["snr_db"] = {str(p): snr_db(listen(a, top_percent=p)[0], stem) for p in (1, 2, 5, 10)}
                     row["snr_db"]["mixture"] = snr_db(ex.y, stem)
                     row["snr_db"]["box_mask"] = snr_db(listen(a, mask=a.box_mask(ev))[0], stem)
-                    if not any(r["scene"] == i for r in rows) and i < n_deletion:  # first usable event
+                    # deletion needs something to delete: the first event per scene the model detects
+                    if a.target_value >= 0.5 and not any(d["scene"] == i for d in dels) and len(dels) < n_deletion:
                         d = deletion_test(spec, a, n_random=3)
-                        dels.append({"scene": i, **{kk: d[kk] for kk in ("auc", "auc_random", "drop_at_10",
+                        dels.append({"scene": i, "event": k, **{kk: d[kk] for kk in ("auc", "auc_random", "drop_at_10",
                                                                           "drop_at_10_random", "drop_ratio",
                                                                           "insertion_auc", "insertion_auc_random")}})
-                        if figure_dir is not None and i == 0:
+                        if figure_dir is not None and len(dels) == 1:
                             _worked_example_figures(name, a, ex, ev, d, figure_dir)
             rows.append(row)
     out: dict = {"model": name, "grid": spec.grid.to_dict(), "n_events": len(rows), "steps": steps, "events": rows,
@@ -254,8 +255,13 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
     out["summary"]["snr_db_median"] = {k: float(np.median([r["snr_db"][k] for r in rows]))
                                        for k in rows[0]["snr_db"]}
     if dels:
-        out["summary"]["deletion"] = {k: float(np.median([d[k] for d in dels])) for k in dels[0] if k != "scene"}
-        out["summary"]["deletion"]["min_drop_ratio"] = float(np.min([d["drop_ratio"] for d in dels]))
+        keys = [k for k in dels[0] if k not in ("scene", "event", "drop_ratio")]
+        dsum = {k: float(np.mean([d[k] for d in dels])) for k in keys}
+        dsum["ratio_of_mean_drops"] = dsum["drop_at_10"] / max(dsum["drop_at_10_random"], 1e-12)
+        dsum["share_with_drop_3x_random"] = float(np.mean([d["drop_at_10"] >= 3 * max(d["drop_at_10_random"], 0)
+                                                           for d in dels]))
+        dsum["n"] = len(dels)
+        out["summary"]["deletion"] = dsum
     # randomisation (cascade, top-down) on scene 0's first usable event
     ex = load_example(name, 0)
     ev = next(e for e in ex.events if e["label"] in spec.classes)
