@@ -448,3 +448,30 @@ def test_default_target_from_example():
     # without events: the top-scoring class over the clip
     b = attribute(box_spec(), y, method="saliency")
     assert str(b.target) == "class=beep"
+
+
+# ---- figures (pure builders; no rendering here) ------------------------------------------------
+def test_figure_builders():
+    import plotly.graph_objects as go
+
+    from probe.analyze.faithfulness import deletion_test
+    from probe.figures.attribution import (attribution_figure, deletion_figure, randomisation_figure,
+                                           target_track_figure)
+
+    spec = box_spec()
+    y, _ = scene()
+    a = attribute(spec, y, "class=beep,t=0.5:1.0", method="ig", steps=8)
+    fig = attribution_figure(a, boxes=[BOX], max_frames=100, max_bins=64)
+    heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heat) == 2 and heat[1].zmid == 0 and heat[1].zmin == -heat[1].zmax  # diverging, symmetric
+    assert len(heat[1].x) <= 100 and len(heat[1].y) <= 64 and max(heat[1].y) <= SR / 2
+    assert len(fig.layout.shapes) == 2  # the box on both panels
+    assert isinstance(target_track_figure(a), go.Figure)
+    d = deletion_test(spec, a, n_random=1)
+    assert len(deletion_figure(d).data) == 4
+    r = {"method": "ig", "layers": ["trained", "x"], "spearman": [1.0, 0.1], "spearman_abs": [1.0, 0.2],
+         "ssim": [1.0, 0.3], "ssim_rank": [1.0, 0.2], "maps": [a.map, -a.map]}
+    f = randomisation_figure(r)
+    assert sum(isinstance(t, go.Heatmap) for t in f.data) == 2 and sum(isinstance(t, go.Scatter) for t in f.data) == 4
+    with pytest.raises(AnalysisError, match="deletion_test"):
+        deletion_figure({"auc": 1})

@@ -48,3 +48,26 @@ def test_capture_cuda_model_records_on_cpu(make, kind, layout, rng):
     for k in ref:
         torch.testing.assert_close(cache[k].tensor, ref[k].tensor, atol=2e-3, rtol=2e-3)
     del out
+
+
+@pytest.mark.parametrize("make,kind,layout", [(TinyBLSTM, "logmag", "btf"), (InplaceConv, "waveform", "bcn")])
+def test_attribution_on_cuda_matches_cpu(make, kind, layout, rng):
+    from probe.attribution import attribute
+
+    torch.manual_seed(0)
+    cpu_model = make().eval()
+    gpu_model = make().eval()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.cuda()
+    grid = TFGrid(8000, 128, 32)
+    specs = [ModelSpec(m, input_kind=kind, grid=grid, input_layout=layout) for m in (cpu_model, gpu_model)]
+    y = (0.3 * rng.standard_normal(4000)).astype(np.float32)
+    target = lambda out: out.float().pow(2).flatten(1).mean(1)  # noqa: E731 - any differentiable scalar per item
+    snap = snapshot(gpu_model)
+    a_cpu = attribute(specs[0], y, target, method="ig", steps=32)
+    a_gpu = attribute(specs[1], y, target, method="ig", steps=32)
+    assert isinstance(a_gpu.map, np.ndarray) and a_gpu.map.shape == a_cpu.map.shape
+    scale = np.abs(a_cpu.map).max()
+    assert np.abs(a_gpu.map - a_cpu.map).max() <= 2e-2 * scale
+    assert n_hooks(gpu_model) == 0
+    assert_unchanged(gpu_model, snap)

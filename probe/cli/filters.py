@@ -18,11 +18,17 @@ from ..errors import AnalysisError, LayerNotFoundError
 __all__ = ["add_parser", "run", "analyse_bank", "select_banks", "write_figures"]
 
 
+def _describe() -> str:
+    """The module docstring's first paragraph, without the command prefix, for ``--help``."""
+    text = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[-1]
+    return text[:1].upper() + text[1:]
+
+
 def add_parser(subparsers):
     from ._common import add_model_arg
 
     p = subparsers.add_parser("filters", help="relate learned filters to mel / ERB / gammatone filterbanks",
-                              description=__doc__.split("\n\n")[0].split(": ", 1)[-1])
+                              description=_describe())
     add_model_arg(p)
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="analyse only this filter layer (repeatable; default: every filter layer)")

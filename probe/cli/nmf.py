@@ -23,11 +23,17 @@ MAX_UNITS = 512
 DEFAULT_MAX_COMPONENTS = 32
 
 
+def _describe() -> str:
+    """The module docstring's first paragraph, without the command prefix, for ``--help``."""
+    text = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[-1]
+    return text[:1].upper() + text[1:]
+
+
 def add_parser(subparsers):
     from ._common import add_audio_arg, add_model_arg
 
     p = subparsers.add_parser("nmf", help="compare a model's bases and activations with an NMF of the audio",
-                              description=__doc__.split("\n\n")[0].split(": ", 1)[-1])
+                              description=_describe())
     add_model_arg(p)
     add_audio_arg(p)
     p.add_argument("--components", "-k", type=int, default=None,

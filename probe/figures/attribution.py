@@ -37,6 +37,16 @@ def _decimate(M, times, max_frames):
     return Mb, tb
 
 
+def _decimate_rows(M, freqs, max_bins):
+    """Average blocks of frequency rows (display only)."""
+    F = M.shape[0]
+    if not max_bins or F <= max_bins:
+        return M, np.asarray(freqs)
+    k = int(np.ceil(F / max_bins))
+    n = F // k * k
+    return M[:n].reshape(-1, k, M.shape[1]).mean(1), np.asarray(freqs[:n]).reshape(-1, k).mean(1)
+
+
 def _symmetric_range(A, percentile):
     lim = float(np.percentile(np.abs(A), percentile)) if A.size else 1.0
     return lim if lim > 0 else float(np.abs(A).max() or 1.0)
@@ -55,7 +65,8 @@ def _box_shapes(fig, boxes, rows, times, freqs):
 
 
 def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram: bool = True, max_frames: int = 1500,
-                       percentile: float = 99.5, fmax: float | None = None, title: str | None = None):
+                       max_bins: int | None = None, percentile: float = 99.5, fmax: float | None = None,
+                       title: str | None = None, width: int = 900):
     """The clip's spectrogram and the relevance map over it, on shared seconds/Hz axes.
 
     Parameters
@@ -68,8 +79,8 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
         frequency axis then shows the bands' centre frequencies.
     show_spectrogram : bool
         Add the spectrogram panel (dB, greys) above the relevance.
-    max_frames : int
-        Columns drawn at most (blocks of frames are averaged).
+    max_frames, max_bins : int
+        Columns / rows drawn at most (blocks of frames / bins are averaged; display only).
     percentile : float
         The colour range is ``±percentile(|relevance|)``, symmetric around 0.
     fmax : float, optional
@@ -88,6 +99,7 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
         A, freqs = attr.mel_view()
         A = np.asarray(A, np.float64)
     A, times = _decimate(A, attr.times, max_frames)
+    A, freqs = _decimate_rows(A, freqs, max_bins)
     lim = _symmetric_range(A, percentile)
     rows = 2 if show_spectrogram else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
@@ -96,8 +108,9 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
     if show_spectrogram:
         S = 20 * np.log10(np.asarray(attr.input_magnitude, np.float64) + 1e-9)
         S, st = _decimate(S, attr.times, max_frames)
+        S, sf = _decimate_rows(S, attr.freqs, max_bins)
         top = float(S.max())
-        fig.add_trace(go.Heatmap(x=st, y=attr.freqs, z=S, colorscale=_SPEC, zmin=top - 80, zmax=top,
+        fig.add_trace(go.Heatmap(x=st, y=sf, z=S, colorscale=_SPEC, zmin=top - 80, zmax=top,
                                  colorbar=dict(title="dB", len=0.45, y=0.78), name="|X|",
                                  hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(x=times, y=freqs, z=A, colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
@@ -114,7 +127,7 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
     if attr.reconstruction_error_db is not None:
         sub.append(f"iSTFT error {attr.reconstruction_error_db:.0f} dB")
     fig.update_layout(title=title or ("attribution" + (" — " + ", ".join(sub) if sub else "")),
-                      height=300 * rows + 80, width=900, margin=dict(l=70, r=20, t=70, b=50))
+                      height=300 * rows + 80, width=width, margin=dict(l=70, r=20, t=70, b=50))
     return fig
 
 

@@ -307,7 +307,8 @@ def _worked_example_figures(name, a, ex, ev, d, figure_dir):
 
     fd = Path(figure_dir)
     fd.mkdir(parents=True, exist_ok=True)
-    attribution_figure(a, boxes=[ev], fmax=6000, max_frames=500).write_image(str(fd / f"attr_{name}_map.png"), scale=1)
+    attribution_figure(a, boxes=[ev], fmax=6000, max_frames=300, max_bins=160, width=800).write_image(
+        str(fd / f"attr_{name}_map.png"), scale=1)
     if a.track is not None:
         target_track_figure(a).write_image(str(fd / f"attr_{name}_track.png"), scale=1)
     deletion_figure(d).write_image(str(fd / f"attr_{name}_deletion.png"), scale=1)
