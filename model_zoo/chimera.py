@@ -32,8 +32,9 @@ __all__ = ["NAME", "TASK", "SYSTEMS", "DEFAULT_CONFIG", "GRID", "Chimera", "buil
 
 NAME = "chimera"
 TASK = "separation"
+#: alpha 0.8 beat 0.5 on the VAL split (val SI-SDRi 14.97 vs 10.33 after 12 min; see the card)
 DEFAULT_CONFIG = {"n_freqs": 129, "hidden": 128, "layers": 3, "emb_dim": 20, "n_sources": 2, "dropout": 0.0,
-                  "alpha": 0.5}
+                  "alpha": 0.8}
 
 
 class Chimera(DeepClustering):
@@ -57,7 +58,7 @@ class Chimera(DeepClustering):
     """
 
     def __init__(self, n_freqs: int = 129, hidden: int = 128, layers: int = 3, emb_dim: int = 20, n_sources: int = 2,
-                 dropout: float = 0.0, alpha: float = 0.5):
+                 dropout: float = 0.0, alpha: float = 0.8):
         super().__init__(n_freqs=n_freqs, hidden=hidden, layers=layers, emb_dim=emb_dim, dropout=dropout)
         self.config.update(n_sources=int(n_sources), alpha=float(alpha))
         self.n_sources = int(n_sources)
@@ -95,7 +96,7 @@ def example(i: int = 0, split: str = "test", *, dataset: str = DATASET) -> Audio
                         info={**(item.get("meta") or {}), "split": split, "index": int(i), "dataset": dataset})
 
 
-def chimera_loss(out: dict, mix_mag: torch.Tensor, src_mag: torch.Tensor, *, alpha: float = 0.5) -> tuple:
+def chimera_loss(out: dict, mix_mag: torch.Tensor, src_mag: torch.Tensor, *, alpha: float = 0.8) -> tuple:
     """``alpha * DC + (1 - alpha) * PIT-MA``; returns ``(total, dc, mi)``.
 
     Parameters

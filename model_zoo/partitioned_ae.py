@@ -8,13 +8,17 @@ noise partition and its bases must explain noise on their own. On clips with a s
 whatever the noise partition cannot explain has to go through the signal partition.
 Denoising decodes the signal partition::
 
-    y (b, 1, n) ──encoder (Conv1d 1→K, kernel L, stride L/2)──► a (b, K, T)             signed analysis coefficients
-        a ──magnitude: sqrt(moving average of a² over 5 frames)──► w (b, K, T) ≥ 0    learned "magnitude spectrogram"
+    y (b, 1, n) ──encoder (Conv1d 1→K, kernel L, stride L/4)──► a (b, K, T)             signed analysis coefficients
+        a ──magnitude of each filter pair: sqrt(a_2j² + a_2j+1²)──► w (b, K/2, T) ≥ 0   learned "magnitude spectrogram"
         log(w) ──code net (1x1 + dilated conv blocks)──softplus──► z = [z_sig (b, Ks, T) | z_noise (b, Kn, T)] ≥ 0
         z_noise ──moving average over ~0.4 s──► z_noise (the noise partition can only follow slow changes)
-        v_p = D_p z_p  (D_p ≥ 0: non-negative bases of each partition, K × K_p)      NMF-like latent model of w
-        m_p = v_p / (v_sig + v_noise + eps)                                          partition masks
+        v_p = D_p z_p  (D_p ≥ 0: non-negative bases of each partition, K/2 × K_p)    NMF-like latent model of w
+        m_p = v_p / (v_sig + v_noise + eps)                                          partition masks (one per pair)
         ŝ_p = decoder(a ⊙ m_p)  (ConvTranspose1d K→1)                                 signal and noise estimates
+
+The analysis bank starts as Hann-windowed cosine/sine pairs (the STFT of the display grid:
+32 ms windows, 8 ms hop), so ``w`` starts as an STFT magnitude; training is free to move
+both banks away from it. The decoder starts as the matching least-squares synthesis.
 
 Training losses (see the recipe): the waveform autoencoder ``decoder(a) ≈ y``, the
 latent fit ``log(v_sig + v_noise) ≈ log(w)`` (on noise-only clips ``log(v_noise) ≈ log(w)``:
@@ -46,16 +50,15 @@ NAME = "partitioned_ae"
 TASK = "denoising"
 DEFAULT_CONFIG = {
     "sr": 8000,
-    "n_filters": 256,        # K: learned analysis / synthesis bases
-    "kernel_size": 32,       # L: 4 ms at 8 kHz
-    "stride": 16,
+    "n_filters": 256,        # K: learned analysis / synthesis bases (128 cos/sin-initialised pairs)
+    "kernel_size": 256,      # L: 32 ms at 8 kHz, the display grid's window (31 Hz resolution)
+    "stride": 64,            # 8 ms hop, the display grid's hop
     "hidden": 128,           # code net width
     "code_blocks": 4,        # dilated conv blocks in the code net (dilations 1, 2, 4, 8)
     "signal_size": 48,       # Ks: signal-partition code size
     "noise_size": 48,        # Kn: noise-partition code size
     "eps": 1e-4,
-    "magnitude_frames": 5,       # w = sqrt(moving average of a² over 5 frames = 10 ms)
-    "noise_smooth_frames": 201,  # moving average of the noise code: 201 frames × 2 ms ≈ 0.4 s
+    "noise_smooth_frames": 51,   # moving average of the noise code: 51 frames × 8 ms ≈ 0.4 s
 }
 SOURCE_NAMES = ["signal", "noise"]
 
@@ -82,20 +85,33 @@ class NonNegativeBases(nn.Module):
         return torch.einsum("ka,bat->bkt", self.bases, z)
 
 
-class LearnedMagnitude(nn.Module):
-    """``w = sqrt(moving_average(a², frames) + floor)``: a non-negative envelope of each analysis channel.
+class PairMagnitude(nn.Module):
+    """``w_j = sqrt(a_2j² + a_2j+1² + floor)``: the magnitude of each pair of analysis filters.
 
-    Forward: ``(b, K, T)`` → ``(b, K, T)``.
+    With the cosine/sine initialisation this is exactly an STFT magnitude. Forward:
+    ``(b, K, T)`` → ``(b, K/2, T)``.
     """
 
-    def __init__(self, frames: int = 5, floor: float = 1e-8):
+    def __init__(self, floor: float = 1e-8):
         super().__init__()
-        P = int(frames) | 1
-        self.pool = nn.AvgPool1d(P, stride=1, padding=P // 2, count_include_pad=False) if P > 1 else nn.Identity()
         self.floor = float(floor)
 
     def forward(self, a):
-        return torch.sqrt(self.pool(a * a) + self.floor)
+        return torch.sqrt(a[:, 0::2] ** 2 + a[:, 1::2] ** 2 + self.floor)
+
+
+def fourier_pairs(n_filters: int, kernel_size: int, sr: int = 8000) -> np.ndarray:
+    """Hann-windowed cosine/sine pairs ``(n_filters, 1, kernel_size)`` at ``k · sr / kernel_size`` Hz, k = 0, 1, ...
+
+    Channels ``2k`` and ``2k + 1`` are the real and imaginary parts of STFT bin ``k``.
+    """
+    t = np.arange(kernel_size)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * t / kernel_size)
+    out = np.zeros((n_filters, 1, kernel_size), np.float32)
+    for k in range(n_filters // 2):
+        ang = 2 * np.pi * k * t / kernel_size
+        out[2 * k, 0], out[2 * k + 1, 0] = win * np.cos(ang), -win * np.sin(ang)
+    return out / np.sqrt(kernel_size)
 
 
 class _CodeBlock(nn.Module):
@@ -131,22 +147,38 @@ class PartitionedAutoencoder(nn.Module):
     """
 
     def __init__(self, n_filters=256, kernel_size=32, stride=16, hidden=128, code_blocks=4, signal_size=48,
-                 noise_size=48, eps=1e-4, magnitude_frames=5, noise_smooth_frames=201, **_):
+                 noise_size=48, eps=1e-4, noise_smooth_frames=51, sr=8000, **_):
         super().__init__()
         self.n_filters, self.n_sources = int(n_filters), 2
         self.signal_size, self.noise_size, self.eps = int(signal_size), int(noise_size), float(eps)
         pad = kernel_size - stride
+        if n_filters % 2:
+            raise ValueError(f"n_filters must be even (filters come in pairs), given {n_filters}")
         self.encoder = nn.Conv1d(1, n_filters, kernel_size, stride=stride, padding=pad, bias=False)
-        self.magnitude = LearnedMagnitude(magnitude_frames)
-        self.code_in = nn.Conv1d(n_filters, hidden, 1)
+        self.magnitude = PairMagnitude()
+        n_mag = n_filters // 2
+        self.code_in = nn.Conv1d(n_mag, hidden, 1)
         self.code_net = nn.Sequential(*[_CodeBlock(hidden, 2 ** i) for i in range(code_blocks)])
         self.code_out = nn.Conv1d(hidden, signal_size + noise_size, 1)
         self.code_act = nn.Softplus()  # not ReLU: an L1-penalised ReLU code dies early and never recovers
         P = int(noise_smooth_frames) | 1  # odd, so the smoothed code keeps its length
         self.noise_smoother = nn.AvgPool1d(P, stride=1, padding=P // 2, count_include_pad=False) if P > 1 else nn.Identity()
-        self.signal_bases = NonNegativeBases(signal_size, n_filters)
-        self.noise_bases = NonNegativeBases(noise_size, n_filters)
+        self.signal_bases = NonNegativeBases(signal_size, n_mag)
+        self.noise_bases = NonNegativeBases(noise_size, n_mag)
         self.decoder = nn.ConvTranspose1d(n_filters, 1, kernel_size, stride=stride, padding=pad, bias=False)
+        self._init_banks(sr)
+
+    @torch.no_grad()
+    def _init_banks(self, sr: int):
+        """Encoder = windowed Fourier pairs; decoder = the same kernels scaled to reconstruct white noise."""
+        K, L = self.encoder.out_channels, self.encoder.kernel_size[0]
+        W = torch.from_numpy(fourier_pairs(K, L, sr))
+        self.encoder.weight.copy_(W)
+        self.decoder.weight.copy_(W)
+        x = torch.randn(1, 1, 16 * L, generator=torch.Generator().manual_seed(0))
+        y = self.decoder(self.encoder(x), output_size=[x.shape[-1]])
+        core = slice(L, -L)  # ignore the edges, where fewer frames overlap
+        self.decoder.weight.mul_((x[..., core] * y[..., core]).sum() / (y[..., core] ** 2).sum())
 
     # named steps -----------------------------------------------------------------------
     def forward_encoder(self, x):
@@ -192,8 +224,8 @@ class PartitionedAutoencoder(nn.Module):
         Returns
         -------
         dict
-            ``a`` (b, K, T) signed coefficients; ``w`` (b, K, T) their magnitude; ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
-            ``v_signal``, ``v_noise`` (b, K, T); ``masks`` (b, 2, K, T); ``sources`` (b, 2, n)
+            ``a`` (b, K, T) signed coefficients; ``w`` (b, K/2, T) the filter-pair magnitudes; ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
+            ``v_signal``, ``v_noise`` (b, K/2, T); ``masks`` (b, 2, K/2, T); ``sources`` (b, 2, n)
             = [signal, noise]; ``reconstruction`` (b, 1, n) = decoder(a), all in input units.
         """
         if x.ndim == 2:
@@ -208,8 +240,8 @@ class PartitionedAutoencoder(nn.Module):
             z_sig = z_sig * signal_gate.to(z_sig.dtype).view(-1, 1, 1)
         v_sig, v_noise = self.forward_latent_model(z_sig, z_noise)
         total = v_sig + v_noise + self.eps
-        masks = torch.stack([v_sig / total, v_noise / total], 1)
-        sources = self.forward_decoder(a.unsqueeze(1) * masks, n) * scale
+        masks = torch.stack([v_sig / total, v_noise / total], 1)  # (b, 2, K/2, T): one mask per filter pair
+        sources = self.forward_decoder(a.unsqueeze(1) * masks.repeat_interleave(2, dim=2), n) * scale
         return {"a": a, "w": w, "z_signal_raw": z_raw, "z_signal": z_sig, "z_noise": z_noise, "v_signal": v_sig,
                 "v_noise": v_noise, "masks": masks, "sources": sources,
                 "reconstruction": self.decoder(a, output_size=[n]) * scale}

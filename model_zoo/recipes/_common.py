@@ -111,11 +111,12 @@ def software_versions() -> dict:
     import torch
 
     out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
-    for mod in ("sklearn", "librosa", "fast_bss_eval", "safetensors"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("scikit-learn", "librosa", "fast-bss-eval", "safetensors", "tinysoundfont"):
         try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "unknown")
-        except Exception:  # pragma: no cover - optional
+            out[dist] = version(dist)
+        except PackageNotFoundError:  # pragma: no cover - optional
             pass
     return out
 
@@ -801,7 +802,6 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
         ``{"steps", "train_seconds", "best_val", "best_step", "history": [(step, seconds, loss, val)]}``;
         the model holds the best-validation weights on return.
     """
-    import copy
 
     import torch
     from tqdm import tqdm

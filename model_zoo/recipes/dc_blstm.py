@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model_zoo import dc_blstm as M
-from model_zoo.metrics import evaluate_separator, separation_scores, si_sdr
+from model_zoo.metrics import evaluate_separator, si_sdr
 from model_zoo.recipes._common import (MixtureSampler, count_params, device_description, limit_threads,
                                        load_separation_set, parse_args, previous_training, restore_trained,
                                        save_checkpoint, seed_everything, software_versions, train_loop, write_card,

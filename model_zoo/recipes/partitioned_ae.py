@@ -242,17 +242,19 @@ def architecture(c: dict) -> list[str]:
     dil = "/".join(str(2 ** i) for i in range(c["code_blocks"]))
     return [
         "input divided by its RMS (outputs multiplied back)",
-        f"encoder: Conv1d(1→{K}, kernel {L} = {1000 * L / c['sr']:g} ms, stride {S}, no bias) → signed coefficients a",
-        f"magnitude: w = sqrt(moving average of a² over {c['magnitude_frames']} frames) ≥ 0, a learned magnitude "
-        "spectrogram (the non-negative latent the partitions model)",
-        f"code net: log(w + 1e-3) → 1x1 {K}→{H} → {c['code_blocks']} residual blocks (conv k=3 dilation {dil}, PReLU, gLN) "
+        f"encoder: Conv1d(1→{K}, kernel {L} = {1000 * L / c['sr']:g} ms, stride {S} = {1000 * S / c['sr']:g} ms, no bias) "
+        "→ signed coefficients a; initialised as Hann-windowed cosine/sine pairs (an STFT), then learned",
+        f"magnitude: w_j = sqrt(a_2j² + a_2j+1²) for the {K // 2} filter pairs ≥ 0, a learned magnitude spectrogram "
+        "(the non-negative latent the partitions model)",
+        f"code net: log(w + 1e-3) → 1x1 {K // 2}→{H} → {c['code_blocks']} residual blocks (conv k=3 dilation {dil}, PReLU, gLN) "
         f"→ 1x1 {H}→{c['signal_size']}+{c['noise_size']} → softplus: signal partition z_sig ({c['signal_size']}) and noise "
         f"partition z_noise ({c['noise_size']}); the noise code is then averaged over {c['noise_smooth_frames']} frames "
         f"({c['noise_smooth_frames'] * S / c['sr']:.2f} s), so the noise partition can only explain slowly varying sound",
-        f"latent model: v_sig = D_sig z_sig, v_noise = D_noise z_noise with non-negative bases D ({K}×{c['signal_size']}, "
-        f"{K}×{c['noise_size']}, softplus-parametrised)",
-        "masks: m_p = v_p / (v_sig + v_noise + eps); estimate_p = decoder(a ⊙ m_p)",
-        f"decoder: ConvTranspose1d({K}→1, kernel {L}, stride {S}, no bias): the learned synthesis bank",
+        f"latent model: v_sig = D_sig z_sig, v_noise = D_noise z_noise with non-negative bases D ({K // 2}×{c['signal_size']}, "
+        f"{K // 2}×{c['noise_size']}, softplus-parametrised)",
+        "masks: m_p = v_p / (v_sig + v_noise + eps), one per filter pair; estimate_p = decoder(a ⊙ m_p)",
+        f"decoder: ConvTranspose1d({K}→1, kernel {L}, stride {S}, no bias): the learned synthesis bank (initialised as "
+        "the least-squares synthesis of the cosine/sine pairs)",
         "denoising output = the signal partition's estimate; zero='signal' zero-masks that partition exactly",
     ]
 
@@ -275,8 +277,8 @@ def main(argv=None) -> dict:
     paths = zoo_paths(NAME, args.out_dir)
     config = dict(partitioned_ae.DEFAULT_CONFIG)
     if args.smoke:
-        config.update({"n_filters": 16, "hidden": 8, "code_blocks": 1, "signal_size": 4, "noise_size": 4,
-                       "noise_smooth_frames": 51})
+        config.update({"n_filters": 16, "kernel_size": 32, "stride": 8, "hidden": 8, "code_blocks": 1, "signal_size": 4,
+                       "noise_size": 4, "noise_smooth_frames": 51})
     train, val, test, prov = _load(args.smoke, args.n_test)
     sr = int(train[0]["sr"])
     seg = min(int(args.segment_seconds * sr), len(train[0]["noisy"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from model_zoo import rawcnn_sed as MODEL
 from model_zoo.recipes.sed_common import evaluate as _evaluate
-from model_zoo.recipes.sed_common import train_detector
+from model_zoo.recipes.sed_common import HELD_OUT_NOTE, train_detector
 
 NAME = MODEL.NAME
 SUMMARY = ("Raw-waveform CNN (after Dieleman & Schrauwen 2014) that detects 8 classes of recorded sound effects in "
@@ -32,8 +32,7 @@ def evaluate(model, split: str = "test", n: int | None = None, **kw) -> dict:
 
 def main(argv=None) -> int:
     train_detector(MODEL, argv, minutes=12.0, lr=3e-3, batch_size=16, summary=SUMMARY, architecture=ARCHITECTURE,
-                   notes=["Classes, recordings and held-out design: see data; the test split uses recordings and "
-                          "ambiences never heard in training or validation."])
+                   notes=[HELD_OUT_NOTE])
     return 0
 
 

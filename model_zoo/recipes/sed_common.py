@@ -29,7 +29,7 @@ import numpy as np
 
 from model_zoo.data.scenes import FRAME_SECONDS, SCENE_CLASSES, event_roll, scene, scene_manifest, scene_set
 
-__all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
+__all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "HELD_OUT_NOTE", "scenes_description", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
            "evaluate", "choose_median", "train_detector", "scene_arrays"]
 
 #: Acceptance floors on the test split (segment-based, 1 s segments).
@@ -38,6 +38,8 @@ FLOORS = {"crnn_sed": {"segment_f1": (">=", 0.80), "segment_er": ("<=", 0.40)},
 #: The first SUBSET_N test scenes are re-scored by the tests against the card.
 SUBSET_N = 8
 MEDIAN_CHOICES = (1, 3, 5, 7, 11, 15, 21, 31)
+HELD_OUT_NOTE = ("Test scenes are built only from sound-event recordings (and their re-cut variants) that training "
+                 "and validation never used; the 7 ambience recordings behind the events are shared by all splits.")
 SCENE_SECONDS = 10.0
 
 
@@ -487,6 +489,17 @@ def _round(d, nd: int = 4):
     return d
 
 
+def scenes_description(man: dict) -> str:
+    """One sentence on how the scenes are made, from the data manifest."""
+    aug = man["augmentation"]
+    return (f"{SCENE_SECONDS:g} s at 16 kHz; {aug['events_per_10s'][0]}-{aug['events_per_10s'][1]} events per scene at "
+            f"{aug['snr_db'][0]:g} to {aug['snr_db'][1]:g} dB over one or two looped ambience recordings and a "
+            f"coloured-noise floor; speed x{aug['speed'][0]:g}-{aug['speed'][1]:g}, spectral tilt "
+            f"(f/1 kHz)^a with a in [{aug['spectral_tilt'][0]:g}, {aug['spectral_tilt'][1]:g}]; onset/offset where "
+            f"the event's 20 ms energy is within {man['labels']['top_db']:g} dB of its peak; fmin/fmax hold "
+            f"{100 * man['labels']['band_energy']:g} % of its energy")
+
+
 def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval_seconds, best, median_table, test,
               subset, subset_n, n_val, history, summary, architecture, notes, pos_weight) -> dict:
     """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
@@ -520,8 +533,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
         "data": {
             "dataset": "scenes (model_zoo/data/scenes.py, version %d)" % man["version"],
             "classes": man["class_descriptions"],
-            "scenes": f"{SCENE_SECONDS:g} s at 16 kHz; 3-7 events per scene at {man['augmentation']['snr_db']} dB over "
-                      "a real ambience; speed x0.92-1.08; labels from each event's energy (30 dB below its peak)",
+            "scenes": scenes_description(man),
             "sizes": {"train_buffer": args.n_train, "train_scenes_made": args.n_train + step * args.refresh,
                       "val": n_val, "test": test["n_scenes"]},
             "source_files_per_split": man["counts"],

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AnalysisError, AudioError, SpecError
+from ..errors import AnalysisError, SpecError
 from .baselines import make_baseline
 from .targets import ClassTarget, Target, TargetContext, as_target, default_target
 
@@ -686,7 +686,9 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
         are attributed chunk by chunk (default 10 s chunks) with ``overlap_seconds`` of
         overlap, and the maps cross-faded; memory is bounded by one chunk. Exact away from
         chunk edges when the model's receptive field is shorter than half the overlap and
-        the target is additive over frames (mean, energy).
+        the target is additive over frames (mean, energy). Models that see the whole clip
+        (bidirectional RNNs) and ``reduce="max"`` / cluster targets are approximated
+        chunk by chunk (each chunk explains its own share, max or clustering).
     progress : bool
         Show a tqdm bar over chunks.
     seed : int
@@ -749,8 +751,7 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
     if m == "gradcam" and not isinstance(layer, (str, type(None))):
         opts.layer = _find_layer(spec.model, layer)[0]
     with _seeded(seed):
-        return _attribute(spec, y, example, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth,
-                          t_start)
+        return _attribute(spec, y, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth, t_start)
 
 
 @contextmanager
@@ -770,7 +771,7 @@ def _seeded(seed: int):
             np.random.set_state(state)
 
 
-def _attribute(spec, y, example, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth, t_start):
+def _attribute(spec, y, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, progress, smooth, t_start):
     import torch
 
     g = spec.grid

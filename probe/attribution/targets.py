@@ -12,6 +12,7 @@ Targets are also written as strings (the CLI's ``--target``)::
 
     "class=bell,t=3.0:3.5"        mean probability of class "bell" over 3.0–3.5 s
     "class=bell,t=3:3.5,reduce=max"
+    "class=bell,t=3:3.5,score=logit"   … of the log-odds instead of the probability
     "class=2"                     class index 2 (0-based) over the whole clip / clip score
     "source=1"                    energy of the FIRST source (sources are 1-based in strings)
     "source=1,f=200:1000,t=0:2"   … within 200–1000 Hz and 0–2 s
@@ -172,15 +173,22 @@ class ClassTarget(Target):
     reduce : {"mean", "max"}
         ``mean`` is additive over frames (chunked attribution is exact away from edges);
         ``max`` explains the single most confident frame.
+    score : {"prob", "logit"}
+        Explain the probabilities as the model emits them, or their log-odds
+        ``log(p / (1 - p))`` (no saturation near 0 and 1; probabilities are clipped to
+        [1e-6, 1 - 1e-6] first).
     """
 
     cls: Any
     t: tuple | None = None
     reduce: str = "mean"
+    score: str = "prob"
 
     def __post_init__(self):
         if self.reduce not in ("mean", "max"):
             raise AnalysisError(f"reduce must be 'mean' or 'max', given {self.reduce!r}")
+        if self.score not in ("prob", "logit"):
+            raise AnalysisError(f"score must be 'prob' or 'logit', given {self.score!r}")
         if self.t is not None:
             self.t = (float(self.t[0]), float(self.t[1]))
             if self.t[1] <= self.t[0]:
@@ -207,12 +215,12 @@ class ClassTarget(Target):
         if kind == "clip_scores":
             if self.t is not None:
                 raise AnalysisError("a clip-score model has no time axis: drop t=… from the target")
-            return out[:, c]
+            return self._score(out[:, c])
         if kind != "frame_probs":
             raise AnalysisError(f"a class target needs a frame_probs or clip_scores model; this one emits {kind!r}")
         if c >= out.shape[1]:
             raise AnalysisError(f"class index {c} out of range: the model emits {out.shape[1]} classes")
-        track = out[:, c, :]
+        track = self._score(out[:, c, :])
         times, step = output_frame_times(track.shape[-1], ctx.n_samples, ctx.spec)
         sel, n = _span_selection(times, step, ctx, self.t)
         if sel.size == 0:
@@ -220,16 +228,22 @@ class ClassTarget(Target):
         part = track[:, torch.as_tensor(sel, device=track.device)]
         return part.sum(-1) / n if self.reduce == "mean" else part.max(-1).values
 
+    def _score(self, p):
+        if self.score == "prob":
+            return p
+        p = p.clamp(1e-6, 1 - 1e-6)
+        return p.log() - (-p).log1p()
+
     def track(self, out, ctx):
         if ctx.spec.output_kind != "frame_probs":
             return None
-        v = out[0, self.index(ctx.spec), :].detach().cpu().numpy()
+        v = self._score(out[0, self.index(ctx.spec), :]).detach().cpu().numpy()
         times, _ = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)
         return times + ctx.offset_seconds, v
 
     def __str__(self):
         s = f"class={self.cls}{_fmt_span('t', self.t)}"
-        return s + (",reduce=max" if self.reduce == "max" else "")
+        return s + (",reduce=max" if self.reduce == "max" else "") + (",score=logit" if self.score == "logit" else "")
 
 
 # ---- separation ----------------------------------------------------------------------------
@@ -480,7 +494,7 @@ class CallableTarget(Target):
 
 
 # ---- strings -------------------------------------------------------------------------------
-_KEYS = ("class", "source", "cluster", "embedding", "t", "f", "reduce", "of")
+_KEYS = ("class", "source", "cluster", "embedding", "t", "f", "reduce", "of", "score")
 
 
 def _range(key, text):
@@ -525,9 +539,9 @@ def parse_target(text: str) -> Target:
     if kind == "class":
         if f is not None or "of" in kv:
             raise AnalysisError(f"f= and of= do not apply to a class target: {text!r}")
-        return ClassTarget(kv["class"], t=t, reduce=kv.get("reduce", "mean"))
-    if "reduce" in kv:
-        raise AnalysisError(f"reduce= applies to class targets only: {text!r}")
+        return ClassTarget(kv["class"], t=t, reduce=kv.get("reduce", "mean"), score=kv.get("score", "prob"))
+    if "reduce" in kv or "score" in kv:
+        raise AnalysisError(f"reduce= and score= apply to class targets only: {text!r}")
     if kind == "source":
         try:
             k = int(kv["source"])

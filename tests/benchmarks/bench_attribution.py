@@ -214,7 +214,7 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
                 continue
             row = {"scene": i, "event": k, "label": ev["label"], "seconds": round(ev["offset"] - ev["onset"], 3)}
             for base in ("silence", "noise:-30"):
-                    a = attribute(spec, ex.y, _event_target(ev), method="ig", steps=steps, baseline=base)
+                a = attribute(spec, ex.y, _event_target(ev), method="ig", steps=steps, baseline=base)
                 loc = localisation(a, ev)
                 row[base] = {"relevance_mass": loc["relevance_mass"], "pointing_game": loc["pointing_game"],
                              "rank_accuracy": loc["rank_accuracy"], "box_fraction": loc["box_fraction"],
@@ -382,7 +382,7 @@ def gpu_check(device: str = "cuda", overhead: bool = True) -> dict:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(device)
-    y, stem = scene()
+    y, _ = scene()
     out: dict = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else device, "torch": torch.__version__,
                  "maps": {}}
 
