@@ -158,6 +158,10 @@ def test_parse_targets():
     assert isinstance(s, SourceTarget) and s.index == 0 and s.f == (200.0, 1000.0) and s.t is None
     assert str(s) == "source=1,f=200:1000"
     assert parse_target("class=bell,t=1:2,reduce=max").reduce == "max"
+    lg = parse_target("class=bell,score=logit")
+    assert lg.score == "logit" and str(lg) == "class=bell,score=logit"
+    p = torch.tensor([[0.5, 0.9]])
+    assert torch.allclose(lg._score(p), torch.log(p / (1 - p)))
     assert isinstance(parse_target("cluster=2"), EmbeddingTarget)
     with pytest.raises(AnalysisError, match="unknown key 'tt'"):
         parse_target("class=bell,tt=3:4")
