@@ -224,7 +224,8 @@ class PartitionedAutoencoder(nn.Module):
         Returns
         -------
         dict
-            ``a`` (b, K, T) signed coefficients; ``w`` (b, K/2, T) the filter-pair magnitudes; ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
+            ``a`` (b, K, T) signed coefficients; ``w`` (b, K/2, T) the filter-pair magnitudes;
+            ``z_signal_raw`` (before gating), ``z_signal``, ``z_noise``;
             ``v_signal``, ``v_noise`` (b, K/2, T); ``masks`` (b, 2, K/2, T); ``sources`` (b, 2, n)
             = [signal, noise]; ``reconstruction`` (b, 1, n) = decoder(a), all in input units.
         """

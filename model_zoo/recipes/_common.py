@@ -181,6 +181,7 @@ def save_checkpoint(model, path, *, name: str, config: dict | None = None, extra
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     tmp = path.with_suffix(".tmp.safetensors")
     save_file(_contiguous_state(model), str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; shipped checkpoints must be readable by every user
     os.replace(tmp, path)
     return path
 

@@ -81,19 +81,56 @@ def _manifest(dataset: str) -> dict:
 
 
 def provenance(*splits: list[dict]) -> dict:
-    """Packages, licences and source files named in the items' ``meta`` (every split used)."""
+    """Packages, licences and source files named anywhere in the items' ``meta`` (every split used)."""
     packages: dict = {}
     files: set = set()
+
+    def walk(m):
+        if isinstance(m, dict):
+            pkg = m.get("package") or m.get("debian_package")
+            if pkg:
+                lic = str(m.get("licence", "see package"))
+                packages.setdefault(str(pkg), set()).add(lic)
+            for key in ("source_files", "files"):
+                for f in m.get(key, []) or []:
+                    files.add(str(f["file"] if isinstance(f, dict) and "file" in f else f))
+            for key in ("file", "spectrum_from"):
+                if isinstance(m.get(key), str):
+                    files.add(m[key])
+            for v in m.values():
+                walk(v)
+        elif isinstance(m, list):
+            for v in m:
+                walk(v)
+
     for items in splits:
         for it in items:
-            meta = it.get("meta", {}) or {}
-            for m in [meta] + [x for x in meta.get("sources", []) if isinstance(x, dict)]:
-                pkg = m.get("package") or m.get("debian_package")
-                if pkg:
-                    packages[str(pkg)] = str(m.get("licence", "see package"))
-                for f in m.get("source_files", []) or []:
-                    files.add(str(f))
-    return {"licences": packages, "source_files": sorted(files)[:50], "n_source_files": len(files)}
+            walk(it.get("meta", {}) or {})
+    return {"licences": {k: " / ".join(sorted(v)) for k, v in sorted(packages.items())},
+            "source_files": sorted(files)[:40], "n_source_files": len(files)}
+
+
+def breakdown(values, items, *, key: str = "si_sdri") -> dict:
+    """Percentiles of a per-item score and its mean per instrument program (or per voice for speech).
+
+    Parameters
+    ----------
+    values : sequence of float  one score per test item
+    items : list of dict        the test items (their ``meta`` names the programs / voices)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = {f"{key}_percentiles": {f"p{q}": round(float(np.percentile(v, q)), 2) for q in (10, 25, 50, 75, 90)}}
+    groups: dict = {}
+    for val, it in zip(v, items):
+        meta = it.get("meta", {}) or {}
+        names = meta.get("preset_names") or it.get("source_names") or []
+        for name in names:
+            groups.setdefault(str(name), []).append(val)
+    if groups:
+        label = "by_program" if "preset_names" in (items[0].get("meta", {}) or {}) else "by_source_name"
+        out[f"{key}_{label}"] = {k: round(float(np.mean(g)), 2) for k, g in
+                                 sorted(groups.items(), key=lambda kv: np.mean(kv[1]))}
+    return out
 
 
 def _batch(items: list[dict], rng: np.random.Generator, batch_size: int, seg: int, remix_prob: float = 0.5):
@@ -268,7 +305,8 @@ def train_separator(module, argv=None, *, minutes: float = 12.0, batch_size: int
     if args.resume and scal:
         rng.bit_generator.state = scal["rng"]
         print(f"[{name}] resumed at step {scal['step']} ({scal['elapsed']:.0f} s, best val {scal['best']:.2f} dB)")
-    step, best, best_step, history = int(scal.get("step", 0)), float(scal.get("best", -1e9)), int(scal.get("best_step", 0)), list(scal.get("history", []))
+    step, best, best_step = int(scal.get("step", 0)), float(scal.get("best", -1e9)), int(scal.get("best_step", 0))
+    history = list(scal.get("history", []))
     timer = CPUTimer(args.minutes, already=float(scal.get("elapsed", 0.0)))
     wall_before = float(scal.get("wall_seconds", 0.0))
     best_state = None
@@ -357,7 +395,7 @@ def train_separator(module, argv=None, *, minutes: float = 12.0, batch_size: int
         notes += more_notes
     card["metrics"] = {"test": rows}
     card["test_items"] = res["n_items"]
-    card["per_item_test_si_sdri"] = [round(r["model"]["si_sdri"], 2) for r in res["per_item"]]
+    card["test_breakdown"] = breakdown([r["model"]["si_sdri"] for r in res["per_item"]], test)
     card["subset_metrics"] = subset_metrics(sep, test, spec.grid)
     card["notes"] = notes
     if card_extra is not None:
@@ -401,6 +439,7 @@ def architecture(c: dict) -> list[str]:
     """Card lines describing Conv-TasNet-lite with config ``c``."""
     N, L, S, B, H = c["n_filters"], c["kernel_size"], c["stride"], c["bottleneck"], c["hidden"]
     dil = "/".join(str(2 ** x) for x in range(c["blocks"]))
+    rf = 1 + c["repeats"] * sum((c["tcn_kernel"] - 1) * 2 ** x for x in range(c["blocks"]))
     return [
         f"encoder: Conv1d(1→{N}, kernel {L} = {1000 * L / c['sr']:g} ms, stride {S}, no bias) + ReLU: a FREE learned "
         "analysis bank (no STFT anywhere)",
@@ -409,8 +448,7 @@ def architecture(c: dict) -> list[str]:
         f"1x1 {B}→{c['n_sources']}·{N} → sigmoid masks",
         f"decoder: ConvTranspose1d({N}→1, kernel {L}, stride {S}, no bias) applied to each masked latent: the learned "
         "synthesis bank",
-        f"receptive field of the masker: {1 + c['repeats'] * sum((c['tcn_kernel'] - 1) * 2 ** x for x in range(c['blocks']))} "
-        f"latent frames = {(1 + c['repeats'] * sum((c['tcn_kernel'] - 1) * 2 ** x for x in range(c['blocks']))) * S / c['sr'] * 1000:.0f} ms",
+        f"receptive field of the masker: {rf} latent frames = {rf * S / c['sr'] * 1000:.0f} ms",
     ]
 
 

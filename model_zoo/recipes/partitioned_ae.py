@@ -236,6 +236,26 @@ def evaluate_denoiser(denoise_fn, items, *, grid=None, oracles=("ibm", "irm")) -
     return out
 
 
+def breakdown(per_item, items) -> dict:
+    """Mean SNRi / SI-SDRi of the model per signal type and per noise-bed type; attenuation per bed on noise-only clips."""
+    groups: dict = {}
+    for row, it in zip(per_item, items):
+        meta = it.get("meta", {}) or {}
+        bed = (((meta.get("noise") or {}).get("bed")) or {}).get("type", "?")
+        event = "with event" if (meta.get("noise") or {}).get("event") else "no event"
+        if row.get("has_signal"):
+            kind = ((meta.get("signal") or {}).get("type")) or "?"
+            for g in (f"signal={kind}", f"bed={bed}", event):
+                groups.setdefault(g, {"snri": [], "si_sdri": []})
+                groups[g]["snri"].append(row["model"]["snri"])
+                groups[g]["si_sdri"].append(row["model"]["si_sdri"])
+        else:
+            groups.setdefault(f"noise-only bed={bed}", {"attenuation_db": []})["attenuation_db"].append(
+                row["noise_only_attenuation_db"])
+    return {g: {k: round(float(np.mean(v)), 2) for k, v in d.items()} | {"n": len(next(iter(d.values())))}
+            for g, d in sorted(groups.items())}
+
+
 def subset_metrics(model, items) -> dict:
     """Model scores on the first :data:`SUBSET_ITEMS` test clips (the honesty test recomputes them)."""
     from model_zoo.partitioned_ae import denoise
@@ -377,7 +397,7 @@ def main(argv=None) -> dict:
         res = evaluate_denoiser(lambda y: denoise(model, y), test)
         card["metrics"] = {"test": {k: v for k, v in res.items() if k != "per_item"}}
         card["test_items"] = len(test)
-        card["per_item_test_snri"] = [round(r["model"]["snri"], 2) if r["has_signal"] else None for r in res["per_item"]]
+        card["test_breakdown"] = breakdown(res["per_item"], test)
         card["subset_metrics"] = subset_metrics(model, test)
         m = res["model"]
         card["notes"] = [
