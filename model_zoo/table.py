@@ -29,9 +29,11 @@ def key_metric(card: dict) -> tuple[str, str]:
     test = (card.get("metrics") or {}).get("test") or {}
     task = card.get("task")
     if task == "detection":
+        floors = card.get("floors") or {}
+        ref = "; ".join(f"floor {k.replace('_', ' ')} {v.get('floor')}: {'met' if v.get('met') else 'not met'}"
+                        for k, v in floors.items() if isinstance(v, dict)) or "–"
         return (f"segment F1 {_fmt(test.get('segment_f1'))}, ER {_fmt(test.get('segment_er'))}, "
-                f"event F1 {_fmt(test.get('event_f1'))}", "floor: " + ", ".join(
-                    f"{k} {v}" for k, v in (card.get("floors") or {}).items() if not isinstance(v, dict))[:80])
+                f"event F1 {_fmt(test.get('event_f1'))}", ref)
     rows = _model_rows(test)
     parts = []
     for name, m in rows.items():
