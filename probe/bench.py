@@ -85,17 +85,34 @@ def capture_overhead(spec, seconds: float = 4.0, repeats: int = 9) -> dict:
         with torch.no_grad(), capture(spec, _leaf):
             model(x)
 
+    leaves = [m for n, m in model.named_modules() if n and _leaf(n, m)]
+    kept = []
+
+    def bare_hooks():  # the floor: do-nothing forward hooks that keep a reference, no probe code
+        handles = [m.register_forward_hook(lambda mod, i, o: kept.append(o)) for m in leaves]
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+            kept.clear()
+
+    fns = {"plain": plain, "capture": captured, "bare_hooks": bare_hooks}
     for _ in range(2):  # warm-up (and the one-off axis inference, cached on the spec)
-        plain()
-        captured()
-    t_plain, t_cap = [], []
-    for i in range(repeats):
-        for fn, acc in ((plain, t_plain), (captured, t_cap)) if i % 2 == 0 else ((captured, t_cap), (plain, t_plain)):
-            t0 = time.perf_counter()
+        for fn in fns.values():
             fn()
-            acc.append(time.perf_counter() - t0)
-    mp, mc = statistics.median(t_plain), statistics.median(t_cap)
-    return {"ratio": round(mc / mp, 4), "plain_ms": round(mp * 1e3, 2), "capture_ms": round(mc * 1e3, 2), "repeats": repeats}
+    times = {k: [] for k in fns}
+    order = list(fns)
+    for i in range(repeats):
+        for k in (order if i % 2 == 0 else order[::-1]):  # interleaved, alternating order
+            t0 = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"ratio": round(med["capture"] / med["plain"], 4), "bare_hooks_ratio": round(med["bare_hooks"] / med["plain"], 4),
+            "plain_ms": round(med["plain"] * 1e3, 2), "capture_ms": round(med["capture"] * 1e3, 2),
+            "bare_hooks_ms": round(med["bare_hooks"] * 1e3, 2), "repeats": repeats}
 
 
 def run_all(*, quick: bool = False, include=("capture", "embeddings", "attribution")) -> dict:

@@ -33,7 +33,7 @@ __all__ = ["capture", "capture_audio", "Capture", "Cache", "Record", "select_lay
 
 
 # ---- layer selection -------------------------------------------------------------------
-def select_layers(model, layers) -> list[str]:
+def select_layers(model, layers, *, _named=None) -> list[str]:
     """Resolve a layer selector to module paths, in module order.
 
     ``layers`` may be a glob (``"blstm*"``, ``"*"`` = every submodule), an exact name, a
@@ -44,7 +44,7 @@ def select_layers(model, layers) -> list[str]:
     """
     import torch.nn as nn
 
-    named = [(n, m) for n, m in model.named_modules() if n]
+    named = _named if _named is not None else [(n, m) for n, m in model.named_modules() if n]
     names = [n for n, _ in named]
     if layers is None:
         layers = "*"
@@ -84,10 +84,11 @@ def select_layers(model, layers) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-def _check_hookable(model) -> None:
+def _check_hookable(model, modules=None) -> None:
     import torch
 
-    if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+    modules = model.modules() if modules is None else modules
+    if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in modules):
         raise CaptureError(
             f"{type(model).__name__} is (or contains) a TorchScript module: compiled graphs do not call Python hooks. "
             "Capture the eager nn.Module instead (the model before torch.jit.script/trace, rebuilt from its code "
@@ -268,19 +269,23 @@ class Capture:
 
         if not isinstance(self.model, nn.Module):
             raise SpecError(f"capture needs a ModelSpec or torch.nn.Module, given {type(target).__name__}")
-        _check_hookable(self.model)
+        # one traversal of the module tree serves selection, checks and hook registration
+        self._named = [(n, m) for n, m in self.model.named_modules() if n]
+        _check_hookable(self.model, [m for _, m in self._named])
         if reduce not in (None, "mean", "max"):
             raise SpecError(f"reduce must be None, 'mean' or 'max', given {reduce!r}")
         if every is not None and int(every) < 1 or max_steps is not None and int(max_steps) < 1:
             raise SpecError(f"every and max_steps must be positive, given every={every}, max_steps={max_steps}")
-        self.names = select_layers(self.model, layers)
+        self.names = select_layers(self.model, layers, _named=self._named)
         self.grads, self.inputs, self.dtype, self.device = grads, inputs, dtype, device
         self.reduce, self.every, self.max_steps = reduce, every, max_steps
         self.stream_to = Path(stream_to) if stream_to is not None else None
         self.sps_override, self.time_override = seconds_per_step, time_axis
         # copy=None (auto): copy records only if the model has in-place modules; otherwise keep
         # zero-copy views and verify at exit, via version counters, that nothing rewrote them
-        self.copy = copy if copy is not None else any(getattr(m, "inplace", False) for m in self.model.modules())
+        self.copy = copy if copy is not None else any(getattr(m, "inplace", False) for _, m in self._named)
+        self._reducing = bool(reduce or every or max_steps)
+        self._to_cpu = str(device) == "cpu"
         self._views: list = []
         self._handles: list = []
         self._tid = None
@@ -301,7 +306,7 @@ class Capture:
         if self.stream_to is not None:
             self.stream_to.mkdir(parents=True, exist_ok=True)
         self._tid = threading.get_ident()
-        modules = dict(self.model.named_modules())
+        modules = dict(self._named)
         try:
             for name in self.names:
                 self._handles.append(modules[name].register_forward_hook(self._make_hook(name, type(modules[name]).__name__)))
@@ -353,7 +358,7 @@ class Capture:
                 if j == 0:
                     rec.inputs = in_tensors
                 x = t.detach()
-                if self.every or self.max_steps or self.reduce:
+                if self._reducing:
                     tax = self._time_axis_for(name, call, j, t.ndim)
                     if tax is not None:
                         x, rec.reduced = self._reduce(x, tax)
@@ -363,7 +368,8 @@ class Capture:
                     # a copy: later in-place ops (ReLU(inplace=True)) must not rewrite the record
                     x = x.to(self.device, copy=True)
                 else:
-                    x = x.to(self.device)
+                    if not (self._to_cpu and x.device.type == "cpu"):
+                        x = x.to(self.device)
                     if x.data_ptr() == t.data_ptr():
                         self._views.append((key, x, x._version))
                 if self.grads and t.requires_grad:
