@@ -758,9 +758,10 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
         integrands) or ``"riemann_trapezoid"`` / ``"riemann_middle"`` / … (more even
         convergence when the path crosses many ReLU / max-pool kinks).
     steps : int
-        IG quadrature points / GradientShap samples. 50 keeps the
-        completeness error under 1 % on the zoo models (see docs/findings_attribution.md);
-        :func:`probe.analyze.faithfulness.ig_steps_for_completeness` measures it.
+        IG quadrature points / GradientShap samples (50, Captum's default). The zoo
+        detectors needed 16–512 steps (linear spacing) or 8–128 (``spacing="adaptive"``)
+        for a completeness error of at most 1 % (docs/findings_attribution.md);
+        :func:`probe.analyze.faithfulness.ig_steps_for_completeness` measures it per clip.
     internal_batch_size : int
         Inputs per forward pass inside Captum (bounds memory).
     smooth : {"smoothgrad", "smoothgrad_sq", "vargrad"}, optional
@@ -946,8 +947,9 @@ def _attribute(spec, y, tgt, opts, m, baseline, chunk_seconds, overlap_seconds, 
                 "chunks_n": len(spans), "chunk_seconds": float(chunk_seconds), "overlap_seconds": float(overlap_seconds)}
     warnings = []
     if m in _COMPLETE and cerr is not None and cerr > 0.05 and not smooth:
-        warnings.append(f"completeness error {cerr:.1%}: " + ("raise steps" if m == "ig" else "the method's rules do not "
-                                                                  "cover every nonlinearity of this model"))
+        warnings.append(f"completeness error {cerr:.1%}: " + (
+            "raise steps, or use spacing='adaptive' (the score may switch on within a few dB along the path)"
+            if m == "ig" else "the method's rules do not cover every nonlinearity of this model"))
     if warnings:
         info["warnings"] = warnings
     info["seconds"] = round(time.perf_counter() - t_start, 4)

@@ -33,6 +33,10 @@ def add_parser(subparsers):
                    help="saliency | ixg | ig | gradshap | deeplift | occlusion | ablation | gradcam (default ig)")
     p.add_argument("--baseline", default="silence", help="silence | noise[:DB] | smooth[:SECONDS] | bandstop:LO:HI")
     p.add_argument("--steps", type=int, default=50, help="IG steps / GradientShap samples (default 50)")
+    p.add_argument("--spacing", default="linear",
+                   help="IG node spacing along the path: linear | adaptive | db[:D] (default linear, Captum's)")
+    p.add_argument("--path", choices=("straight", "geometric"), default="straight",
+                   help="IG path: straight in |X| or geometric (straight in log|X|; needs a noise baseline)")
     p.add_argument("--smooth", choices=("smoothgrad", "smoothgrad_sq", "vargrad"), default=None,
                    help="wrap the method in Captum's NoiseTunnel")
     p.add_argument("--layer", default=None, help="GradCAM layer (module path; default the last conv)")
@@ -78,7 +82,8 @@ def run(args) -> dict:
     spec = resolve_model(args.model)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     a = attribute(spec, ex, args.target, method=args.method, baseline=args.baseline,
-                  steps=args.steps, smooth=args.smooth, layer=args.layer, chunk_seconds=args.chunk_seconds,
+                  steps=args.steps, spacing=args.spacing, path=args.path, smooth=args.smooth, layer=args.layer,
+                  chunk_seconds=args.chunk_seconds,
                   overlap_seconds=args.overlap_seconds, progress=args.progress)
     out: dict = {"method": a.method, "target": str(a.target), "grid": a.grid.to_dict(), "model": spec.name,
                  "audio_seconds": round(len(a.audio) / a.sample_rate, 4), "baseline": a.baseline_name,

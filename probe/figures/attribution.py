@@ -52,12 +52,17 @@ def _symmetric_range(A, percentile):
     return lim if lim > 0 else float(np.abs(A).max() or 1.0)
 
 
-def _box_shapes(fig, boxes, rows, times, freqs):
+def _box_shapes(fig, boxes, rows, times, freqs, mel_rows=(), mel_freqs=None):
+    """Event boxes on every panel; on a mel panel (``mel_rows``) the Hz edges become band positions."""
     for b in boxes or []:
         f0 = b.get("fmin") if b.get("fmin") is not None else float(freqs[0])
         f1 = b.get("fmax") if b.get("fmax") is not None else float(freqs[-1])
         for r in rows:
-            fig.add_shape(type="rect", x0=b["onset"], x1=b["offset"], y0=f0, y1=f1, line=dict(color="#2ca02c", width=2),
+            y0, y1 = f0, f1
+            if r in mel_rows:
+                idx = np.arange(len(mel_freqs))
+                y0, y1 = (float(np.interp(v, mel_freqs, idx)) for v in (f0, f1))
+            fig.add_shape(type="rect", x0=b["onset"], x1=b["offset"], y0=y0, y1=y1, line=dict(color="#2ca02c", width=2),
                           fillcolor="rgba(0,0,0,0)", row=r, col=1)
         if b.get("label"):
             fig.add_annotation(x=b["onset"], y=f1, text=str(b["label"]), showarrow=False, xanchor="left",
@@ -75,8 +80,8 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
     boxes : list of dict, optional
         Event boxes ``{"onset", "offset", "fmin", "fmax", "label"}`` drawn on both panels.
     mel : bool
-        Draw the relevance folded onto mel bands (:meth:`Attribution.mel_view`); the
-        frequency axis then shows the bands' centre frequencies.
+        Draw the relevance folded onto mel bands (:meth:`Attribution.mel_view`), one row
+        per band, labelled with the bands' centre frequencies.
     show_spectrogram : bool
         Add the spectrogram panel (dB, greys) above the relevance.
     max_frames, max_bins : int
@@ -95,11 +100,14 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
     go = _go()
     A = np.asarray(attr.map, np.float64)
     freqs = np.asarray(attr.freqs, float)
-    if mel:
-        A, freqs = attr.mel_view()
+    mel_freqs = None
+    if mel:  # rows are mel bands, drawn evenly spaced and labelled in Hz
+        A, mel_freqs = attr.mel_view()
         A = np.asarray(A, np.float64)
+        freqs = np.arange(A.shape[0], dtype=float)
     A, times = _decimate(A, attr.times, max_frames)
-    A, freqs = _decimate_rows(A, freqs, max_bins)
+    if not mel:
+        A, freqs = _decimate_rows(A, freqs, max_bins)
     lim = _symmetric_range(A, percentile)
     rows = 2 if show_spectrogram else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
@@ -117,9 +125,15 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
                              colorbar=dict(title="relevance", len=0.45, y=0.22 if show_spectrogram else 0.5),
                              name="relevance", hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.3g}<extra></extra>"),
                   row=rows, col=1)
-    _box_shapes(fig, boxes, list(range(1, rows + 1)), attr.times, attr.freqs)
+    _box_shapes(fig, boxes, list(range(1, rows + 1)), attr.times, attr.freqs, mel_rows=(rows,) if mel else (),
+                mel_freqs=mel_freqs)
     for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="frequency (Hz)", range=[0, fmax or float(attr.freqs[-1])], row=r, col=1)
+        if mel and r == rows:
+            ticks = np.unique(np.linspace(0, len(mel_freqs) - 1, 8).round().astype(int))
+            fig.update_yaxes(title_text="mel band centre (Hz)", tickmode="array", tickvals=ticks.tolist(),
+                             ticktext=[f"{mel_freqs[t]:.0f}" for t in ticks], row=r, col=1)
+        else:
+            fig.update_yaxes(title_text="frequency (Hz)", range=[0, fmax or float(attr.freqs[-1])], row=r, col=1)
     fig.update_xaxes(title_text="time (s)", row=rows, col=1)
     sub = []
     if attr.completeness_error is not None:

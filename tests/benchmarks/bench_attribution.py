@@ -291,12 +291,14 @@ def study_detector(name: str, n_scenes: int = 8, n_deletion: int = 6, steps: int
     # IG steps for <= 1 % completeness
     st = {}
     for base in ("silence", "noise:-30"):
-        st[base] = []
-        for i in range(3):
-            ex = load_example(name, i)
-            ev = next(e for e in ex.events if e["label"] in spec.classes)
-            st[base].append(ig_steps_for_completeness(spec, ex.y, _event_target(ev), baseline=base,
-                                                      steps=(8, 16, 32, 64, 128, 256, 512)))
+        for spacing in ("linear", "adaptive"):
+            key = f"{base}|{spacing}"
+            st[key] = []
+            for i in range(3):
+                ex = load_example(name, i)
+                ev = next(e for e in ex.events if e["label"] in spec.classes)
+                st[key].append(ig_steps_for_completeness(spec, ex.y, _event_target(ev), baseline=base, spacing=spacing,
+                                                         steps=(8, 16, 32, 64, 128, 256, 512)))
     out["ig_steps"] = st
     out["seconds_total"] = round(time.perf_counter() - t0, 1)
     return out
