@@ -118,10 +118,10 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
         S, st = _decimate(S, attr.times, max_frames)
         S, sf = _decimate_rows(S, attr.freqs, max_bins)
         top = float(S.max())
-        fig.add_trace(go.Heatmap(x=st, y=sf, z=S, colorscale=_SPEC, zmin=top - 80, zmax=top,
+        fig.add_trace(go.Heatmap(x=st, y=sf, z=S.astype(np.float32), colorscale=_SPEC, zmin=top - 80, zmax=top,
                                  colorbar=dict(title="dB", len=0.45, y=0.78), name="|X|",
                                  hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Heatmap(x=times, y=freqs, z=A, colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
+    fig.add_trace(go.Heatmap(x=times, y=freqs, z=A.astype(np.float32), colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
                              colorbar=dict(title="relevance", len=0.45, y=0.22 if show_spectrogram else 0.5),
                              name="relevance", hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.3g}<extra></extra>"),
                   row=rows, col=1)
