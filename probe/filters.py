@@ -48,12 +48,12 @@ class FilterBank:
     """
 
     name: str
-    weights: np.ndarray
+    weights: np.ndarray = field(repr=False)
     axis: str
     sample_rate: int
     stride: int = 1
     role: str = "analysis"
-    freqs_hz: np.ndarray | None = None
+    freqs_hz: np.ndarray | None = field(default=None, repr=False)
     module_type: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -514,7 +514,7 @@ def parse_target(text: str) -> Target:
     Examples
     --------
     >>> parse_target("class=bell,t=3.0:3.5")
-    ClassTarget(cls='bell', t=(3.0, 3.5), reduce='mean')
+    ClassTarget(cls='bell', t=(3.0, 3.5), reduce='mean', score='prob')
     >>> str(parse_target("source=1,f=200:1000"))
     'source=1,f=200:1000'
     """
