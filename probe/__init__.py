@@ -30,6 +30,7 @@ _LAZY = {
     "load": "probe.resolve",
     "load_example": "probe.resolve",
     "attribute": "probe.attribution",
+    "Attribution": "probe.attribution",
 }
 
 __all__ = sorted(_LAZY) + ["errors", "__version__"]
