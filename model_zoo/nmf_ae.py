@@ -22,11 +22,12 @@ banks pad ``L - stride`` internally, the decoder is called with ``output_size=n`
 
 from __future__ import annotations
 
-from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from model_zoo._waveform import mixture_example, waveform_spec
 
 from model_zoo.convtasnet_lite import run_separator
 
@@ -117,29 +118,12 @@ def build(config: dict | None = None):
 
 def make_spec(model, *, info: dict | None = None):
     """Wrap the module for probe: waveform in (``bcn``), separated sources out (``bsn``)."""
-    from probe.adapter import ModelSpec
-    from probe.grid import TFGrid
-
-    return ModelSpec(model, input_kind="waveform", grid=TFGrid(8000, n_fft=256, hop_length=64), input_layout="bcn",
-                     output_kind="sources", n_sources=model.n_sources, name=NAME, info=dict(info or {}))
-
-
-@lru_cache(maxsize=4)
-def _items(dataset: str, split: str, n: int):
-    from model_zoo.data import separation_set
-
-    return separation_set(dataset, split, n=n)
+    return waveform_spec(model, NAME, info=info)
 
 
 def example(i: int = 0, split: str = "test", *, dataset: str | None = None):
     """Mixture ``i`` of the split this model was evaluated on, with its exact sources."""
-    from probe.audio import AudioExample
-
-    dataset = dataset or DEFAULT_CONFIG["dataset"]
-    item = _items(dataset, split, int(i) + 1)[int(i)]
-    return AudioExample(np.asarray(item["mixture"], np.float32), int(item["sr"]), name=f"{NAME}:{dataset}:{split}:{i}",
-                        sources=np.asarray(item["sources"], np.float32), source_names=list(item["source_names"]),
-                        info={"split": split, "dataset": dataset, **dict(item.get("meta", {}))})
+    return mixture_example(NAME, dataset or DEFAULT_CONFIG["dataset"], int(i), split)
 
 
 def separate(model, y) -> np.ndarray:
