@@ -7,7 +7,7 @@ Named steps, each a plain module so probe's capture and filter discovery see the
           w ⊙ m_s ──decoder (ConvTranspose1d N→1, kernel L, stride L/2)──► ŝ_s (b, S, n)
 
 The encoder's first layer sees the raw waveform and the decoder is the last layer, so
-:func:`probe.filters.filters` lists them as the ``analysis`` and ``synthesis`` banks.
+:func:`probe.filterbank.filters` lists them as the ``analysis`` and ``synthesis`` banks.
 Both pad internally (``padding = L - stride``) and the decoder is called with
 ``output_size=n``, so the output has exactly the input's length, odd lengths included.
 

@@ -14,7 +14,7 @@ The masks are a softmax over sources, so they sum to one in every latent cell an
 estimates add up to the autoencoder's reconstruction of the mixture, as NMF's Wiener
 masks do. Softplus (not ReLU) keeps every latent cell alive, as in the paper's
 non-negative autoencoder. The encoder is the first layer on the waveform and the decoder
-the last, so :func:`probe.filters.filters` lists them as the analysis and synthesis banks.
+the last, so :func:`probe.filterbank.filters` lists them as the analysis and synthesis banks.
 Each clip is divided by its RMS before the encoder and the estimates multiplied back (the
 softplus is only non-linear for O(1) inputs). Output length equals input length (both
 banks pad ``L - stride`` internally, the decoder is called with ``output_size=n``).

@@ -1,7 +1,7 @@
 """Raw-waveform CNN sound-event detector (after Dieleman & Schrauwen, "End-to-end learning for music audio", 2014).
 
 The first layer is a strided ``Conv1d`` straight on the samples: a learned filter bank that
-:func:`probe.filters.filters` lists as the model's ``analysis`` bank. Named steps::
+:func:`probe.filterbank.filters` lists as the model's ``analysis`` bank. Named steps::
 
     y (b, 1, n) ──frontend (Conv1d 1→64, kernel 400 = 25 ms, stride 160 = 10 ms, pad 200)──►  (b, 64, n/160 + 1)
         ──|·| → log(1 + 100·|·|) → compress_norm (BatchNorm1d)──►  log "band energies", 10 ms steps

@@ -359,7 +359,7 @@ def model_outputs(model, y) -> dict:
 # =====================================================================================
 def filter_banks(model) -> dict:
     """``{layer: FilterBank}`` of the model (the discovery runs the model, hence the lock)."""
-    from .filters import filters
+    from .filterbank import filters
 
     spec, lock = _spec_and_lock(model)
     with lock:
@@ -393,7 +393,7 @@ def layer_names(model) -> list[str]:
 
 def time_layers(model, y) -> list[str]:
     """Module paths whose output has a time axis on clip ``y`` (one capture of every layer, under the lock)."""
-    from .capture import capture_audio
+    from .hooks import capture_audio
 
     spec, lock = _spec_and_lock(model)
     names = set(layer_names(model))
@@ -488,7 +488,7 @@ def capture_layer(model, y, layer: str, *, view: str = "auto", max_rows: int = 5
     AnalysisError
         A layer whose output has no time axis.
     """
-    from .capture import capture_audio
+    from .hooks import capture_audio
 
     spec, lock = _spec_and_lock(model)
     y = np.asarray(y, np.float32)

@@ -72,7 +72,7 @@ def capture_overhead(spec, seconds: float = 4.0, repeats: int = 9) -> dict:
     """Median time of a forward with all leaf modules captured over a plain forward."""
     import torch
 
-    from .capture import capture
+    from .hooks import capture
 
     x = spec.features(np.random.default_rng(0).standard_normal(int(seconds * spec.sample_rate)).astype(np.float32) * 0.1)
     model = spec.model

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .capture import Cache, Record
+from .hooks import Cache, Record
 from .errors import RunStoreError
 
 __all__ = ["save_run", "load_run", "package_versions"]

@@ -28,7 +28,7 @@ from probe.analyze.filters import (
     truncate_responses,
 )
 from probe.errors import AnalysisError
-from probe.filters import FilterBank
+from probe.filterbank import FilterBank
 
 SR = 16000
 
@@ -190,7 +190,7 @@ def test_filterbank_from_model_roundtrip():
     import torch
 
     from probe import ModelSpec, TFGrid
-    from probe.filters import filters
+    from probe.filterbank import filters
 
     centres = erb_centres(8, 300, 5000)
     k, _ = gammatone_kernels(centres, n_taps=512)

@@ -22,7 +22,7 @@ from probe.analyze.nmf import (
     resample_activations,
 )
 from probe.errors import AnalysisError
-from probe.filters import FilterBank, filters
+from probe.filterbank import FilterBank, filters
 
 SR = 8000
 GRID = TFGrid(SR, n_fft=256, hop_length=64)

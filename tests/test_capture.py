@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from probe import ModelSpec, TFGrid, capture
-from probe.capture import capture_audio
+from probe.hooks import capture_audio
 from probe.errors import CaptureError, LayerNotFoundError
 from tests._models import InplaceConv, TinyBLSTM, assert_unchanged, n_hooks, snapshot
 
@@ -47,7 +47,7 @@ def test_waveform_layers_seconds_per_step(wave_spec, rng):
 
 def test_selectors(blstm_spec, rng):
     m = blstm_spec.model
-    from probe.capture import select_layers
+    from probe.hooks import select_layers
 
     assert select_layers(m, "bl*") == ["blstm"]
     assert select_layers(m, ["embed", "norm"]) == ["norm", "embed"]

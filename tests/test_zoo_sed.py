@@ -190,7 +190,7 @@ def test_model_contract_shapes_and_ranges(mod, rng):
 
 
 def test_raw_cnn_first_layer_is_a_plain_filter_bank():
-    from probe.filters import filters
+    from probe.filterbank import filters
 
     model = rawcnn_sed.build()
     first = next(m for m in model.modules() if m is not model)

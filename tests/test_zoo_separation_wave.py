@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from probe.filters import filters
+from probe.filterbank import filters
 
 NAMES = ("nmf_ae", "convtasnet_lite", "partitioned_ae")
 ZOO = Path(__file__).resolve().parent.parent / "model_zoo"

@@ -465,7 +465,7 @@ def _record_freqs(spec_or_grid, n: int):
 
 def embeddings_from_record(record, audio, spec_or_grid, *, batch_index: int = 0, freq_axis: int | None = None,
                            axes=None, **kwargs) -> ClipEmbeddings:
-    """Per-T-F or per-frame embeddings from a captured tensor (:class:`probe.capture.Record`).
+    """Per-T-F or per-frame embeddings from a captured tensor (:class:`probe.hooks.Record`).
 
     The record's ``axes`` say which axis is time and which (if any) frequency
     (``"freq"``/``"mel"``); the remaining non-batch axes are flattened into the embedding
@@ -488,7 +488,7 @@ def embeddings_from_record(record, audio, spec_or_grid, *, batch_index: int = 0,
     --------
     >>> import torch
     >>> from probe.adapter import ModelSpec
-    >>> from probe.capture import capture
+    >>> from probe.hooks import capture
     >>> from probe.grid import TFGrid
     >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 6, 64, stride=32), torch.nn.Tanh())
     >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(8000, 256, 64), input_layout="bcn")
@@ -550,7 +550,7 @@ def embeddings_from_layer(spec, audio, layer: str | None = None, **kwargs) -> Cl
     """
     if layer in (None, "", "tf_embeddings", "output"):
         return embeddings_from_model(spec, audio, **kwargs)
-    from ..capture import capture_audio
+    from ..hooks import capture_audio
 
     y = audio.y if hasattr(audio, "y") else audio
     cache = capture_audio(spec, np.asarray(y, np.float32), [layer])

@@ -1,6 +1,6 @@
 """What a learned filterbank is, in filterbank terms: responses, centres, bandwidths, scale, references.
 
-A :class:`~probe.filters.FilterBank` (from :func:`probe.filters.filters`) holds raw kernels.
+A :class:`~probe.filterbank.FilterBank` (from :func:`probe.filterbank.filters`) holds raw kernels.
 This module turns them into the quantities a signal-processing reader asks for first:
 
 * :class:`FilterResponses` — the magnitude response of every filter (a zero-padded rFFT at the
@@ -23,7 +23,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from scipy.signal import firwin
->>> from probe.filters import FilterBank
+>>> from probe.filterbank import FilterBank
 >>> taps = np.stack([firwin(129, [f - 200, f + 200], fs=16000, pass_zero=False) for f in (500, 1500, 3000)])
 >>> fr = filter_responses(FilterBank("enc", taps, "samples", 16000))
 >>> np.round(fr.centre_hz_, -1).tolist(), fr.labels_
@@ -313,7 +313,7 @@ class FilterResponses:
     Examples
     --------
     >>> import numpy as np
-    >>> from probe.filters import FilterBank
+    >>> from probe.filterbank import FilterBank
     >>> t = np.arange(256) / 8000
     >>> taps = np.hanning(256) * np.cos(2 * np.pi * 1000 * t)
     >>> fr = FilterResponses().fit(FilterBank("f", taps[None], "samples", 8000))
@@ -333,11 +333,11 @@ class FilterResponses:
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, bank) -> "FilterResponses":
-        """Compute responses and descriptors of ``bank`` (a :class:`~probe.filters.FilterBank`)."""
+        """Compute responses and descriptors of ``bank`` (a :class:`~probe.filterbank.FilterBank`)."""
         if self.sign not in ("abs", "positive"):
             raise AnalysisError(f"sign must be 'abs' or 'positive', given {self.sign!r}")
         if not hasattr(bank, "weights") or not hasattr(bank, "axis"):
-            raise AnalysisError(f"need a FilterBank (probe.filters.filters(spec)[name]), given {type(bank).__name__}")
+            raise AnalysisError(f"need a FilterBank (probe.filterbank.filters(spec)[name]), given {type(bank).__name__}")
         W = np.asarray(bank.weights)
         if W.ndim < 2 or W.shape[0] < 1 or W.size == 0:
             raise AnalysisError(f"bank {bank.name!r} has no filters: weights shape {W.shape}")

@@ -145,7 +145,7 @@ def fit_nmf(S, n_components: int, *, beta_loss: str = "frobenius", max_iter: int
 
 # ---- bases from a model ----------------------------------------------------------------------
 def bank_bases(bank, freqs_hz, *, sign: str = "abs", n_fft: int | None = None) -> np.ndarray:
-    """Spectral bases of a :class:`~probe.filters.FilterBank` on the STFT bins ``freqs_hz``.
+    """Spectral bases of a :class:`~probe.filterbank.FilterBank` on the STFT bins ``freqs_hz``.
 
     * ``axis="samples"`` (a waveform encoder or a ConvTranspose1d decoder): the magnitude of
       each kernel's zero-padded rFFT, linearly interpolated to ``freqs_hz``.

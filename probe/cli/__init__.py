@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 
-SUBCOMMANDS = ("capture", "filters", "nmf", "embed", "attribute", "zoo", "bench", "report", "app")
+SUBCOMMANDS = ("doctor", "inspect", "capture", "filters", "nmf", "embed", "attribute", "corpus", "zoo", "bench", "report", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

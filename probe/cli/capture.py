@@ -27,7 +27,7 @@ def add_parser(sub):
 def run(args) -> dict:
     import torch
 
-    from ..capture import capture_audio
+    from ..hooks import capture_audio
     from ..store import save_run
 
     t0 = time.perf_counter()

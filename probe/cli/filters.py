@@ -141,7 +141,7 @@ def _write_png(fig, path: str) -> str:
 
 
 def run(args) -> dict:
-    from ..filters import filters
+    from ..filterbank import filters
     from ._common import resolve_model
 
     spec = resolve_model(args.model)

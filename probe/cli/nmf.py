@@ -101,7 +101,7 @@ def _capture_activations(spec, y, *, layer: str | None, bank):
     """Activations ``(units, frames)`` and seconds per frame, from ``layer``'s output or the bank's latent."""
     import torch
 
-    from ..capture import capture, select_layers
+    from ..hooks import capture, select_layers
 
     if layer is not None:
         select_layers(spec.model, layer)  # raises LayerNotFoundError with suggestions
@@ -159,7 +159,7 @@ def _nonlinearity_after(model, name: str) -> str | None:
 
 def run(args) -> dict:
     from ..analyze.nmf import NMFComparison, bank_bases, magnitude_spectrogram, nmf_likeness
-    from ..filters import filters
+    from ..filterbank import filters
     from ._common import resolve_audio, resolve_model
 
     spec = resolve_model(args.model)

@@ -1,7 +1,7 @@
 """Figures for learned filterbanks: pure functions from analysis results to ``plotly`` figures.
 
 Every builder takes results from :mod:`probe.analyze.filters` (or a
-:class:`~probe.filters.FilterBank`) and returns a :class:`plotly.graph_objects.Figure` with
+:class:`~probe.filterbank.FilterBank`) and returns a :class:`plotly.graph_objects.Figure` with
 axes in physical units (ms, Hz, dB). Nothing here computes analysis of its own beyond
 ordering and normalising for display.
 """
