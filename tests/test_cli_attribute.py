@@ -114,10 +114,6 @@ def test_attribute_user_errors_are_one_line(tmp_path, probe_exe, capsys):
 @pytest.mark.slow
 def test_attribute_zoo_example_defaults_to_first_event(probe_exe):
     """With example:NAME:i and no --target: the first event's class over its span, scored against its box."""
-    from pathlib import Path
-
-    if not (Path(__file__).resolve().parents[1] / "model_zoo" / "checkpoints" / "crnn_sed.safetensors").is_file():
-        pytest.skip("the crnn_sed checkpoint is not trained yet")
     from model_zoo.registry import load_example
 
     ev = load_example("crnn_sed", 0).events[0]

@@ -150,8 +150,6 @@ def test_embed_umap_in_a_fresh_process(tmp_path, probe_exe, user_model):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "model_zoo" / "checkpoints" / "dc_blstm.safetensors").is_file(),
-                    reason="the zoo's deep-clustering checkpoint is not installed")
 def test_embed_zoo_deep_clustering_reports_oracle_agreement(tmp_path, probe_exe):
     r = _run(probe_exe, "embed", "zoo:dc_blstm", "example:dc_blstm:0", "--projection", "pca", "--budget", "2000",
              "--audio-out", str(tmp_path / "wav"), "--json")

@@ -13,6 +13,7 @@ import pytest
 
 from model_zoo.data import SEPARATION_KINDS, MissingSourceError, noisy_set, separation_set
 from model_zoo.data import _common as C
+from model_zoo.data import _sources as SRC
 from model_zoo.data import instruments, noisy, speech
 from model_zoo.data.manifest import manifest
 
@@ -167,22 +168,22 @@ def test_noisy_test_split_uses_unseen_recordings_and_signals():
 
 
 def test_missing_soundfont_names_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(C, "SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
+    monkeypatch.setitem(SRC.OVERRIDES, "soundfont", tmp_path / "FluidR3_GM.sf2")
     with pytest.raises(MissingSourceError, match=r"fluid-soundfont-gm.*apt-get install -y fluid-soundfont-gm"):
         separation_set("instruments", "train", n=1)
 
 
 def test_missing_flite_names_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(C, "FLITE", str(tmp_path / "flite"))
+    monkeypatch.setitem(SRC.OVERRIDES, "flite", tmp_path / "flite")
     with pytest.raises(MissingSourceError, match=r"apt-get install -y flite"):
         separation_set("speech", "train", n=1)
 
 
 def test_missing_noise_recordings_name_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(C, "ASTERISK_DIR", tmp_path / "asterisk")
+    monkeypatch.setitem(SRC.OVERRIDES, "asterisk", tmp_path / "asterisk")
     with pytest.raises(MissingSourceError, match=r"apt-get install -y asterisk-core-sounds-en-wav"):
         noisy.asterisk_prompts("train")
-    monkeypatch.setattr(C, "FREEDESKTOP_DIR", tmp_path / "freedesktop")
+    monkeypatch.setitem(SRC.OVERRIDES, "freedesktop", tmp_path / "freedesktop")
     with pytest.raises(MissingSourceError, match=r"apt-get install -y sound-theme-freedesktop"):
         noisy._load(noisy.noise_files("test")["events"][0], SR)
 

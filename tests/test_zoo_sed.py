@@ -23,16 +23,16 @@ SR = 16000
 MODELS = [crnn_sed, rawcnn_sed]
 
 
-def _have_recordings() -> bool:
+@pytest.fixture
+def scene_recordings():
+    """The recorded sound effects the scenes are built from; ``.ci/setup`` installs them, so missing = failure."""
     try:
         S._catalogue()
-        return True
-    except S.MissingSourceError:
-        return False
+    except S.MissingSourceError as e:
+        pytest.fail(f"scene recordings missing (bash .ci/setup installs them; `probe doctor` lists them): {e}")
 
 
-needs_data = pytest.mark.skipif(not _have_recordings(), reason="scene recordings missing: apt-get install -y "
-                                "wesnoth-1.16-data sound-theme-freedesktop asterisk-core-sounds-en-wav alsa-utils")
+needs_data = pytest.mark.usefixtures("scene_recordings")
 
 
 def _envelope_bounds(y: np.ndarray, sr: int, top_db: float) -> tuple[float, float]:
@@ -162,7 +162,9 @@ def test_test_recordings_never_appear_in_train_or_val():
 
 
 def test_missing_package_names_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "WESNOTH_DIR", tmp_path / "nowhere")
+    from model_zoo.data import _sources as SRC
+
+    monkeypatch.setitem(SRC.OVERRIDES, "wesnoth", tmp_path / "nowhere")
     S._catalogue.cache_clear()
     S._splits.cache_clear()
     try:
@@ -250,8 +252,7 @@ def test_shipped_checkpoint_matches_its_card(mod):
     from model_zoo.recipes._common import CARD_DIR, CHECKPOINT_DIR, load_checkpoint
 
     path, card_path = CHECKPOINT_DIR / f"{mod.NAME}.safetensors", CARD_DIR / f"{mod.NAME}.json"
-    if not path.is_file() or not card_path.is_file():
-        pytest.skip(f"no shipped checkpoint for {mod.NAME}")
+    assert path.is_file() and card_path.is_file(), f"no shipped checkpoint for {mod.NAME}"
     assert path.stat().st_size <= 10 * 2**20
     card = json.loads(card_path.read_text())
     state, meta = load_checkpoint(path)

@@ -16,26 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from probe.errors import AudioError
+from . import _sources
+from ._sources import MissingSourceError
 
 __all__ = [
     "MissingSourceError",
     "SEED",
     "SPLITS",
-    "SOUNDFONT",
-    "FLITE",
-    "ALSA_DIR",
-    "FREEDESKTOP_DIR",
-    "ASTERISK_DIR",
+    "require_source",
+    "source_path",
     "require_file",
-    "require_dir",
-    "require_executable",
     "item_rng",
     "stable_hash",
     "rms_db",
@@ -48,51 +43,20 @@ __all__ = [
 SEED = 20240611
 SPLITS = ("train", "val", "test")
 
-# Paths of the recordings, read at call time so tests can monkeypatch them.
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # fluid-soundfont-gm, MIT
-FLITE = "/usr/bin/flite"  # flite (+ libflite1), CMU permissive licence
-ALSA_DIR = Path("/usr/share/sounds/alsa")  # alsa-utils, GPL-2
-FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")  # sound-theme-freedesktop, CC-BY-SA-3.0 / GPL-2+
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")  # asterisk-core-sounds-en-wav, CC-BY-SA-3.0
-
-
-class MissingSourceError(AudioError, FileNotFoundError):
-    """A recording, soundfont or program the data builders need is not installed.
-
-    The message names the missing path and the Debian package that ships it, with the
-    command that installs it.
-    """
-
-
-def _missing(what: str, path, package: str) -> MissingSourceError:
-    return MissingSourceError(
-        f"{what} not found: {path}. It is shipped by the Debian package {package!r}; "
-        f"install it with: apt-get install -y {package}"
-    )
+# Where the recordings are is decided in one place, model_zoo/data/_sources.py, from what each
+# Debian package really installs: require_source("asterisk") -> Path (or MissingSourceError naming
+# the package and the command that installs it); source_path(key) -> Path or None, never raises.
+require_source = _sources.require
+source_path = _sources.path
 
 
 def require_file(path, package: str, what: str = "file") -> Path:
     """Return ``path`` as a Path, or raise :class:`MissingSourceError` naming ``package``."""
     p = Path(path)
     if not p.is_file():
-        raise _missing(what, p, package)
+        raise MissingSourceError(f"{what} not found: {p}. It is shipped by the Debian package {package!r}; "
+                                 f"install it with: apt-get install -y {package} (see `probe doctor`)")
     return p
-
-
-def require_dir(path, package: str, what: str = "folder", pattern: str = "*") -> Path:
-    """Return ``path`` if it is a folder holding at least one ``pattern`` file, else raise."""
-    p = Path(path)
-    if not p.is_dir() or not any(p.glob(pattern)):
-        raise _missing(what, p, package)
-    return p
-
-
-def require_executable(path_or_name: str, package: str, what: str = "program") -> str:
-    """Return the full path of an executable, or raise :class:`MissingSourceError`."""
-    found = shutil.which(str(path_or_name))
-    if found is None:
-        raise _missing(what, path_or_name, package)
-    return found
 
 
 def stable_hash(*parts) -> int:

@@ -97,13 +97,10 @@ def note_range(program: int) -> tuple[int, int]:
 
 def _synth():
     """One tinysoundfont synth per process (loading FluidR3 takes ~1 s and ~150 MB)."""
-    path = C.require_file(C.SOUNDFONT, "fluid-soundfont-gm", "General MIDI soundfont FluidR3_GM.sf2")
+    path = C.require_source("soundfont")
     key = str(path)
     if key not in _SYNTH:
-        try:
-            import tinysoundfont
-        except ImportError as e:  # pragma: no cover - listed in the venv
-            raise C.MissingSourceError("the PyPI package 'tinysoundfont' is needed: pip install tinysoundfont") from e
+        tinysoundfont = C.require_source("tinysoundfont")  # the error names a pip command that works
         synth = tinysoundfont.Synth(samplerate=RENDER_SR)
         sfid = synth.sfload(key)
         _SYNTH.clear()
@@ -162,7 +159,7 @@ def render_line(program: int, notes, n_samples: int, *, sr: int) -> np.ndarray:
                 cur = t
             if on:
                 if not synth.noteon(0, pitch, vel):
-                    raise C.MissingSourceError(f"GM program {program} cannot play MIDI note {pitch} with {C.SOUNDFONT}")
+                    raise C.MissingSourceError(f"GM program {program} cannot play MIDI note {pitch} with {C.source_path('soundfont')}")
             else:
                 synth.noteoff(0, pitch)
         if n_render > cur:
@@ -220,7 +217,7 @@ def make_item(split: str, index: int, *, sr: int, seconds: float):
         "notes": lines,
         "rms_db": [round(C.rms_db(s), 2) for s in stems],
         "level_diff_db": round(diff_db, 2),
-        "source_files": [str(C.SOUNDFONT)],
+        "source_files": [str(C.source_path("soundfont"))],
         "package": "fluid-soundfont-gm",
         "licence": "MIT",
         "renderer": f"tinysoundfont at {RENDER_SR} Hz, soxr resampled",

@@ -15,16 +15,16 @@ __all__ = ["manifest", "PACKAGES"]
 
 #: Debian/PyPI packages the builders read, with their licences.
 PACKAGES = {
-    "fluid-soundfont-gm": {"source": "debian", "licence": "MIT", "path": str(C.SOUNDFONT),
+    "fluid-soundfont-gm": {"source": "debian", "licence": "MIT", "data_source": "soundfont",
                            "what": "FluidR3_GM.sf2: General MIDI presets from recorded instrument samples"},
     "tinysoundfont": {"source": "pypi", "licence": "MIT", "what": "SoundFont renderer (code only)"},
-    "flite": {"source": "debian", "licence": "CMU permissive (BSD-like; flite and its voices)", "path": str(C.FLITE),
+    "flite": {"source": "debian", "licence": "CMU permissive (BSD-like; flite and its voices)", "data_source": "flite",
               "what": "speech synthesiser; voices kal16, awb, rms, slt (16 kHz)"},
     "libflite1": {"source": "debian", "licence": "CMU permissive (BSD-like)", "what": "flite's voices and libraries"},
-    "alsa-utils": {"source": "debian", "licence": "GPL-2", "path": str(C.ALSA_DIR / "Noise.wav"), "what": "Noise.wav, a recorded noise test signal"},
-    "sound-theme-freedesktop": {"source": "debian", "licence": "CC-BY-3.0 / CC-BY-SA-3.0 / GPL-2(+), per file", "path": str(C.FREEDESKTOP_DIR),
+    "alsa-utils": {"source": "debian", "licence": "GPL-2", "data_source": "alsa", "what": "Noise.wav, a recorded noise test signal"},
+    "sound-theme-freedesktop": {"source": "debian", "licence": "CC-BY-3.0 / CC-BY-SA-3.0 / GPL-2(+), per file", "data_source": "freedesktop",
                                 "what": "event sounds (bells, phone rings, crumpling, shutter)"},
-    "asterisk-core-sounds-en-wav": {"source": "debian", "licence": "CC-BY-SA-3.0 (Allison Smith)", "path": str(C.ASTERISK_DIR),
+    "asterisk-core-sounds-en-wav": {"source": "debian", "licence": "CC-BY-SA-3.0 (Allison Smith)", "data_source": "asterisk",
                                     "what": "568 recorded English prompts, one female speaker, 8 kHz"},
 }
 
@@ -41,6 +41,10 @@ def _version(package: str):
 
 def _package(name: str) -> dict:
     info = dict(PACKAGES[name], name=name)
+    key = info.pop("data_source", None)
+    if key is not None:  # where this machine has it (model_zoo/data/_sources.py), None when missing
+        where = C.source_path(key)
+        info["path"] = None if where is None else str(where / "Noise.wav" if key == "alsa" else where)
     if info["source"] == "debian":
         info["version"] = _version(name)
     else:
@@ -60,14 +64,14 @@ def _instruments(split: str) -> dict:
     for family in ("low", "high"):
         for p in I.programs(family, split):
             sources.append({"preset": p, "bank": 0, "name": I.FLUID_NAMES[p], "family": family, "note_range": list(I.note_range(p)),
-                            "path": str(C.SOUNDFONT), "package": "fluid-soundfont-gm", "licence": "MIT"})
+                            "path": str(C.source_path("soundfont")), "package": "fluid-soundfont-gm", "licence": "MIT"})
     return {"sources": sources}
 
 
 def _speech(split: str) -> dict:
     from . import speech as S
 
-    voices = [{"voice": v, "path": str(C.FLITE), "package": "flite", "licence": "CMU permissive"} for v in S.VOICES]
+    voices = [{"voice": v, "path": str(C.source_path("flite")), "package": "flite", "licence": "CMU permissive"} for v in S.VOICES]
     return {"voices": voices, "texts": S.text_pool(split),
             "held_out_nouns": list(S.TEST_NOUNS) if split == "test" else []}
 

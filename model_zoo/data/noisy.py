@@ -29,6 +29,7 @@ noise-only clips and ``snr_db`` is ``None``.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -80,13 +81,19 @@ FREEDESKTOP_LICENCES = {
 }
 
 
+def _under(path, key: str) -> bool:
+    """Whether ``path`` lies in data source ``key``'s folder (``False`` when that source is missing)."""
+    root = C.source_path(key)
+    return root is not None and str(path).startswith(str(root) + "/")
+
+
 def licence_of(path: str) -> str:
     """Licence string of a noise recording."""
     name = str(path).rsplit("/", 1)[-1]
-    if str(path).startswith(str(C.FREEDESKTOP_DIR)):
+    if _under(path, "freedesktop"):
         lic, holder = FREEDESKTOP_LICENCES.get(name, ("CC-BY-SA-3.0", "unknown"))
         return f"{lic} ({holder})"
-    if str(path).startswith(str(C.ALSA_DIR)):
+    if _under(path, "alsa"):
         return "GPL-2 (The ALSA developers)"
     return "CC-BY-SA-3.0 (Allison Smith, asterisk core sounds)"
 
@@ -98,14 +105,14 @@ def _group(split: str) -> str:
 def noise_files(split: str) -> dict:
     """Recorded noise sources used by ``split``: ``{"events": [...], "recorded": [...], "shaped_spectra": [...]}``."""
     g = _group(split)
-    events = [str(C.FREEDESKTOP_DIR / f) for f in EVENT_FILES[g]]
-    recorded = [str(C.ALSA_DIR / "Noise.wav")] if g == "trainval" else []
+    events = [str(C.require_source("freedesktop") / f) for f in EVENT_FILES[g]]
+    recorded = [str(C.require_source("alsa") / "Noise.wav")] if g == "trainval" else []
     return {"events": events, "recorded": recorded, "shaped_spectra": recorded + events}
 
 
 @functools.lru_cache(maxsize=1)
 def _all_prompts(folder: str) -> tuple:
-    d = C.require_dir(folder, "asterisk-core-sounds-en-wav", "asterisk English prompts folder", "*.wav")
+    d = Path(folder)
     out = []
     for p in sorted(d.glob("*.wav")):
         info = sf.info(p)
@@ -117,13 +124,13 @@ def _all_prompts(folder: str) -> tuple:
 def asterisk_prompts(split: str) -> list[tuple[str, int, int]]:
     """``(path, frames, rate)`` of the asterisk prompts (>= 1 s) of ``split``'s group; a third are test-only."""
     want_test = _group(split) == "test"
-    return [p for p in _all_prompts(str(C.ASTERISK_DIR)) if (C.stable_hash("asterisk", p[0].rsplit("/", 1)[-1]) % 3 == 0) == want_test]
+    return [p for p in _all_prompts(str(C.require_source("asterisk"))) if (C.stable_hash("asterisk", p[0].rsplit("/", 1)[-1]) % 3 == 0) == want_test]
 
 
 def _package_of(path: str) -> str:
-    if path.startswith(str(C.ALSA_DIR)):
+    if _under(path, "alsa"):
         return "alsa-utils"
-    if path.startswith(str(C.FREEDESKTOP_DIR)):
+    if _under(path, "freedesktop"):
         return "sound-theme-freedesktop"
     return "asterisk-core-sounds-en-wav"
 
@@ -240,7 +247,7 @@ def _signal(rng, split, n, sr, seconds):
     notes = instruments.random_line(rng, instruments.note_range(program), seconds)
     y = instruments.render_line(program, notes, n, sr=sr)
     return y, {"type": "instrument", "family": family, "program": program, "preset_name": instruments.FLUID_NAMES[program],
-               "notes": notes, "file": str(C.SOUNDFONT), "package": "fluid-soundfont-gm", "licence": "MIT"}
+               "notes": notes, "file": str(C.source_path("soundfont")), "package": "fluid-soundfont-gm", "licence": "MIT"}
 
 
 def has_signal(split: str, index: int) -> bool:
@@ -284,7 +291,7 @@ def make_item(split: str, index: int, *, sr: int, seconds: float):
     noise = (noise * np.float32(scale)).astype(np.float32)
     provenance = []  # flat list for model cards: every recording this clip used, with package and licence
     if signal_meta is not None:
-        provenance.append({"role": "signal", "file": str(C.FLITE) if signal_meta["type"] == "speech" else str(C.SOUNDFONT),
+        provenance.append({"role": "signal", "file": str(C.source_path("flite" if signal_meta["type"] == "speech" else "soundfont")),
                            "package": signal_meta["package"], "licence": signal_meta["licence"]})
     for f in [x["file"] for x in bed_meta.get("files", [])] + [bed_meta[k] for k in ("file", "spectrum_from") if k in bed_meta]:
         provenance.append({"role": f"noise_{bed_type}", "file": f, "package": _package_of(f), "licence": licence_of(f)})

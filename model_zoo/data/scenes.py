@@ -41,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (ALSA_DIR, ASTERISK_DIR, FREEDESKTOP_DIR, MissingSourceError, build_dir, require_dir,
-                      resample, stable_hash)
+from ._common import MissingSourceError, build_dir, require_source, resample, source_path, stable_hash
 
 __all__ = ["SCENE_CLASSES", "DEFAULT_SIZES", "TOP_DB", "BAND_ENERGY", "FRAME_SECONDS", "scene_set", "scene",
            "scene_sources", "scene_manifest", "event_bounds", "event_band", "event_roll", "MissingSourceError"]
@@ -50,8 +49,6 @@ __all__ = ["SCENE_CLASSES", "DEFAULT_SIZES", "TOP_DB", "BAND_ENERGY", "FRAME_SEC
 #: Bump when the output of :func:`scene` changes (invalidates nothing on disk: only sources are cached).
 VERSION = 4
 SEED = 7_071_991
-
-WESNOTH_DIR = Path("/usr/share/games/wesnoth/1.16/data/core/sounds")  # wesnoth-1.16-data, GPL-2+
 
 #: Event classes, in the order of every model's output channels.
 SCENE_CLASSES = ["speech", "cry", "creature", "melee", "projectile", "magic", "alert", "horn"]
@@ -148,12 +145,11 @@ BACKGROUND_SPANS = {"train": (0.0, 1.0), "val": (0.0, 1.0), "test": (0.0, 1.0)}
 
 # ---- sources --------------------------------------------------------------------------
 def _root(package_key: str) -> Path:
-    return {"wesnoth": WESNOTH_DIR, "freedesktop": FREEDESKTOP_DIR, "asterisk": ASTERISK_DIR, "alsa": ALSA_DIR}[package_key]
+    """Folder of a source package's sounds, found from what the package installs (model_zoo/data/_sources.py)."""
+    return require_source(package_key)
 
 
-def _require(package_key: str) -> Path:
-    pattern = {"wesnoth": "*.ogg", "freedesktop": "*.oga", "asterisk": "*.wav", "alsa": "*.wav"}[package_key]
-    return require_dir(_root(package_key), _PACKAGES[package_key][0], what=f"{package_key} sounds", pattern=pattern)
+_require = _root
 
 
 # Alert sounds made as pairs (one likely the other reversed or re-pitched): one family each.
@@ -637,12 +633,12 @@ def scene_manifest() -> dict:
     for s in SPLITS:
         for files in list(splits[s]["events"].values()) + [splits[s]["backgrounds"]]:
             for f in files:
-                if f.startswith(str(FREEDESKTOP_DIR)):
+                if f.startswith(str(source_path("freedesktop")) + "/"):
                     stem = Path(f).stem
                     lic[f] = _FREEDESKTOP_LICENCES.get(stem, "GPL-2+ (the ALSA developers)")
                 else:
                     for k, (_pkg, licence, _credit) in _PACKAGES.items():
-                        if f.startswith(str(_root(k))):
+                        if f.startswith(str(_root(k)) + "/"):
                             lic[f] = licence
     return {
         "name": "scenes", "version": VERSION, "classes": list(SCENE_CLASSES), "class_descriptions": CLASS_DESCRIPTIONS,

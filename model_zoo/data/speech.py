@@ -111,7 +111,7 @@ def text_pool(split: str) -> list[str]:
 
 
 def _flite_path() -> str:
-    return C.require_executable(C.FLITE, "flite", "speech synthesiser flite")
+    return str(C.require_source("flite"))
 
 
 def synthesize(text: str, voice: str, *, sr: int) -> np.ndarray:
@@ -193,7 +193,7 @@ def make_item(split: str, index: int, *, sr: int, seconds: float):
         "rms_db": [round(C.rms_db(s), 2) for s in stems],
         "level_diff_db": round(diff_db, 2),
         "held_out": "texts (test sentences and their main nouns never occur in train/val); voices are shared",
-        "source_files": [str(C.FLITE)],
+        "source_files": [str(C.source_path("flite"))],
         "package": "flite",
         "licence": "CMU permissive (flite)",
     }
