@@ -306,8 +306,14 @@ def check(key: str) -> dict:
             version = r.stdout.strip() or None
         except (OSError, subprocess.SubprocessError):
             version = None
+    if ok:
+        fix = None
+    elif over is not None and origin.startswith("$"):
+        fix = f"unset {origin[1:]}  (it points where there is no {src.what}; or: {src.fix})"
+    else:
+        fix = src.fix if over is not None else _fix(src)
     out.update(status="ok" if ok else "missing", path=str(p) if p is not None else None, found_by=origin,
-               version=version, fix=None if ok else _fix(src))
+               version=version, fix=fix)
     return out
 
 
