@@ -1,4 +1,8 @@
-"""Resolve user-facing names at the edge: ``zoo:NAME`` models and ``example:NAME[:i]`` audio.
+"""Resolve user-facing names at the edge: ``zoo:NAME``, ``hf:PATH``, ``onnx:PATH`` or spec-file models and
+``example:NAME[:i]`` audio.
+
+Every model, whatever its family, passes one check here: a TorchScript module is refused
+with the same one-line error for every command (:mod:`probe.families.torchscript`).
 
 The core library never imports the model zoo; zoo packages register themselves through
 the ``probe.zoo`` entry-point group (``models``, ``examples``, ``catalogue``), so a third
@@ -27,21 +31,44 @@ def zoo_entry(which: str):
 
 
 def load(name):
-    """Load a model spec: ``"zoo:NAME"`` from the installed zoo, or a TOML spec-file path.
+    """Load a model spec from a user-facing name.
+
+    ``"zoo:NAME"`` (the installed zoo), ``"hf:PATH"`` (a local Hugging Face folder, see
+    :func:`probe.families.hf.load_hf`), ``"onnx:PATH"`` (converted with onnx2torch, see
+    :func:`probe.families.onnx.load_onnx`) or a TOML spec-file path. TorchScript models
+    (a spec whose factory returns one, or a ``torch.jit.save`` file given directly) raise
+    :class:`~probe.families.torchscript.TorchScriptError`.
 
     Examples
     --------
     >>> spec = load("zoo:crnn_sed")          # doctest: +SKIP
+    >>> spec = load("hf:models/wav2vec2")    # doctest: +SKIP
     >>> spec = load("my_model/spec.toml")    # doctest: +SKIP
     """
-    from .adapter import load_spec
+    from .families.torchscript import TORCHSCRIPT_HINT, TorchScriptError, check_eager, is_torchscript_file
 
     name = str(name)
     if name.startswith("zoo:"):
-        return zoo_entry("models")(name[4:])
-    if Path(name).suffix == ".toml" or Path(name).is_file():
-        return load_spec(name)
-    raise SpecError(f"unknown model {name!r}: use zoo:NAME (see `probe zoo list`) or a path to a .toml spec file")
+        spec = zoo_entry("models")(name[4:])
+    elif name.startswith("hf:"):
+        from .families.hf import load_hf
+
+        spec = load_hf(name[3:])
+    elif name.startswith("onnx:"):
+        from .families.onnx import load_onnx
+
+        spec = load_onnx(name[5:])
+    elif Path(name).suffix == ".toml" or Path(name).is_file():
+        if Path(name).suffix != ".toml" and is_torchscript_file(name):
+            raise TorchScriptError(f"{name} is a TorchScript archive (torch.jit.save); {TORCHSCRIPT_HINT}")
+        from .adapter import load_spec
+
+        spec = load_spec(name)
+    else:
+        raise SpecError(f"unknown model {name!r}: use zoo:NAME (see `probe zoo list`), hf:FOLDER, onnx:FILE "
+                        "or a path to a .toml spec file")
+    check_eager(spec.model, name=spec.name)
+    return spec
 
 
 def load_example(name: str, index: int = 0) -> AudioExample:
