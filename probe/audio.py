@@ -82,7 +82,8 @@ def _int_to_float(y: np.ndarray) -> np.ndarray:
 
 
 def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, channel: int | None = None,
-               max_seconds: float | None = DEFAULT_MAX_SECONDS, res_type: str = "soxr_hq") -> tuple[np.ndarray, int]:
+               max_seconds: float | None = DEFAULT_MAX_SECONDS, res_type: str = "soxr_hq",
+               info: dict | None = None) -> tuple[np.ndarray, int]:
     """Load a file or take an array, and return mono float32 at the requested rate.
 
     Parameters
@@ -98,6 +99,12 @@ def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, c
         Pick one channel of a multichannel signal; ``None`` mixes down by averaging.
     max_seconds : float or None
         Reject audio longer than this (checked before resampling, from the file header).
+    info : dict, optional
+        Filled with facts about the source that the samples alone no longer show:
+        ``channels``, ``source_sr`` and, after a mix-down, ``mixdown_db`` (energy of the
+        mix relative to the mean channel energy: 0 dB for identical channels, about -3 dB
+        for independent ones, very negative when the channels cancel).
+        :func:`probe.diagnostics.audio_warnings` turns them into warnings.
 
     Returns
     -------
@@ -124,20 +131,29 @@ def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, c
         y = _int_to_float(y)
     if not (_MIN_RATE <= native <= _MAX_RATE):
         raise AudioError(f"unsupported source sample rate {native} Hz; probe accepts {_MIN_RATE}..{_MAX_RATE} Hz")
+    facts = {"channels": int(y.shape[1]) if y.ndim == 2 else 1, "source_sr": native}
     if y.ndim == 2:
         if channel is not None:
             if not -y.shape[1] <= channel < y.shape[1]:
                 raise AudioError(f"channel={channel} out of range for audio with {y.shape[1]} channels")
             y = y[:, channel]
+        elif y.shape[1] == 1:
+            y = y[:, 0]
         else:
+            chan_energy = float(np.mean(np.square(y, dtype=np.float64)))
             y = y.mean(axis=1)
+            if chan_energy > 0 and np.isfinite(chan_energy):
+                mix_energy = float(np.mean(np.square(y, dtype=np.float64)))
+                facts["mixdown_db"] = float(10 * np.log10(max(mix_energy / chan_energy, 1e-30)))
     elif y.ndim != 1:
         raise AudioError(f"audio must be 1-D or 2-D (samples, channels), given shape {y.shape}")
     if y.dtype.kind == "f" and y.dtype.itemsize > 4 and y.size and np.isfinite(y).all():
         peak = float(np.abs(y).max())
-        if peak > np.finfo(np.float32).max:
+        if peak > float(np.finfo(np.float32).max):
             raise AudioError(f"sample magnitude {peak:.3g} exceeds the float32 range; rescale the audio")
     y = validate_audio(np.asarray(y, dtype=np.float32), sr=native, max_seconds=max_seconds)
+    if info is not None:
+        info.update(facts)
     if sr is not None and int(sr) != native:
         import librosa
 
@@ -146,27 +162,86 @@ def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, c
     return y, native
 
 
+def _wav_claimed_frames(path: Path) -> int | None:
+    """Frames the RIFF/WAVE header's ``data`` chunk claims (``None``: not a WAV or length left open)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            endian = "<" if head[:4] == b"RIFF" else ">"
+            block_align = None
+            for _ in range(64):  # a handful of chunks precede the data
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, size = hdr[:4], struct.unpack(endian + "I", hdr[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) >= 14:
+                        block_align = struct.unpack(endian + "H", fmt[12:14])[0]
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None  # streamed WAVs leave the length open
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+    return None
+
+
 def _read_file(path: Path, *, max_seconds: float | None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    raw = str(path)
+    if raw == "-":
+        raise AudioError("reading audio from standard input ('-') is not supported; save it to a file and pass its path")
+    if os.path.islink(raw) and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            raise AudioError(f"{path} is a symbolic link that loops back on itself") from None
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 40:  # ELOOP
+                raise AudioError(f"{path} is a symbolic link that loops back on itself") from None
+            raise AudioError(f"{path} is a symbolic link to {os.readlink(raw)}, which does not exist") from None
+        raise AudioError(f"{path} is a symbolic link to {os.readlink(raw)}, which does not exist")
     if not path.exists():
         raise AudioError(f"no such audio file: {path}")
     if path.is_dir():
         raise AudioError(f"expected an audio file, given a directory: {path}")
+    if not path.is_file():
+        raise AudioError(f"expected a regular audio file, given a device, pipe or socket: {path}")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file is empty (0 bytes): {path}")
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError for bad headers
         raise AudioError(f"cannot decode {path}: {str(exc).strip() or type(exc).__name__} (corrupt or unsupported format)") from None
+    if not (_MIN_RATE <= info.samplerate <= _MAX_RATE):
+        raise AudioError(f"{path}: its header gives a sample rate of {info.samplerate} Hz, outside the "
+                         f"{_MIN_RATE}..{_MAX_RATE} Hz probe accepts (a corrupt header, or not audio)")
     if info.frames < 2:
         raise AudioError(f"audio file holds {info.frames} sample(s): {path}")
-    if max_seconds is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+    claimed = _wav_claimed_frames(path)
+    if claimed is not None and claimed > info.frames:
+        raise AudioError(f"{path}: its header says {claimed / info.samplerate:.3f} s ({claimed} frames) but the file holds "
+                         f"only {info.frames / info.samplerate:.3f} s ({info.frames} frames); it is truncated or its "
+                         "header is wrong, so re-save it (e.g. sox in.wav out.wav) to analyse what it holds")
+    if max_seconds is not None and info.frames / info.samplerate > max_seconds:
         raise AudioError(f"{path} lasts {info.frames / info.samplerate:.1f} s, above max_seconds={max_seconds:g}")
+    # 64-bit float files are read as such so that values beyond float32 are reported as what they are
+    dtype = "float64" if info.subtype == "DOUBLE" else "float32"
     try:
-        y, native = sf.read(str(path), dtype="float32", always_2d=True)
+        y, native = sf.read(str(path), dtype=dtype, always_2d=True)
     except Exception as exc:
         raise AudioError(f"cannot decode {path}: {str(exc).strip() or type(exc).__name__} (truncated or corrupt data)") from None
+    if y.shape[0] < info.frames:
+        raise AudioError(f"{path}: its header says {info.frames / info.samplerate:.3f} s ({info.frames} frames) but only "
+                         f"{y.shape[0] / info.samplerate:.3f} s ({y.shape[0]} frames) could be decoded; the file is truncated")
     return (y[:, 0] if y.shape[1] == 1 else y), int(native)
 
 

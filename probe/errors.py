@@ -14,8 +14,11 @@ __all__ = [
     "CheckpointError",
     "LayerNotFoundError",
     "CaptureError",
+    "StoreError",
     "RunStoreError",
     "AnalysisError",
+    "OutputError",
+    "ModelError",
 ]
 
 
@@ -46,9 +49,21 @@ class CaptureError(ProbeError, RuntimeError):
     """Capture cannot run on this model (e.g. TorchScript modules have no Python hooks)."""
 
 
-class RunStoreError(ProbeError):
-    """A saved run directory that is missing files or does not match its manifest."""
+class StoreError(ProbeError):
+    """A saved run directory that is missing files, fails its checksums or does not match its manifest."""
+
+
+#: the earlier name of :class:`StoreError`, kept for callers that catch it
+RunStoreError = StoreError
 
 
 class AnalysisError(ProbeError, ValueError):
     """An analyzer given inputs it cannot interpret (wrong shapes, too few points, not fitted)."""
+
+
+class OutputError(ProbeError):
+    """An output folder probe refuses to write into (a user's folder, a file in the way)."""
+
+
+class ModelError(ProbeError, RuntimeError):
+    """The model itself failed on this input: its forward raised, or it returned NaN/Inf."""
