@@ -3,9 +3,13 @@
 Four checks, each a function returning a JSON-able dict:
 
 * :func:`deletion_test` — delete (replace by the baseline) T-F bins in attribution order
-  and in random order; a faithful map makes the target fall faster (lower deletion AUC,
-  larger drop at 10 %). Insertion is the mirror image (start from the baseline, insert
-  the most relevant bins first; higher AUC is better). Petsiuk et al. 2018 (RISE).
+  and in random order (averaged over several seeds, with its spread); a faithful map
+  makes the target fall faster (lower deletion AUC, larger drop at 10 %). Insertion is
+  the mirror image (start from the baseline, insert the most relevant bins first; higher
+  AUC is better). Petsiuk et al. 2018 (RISE). Curves are normalised by
+  ``f(x) - f(baseline)`` and clipped to :data:`CURVE_RANGE`, so they read the same for
+  a probability, a logit or an energy; when that difference is near zero the figures are
+  None with a reason.
 * :func:`randomisation_test` — Adebayo et al. 2018 "Sanity checks for saliency maps":
   randomise the layers top-down on a deep copy of the model and measure how similar the
   maps stay (Spearman rank correlation, SSIM). A map that survives randomisation explains
@@ -27,23 +31,27 @@ import numpy as np
 
 from ..errors import AnalysisError
 
-__all__ = ["deletion_curve", "deletion_test", "randomisation_test", "spearman", "ssim", "completeness",
+__all__ = ["deletion_curve", "deletion_test", "CURVE_RANGE", "MIN_RANDOM_DROP", "randomisation_test", "spearman", "ssim", "completeness",
            "ig_steps_for_completeness", "localisation", "DEFAULT_FRACTIONS"]
 
 #: fractions of bins deleted / inserted (0.1 is on the grid: the "drop at 10 %")
 DEFAULT_FRACTIONS = np.round(np.linspace(0.0, 1.0, 21), 4)
+#: normalised deletion/insertion curves (1 = f(x), 0 = f(baseline)) are clipped to this range
+CURVE_RANGE = (-0.5, 1.5)
+#: random deletion of 10 % must move the normalised score at least this much for a drop ratio to be reported
+MIN_RANDOM_DROP = 0.05
 
 
-def _forward_for(spec, attr):
+def _forward_for(spec, attr, model):
     """A no-grad ``|X| batch → target`` function for the attribution's clip and bound target."""
-    from ..attribution.core import TFForward, analysis_stft
+    from ..attribution.domain import TFForward, analysis_stft
     from ..attribution.targets import Target, TargetContext, as_target
 
     if attr.audio is None:
         raise AnalysisError("the attribution carries no audio; re-run attribute() to test it")
     _, phase, _ = analysis_stft(spec, attr.audio)
     target = attr.target if isinstance(attr.target, Target) else as_target(attr.target, spec)
-    return TFForward(spec, target, TargetContext(spec, len(attr.audio)), phase)
+    return TFForward(spec, target, TargetContext(spec, len(attr.audio)), phase, model=model)
 
 
 def _order(amap, order, rng):
@@ -57,6 +65,20 @@ def _order(amap, order, rng):
     if idx.size != flat.size:
         raise AnalysisError(f"an explicit order needs {flat.size} indices, given {idx.size}")
     return idx
+
+
+def _unavailable_reason(attr, fx, fb, scale):
+    from ..attribution.health import TINY_DIFFERENCE, is_tiny_difference
+
+    if getattr(attr, "nonfinite", None) is not None or not np.all(np.isfinite(attr.map)):
+        return "the attribution is non-finite (NaN/Inf); see its warnings for the module and the fix"
+    if not (np.isfinite(fx) and np.isfinite(fb)):
+        return f"the target is non-finite on the clip or the baseline (f(x) = {fx}, f(baseline) = {fb})"
+    if is_tiny_difference(fx, fb, scale):
+        return (f"f(x) = {fx:.4g} and f(baseline) = {fb:.4g} differ by at most {TINY_DIFFERENCE:.0%} of the target's "
+                "scale: deleting or inserting bins has nothing to move, so normalised curves are meaningless. "
+                "Use another baseline or a target the clip changes")
+    return None
 
 
 def deletion_curve(spec, attr, *, mode: str = "deletion", order="attribution", fractions=None, seed: int = 0,
@@ -77,12 +99,15 @@ def deletion_curve(spec, attr, *, mode: str = "deletion", order="attribution", f
     Returns
     -------
     dict
-        ``fractions``, ``values`` (target), ``normalized`` (values / f(x)), ``auc`` (area
-        under ``normalized`` over [0, 1]).
+        ``fractions``, ``values`` (the target), ``f_x``, ``f_baseline``, ``normalized``
+        (``(values - f(baseline)) / (f(x) - f(baseline))``: 1 = the clip's score, 0 = the
+        baseline's, clipped to :data:`CURVE_RANGE`), ``clipped`` (share of points clipped),
+        ``auc`` (area under ``normalized`` over [0, 1]). ``normalized`` and ``auc`` are
+        None, with a ``reason``, when ``f(x) - f(baseline)`` is near zero or non-finite.
     """
     import torch
 
-    from ..attribution.core import preserved_model
+    from ..attribution.isolation import preserved_model
 
     if mode not in ("deletion", "insertion"):
         raise AnalysisError(f"mode must be 'deletion' or 'insertion', given {mode!r}")
@@ -90,8 +115,7 @@ def deletion_curve(spec, attr, *, mode: str = "deletion", order="attribution", f
         raise AnalysisError("the attribution has no baseline to delete towards")
     fr = DEFAULT_FRACTIONS if fractions is None else np.asarray(fractions, float)
     rng = np.random.default_rng(seed)
-    idx = _order(attr.map, order, rng)
-    fwd = _forward_for(spec, attr)
+    idx = _order(np.nan_to_num(attr.map), order, rng)
     p = next(iter(spec.model.parameters()), None)
     dev = p.device if p is not None else torch.device("cpu")
     x = torch.as_tensor(attr.input_magnitude, device=dev).reshape(-1)
@@ -101,7 +125,8 @@ def deletion_curve(spec, attr, *, mode: str = "deletion", order="attribution", f
     F, T = attr.map.shape
     ks = [int(round(f * idx.size)) for f in fr]
     values = []
-    with preserved_model(spec.model), torch.no_grad():
+    with preserved_model(spec.model) as model, torch.no_grad():
+        fwd = _forward_for(spec, attr, model)
         for i in range(0, len(ks), batch_size):
             batch = []
             for k in ks[i:i + batch_size]:
@@ -109,56 +134,112 @@ def deletion_curve(spec, attr, *, mode: str = "deletion", order="attribution", f
                 v[idx_t[:k]] = fill[idx_t[:k]]
                 batch.append(v.reshape(F, T))
             values.append(fwd(torch.stack(batch)).float().cpu().numpy())
-        fx = float(fwd(x.reshape(1, F, T))[0])
+        ends = fwd(torch.stack([x.reshape(F, T), b.reshape(F, T)])).double().cpu().numpy()
+    fx, fb = float(ends[0]), float(ends[1])
     values = np.concatenate(values).astype(float)
-    scale = fx if abs(fx) > 1e-12 else 1.0
-    norm = values / scale
-    return {"mode": mode, "order": order if isinstance(order, str) else "custom", "fractions": fr.tolist(),
-            "values": values.tolist(), "normalized": norm.tolist(), "auc": float(np.trapezoid(norm, fr)), "f_x": fx}
+    out = {"mode": mode, "order": order if isinstance(order, str) else "custom", "fractions": fr.tolist(),
+           "values": values.tolist(), "f_x": fx, "f_baseline": fb, "normalized": None, "auc": None, "clipped": None}
+    reason = _unavailable_reason(attr, fx, fb, attr.info.get("output_scale") if hasattr(attr, "info") else None)
+    if reason is not None:
+        out["reason"] = reason
+        return out
+    raw = (values - fb) / (fx - fb)
+    norm = np.clip(raw, *CURVE_RANGE)
+    out.update(normalized=norm.tolist(), auc=float(np.trapezoid(norm, fr)), clipped=float(np.mean(norm != raw)))
+    return out
 
 
-def _at(curve, frac):
+def _at(curve, frac, key="normalized"):
     fr = np.asarray(curve["fractions"])
-    return float(np.asarray(curve["values"])[int(np.argmin(np.abs(fr - frac)))])
+    return float(np.asarray(curve[key])[int(np.argmin(np.abs(fr - frac)))])
 
 
-def deletion_test(spec, attr, *, fractions=None, n_random: int = 3, seed: int = 0, insertion: bool = True,
+def _mean_curve(curves):
+    """Mean and spread (standard deviation) over random orders, per fraction."""
+    vals = np.asarray([c["values"] for c in curves], float)
+    norm = np.asarray([c["normalized"] for c in curves], float)
+    return {"fractions": curves[0]["fractions"], "values": vals.mean(0).tolist(), "normalized": norm.mean(0).tolist(),
+            "spread": norm.std(0).tolist(), "n": len(curves)}
+
+
+def deletion_test(spec, attr, *, fractions=None, n_random: int = 5, seed: int = 0, insertion: bool = True,
                   batch_size: int = 8) -> dict:
-    """Deletion (and insertion) curves in attribution order vs random order.
+    """Deletion (and insertion) curves in attribution order vs random order, on a scale that means the same for any score.
+
+    Every curve is normalised by the difference the attribution explains:
+    ``(f(curve) - f(baseline)) / (f(x) - f(baseline))`` — 1 is the clip's score, 0 the
+    baseline's, whatever the target (a probability, a logit, an energy) — and clipped to
+    :data:`CURVE_RANGE` (``[-0.5, 1.5]``) so one overshooting point cannot dominate an
+    area. The random-order curve is the mean over ``n_random`` seeds, with its spread.
 
     Returns
     -------
     dict
-        ``auc`` / ``auc_random`` (deletion, lower is better), ``drop_at_10`` /
-        ``drop_at_10_random`` (fall of the target after deleting 10 % of the bins, as a
-        fraction of f(x)), ``drop_ratio`` (their quotient), ``insertion_auc`` /
-        ``insertion_auc_random`` (higher is better), and the ``curves``.
+        ``auc`` (deletion, lower is better) and ``auc_random`` ± ``auc_random_std``;
+        ``drop_at_10`` (fall of the normalised target after deleting the top 10 % of
+        bins; 1 = all the way to the baseline) and ``drop_at_10_random`` ±
+        ``drop_at_10_random_std``; ``drop_ratio`` (their quotient, None when random
+        deletion moves the score by less than 5 % — a ratio of near-zero numbers means
+        nothing); ``insertion_auc`` / ``insertion_auc_random`` (higher is better);
+        ``f_x``, ``f_baseline``; ``curves``; ``warnings`` (e.g. deletion no better than
+        random) and ``reason`` for each figure that is None. Every figure is None, with
+        ``reason``, when the attribution is non-finite or ``|f(x) - f(baseline)|`` is
+        near zero.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probe import ModelSpec, TFGrid, attribute
+    >>> g = TFGrid(8000, n_fft=256, hop_length=64)
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1), torch.nn.Sigmoid())
+    >>> y = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
+    >>> _ = net(torch.zeros(1, 129, g.n_frames(4000)))
+    >>> spec = ModelSpec(net, input_kind="stft", grid=g, output_kind="clip_scores", classes=["x"])
+    >>> d = deletion_test(spec, attribute(spec, y, "class=x", method="ixg"), n_random=2)
+    >>> sorted(k for k in d if k.startswith("auc"))
+    ['auc', 'auc_random', 'auc_random_std']
     """
     fr = DEFAULT_FRACTIONS if fractions is None else np.asarray(fractions, float)
     if not np.any(np.isclose(fr, 0.1)) or not np.any(np.isclose(fr, 0.0)):
         fr = np.unique(np.concatenate([fr, [0.0, 0.1]]))
+    n_random = max(1, int(n_random))
+    keys = ("auc", "auc_random", "auc_random_std", "drop_at_10", "drop_at_10_random", "drop_at_10_random_std",
+            "drop_ratio")
     d = deletion_curve(spec, attr, fractions=fr, seed=seed, batch_size=batch_size)
+    out: dict = {**{k: None for k in keys}, "f_x": d["f_x"], "f_baseline": d["f_baseline"], "n_random": n_random,
+                 "curve_range": list(CURVE_RANGE), "curves": {"deletion": d}, "warnings": []}
+    if insertion:
+        out.update(insertion_auc=None, insertion_auc_random=None, insertion_auc_random_std=None)
+    if d["auc"] is None:
+        out["reason"] = d["reason"]
+        return out
     rand = [deletion_curve(spec, attr, order="random", fractions=fr, seed=seed + 1 + i, batch_size=batch_size)
             for i in range(n_random)]
-    fx = d["f_x"]
-    scale = abs(fx) if abs(fx) > 1e-12 else 1.0
-    drop = (fx - _at(d, 0.1)) / scale
-    drop_r = float(np.mean([(fx - _at(r, 0.1)) / scale for r in rand]))
-    rmean = {"fractions": d["fractions"], "values": np.mean([r["values"] for r in rand], 0).tolist(),
-             "normalized": np.mean([r["normalized"] for r in rand], 0).tolist()}
-    out = {"auc": d["auc"], "auc_random": float(np.mean([r["auc"] for r in rand])), "drop_at_10": float(drop),
-           "drop_at_10_random": drop_r, "drop_ratio": float(drop / drop_r) if abs(drop_r) > 1e-12 else float("inf"),
-           "f_x": fx, "curves": {"deletion": d, "deletion_random": rmean}}
+    aucs_r = np.array([r["auc"] for r in rand])
+    drop = 1.0 - _at(d, 0.1)
+    drops_r = np.array([1.0 - _at(r, 0.1) for r in rand])
+    out.update(auc=d["auc"], auc_random=float(aucs_r.mean()), auc_random_std=float(aucs_r.std()),
+               drop_at_10=float(drop), drop_at_10_random=float(drops_r.mean()),
+               drop_at_10_random_std=float(drops_r.std()))
+    out["curves"]["deletion_random"] = _mean_curve(rand)
+    if drops_r.mean() >= MIN_RANDOM_DROP:
+        out["drop_ratio"] = float(drop / drops_r.mean())
+    else:
+        out["drop_ratio_reason"] = (f"deleting a random 10 % of the bins moves the score by {drops_r.mean():.1%} of "
+                                    f"f(x) - f(baseline) (under {MIN_RANDOM_DROP:.0%}): a ratio to it would be noise")
+    if d["auc"] >= out["auc_random"] - max(out["auc_random_std"], 0.01):
+        out["warnings"].append(f"deletion no better than random: AUC {d['auc']:.3f} vs {out['auc_random']:.3f} "
+                               f"± {out['auc_random_std']:.3f} for random orders; the map does not rank bins by their "
+                               "effect. Try IG (steps='auto', spacing='adaptive'), another baseline, or another target")
     if insertion:
         ins = deletion_curve(spec, attr, mode="insertion", fractions=fr, seed=seed, batch_size=batch_size)
         ins_r = [deletion_curve(spec, attr, mode="insertion", order="random", fractions=fr, seed=seed + 1 + i,
                                 batch_size=batch_size) for i in range(n_random)]
-        out["insertion_auc"] = ins["auc"]
-        out["insertion_auc_random"] = float(np.mean([r["auc"] for r in ins_r]))
+        a_r = np.array([r["auc"] for r in ins_r])
+        out.update(insertion_auc=ins["auc"], insertion_auc_random=float(a_r.mean()),
+                   insertion_auc_random_std=float(a_r.std()))
         out["curves"]["insertion"] = ins
-        out["curves"]["insertion_random"] = {"fractions": ins["fractions"],
-                                             "values": np.mean([r["values"] for r in ins_r], 0).tolist(),
-                                             "normalized": np.mean([r["normalized"] for r in ins_r], 0).tolist()}
+        out["curves"]["insertion_random"] = _mean_curve(ins_r)
     return out
 
 
@@ -234,21 +315,19 @@ def _layers_in_order(spec, y):
     """Modules owning parameters (norm layers excluded), in the order the forward pass calls them."""
     import torch
 
-    from ..attribution.core import preserved_model
+    from ..attribution.isolation import preserved_model
 
-    model = spec.model
     order: list = []
-    cands = [(n, m) for n, m in model.named_modules()
-             if n and any(True for _ in m.parameters(recurse=False)) and not any(k in type(m).__name__ for k in _NORMS)]
-    handles = []
-    for n, m in cands:
-        handles.append(m.register_forward_hook(lambda mod, i, o, name=n: order.append(name) if name not in order else None))
-    try:
-        with preserved_model(model), torch.no_grad():
-            spec.forward(np.asarray(y[: min(len(y), spec.sample_rate)], np.float32))
-    finally:
-        for h in handles:
-            h.remove()
+    with preserved_model(spec.model) as model, torch.no_grad():  # hooks on the shadow: the user's model is untouched
+        cands = [(n, m) for n, m in model.named_modules()
+                 if n and any(True for _ in m.parameters(recurse=False)) and not any(k in type(m).__name__ for k in _NORMS)]
+        handles = [m.register_forward_hook(lambda mod, i, o, name=n: order.append(name) if name not in order else None)
+                   for n, m in cands]
+        try:
+            dataclasses.replace(spec, model=model).forward(np.asarray(y[: min(len(y), spec.sample_rate)], np.float32))
+        finally:
+            for h in handles:
+                h.remove()
     return order + [n for n, _ in cands if n not in order]
 
 
@@ -302,7 +381,7 @@ def randomisation_test(spec, y, target=None, *, method: str = "saliency", mode: 
     if mode not in ("cascade", "independent"):
         raise AnalysisError(f"mode must be 'cascade' or 'independent', given {mode!r}")
     if attribute_kwargs.get("layer") is not None and not isinstance(attribute_kwargs["layer"], str):
-        from ..attribution.core import _find_layer
+        from ..attribution.methods import find_layer as _find_layer
 
         attribute_kwargs["layer"] = _find_layer(spec.model, attribute_kwargs["layer"])[0]
     if original is None:

@@ -17,7 +17,11 @@ Examples
 from __future__ import annotations
 
 from .baselines import BASELINES, make_baseline
-from .core import METHODS, Attribution, TFForward, analysis_stft, attribute, preserved_model
+from .core import attribute
+from .domain import TFForward, analysis_stft
+from .isolation import preserved_model, shadow_model
+from .methods import BUILDERS, METHODS
+from .result import Attribution
 from .listen import explanation_mask, listen, snr_db, write_explanation
 from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, SourceTarget, Target, TargetContext, as_target,
                       default_target, output_frame_times, parse_target)
@@ -25,4 +29,4 @@ from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, SourceTarget
 __all__ = ["attribute", "Attribution", "METHODS", "BASELINES", "make_baseline", "Target", "TargetContext", "ClassTarget",
            "SourceTarget", "EmbeddingTarget", "CallableTarget", "parse_target", "as_target", "default_target",
            "output_frame_times", "listen", "explanation_mask", "write_explanation", "snr_db", "preserved_model",
-           "TFForward", "analysis_stft"]
+           "TFForward", "analysis_stft", "shadow_model", "BUILDERS"]
