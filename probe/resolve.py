@@ -87,9 +87,12 @@ def resolve_audio(ref, sr: int | None = None, *, max_seconds: float | None = 360
             idx = int(parts[2]) if len(parts) == 3 else 0
         except ValueError:
             raise AudioError(f"example index must be an integer, given {parts[2]!r}") from None
+        if idx < 0:
+            raise AudioError(f"example index must be 0 or more, given {idx} in {ref!r}")
         ex = load_example(parts[1], idx)
         if sr is not None and ex.sr != sr:
             raise AudioError(f"{ref} is at {ex.sr} Hz but the model expects {sr} Hz; use an example made for this model")
         return ex
-    y, rate = load_audio(ref, sr, max_seconds=max_seconds)
-    return AudioExample(y=y, sr=rate, name=Path(ref).name, info={"source": ref, "hash": audio_hash(y, rate)})
+    facts: dict = {}  # channels, source rate, mix-down energy: read by probe.diagnostics.audio_warnings
+    y, rate = load_audio(ref, sr, max_seconds=max_seconds, info=facts)
+    return AudioExample(y=y, sr=rate, name=Path(ref).name, info={"source": ref, "hash": audio_hash(y, rate), "load": facts})
