@@ -59,11 +59,19 @@ def main(argv=None) -> int:
     except ProbeError as exc:
         if args.debug:
             raise
-        print(f"probe {args.command}: error: {exc}", file=sys.stderr)
+        print(f"probe {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the user's model raising in its forward is a user error; probe's bugs keep tracebacks
+        from ..diagnostics import model_error_from
+
+        err = model_error_from(exc)
+        if err is None or args.debug:
+            raise
+        print(f"probe {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     if result is None:
         return 0
     if args.json:
@@ -71,6 +79,11 @@ def main(argv=None) -> int:
     else:
         _print_human(result)
     return 0
+
+
+def _one_line(exc) -> str:
+    """An error message on one line (libraries' messages may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _json_default(o):
