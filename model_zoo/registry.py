@@ -74,11 +74,36 @@ def load_model(name: str, *, checkpoint: bool = True):
 
 
 def load_example(name: str, index: int = 0):
-    """The ``index``-th item of zoo model ``name``'s test split, with its ground truth."""
+    """The ``index``-th item of zoo model ``name``'s test split, with its ground truth.
+
+    Built from the data packages (exact); where they are missing (``probe doctor`` says which),
+    the copy that ships with the package is used if there is one (``model_zoo/data/shipped.py``;
+    ``info["shipped"]`` says so), else the error names the command that installs them.
+    """
+    from model_zoo.data import MissingSourceError
+    from model_zoo.data import shipped
+
     mod = _module(name)
-    ex = mod.example(int(index))
+    try:
+        ex = mod.example(int(index))
+    except MissingSourceError as exc:
+        try:
+            return shipped.load(name, int(index))
+        except KeyError:
+            pass
+        have = [k for k in shipped.available() if k.startswith(f"{name}:")]
+        hint = (f" (example:{have[0]} ships with probe and works without them)" if have else "")
+        raise MissingSourceError(f"example:{name}:{int(index)} is built from data packages that are missing here{hint}: "
+                                 f"{exc}") from exc
     ex.name = f"example:{name}:{int(index)}"
     return ex
+
+
+def shipped_examples() -> list[str]:
+    """``["NAME:i", ...]``: examples stored in the package, usable without the data packages."""
+    from model_zoo.data import shipped
+
+    return shipped.available()
 
 
 def catalogue() -> list[dict]:
@@ -88,5 +113,5 @@ def catalogue() -> list[dict]:
         card = read_card(name) or {}
         out.append({"name": name, "task": card.get("task"), "input": card.get("input"), "params": card.get("params"),
                     "metrics": card.get("metrics", {}), "oracle": card.get("oracle", {}),
-                    "trained": checkpoint_path(name).is_file()})
+                    "trained": checkpoint_path(name).is_file(), "checkpoint": str(checkpoint_path(name))})
     return out

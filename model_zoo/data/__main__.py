@@ -3,6 +3,7 @@
 ``python -m model_zoo.data build [--kind K ...] [--sr 8000]`` builds (or reads from the cache) every
 split and prints item counts, shapes, sizes and times.
 ``python -m model_zoo.data manifest [--kind K] [--used]`` prints the provenance as JSON.
+``python -m model_zoo.data ship`` stores the examples that ship inside the package (model_zoo/data/shipped.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,15 @@ def main(argv=None) -> int:
     m = sub.add_parser("manifest", help="print sources, licences, splits and seeds as JSON")
     m.add_argument("--kind", action="append", choices=_KINDS, help="only this kind (repeatable); default all")
     m.add_argument("--used", action="store_true", help="also count the sources the default splits use (builds them)")
+    sub.add_parser("ship", help="store the shipped examples (model_zoo/data/shipped/) from a fresh build")
     args = parser.parse_args(argv)
+    if args.command == "ship":
+        from .shipped import FOLDER, ship
+
+        index = ship()
+        size = sum(p.stat().st_size for p in FOLDER.iterdir())
+        print(json.dumps({"examples": index, "folder": str(FOLDER), "bytes": size}, indent=1))
+        return 0
     kinds = args.kind or list(_KINDS)
     if args.command == "build":
         t0 = time.perf_counter()
