@@ -534,6 +534,62 @@ def embeddings_from_record(record, audio, spec_or_grid, *, batch_index: int = 0,
                            model=kwargs.pop("model", getattr(spec_or_grid, "name", None)), **kwargs)
 
 
+def output_record(spec, audio):
+    """The model's canonical output on ``audio`` as a :class:`probe.hooks.Record`, axes inferred.
+
+    The time axis (if any) and seconds per step are found as for captured layers: by
+    running the model on two lengths of quiet noise and seeing which axis grows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probe.adapter import ModelSpec
+    >>> from probe.grid import TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 3, 64, stride=32), torch.nn.Sigmoid())
+    >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(8000, 256, 64), input_layout="bcn",
+    ...                  output_kind="frame_probs", classes=["a", "b", "c"], output_layout="bct")
+    >>> r = output_record(spec, np.zeros(8000, np.float32))
+    >>> r.axes, r.seconds_per_step
+    (['batch', 'channel', 'time'], 0.004)
+    """
+    import torch
+
+    from ..hooks import Record
+
+    y = np.asarray(audio.y if hasattr(audio, "y") else audio, np.float32)
+    g = spec.grid
+    base = max(int(0.6 * spec.sample_rate), 8 * g.n_fft)
+    n_a, n_b = base + 8 * g.hop_length * 4, base
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        out = spec.forward(y)
+        sa = tuple(spec.forward(rng.standard_normal(n_a).astype(np.float32) * 0.01).shape)
+        sb = tuple(spec.forward(rng.standard_normal(n_b).astype(np.float32) * 0.01).shape)
+    if not isinstance(out, torch.Tensor):
+        raise AnalysisError(f"{spec.name}'s {spec.output_kind!r} output is a {type(out).__name__}, not a tensor")
+    axes, tax, sps = ["batch"] + [f"dim{i}" for i in range(1, len(sa))], None, None
+    changed = [i for i, (a, b) in enumerate(zip(sa, sb)) if a != b] if len(sa) == len(sb) else []
+    if changed:  # the axis that grows with the input is time; its growth rate gives seconds per step
+        tax = max(changed, key=lambda i: sa[i] - sb[i])
+        ratio = (spec.input_steps(n_a) - spec.input_steps(n_b)) / max(sa[tax] - sb[tax], 1)
+        ratio = round(ratio) if ratio >= 1 and abs(round(ratio) - ratio) < 0.05 * ratio else ratio
+        sps = float(ratio * spec.input_step_seconds)
+        axes[tax] = "time"
+    from ..adapter import OUTPUT_LAYOUTS
+
+    canon = OUTPUT_LAYOUTS.get(spec.output_kind)
+    if canon and len(canon) == len(sa) and (tax is None or canon[tax] == "t"):  # canonical layouts name every axis
+        letters = {"b": "batch", "t": "time", "f": "mel" if spec.input_kind == "logmel" else "freq"}
+        axes = [letters.get(c, "dim") for c in canon]
+        if tax is None and "time" in axes:
+            axes[axes.index("time")] = "dim"
+    extra = [i for i, a in enumerate(axes) if a.startswith("dim")]
+    for k, i in enumerate(extra):
+        axes[i] = "channel" if k == 0 else f"dim{k}"
+    return Record(name="output", module="", module_type=type(spec.model).__name__, call=0, tensor=out.detach(),
+                  axes=axes, time_axis=tax, seconds_per_step=sps)
+
+
 def embeddings_from_layer(spec, audio, layer: str | None = None, **kwargs) -> ClipEmbeddings:
     """Embeddings of ``audio`` at ``layer`` of ``spec``: the model's ``tf_embeddings`` output when
     ``layer`` is ``None`` / ``"tf_embeddings"`` / ``"output"``, else a captured module output.
@@ -549,7 +605,10 @@ def embeddings_from_layer(spec, audio, layer: str | None = None, **kwargs) -> Cl
     (6, 1, 249)
     """
     if layer in (None, "", "tf_embeddings", "output"):
-        return embeddings_from_model(spec, audio, **kwargs)
+        if spec.output_kind == "tf_embeddings" or layer == "tf_embeddings":
+            return embeddings_from_model(spec, audio, **kwargs)
+        # any other output kind: the model's own output, with its time axis found like a layer's
+        return embeddings_from_record(output_record(spec, audio), audio, spec, layer="output", **kwargs)
     from ..hooks import capture_audio
 
     y = audio.y if hasattr(audio, "y") else audio
