@@ -8,7 +8,7 @@
 The file embeds plotly.js once (in the first figure; later figures reuse it), every figure's
 data, and every audio clip as a base64 WAV ``<audio>`` player, so it opens from disk with no
 network. Sections (overview, filters, embeddings, attribution, activations) are computed with
-:mod:`probe.appstate`, the same functions the app uses; a section whose analysis does not
+:mod:`probe.pipelines`, the same functions the CLI and the app call; a section whose analysis does not
 apply to the model (no filter layer, no embeddings) or whose piece is missing is kept with
 a one-line note instead of failing the report.
 """
@@ -155,146 +155,138 @@ table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ddd;padding
 
 
 # ---- sections ---------------------------------------------------------------------------------
-def _spec(model):
-    from .appstate import _spec_and_lock
-
-    return _spec_and_lock(model)[0]
-
-
 def _players(items) -> str:
     return '<div class="players">' + "".join(audio_tag(y, sr, label=lab) for lab, y, sr in items) + "</div>"
 
 
-def _overview(sec: Section, model, example) -> None:
-    from . import appstate
+def _overview(sec: Section, spec, example, *, lock=None) -> None:
     from .figures import clip as fc
+    from .pipelines import SpectrogramOptions, model_card, model_outputs, spectrogram
 
-    card = appstate.model_card(model)
-    rows = [("model", card["name"]), ("task", card["task"] or "–"), ("input", f"{card['input_kind']} at {card['sample_rate']} Hz"),
-            ("grid", f"n_fft {card['n_fft']}, hop {card['hop_length']} ({card['frame_seconds'] * 1000:.1f} ms)"
-             + (f", {card['n_mels']} mel bands" if card["n_mels"] else "")),
-            ("output", card["output_kind"] + (f": {', '.join(card['classes'])}" if card["classes"] else "")
-             + (f", {card['n_sources']} sources" if card["n_sources"] else "")),
-            ("parameters", f"{card['params']:,}"), ("audio", f"{example.name}, {example.duration:.2f} s at {example.sr} Hz")]
+    card = model_card(spec)
+    rows = [("model", card.name), ("task", card.task or "–"), ("input", f"{card.input_kind} at {card.sample_rate} Hz"),
+            ("grid", f"n_fft {card.n_fft}, hop {card.hop_length} ({card.frame_seconds * 1000:.1f} ms)"
+             + (f", {card.n_mels} mel bands" if card.n_mels else "")),
+            ("output", card.output_kind + (f": {', '.join(card.classes)}" if card.classes else "")
+             + (f", {card.n_sources} sources" if card.n_sources else "")),
+            ("parameters", f"{card.params:,}"), ("audio", f"{example.name}, {example.duration:.2f} s at {example.sr} Hz")]
     sec.add(_table(rows))
-    if card["metrics"]:
-        sec.add(f"<details><summary>Model card metrics ({len(card['metrics'])})</summary>"
-                + _table(card["metrics"], ["metric", "value"]) + "</details>")
+    if card.metrics:
+        sec.add(f"<details><summary>Model card metrics ({len(card.metrics)})</summary>"
+                + _table(card.metrics, ["metric", "value"]) + "</details>")
     items = [("clip", example.y, example.sr)]
     if example.sources is not None:
         names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
         items += [(f"ground truth: {n}", s, example.sr) for n, s in zip(names, example.sources)]
     sec.add(_players(items))
-    spec = _spec(model)
-    sec.add(fc.spectrogram_figure(appstate.spectrogram(example.y, spec.grid, max_frames=800), events=example.events,
-                                  classes=spec.classes, title="Spectrogram"))
-    outs = appstate.model_outputs(model, example.y)
+    sec.add(fc.spectrogram_figure(spectrogram(example.y, spec.grid, SpectrogramOptions(max_frames=800)),
+                                  events=example.events, classes=spec.classes, title="Spectrogram"))
+    outs = model_outputs(spec, example.y, lock=lock)
     fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
-    if outs.get("kind") == "sources" and "values" in outs:
-        sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs["sr"]) for n, s in zip(outs["labels"], outs["values"])]))
+    if outs.kind == "sources" and outs.values is not None:
+        sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs.sr) for n, s in zip(outs.labels, outs.values)]))
     if fig is not None:
         sec.add(fig)
 
 
-def _filters(sec: Section, model, example, *, max_banks: int = 2) -> None:
-    from . import appstate
+def _filters(sec: Section, spec, example, *, options=None, max_banks: int = 2, lock=None) -> None:
     from .figures import filters as ff
+    from .pipelines import FilterOptions, analyse_filters, find_banks
 
-    banks = appstate.filter_banks(model)
+    banks = find_banks(spec, lock=lock)
     if not banks:
         sec.status, sec.note = "skipped", "no layer whose kernels lie on waveform samples or frequency bins"
         return
-    for name in list(banks)[:max_banks]:
-        bank = banks[name]
-        res = appstate.analyse_filters(bank)
-        fr = res["responses"]
+    res = analyse_filters(spec, options or FilterOptions(), banks=dict(list(banks.items())[:max_banks]))
+    for name, r in res.banks.items():
+        bank, fr = r.bank, r.responses
         sec.add(f"<h3>{html.escape(name)} — {html.escape(bank.module_type)}, {bank.n_filters} filters ({bank.axis})</h3>")
-        if "fit" in res:
-            fit, refs = res["fit"], res["refs"]
-            sec.add(_table([(s, round(r2, 4), "best" if s == fit.best_scale_ else "") for s, r2 in fit.r2_.items()],
+        if r.fit is not None:
+            sec.add(_table([(s, round(r2, 4), "best" if s == r.fit.best_scale_ else "") for s, r2 in r.fit.r2_.items()],
                            ["scale", "R² of centres", ""]))
-            sec.add(_table([(r, round(m.mean_cosine_, 4), int(m.unmatched_.size)) for r, m in refs.items()],
+            sec.add(_table([(k, round(m.mean_cosine_, 4), int(m.unmatched_.size)) for k, m in r.refs.items()],
                            ["reference bank", "mean matched cosine", "unmatched"]))
-        elif res.get("note"):
-            sec.text(res["note"])
+        elif r.note:
+            sec.text(r.note)
         sec.add(ff.filter_gallery(bank, fr, max_filters=24))
-        if "fit" in res:
-            sec.add(ff.centre_frequency_plot(fr, res["fit"]))
-            best = max(res["refs"], key=lambda r: res["refs"][r].mean_cosine_)
-            sec.add(ff.matched_responses_plot(fr, res["refs"][best]))
+        if r.fit is not None:
+            sec.add(ff.centre_frequency_plot(fr, r.fit))
+            sec.add(ff.matched_responses_plot(fr, r.refs[r.best_reference]))
     if len(banks) > max_banks:
         sec.text(f"{len(banks) - max_banks} more filter layer(s) not shown: {', '.join(list(banks)[max_banks:])}")
 
 
-def _embeddings(sec: Section, model, example, *, layer: str | None = None) -> None:
-    from . import appstate
+def _embeddings(sec: Section, spec, example, *, options=None, lock=None) -> None:
+    from dataclasses import replace
 
-    layer = layer or appstate.default_layer(model, example.y, purpose="embeddings")
-    if layer is None:
-        sec.status, sec.note = "skipped", "no layer with a time axis to map"
-        return
-    res = appstate.analyse_embeddings(model, example, layer, projection="pca", n_clusters=int(_spec(model).n_sources or 2))
-    scatter = appstate.figure_builder("embeddings", "embedding_scatter")
-    colour = next(c for c in ("source", "class", "cluster", "freq", "time") if c in res["colourings"])
-    pts = res["points"]
-    sec.text(f"Layer {layer}: {len(pts)} {'T-F bins' if res['kind'] == 'tf' else 'frames'} of dimension {pts.X.shape[1]}, "
-             f"PCA map (trustworthiness {res['trustworthiness']:.3f}), {res['cluster_audio'].shape[0]} k-means clusters.")
-    if res["agreement"]:
-        a = res["agreement"]
+    from .figures.embeddings import embedding_scatter
+    from .pipelines import EmbeddingOptions, analyse_embeddings, default_layer
+
+    options = options or EmbeddingOptions()
+    if options.layer is None and spec.output_kind != "tf_embeddings":
+        layer = default_layer(spec, example.y, purpose="embeddings", lock=lock)
+        if layer is None:
+            sec.status, sec.note = "skipped", "no layer with a time axis to map"
+            return
+        options = replace(options, layer=layer)
+    res = analyse_embeddings(spec, example, options, lock=lock)
+    colour = next(c for c in ("source", "class", "cluster", "freq", "time") if c in res.colourings)
+    pts, proj = res.points, res.projection.upper()
+    sec.text(f"Layer {res.layer}: {len(pts)} {'T-F bins' if res.kind == 'tf' else 'frames'} of dimension {pts.X.shape[1]}, "
+             f"{proj} map (trustworthiness {res.trustworthiness:.3f}), {res.n_clusters} {res.method} clusters.")
+    if res.agreement:
+        a = res.agreement
         sec.add(_table([("mask accuracy", round(a["mask_accuracy"], 4)), ("ARI", round(a["ari"], 4)),
                         ("NMI", round(a["nmi"], 4))], ["agreement with the oracle", "value"]))
-    sec.add(scatter(pts, res["coords"], color=colour, clusters=res["clusters"], axis_names=("PCA 1", "PCA 2")))
+    axes = (f"{proj} 1", f"{proj} 2")
+    sec.add(embedding_scatter(pts, res.coords, color=colour, clusters=res.clusters, axis_names=axes))
     if colour != "cluster":
-        sec.add(scatter(pts, res["coords"], color="cluster", clusters=res["clusters"], axis_names=("PCA 1", "PCA 2")))
+        sec.add(embedding_scatter(pts, res.coords, color="cluster", clusters=res.clusters, axis_names=axes))
     sec.add("<h3>Listen to each cluster</h3>"
-            + _players([(f"cluster {j}", a, res["sr"]) for j, a in enumerate(res["cluster_audio"])]))
+            + _players([(f"cluster {j}", a, res.sr) for j, a in enumerate(res.cluster_audio)]))
 
 
-def _attribution(sec: Section, model, example, *, target: str | None = None, method: str = "ig", steps: int = 16) -> None:
-    from . import appstate
+def _attribution(sec: Section, spec, example, *, options=None, lock=None) -> None:
+    from .figures.attribution import attribution_figure, deletion_figure, target_track_figure
+    from .pipelines import AttributionOptions, analyse_attribution
 
-    opts = appstate.target_options(model, example)
-    target = target or (opts[0] if opts else None)
-    res = appstate.analyse_attribution(model, example, target, method=method, steps=steps)
-    attr, summ = res["attribution"], res["summary"]
+    res = analyse_attribution(spec, example, options or AttributionOptions(), lock=lock)
+    attr, summ = res.attribution, res.summary
     rows = [("target", summ["target"]), ("method", summ["method"]), ("baseline", summ["baseline"])]
+    if res.steps_used is not None:
+        rows.append(("steps used", res.steps_used))
     for k in ("target_value", "baseline_value", "completeness_error"):
         if summ.get(k) is not None:
             rows.append((k.replace("_", " "), summ[k]))
-    if res["deletion"]:
-        d = res["deletion"]
+    usable = bool(res.deletion) and res.deletion.get("auc") is not None
+    if usable:
+        d = res.deletion
         rows += [("deletion AUC (attribution order, lower is better)", d["auc"]), ("deletion AUC (random order)", d["auc_random"])]
     sec.add(_table(rows))
-    figs = []
-    wanted = [("attribution_figure", (attr,), {"boxes": example.events, "mel": _spec(model).input_kind == "logmel"})]
+    for w in res.warnings:
+        sec.text(f"Warning: {w}")
+    sec.add(attribution_figure(attr, boxes=example.events, mel=spec.input_kind == "logmel"))
     if attr.track is not None:
-        wanted.append(("target_track_figure", (attr,), {}))
-    if res["deletion"]:
-        wanted.append(("deletion_figure", (res["deletion"],), {}))
-    for name, args, kwargs in wanted:
-        try:
-            figs.append(appstate.figure_builder("attribution", name)(*args, **kwargs))
-        except appstate.Unavailable as exc:
-            sec.note = f"{exc}; the map is summarised in the table"
-    for f in figs:
-        sec.add(f)
-    sec.add(f"<h3>Listen to the explanation (top {res['top_percent']:g} % of bins) and its complement</h3>"
-            + _players([("explanation", res["explanation"], res["sr"]), ("complement", res["complement"], res["sr"])]))
+        sec.add(target_track_figure(attr))
+    if usable:
+        sec.add(deletion_figure(res.deletion))
+    sec.add(f"<h3>Listen to the explanation (top {res.top_percent:g} % of bins) and its complement</h3>"
+            + _players([("explanation", res.explanation, res.sr), ("complement", res.complement, res.sr)]))
 
 
-def _activations(sec: Section, model, example, *, layers=None, max_steps: int = 800) -> None:
-    from . import appstate
+def _activations(sec: Section, spec, example, *, layers=None, max_steps: int = 800, lock=None) -> None:
     from .figures import clip as fc
+    from .pipelines import ActivationOptions, capture_layer, default_layer, time_layers
 
     if not layers:
-        all_t = appstate.time_layers(model, example.y)
-        pick = appstate.default_layer(model, example.y)
+        all_t = time_layers(spec, example.y, lock=lock)
+        pick = default_layer(spec, example.y, lock=lock)
         layers = [n for n in dict.fromkeys([all_t[0] if all_t else None, pick]) if n]
     if not layers:
         sec.status, sec.note = "skipped", "no layer with a time axis"
         return
     for name in layers:
-        act = appstate.capture_layer(model, example.y, name, max_rows=256, max_steps=max_steps)
+        act = capture_layer(spec, example.y, name, ActivationOptions(max_rows=256, max_steps=max_steps), lock=lock)
         sec.add(fc.activation_figure(act, height=360))
 
 
@@ -302,21 +294,24 @@ _BUILDERS = {"overview": _overview, "filters": _filters, "embeddings": _embeddin
              "activations": _activations}
 
 
-def build_report(model, example, *, sections=SECTIONS, title: str | None = None, options: dict | None = None,
-                 progress=None) -> Report:
+def build_report(spec, example, *, sections=SECTIONS, title: str | None = None, options: dict | None = None,
+                 progress=None, lock=None) -> Report:
     """Compute every section for one model and clip.
 
     Parameters
     ----------
-    model : SharedModel or ModelSpec
+    spec : ModelSpec
     example : AudioExample
         At the model's sample rate.
     sections : sequence of str
         Subset of :data:`SECTIONS`, in the order wanted.
     options : dict, optional
-        Per-section keyword arguments, e.g. ``{"attribution": {"target": "class=bell", "method": "saliency"}}``.
+        Per-section keyword arguments; the analyses take their pipeline's options, e.g.
+        ``{"attribution": {"options": AttributionOptions(target="class=bell")}}``.
     progress : callable, optional
         Called with each section id before it is computed.
+    lock : context manager, optional
+        Held around every use of the model (one shared between threads).
 
     Returns
     -------
@@ -331,7 +326,7 @@ def build_report(model, example, *, sections=SECTIONS, title: str | None = None,
 
         raise SpecError(f"unknown report section(s) {unknown}; known: {', '.join(SECTIONS)}")
     options = options or {}
-    name = _spec(model).name
+    name = spec.name
     rep = Report(title or f"probe report — {name} on {example.name}",
                  meta={"model": name, "audio": example.name, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     for sid in sections:
@@ -340,7 +335,7 @@ def build_report(model, example, *, sections=SECTIONS, title: str | None = None,
         sec = Section(sid, _TITLES[sid])
         t0 = time.perf_counter()
         try:
-            _BUILDERS[sid](sec, model, example, **options.get(sid, {}))
+            _BUILDERS[sid](sec, spec, example, lock=lock, **options.get(sid, {}))
         except ProbeError as exc:  # the analysis does not apply, or a piece is missing
             sec.status, sec.note = "skipped", f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug in one analysis must not cost the other sections
@@ -359,11 +354,11 @@ def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, 
     dict
         ``{"report": path, "sections": [{"id", "title", "status", "note", "figures", "seconds"}], "bytes": size}``
     """
-    from . import appstate
-    from .resolve import resolve_audio
+    from .resolve import load, resolve_audio
 
-    model = appstate.load_shared_model(model_ref)
-    example = resolve_audio(audio_ref, model.sample_rate, max_seconds=max_seconds)
-    rep = build_report(model, example, sections=sections, options=options)
+    spec = load(model_ref)
+    spec.model.eval()
+    example = resolve_audio(audio_ref, spec.sample_rate, max_seconds=max_seconds)
+    rep = build_report(spec, example, sections=sections, options=options)
     path = rep.write(Path(out_dir) / filename)
     return {"report": str(path), "sections": rep.describe(), "bytes": path.stat().st_size}

@@ -22,7 +22,7 @@ TIMEOUT = 90
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from apps import AUDIO_KEY, MODEL_KEY  # noqa: E402
+from apps.ui import AUDIO_KEY, MODEL_KEY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,8 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     assert at.session_state[AUDIO_KEY] == "upload"
 
     expected = {"views/filters.py": ("filter_gallery", 3), "views/embeddings.py": ("embedding_scatter", 1),
-                "views/attribution.py": ("attribution_figure", 3), "views/activations.py": ("activation", 2)}
+                # map + track (+ the deletion curves when f(clip) and f(baseline) differ enough to define them)
+                "views/attribution.py": ("attribution_figure", 2), "views/activations.py": ("activation", 2)}
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
@@ -107,11 +108,11 @@ def test_invalid_upload_shows_a_clear_error(tiny_spec, name, data, message):
     at.run()
     if name.endswith(".txt"):
         # the browser refuses other extensions; the library still checks (a renamed file, a direct call)
-        from probe import appstate
+        from apps.uploads import load_upload
         from probe.errors import AudioError
 
         with pytest.raises(AudioError, match=message):
-            appstate.load_upload(name, data, 8000)
+            load_upload(name, data, 8000)
         return
     at.file_uploader[0].set_value((name, data, "audio/wav")).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -125,9 +126,9 @@ def test_invalid_upload_shows_a_clear_error(tiny_spec, name, data, message):
 def test_too_long_upload_is_refused(tiny_spec):
     import numpy as np
 
-    from probe import appstate
+    from apps.uploads import MAX_UPLOAD_SECONDS
 
-    long = np.zeros(int((appstate.MAX_UPLOAD_SECONDS + 1) * 8000), np.float32)
+    long = np.zeros(int((MAX_UPLOAD_SECONDS + 1) * 8000), np.float32)
     at = _app_with_upload(tiny_spec, wav_bytes(long), "long.wav")
     errors = [e.value for e in at.error]
     assert errors and "above max_seconds" in errors[0], errors
@@ -167,11 +168,20 @@ def test_shared_model_is_locked_and_left_unchanged_under_concurrent_sessions(tin
 
     import numpy as np
 
-    from probe import appstate
+    from apps.state import load_shared_model
     from probe.audio import AudioExample
+    from probe.pipelines import AttributionOptions, analyse_attribution, capture_layer
     from tests._models import assert_unchanged, n_hooks, snapshot
 
-    shared = appstate.load_shared_model(tiny_spec)
+    shared = load_shared_model(tiny_spec)
+    opts = AttributionOptions(target="class=tone", method="saliency", deletion=False)
+
+    def attribute_shared():
+        return analyse_attribution(shared.spec, ex, opts, lock=shared.lock)
+
+    def capture_shared():
+        return capture_layer(shared.spec, ex.y, "embed", lock=shared.lock)
+
     ex = AudioExample(y=tone_and_noise(1.0), sr=8000, name="clip")
     snap = snapshot(shared.spec.model)
     unlocked = []
@@ -184,16 +194,14 @@ def test_shared_model_is_locked_and_left_unchanged_under_concurrent_sessions(tin
 
     shared.spec.model.forward = guarded
     try:
-        serial = (appstate.analyse_attribution(shared, ex, "class=tone", method="saliency", deletion=False)["attribution"].map,
-                  appstate.capture_layer(shared, ex.y, "embed").values)
+        serial = (attribute_shared().attribution.map, capture_shared().values)
         results, errors = [], []
 
         def session(i):
             try:
                 for _ in range(2):
-                    a = appstate.analyse_attribution(shared, ex, "class=tone", method="saliency", deletion=False)
-                    c = appstate.capture_layer(shared, ex.y, "embed")
-                    results.append((a["attribution"].map, c.values))
+                    a, c = attribute_shared(), capture_shared()
+                    results.append((a.attribution.map, c.values))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 

@@ -87,7 +87,8 @@ def test_cli_json_lists_every_section(tiny_report):
     figs = {s["id"]: s["figures"] for s in out["sections"]}
     # spectrogram + outputs; gallery + centres + matched responses; scatter ×2; map + track + deletion; ≥1 heatmap
     assert figs["overview"] == 2 and figs["filters"] == 3 and figs["embeddings"] >= 1
-    assert figs["attribution"] == 3 and figs["activations"] >= 1
+    # the deletion figure only when the target changes between clip and baseline (its AUCs are defined)
+    assert figs["attribution"] in (2, 3) and figs["activations"] >= 1
     assert out["bytes"] > 1_000_000  # plotly.js is inside
 
 
@@ -166,9 +167,9 @@ def test_sections_that_do_not_apply_are_skipped_with_a_note(tmp_path):
 
 
 def test_a_failing_analysis_costs_only_its_section(tmp_path, monkeypatch):
-    from probe import appstate
+    from probe.resolve import load
 
-    spec = appstate.load_shared_model(str(write_tiny_spec(tmp_path)))
+    spec = load(str(write_tiny_spec(tmp_path)))
     from probe.audio import AudioExample
 
     ex = AudioExample(y=tone_and_noise(1.0), sr=SR, name="clip")
@@ -188,7 +189,7 @@ def test_library_side_never_imports_streamlit():
     import subprocess
     import sys
 
-    code = ("import sys, probe.appstate, probe.report, probe.figures.clip, probe.cli.app, probe.cli.report; "
+    code = ("import sys, probe.pipelines.clip, probe.pipelines.layers, probe.report, probe.figures.clip, probe.cli.app, probe.cli.report; "
             "print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

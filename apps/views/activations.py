@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from apps import cached_activation, cached_default_layer, cached_spectrogram, current_audio, current_model, plot, selection_caption, show_error
-from probe import appstate
+from apps.cache import cached_activation, cached_default_layer, cached_spectrogram
+from apps.menus import layer_names
+from apps.ui import current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
+from probe.pipelines import ActivationOptions
 from probe.figures import clip as fc
 
 st.title("Activations")
@@ -16,7 +18,7 @@ if example is None:
     st.stop()
 selection_caption(model, example)
 
-layers = appstate.layer_names(model)
+layers = layer_names(model.spec)
 first = cached_default_layer(model, example)
 c1, c2, c3 = st.columns([3, 2, 1])
 layer = c1.selectbox("Layer (module path)", layers, index=layers.index(first) if first in layers else 0, key="w_act_layer")
@@ -25,7 +27,7 @@ view = c2.radio("Rows", ["auto", "channels", "frequency", "all"], horizontal=Tru
                      "(frequency), or keep every (channel, bin) row (all).")
 normalise = c3.checkbox("Per-row scale", value=True, key="w_act_norm")
 try:
-    act = cached_activation(model, example, layer, view)
+    act = cached_activation(model, example, layer, ActivationOptions(view=view))
 except ProbeError as exc:
     show_error(exc, f"Cannot show {layer}: ")
     st.stop()

@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-from apps import cached_default_layer, cached_embeddings, current_audio, current_model, figure, plot, selection_caption, show_error
-from probe import appstate
+from apps.cache import cached_default_layer, cached_embeddings
+from apps.menus import embedding_layers
+from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
+from probe.figures.embeddings import cluster_mask_figure, embedding_scatter
+from probe.pipelines import EmbeddingOptions
 
 st.title("Embeddings")
 model = current_model()
@@ -15,7 +18,7 @@ if example is None:
     st.stop()
 selection_caption(model, example)
 
-layers = appstate.embedding_layers(model)
+layers = embedding_layers(model.spec)
 first = cached_default_layer(model, example, "embeddings")
 c1, c2, c3 = st.columns([3, 1, 2])
 layer = c1.selectbox("Embedding layer", layers, index=layers.index(first) if first in layers else 0, key="w_emb_layer",
@@ -23,12 +26,15 @@ layer = c1.selectbox("Embedding layer", layers, index=layers.index(first) if fir
                      help="The model's per-T-F embeddings, or any layer with a time axis (a per-frame or per-T-F "
                           "embedding after capture).")
 n_clusters = c2.number_input("Clusters", 2, 8, value=int(model.spec.n_sources or 2), key="w_emb_k")
-budget = c3.select_slider("Points", [500, 1000, 2000, 4000], value=2000, key="w_emb_budget")
-use_umap = st.toggle("UMAP map (slower; the first run compiles numba kernels)", value=False, key="w_emb_umap")
+defaults = EmbeddingOptions()
+budget = c3.select_slider("Points", [500, 1000, 2000, 4000], value=defaults.budget, key="w_emb_budget")
+use_umap = st.toggle("UMAP map (slower; the first run compiles numba kernels)", value=defaults.projection == "umap",
+                     key="w_emb_umap")
 projection = "umap" if use_umap else "pca"
 
 try:
-    res = cached_embeddings(model, example, layer, projection, n_clusters, budget)
+    res = cached_embeddings(model, example, EmbeddingOptions(layer=layer, projection=projection, n_clusters=int(n_clusters),
+                                                          budget=int(budget)))
 except ProbeError as exc:
     show_error(exc, f"Cannot map {layer}: ")
     st.stop()
@@ -46,7 +52,7 @@ if res["agreement"]:
                 f"ARI {res['agreement']['ari']:.2f}", delta_color="off", delta_arrow="off")
 colour = st.radio("Colour by", preferred + [c for c in colours if c not in preferred], horizontal=True,
                   key="w_emb_colour")
-plot(figure("embeddings", "embedding_scatter", points, res["coords"], color=colour, clusters=res["clusters"],
+plot(build(embedding_scatter, points, res["coords"], color=colour, clusters=res["clusters"],
             axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2")), key="emb_scatter")
 
 st.subheader("Listen to each cluster")
@@ -58,7 +64,7 @@ for j, col in enumerate(cols):
     col.markdown(f"**Cluster {j}**")
     col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
 which = st.radio("Show the mask of cluster", list(range(k)), horizontal=True, key="w_emb_mask")
-mask_fig = figure("embeddings", "cluster_mask_figure", res["clip"], res["cluster_masks"], int(which))
+mask_fig = build(cluster_mask_figure, res["clip"], res["cluster_masks"], int(which))
 if mask_fig is not None:
     mask_fig.update_annotations(font_size=11)  # two panel titles side by side at the page's width
 plot(mask_fig, key="emb_mask")

@@ -2,8 +2,12 @@
 
 import streamlit as st
 
-from apps import cached_filter_analysis, cached_filter_banks, current_model, figure, plot, show_error
+from apps.cache import cached_filter_analysis, cached_filter_banks
+from apps.ui import build, current_model, plot, show_error
 from probe.errors import ProbeError
+from probe.figures.filters import (centre_frequency_plot, filter_gallery, matched_responses_plot, matching_matrix,
+                                   octave_density_plot, response_heatmap)
+from probe.pipelines import FilterOptions
 
 st.title("Learned filters")
 model = current_model()
@@ -30,7 +34,7 @@ span = c2.radio("Reference banks span", ["full", "bank"], horizontal=True, key="
                      "spacing only)")
 bank = banks[layer]
 try:
-    res = cached_filter_analysis(model, bank, span)
+    res = cached_filter_analysis(model, bank, FilterOptions(span=span))
 except ProbeError as exc:
     show_error(exc, f"Cannot analyse {layer}: ")
     st.stop()
@@ -39,30 +43,30 @@ fr, summary = res["responses"], res["summary"]
 m = st.columns(4)
 m[0].metric("Filters", summary["n_filters"])
 m[1].metric("Sample rate", f"{summary['sample_rate']} Hz")
-if "fit" in res:
-    fit = res["fit"]
+if res.fit is not None:
+    fit = res.fit
     m[2].metric("Best scale", fit.best_scale_, help="R² of the sorted centres on each scale: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in fit.r2_.items()))
-    best_ref = max(res["refs"], key=lambda r: res["refs"][r].mean_cosine_)
+    best_ref = res.best_reference
     m[3].metric("Closest reference", best_ref, f"mean cosine {res['refs'][best_ref].mean_cosine_:.2f}",
                 delta_color="off", delta_arrow="off")
-elif res.get("note"):
-    st.info(res["note"])
+elif res.note:
+    st.info(res.note)
 st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels"].items()))
 
 n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
-plot(figure("filters", "filter_gallery", bank, fr, max_filters=n_show), key="filters_gallery")
+plot(build(filter_gallery, bank, fr, max_filters=n_show), key="filters_gallery")
 if fr.is_spectral_:
-    plot(figure("filters", "response_heatmap", fr), key="filters_responses")
-if "fit" in res:
+    plot(build(response_heatmap, fr), key="filters_responses")
+if res.fit is not None:
     st.subheader("Centre frequency vs filter rank")
     st.caption("Sorted centres with the best straight line on a linear, mel, ERB-rate and log scale: the bank is "
                "spaced on the scale whose line fits best.")
-    plot(figure("filters", "centre_frequency_plot", fr, res["fit"]), key="filters_centres")
-    plot(figure("filters", "octave_density_plot", res["fit"], sample_rate=fr.sample_rate_), key="filters_octaves")
+    plot(build(centre_frequency_plot, fr, res.fit), key="filters_centres")
+    plot(build(octave_density_plot, res.fit, sample_rate=fr.sample_rate_), key="filters_octaves")
 
     st.subheader("Matching with reference filterbanks")
-    refs = res["refs"]
+    refs = res.refs
     st.dataframe({"reference": list(refs), "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
                   f"unmatched (cos < {next(iter(refs.values())).threshold})": [int(r.unmatched_.size) for r in refs.values()]},
                  hide_index=True, width="stretch")
@@ -70,8 +74,8 @@ if "fit" in res:
     match = refs[ref]
     c1, c2 = st.columns(2)
     with c1:
-        plot(figure("filters", "matching_matrix", match.cosine_, match.assignment_, row_order=fr.order_,
+        plot(build(matching_matrix, match.cosine_, match.assignment_, row_order=fr.order_,
                     col_title=f"{ref} filter", title=f"{layer} × {ref} — mean matched cosine {match.mean_cosine_:.3f}"),
              key="filters_matrix")
     with c2:
-        plot(figure("filters", "matched_responses_plot", fr, match), key="filters_pairs")
+        plot(build(matched_responses_plot, fr, match), key="filters_pairs")

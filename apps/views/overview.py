@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from apps import (AUDIO_KEY, MODEL_KEY, UPLOAD_KEY, cached_outputs, cached_spectrogram, current_model_ref, get_example,
-                  get_model, plot, show_error)
-from probe import appstate
+from apps import state, uploads
+from apps.cache import cached_outputs, cached_spectrogram, get_example, get_model
+from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
 from probe.errors import ProbeError
+from probe.pipelines import model_card
 from probe.figures import clip as fc
 
 st.title("probe")
@@ -13,7 +14,7 @@ st.caption("What did this audio model learn? Pick a model and a clip here; the o
            "embeddings, attributions and activations on that clip.")
 
 # ---- model ----------------------------------------------------------------------------------
-zoo = appstate.zoo_models()
+zoo = state.zoo_models()
 ref = current_model_ref()
 left, right = st.columns([3, 2])
 with left:
@@ -47,7 +48,7 @@ if model is None:
     st.stop()
 
 # ---- audio ----------------------------------------------------------------------------------
-examples = appstate.example_refs(model.ref)
+examples = state.example_refs(model.ref)
 with right:
     kinds = (["Example"] if examples else []) + ["Upload", "File path"]
     current = st.session_state.get(AUDIO_KEY)
@@ -62,12 +63,12 @@ with right:
         idx = examples.index(current) if current in examples else 0
         st.session_state[AUDIO_KEY] = st.selectbox("Test-split example", examples, index=idx, key="w_example")
     elif kind == "Upload":
-        up = st.file_uploader(f"Audio file ({', '.join(appstate.UPLOAD_TYPES)}; at most "
-                              f"{appstate.MAX_UPLOAD_SECONDS:.0f} s, resampled to {model.sample_rate} Hz)",
-                              type=list(appstate.UPLOAD_TYPES), key="w_upload")
+        up = st.file_uploader(f"Audio file ({', '.join(uploads.UPLOAD_TYPES)}; at most "
+                              f"{uploads.MAX_UPLOAD_SECONDS:.0f} s, resampled to {model.sample_rate} Hz)",
+                              type=list(uploads.UPLOAD_TYPES), key="w_upload")
         if up is not None:
             try:
-                st.session_state[UPLOAD_KEY] = appstate.load_upload(up.name, up.getvalue(), model.sample_rate)
+                st.session_state[UPLOAD_KEY] = uploads.load_upload(up.name, up.getvalue(), model.sample_rate)
                 st.session_state[AUDIO_KEY] = "upload"
             except ProbeError as exc:
                 st.session_state[UPLOAD_KEY] = None
@@ -94,7 +95,7 @@ elif aref:
         show_error(exc, f"Cannot load {aref}: ")
 
 # ---- model card -----------------------------------------------------------------------------
-card = appstate.model_card(model)
+card = model_card(model.spec)
 st.subheader(f"Model: {card['name']}")
 st.caption(" · ".join(x for x in (card["task"], f"{card['input_kind']} in → {card['output_kind']} out",
                                   f"{len(card['classes'])} classes" if card["classes"] else "",

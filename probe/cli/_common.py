@@ -6,7 +6,8 @@ from ..audio import AudioExample
 from ..resolve import load as _load
 from ..resolve import resolve_audio as _resolve_audio
 
-__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg"]
+__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "attribution_options", "steps_arg",
+           "write_figure_set"]
 
 
 def resolve_model(ref: str):
@@ -26,3 +27,34 @@ def add_model_arg(p):
 def add_audio_arg(p):
     p.add_argument("audio", metavar="AUDIO", help="audio file or example:NAME[:i]")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio (default 3600)")
+
+
+def steps_arg(value):
+    """``--steps``: a positive integer or ``auto``."""
+    from ..errors import SpecError
+
+    if value is None or str(value).strip().lower() == "auto":
+        return "auto" if value is not None else None
+    try:
+        n = int(value)
+    except ValueError:
+        raise SpecError(f"--steps must be a positive integer or auto, given {value!r}") from None
+    if n < 1:
+        raise SpecError(f"--steps must be a positive integer or auto, given {value!r}")
+    return n
+
+
+def attribution_options(args, **extra):
+    """:class:`~probe.pipelines.AttributionOptions` from the flags given; the pipeline's defaults for the rest."""
+    from ..pipelines import AttributionOptions
+
+    given = {"target": getattr(args, "target", None), "method": getattr(args, "method", None),
+             "steps": steps_arg(getattr(args, "steps", None)), **extra}
+    return AttributionOptions(**{k: v for k, v in given.items() if v is not None})
+
+
+def write_figure_set(figs: dict, out, *, png: bool = False) -> list:
+    """Write ``{name: figure}`` into ``out`` as offline HTML (and PNG with ``png``); returns the paths."""
+    from ..figures.export import write_figures
+
+    return write_figures(figs, out, formats=("html", "png") if png else ("html",))

@@ -18,8 +18,8 @@ def add_parser(sub):
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     p.add_argument("--target", default=None, help="attribution target, e.g. 'class=bell,t=3:3.5' or 'source=1' "
                                                   "(default: the example's first event / source 1)")
-    p.add_argument("--method", default="ig", help="attribution method (default ig)")
-    p.add_argument("--steps", type=int, default=16, help="IG / GradientShap steps (default 16)")
+    p.add_argument("--method", default=None, help="attribution method (default: the pipeline's, ig)")
+    p.add_argument("--steps", default=None, help="IG / GradientShap steps, or auto (default auto: completeness ≤ 1 %%)")
     p.add_argument("--layer", default=None, help="layer for the embeddings section (default: the model's own)")
     return p
 
@@ -28,15 +28,17 @@ def run(args) -> dict:
     import time
 
     from ..errors import SpecError
+    from ..pipelines import EmbeddingOptions
     from ..report import write_report
+    from ._common import attribution_options
 
     t0 = time.perf_counter()
     sections = [s.strip() for s in str(args.sections).split(",") if s.strip()]
     if not sections:
         raise SpecError("--sections is empty; name at least one section")
-    options = {"attribution": {"target": args.target, "method": args.method, "steps": args.steps}}
+    options = {"attribution": {"options": attribution_options(args)}}
     if args.layer:
-        options["embeddings"] = {"layer": args.layer}
+        options["embeddings"] = {"options": EmbeddingOptions(layer=args.layer)}
     out = write_report(args.model, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out

@@ -1,7 +1,7 @@
 """Figures of one clip going through a model: spectrogram, outputs over time, activations.
 
-Pure functions from data (see :mod:`probe.appstate`: :func:`~probe.appstate.spectrogram`,
-:func:`~probe.appstate.model_outputs`, :func:`~probe.appstate.capture_layer`) to
+Pure functions from data (see :mod:`probe.pipelines`: :func:`~probe.pipelines.spectrogram`,
+:func:`~probe.pipelines.model_outputs`, :func:`~probe.pipelines.capture_layer`) to
 ``plotly.graph_objects.Figure``; time in seconds and frequency in Hz on every axis.
 """
 
@@ -33,7 +33,7 @@ def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str
     Parameters
     ----------
     spec_data : dict
-        From :func:`probe.appstate.spectrogram`: ``times``, ``freqs``, ``db [shape=(F, T)]``.
+        From :func:`probe.pipelines.spectrogram`: ``times``, ``freqs``, ``db [shape=(F, T)]``.
     events : list of dict, optional
         ``{"label", "onset", "offset", "fmin", "fmax"}`` boxes drawn over the image.
     classes : list of str, optional
@@ -77,7 +77,7 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
     Parameters
     ----------
     outputs : dict
-        From :func:`probe.appstate.model_outputs`.
+        From :func:`probe.pipelines.model_outputs`.
     threshold : float, optional
         Decision threshold drawn as a dashed line (detectors).
 
@@ -147,7 +147,7 @@ def activation_figure(act, *, title: str | None = None, height: int = 420, norma
 
     Parameters
     ----------
-    act : probe.appstate.Activation
+    act : probe.pipelines.Activation
     normalise : bool
         Scale each row to its own maximum absolute value (shows when each unit is active,
         whatever its range).

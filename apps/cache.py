@@ -1,0 +1,124 @@
+"""Streamlit caches around the pipelines: shared models, clips and analysis results.
+
+* ``st.cache_resource`` holds :class:`apps.state.SharedModel` objects — one per model,
+  shared by every session, each with its own lock, which every pipeline call receives as
+  ``lock=model.lock``.
+* ``st.cache_data`` holds pipeline results keyed by the model (reference + file stamp), the
+  audio's content hash and the options (frozen dataclasses). The unhashable model and clip
+  are passed with a leading underscore so they stay out of the key.
+
+Every value comes from :mod:`probe.pipelines` with the options a page passes; nothing here
+computes anything of its own.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from probe import pipelines as P
+
+from . import state
+
+__all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
+           "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings",
+           "cached_attribution"]
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def _load_model(ref: str, stamp: str):
+    return state.load_shared_model(ref)
+
+
+def get_model(ref: str):
+    """The shared, lock-guarded model for ``ref`` (one per process, reloaded when its file changes)."""
+    return _load_model(ref, state.model_ref_key(ref))
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading audio…")
+def get_example(ref: str, sr: int):
+    """``example:NAME:i`` (or a server-side file path) → AudioExample at ``sr`` (a copy per session)."""
+    return state.load_example_ref(ref, sr)
+
+
+def _audio_key(example) -> str:
+    from probe.audio import audio_hash
+
+    return audio_hash(example.y, example.sr)
+
+
+def _model_key(model) -> str:
+    return state.model_ref_key(model.ref)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _spectrogram(audio_key: str, model_key: str, _y, _grid):
+    return P.spectrogram(_y, _grid)
+
+
+def cached_spectrogram(model, example):
+    return _spectrogram(_audio_key(example), _model_key(model), example.y, model.spec.grid)
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the model…")
+def _outputs(model_key: str, audio_key: str, _model, _y):
+    return P.model_outputs(_model.spec, _y, lock=_model.lock)
+
+
+def cached_outputs(model, example):
+    return _outputs(_model_key(model), _audio_key(example), model, example.y)
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding filter layers…")
+def _filter_banks(model_key: str, _model):
+    return P.find_banks(_model.spec, lock=_model.lock)
+
+
+def cached_filter_banks(model):
+    return _filter_banks(_model_key(model), model)
+
+
+@st.cache_data(max_entries=16, show_spinner="Analysing the filters…")
+def _filter_analysis(model_key: str, layer: str, options, _bank):
+    return P.analyse_bank(_bank, options)
+
+
+def cached_filter_analysis(model, bank, options=None):
+    """:class:`probe.pipelines.BankAnalysis` of one bank (``options``: a :class:`~probe.pipelines.FilterOptions`)."""
+    return _filter_analysis(_model_key(model), bank.name, options or P.FilterOptions(), bank)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _default_layer(model_key: str, purpose: str, _model, _y):
+    return P.default_layer(_model.spec, _y, purpose=purpose, lock=_model.lock)
+
+
+def cached_default_layer(model, example, purpose: str = "activations"):
+    """The layer a page shows first (the last time-resolved layer before the head; a DC model's output)."""
+    return _default_layer(_model_key(model), purpose, model, example.y)
+
+
+@st.cache_data(max_entries=16, show_spinner="Capturing the layer…")
+def _activation(model_key: str, audio_key: str, layer: str, options, _model, _y):
+    return P.capture_layer(_model.spec, _y, layer, options, lock=_model.lock)
+
+
+def cached_activation(model, example, layer: str, options=None):
+    return _activation(_model_key(model), _audio_key(example), layer, options or P.ActivationOptions(), model, example.y)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing embeddings, map and clusters…")
+def _embeddings(model_key: str, audio_key: str, options, _model, _ex):
+    return P.analyse_embeddings(_model.spec, _ex, options, lock=_model.lock)
+
+
+def cached_embeddings(model, example, options=None):
+    return _embeddings(_model_key(model), _audio_key(example), options or P.EmbeddingOptions(), model, example)
+
+
+@st.cache_data(max_entries=8, show_spinner="Attributing (and running the deletion test)…")
+def _attribution(model_key: str, audio_key: str, options, _model, _ex):
+    return P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock)
+
+
+def cached_attribution(model, example, options=None):
+    return _attribution(_model_key(model), _audio_key(example), options or P.AttributionOptions(), model, example)

@@ -1,0 +1,155 @@
+"""The app's shared models and what can be picked: zoo models, examples, cache keys.
+
+* :class:`SharedModel` — one loaded :class:`~probe.ModelSpec` shared by every app session
+  (Streamlit's ``st.cache_resource`` hands the *same* object to all of them), guarded by a
+  lock that the pipelines hold around every forward pass, capture and attribution
+  (``lock=model.lock``). Attribution toggles ``requires_grad`` and restores it, which is why
+  it must not overlap another session's forward.
+* loaders that turn what a user picks (``zoo:NAME``, a spec file, ``example:NAME:i``) into a
+  model or an :class:`~probe.AudioExample`, raising probe's own errors with messages fit to
+  show as they are.
+
+The zoo is reached only through :mod:`probe.resolve`'s entry points. Nothing here imports
+streamlit, so scripts and tests can use it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from probe.errors import ProbeError, SpecError
+
+__all__ = ["SharedModel", "Unavailable", "load_shared_model", "model_ref_key", "zoo_models", "default_model_ref",
+           "example_refs", "load_example_ref"]
+
+
+class Unavailable(ProbeError):
+    """A part the app wants (a zoo model's code, a trained checkpoint) is not there yet."""
+
+
+class SharedModel:
+    """A :class:`~probe.ModelSpec` shared between threads, with a lock around every use.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Loaded in eval mode. Treat it as read-only: run it only under :attr:`lock`
+        (pass ``lock=model.lock`` to the pipelines).
+    ref : str
+        What it was loaded from (``zoo:NAME`` or a spec-file path).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> spec = ModelSpec(torch.nn.Conv1d(1, 2, 4), input_kind="waveform", grid=TFGrid(8000), input_layout="bcn")
+    >>> m = SharedModel(spec, "demo")
+    >>> with m.locked() as s:
+    ...     s.forward(np.zeros(100, np.float32)).shape
+    torch.Size([1, 2, 97])
+    """
+
+    def __init__(self, spec, ref: str):
+        self.spec = spec
+        self.ref = str(ref)
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def locked(self):
+        """Hold the lock and yield the spec (re-entrant: nested helpers may lock again)."""
+        with self.lock:
+            yield self.spec
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.spec.sample_rate)
+
+    def __repr__(self) -> str:
+        return f"SharedModel({self.ref!r}, {self.spec.input_kind} → {self.spec.output_kind})"
+
+
+def _catalogue() -> list:
+    from probe.resolve import zoo_entry
+
+    try:
+        return list(zoo_entry("catalogue")())
+    except (SpecError, ImportError):
+        return []
+
+
+def model_ref_key(ref: str) -> str:
+    """Cache key of a model reference: it changes when the checkpoint or the spec file (or its folder) changes."""
+    ref = str(ref)
+    if ref.startswith("zoo:"):
+        entry = next((e for e in _catalogue() if e.get("name") == ref[4:]), None)
+        p = Path(entry["checkpoint"]) if entry and entry.get("checkpoint") else None
+        return f"{ref}@{p.stat().st_mtime_ns if p is not None and p.is_file() else 0}"
+    p = Path(ref)
+    if p.is_file():
+        stamps = [p.stat().st_mtime_ns] + [q.stat().st_mtime_ns for q in p.parent.glob("*") if q.is_file()]
+        return f"{p.resolve()}@{max(stamps)}"
+    return ref
+
+
+def load_shared_model(ref: str) -> SharedModel:
+    """Load ``zoo:NAME`` or a spec-file path into a :class:`SharedModel`.
+
+    Raises
+    ------
+    SpecError, CheckpointError
+        Unknown name, bad spec file, or a zoo model whose checkpoint is not trained yet.
+    Unavailable
+        A zoo model listed in the catalogue whose code is not installed yet.
+    """
+    from probe.resolve import load
+
+    ref = str(ref).strip()
+    if not ref:
+        raise SpecError("no model given: pick a zoo model or enter the path of a .toml spec file")
+    try:
+        spec = load(ref)
+    except ImportError as exc:  # a zoo entry whose module is still being written
+        raise Unavailable(f"{ref} is not available yet ({exc})") from None
+    spec.model.eval()
+    return SharedModel(spec, ref)
+
+
+def zoo_models() -> list:
+    """The zoo catalogue (``[]`` when no zoo is installed), each entry with a ``ref`` and a ``label``."""
+    out = []
+    for e in _catalogue():
+        task = e.get("task") or ""
+        state = "trained" if e.get("trained") else "not trained yet"
+        out.append({**e, "ref": f"zoo:{e['name']}", "label": f"{e['name']}" + (f" · {task}" if task else "") + f" ({state})"})
+    return out
+
+
+def default_model_ref() -> str | None:
+    """The first trained zoo model, or ``None`` when none is trained (or no zoo is installed)."""
+    for e in zoo_models():
+        if e.get("trained"):
+            return e["ref"]
+    return None
+
+
+def example_refs(model_ref: str, n: int = 8) -> list:
+    """``example:NAME:i`` for the first ``n`` test items of a zoo model (``[]`` for spec files)."""
+    ref = str(model_ref)
+    if not ref.startswith("zoo:"):
+        return []
+    return [f"example:{ref[4:]}:{i}" for i in range(int(n))]
+
+
+def load_example_ref(ref: str, sr: int | None = None):
+    """``example:NAME:i`` (or an audio file path) → :class:`~probe.AudioExample` at ``sr``."""
+    from probe.resolve import resolve_audio
+
+    from .uploads import MAX_UPLOAD_SECONDS
+
+    return resolve_audio(ref, sr, max_seconds=MAX_UPLOAD_SECONDS if not str(ref).startswith("example:") else 3600.0)

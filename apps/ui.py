@@ -1,0 +1,130 @@
+"""The app's selection (model, clip) kept in ``st.session_state``, error display and figure placement.
+
+The selection lives under plain keys, so it survives page switches. A link
+``?model=zoo:crnn_sed&audio=example:crnn_sed:3`` preselects both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import streamlit as st
+
+from probe.errors import ProbeError
+
+from . import state
+from .cache import get_example, get_model
+
+#: session-state keys of the selection
+MODEL_KEY, AUDIO_KEY, UPLOAD_KEY = "probe_model_ref", "probe_audio_ref", "probe_upload"
+
+__all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "current_model_ref", "current_model", "current_audio",
+           "selection_caption", "show_error", "build", "plot"]
+
+
+def show_error(exc: BaseException, what: str = "") -> None:
+    """One clear line for probe's own errors; the traceback only for bugs."""
+    if isinstance(exc, state.Unavailable):
+        st.info(f"{what}{exc}")
+    elif isinstance(exc, ProbeError):
+        st.error(f"{what}{exc}")
+    else:
+        st.exception(exc)
+
+
+def _from_query() -> None:
+    """Once per session: ``?model=zoo:NAME&audio=example:NAME:i`` (or paths) preselect the model and clip."""
+    if st.session_state.get("_probe_query_read"):
+        return
+    st.session_state["_probe_query_read"] = True
+    qp = st.query_params
+    if qp.get("model"):
+        st.session_state[MODEL_KEY] = qp["model"]
+        st.session_state[AUDIO_KEY] = qp.get("audio") or None
+
+
+def current_model_ref() -> str | None:
+    """The selected model reference (from the session, a ``?model=`` link, or the first trained zoo model)."""
+    _from_query()
+    ref = st.session_state.get(MODEL_KEY)
+    if not ref:
+        ref = state.default_model_ref()
+        if ref:
+            st.session_state[MODEL_KEY] = ref
+    return ref
+
+
+def current_model():
+    """The selected model, or ``None`` after showing why there is none."""
+    ref = current_model_ref()
+    if not ref:
+        st.info("No model selected and no trained zoo model found yet: pick a model (or a spec file) on the Overview page.")
+        return None
+    try:
+        return get_model(ref)
+    except ProbeError as exc:
+        show_error(exc, f"Cannot load {ref}: ")
+        return None
+
+
+def current_audio(model):
+    """The selected clip at the model's rate, or ``None`` after showing why there is none."""
+    ref = st.session_state.get(AUDIO_KEY)
+    if ref == "upload":
+        ex = st.session_state.get(UPLOAD_KEY)
+        if ex is not None and ex.sr == model.sample_rate:
+            return ex
+        ref = None
+    if not ref:
+        refs = state.example_refs(model.ref, 1)
+        if not refs:
+            st.info("No audio selected: upload a file on the Overview page.")
+            return None
+        ref = refs[0]
+        st.session_state[AUDIO_KEY] = ref
+    try:
+        return get_example(ref, model.sample_rate)
+    except ProbeError as exc:
+        show_error(exc, f"Cannot load {ref}: ")
+        return None
+
+
+def selection_caption(model, example) -> None:
+    st.caption(f"Model **{model.name}** ({model.ref}) · audio **{example.name}** "
+               f"({example.duration:.2f} s at {example.sr} Hz) — change them on the Overview page.")
+
+
+def build(builder, *args, **kwargs):
+    """``builder(*args, **kwargs)`` (a ``probe.figures`` function); ``None`` after a message when it refuses the data."""
+    try:
+        return builder(*args, **kwargs)
+    except (ProbeError, ValueError) as exc:
+        show_error(exc if isinstance(exc, ProbeError) else ProbeError(str(exc)), f"{builder.__name__}: ")
+        return None
+
+
+#: Streamlit's frontend replaces the exact colours #000001…#000040 in a plotly figure by theme colours
+#: (its placeholders, whatever the theme), so magma/inferno's first stop "#000004" would turn purple
+_PLACEHOLDER = re.compile(r'"#0000(0[1-9]|[1-3][0-9]|40)"', re.IGNORECASE)
+
+
+def _without_placeholders(fig):
+    import plotly.graph_objects as go
+
+    text = fig.to_json()
+    if not _PLACEHOLDER.search(text):
+        return fig
+    return go.Figure(json.loads(_PLACEHOLDER.sub('"#000000"', text)))
+
+
+def plot(fig, key: str | None = None) -> None:
+    """Place a plotly figure at the page's width (no-op for ``None``).
+
+    ``theme=None`` keeps the library's own styling (colour scales, template), so the app
+    shows exactly what the HTML report and the CLI figures show; colours that Streamlit
+    would take for its theme placeholders are nudged to black first.
+    """
+    if fig is not None:
+        fig = _without_placeholders(fig)
+        st.plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False})

@@ -1,0 +1,196 @@
+"""A layer's embeddings on one clip: points, a 2-D map, clusters, their audio and how well they match the truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AnalysisError
+from ._base import Result, jsonable, locked, rounded
+
+__all__ = ["EmbeddingOptions", "EmbeddingAnalysis", "analyse_embeddings"]
+
+_OUTPUT = (None, "", "output", "tf_embeddings")
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """Options of :func:`analyse_embeddings` (the only place their defaults live).
+
+    Attributes
+    ----------
+    layer : str, optional
+        Module path to capture; ``None`` / ``"output"``: the model's ``tf_embeddings`` output.
+    projection : {"pca", "umap"}
+        PCA is instant and deterministic, so it is the default on every face; UMAP shows
+        clusters better but compiles numba kernels on first use (cached on disk afterwards).
+    budget : int
+        Most points drawn (energy-stratified): :data:`probe.analyze.embeddings.DEFAULT_BUDGET`.
+    threshold_db : float or None
+        Drop cells further than this below the loudest (``None`` or 0 keeps all).
+    n_clusters : int, optional
+        ``k`` of the clustering; ``None``: the model's number of sources, else 2.
+    method : {"kmeans", "gmm"}
+    seed : int
+        Seed of the sample, the projection and the clustering.
+    clusterability : bool
+        Also compute the reference-free clusterability scores.
+    cache_dir : str, optional
+        Also keep maps on disk here.
+    jit_cache : bool
+        Keep UMAP's compiled numba code on disk (later processes skip most of the JIT time).
+    """
+
+    layer: str | None = None
+    projection: str = "pca"
+    budget: int = 4000
+    threshold_db: float | None = 40.0
+    n_clusters: int | None = None
+    method: str = "kmeans"
+    seed: int = 0
+    clusterability: bool = True
+    cache_dir: str | None = None
+    jit_cache: bool = True
+
+    def __post_init__(self):
+        if int(self.budget) < 1:
+            raise AnalysisError(f"budget must be positive, given {self.budget}")
+        if self.n_clusters is not None and int(self.n_clusters) < 1:
+            raise AnalysisError(f"n_clusters must be positive, given {self.n_clusters}")
+        if self.projection not in ("pca", "umap"):
+            raise AnalysisError(f"projection must be 'pca' or 'umap', given {self.projection!r}")
+
+
+@dataclass
+class EmbeddingAnalysis(Result):
+    """Embeddings of one clip at one layer, mapped and clustered.
+
+    Attributes
+    ----------
+    clip : ClipEmbeddings
+    points : EmbeddingPoints
+    coords : np.ndarray [shape=(n, 2)]
+    trustworthiness : float
+    projection, metric : str
+    map_seconds : float
+    clusters : EmbeddingClusters (fitted)
+    n_clusters : int
+    colourings : dict
+        Name → values / kind / names, for the scatter's colour menu.
+    cluster_audio : np.ndarray [shape=(k, n)]
+    cluster_masks : np.ndarray [shape=(k, F, T)]
+    agreement : dict or None
+        ``ari``, ``nmi``, ``mask_accuracy`` against the known sources.
+    clusterability : dict or None
+    sr : int
+    layer, kind : str
+    """
+
+    clip: object
+    points: object
+    coords: np.ndarray
+    trustworthiness: float
+    projection: str
+    metric: str
+    map_seconds: float
+    clusters: object
+    n_clusters: int
+    method: str
+    colourings: dict
+    cluster_audio: np.ndarray
+    cluster_masks: np.ndarray
+    agreement: dict | None
+    clusterability: dict | None
+    sr: int
+    layer: str
+    kind: str
+
+    def to_json(self) -> dict:
+        out = {"layer": self.layer, "kind": self.kind, "dim": int(self.points.X.shape[1]), "grid": list(self.clip.shape),
+               "n_points": len(self.points), "projection": self.projection, "metric": self.metric,
+               "seconds": round(float(self.map_seconds), 3), "trustworthiness": rounded(self.trustworthiness, 4),
+               "clusters": int(self.n_clusters), "method": self.method,
+               "cluster_sizes": np.bincount(self.clusters.labels_, minlength=self.n_clusters).tolist()}
+        if self.agreement:
+            out["oracle"] = {k: rounded(self.agreement[k], 4) for k in ("ari", "nmi", "mask_accuracy")}
+        if self.clusterability is not None:
+            out["clusterability"] = jsonable({k: (round(v, 4) if isinstance(v, float) else v)
+                                              for k, v in self.clusterability.items()})
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptions(), *, lock=None) -> EmbeddingAnalysis:
+    """Embeddings of one clip at a layer: points, a 2-D map, clusters, their audio and oracle agreement.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    example : AudioExample or np.ndarray [shape=(n,)]
+        With an AudioExample that carries sources or events, points know their source/class.
+    options : EmbeddingOptions
+    lock : context manager, optional
+        Held while the model runs (a model shared between threads); the map and the
+        clustering run outside it.
+
+    Returns
+    -------
+    EmbeddingAnalysis
+
+    Raises
+    ------
+    AnalysisError
+        Too few non-silent cells, or ``layer=None`` on a model without ``tf_embeddings``.
+    LayerNotFoundError
+        Unknown layer.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 6, 64, stride=32), torch.nn.Tanh())
+    >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(8000, 256, 64), input_layout="bcn")
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32)
+    >>> res = analyse_embeddings(spec, y, EmbeddingOptions(layer="0", budget=200))
+    >>> res.coords.shape, res.n_clusters
+    ((200, 2), 2)
+    """
+    from ..analyze import embeddings as E
+
+    o = options
+    k = int(o.n_clusters or spec.n_sources or 2)
+    with locked(lock):
+        clip = E.embeddings_from_layer(spec, example, None if o.layer in _OUTPUT else o.layer)
+    points = E.select_points(clip, threshold_db=o.threshold_db or None, budget=int(o.budget), seed=o.seed)
+    need = max(4 * k, 8)
+    if len(points) < need:
+        raise AnalysisError(f"only {len(points)} non-silent embedding points at layer {o.layer or 'output'!r}; need at "
+                            f"least {need}: lower threshold_db or use longer audio")
+    warnings = []
+    if o.projection == "umap" and o.jit_cache:
+        try:  # numba's machine code cached on disk: later processes skip most of the JIT time
+            E.enable_jit_cache()
+        except Exception as exc:  # pragma: no cover - a read-only home only costs the cache
+            warnings.append(f"numba cache not enabled ({type(exc).__name__}: {exc})")
+    emap = E.EmbeddingMap(o.projection, random_state=o.seed, cache_dir=o.cache_dir).fit(points)
+    km = E.EmbeddingClusters(k, method=o.method, random_state=o.seed).fit(points)
+    agreement = None
+    if points.source is not None:
+        try:
+            agreement = E.oracle_agreement(km, points)
+        except AnalysisError as exc:
+            warnings.append(f"no oracle agreement: {exc}")
+    score = None
+    if o.clusterability:
+        try:
+            score = E.clusterability(points, n_clusters=max(2, k), random_state=o.seed)
+        except AnalysisError as exc:
+            score = {"error": str(exc)}
+    return EmbeddingAnalysis(
+        clip=clip, points=points, coords=emap.embedding_, trustworthiness=float(emap.trustworthiness_),
+        projection=o.projection, metric=emap.metric_, map_seconds=float(emap.seconds_), clusters=km, n_clusters=k,
+        method=o.method, colourings=E.colourings(points, clusters=km), cluster_audio=km.separate(clip),
+        cluster_masks=km.masks(clip), agreement=agreement, clusterability=score, sr=clip.sr,
+        layer="tf_embeddings" if o.layer in _OUTPUT else o.layer, kind=clip.kind,
+        warnings=warnings)
