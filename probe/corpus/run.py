@@ -1,0 +1,432 @@
+"""One pass of a model over a corpus, in-process or on Ray Data, into a resumable Parquet run.
+
+Layout of a run folder::
+
+    RUN/corpus.json          manifest: model, options, engine, counts, layers, concepts, timings
+    RUN/clips.parquet        the corpus as read (id, path, label, events, split, group)
+    RUN/parts/*.parquet      worker rows (see probe.corpus.worker.output_schema), one file per batch
+    RUN/unit_stats.parquet   per layer × variant × unit: mean, var, quantiles, top-k excerpts
+
+Every file is written to a temporary name and renamed, so a crash or Ctrl-C loses at most
+the batches in flight; running the same command again skips every clip already in
+``parts/`` (bad clips included: their reason is recorded, not retried).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .inputs import Clip, CorpusError, read_corpus
+from .worker import CorpusWorker, RunOptions, clips_table, concept_names, resolve_spec
+
+__all__ = ["run_corpus", "open_run", "CorpusRun", "ENGINES", "MANIFEST"]
+
+log = logging.getLogger("probe.corpus")
+ENGINES = ("inprocess", "ray")
+MANIFEST = "corpus.json"
+_KIND = "probe.corpus.run"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _atomic_write_bytes(path, json.dumps(obj, indent=1, default=_jsonable).encode())
+
+
+def _jsonable(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _write_table(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _done_clips(parts: Path) -> set:
+    import pyarrow.parquet as pq
+
+    done: set = set()
+    for f in sorted(parts.glob("*.parquet")):
+        done.update(pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist())
+    return done
+
+
+def _prepare_out(out: Path, fingerprint: dict) -> dict | None:
+    """Check ``out`` is new, empty, or a run with the same fingerprint; return its manifest if resuming."""
+    man = out / MANIFEST
+    if man.is_file():
+        try:
+            old = json.loads(man.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorpusError(f"{man} is not a readable corpus manifest: {exc}") from None
+        if old.get("kind") != _KIND:
+            raise CorpusError(f"{out} holds another kind of run ({old.get('kind')!r}); choose a new --out")
+        if old.get("fingerprint") != fingerprint:
+            diff = sorted(k for k in set(fingerprint) | set(old.get("fingerprint") or {})
+                          if fingerprint.get(k) != (old.get("fingerprint") or {}).get(k))
+            raise CorpusError(f"{out} is a run with different settings ({', '.join(diff)}); "
+                              "resume with the same model, corpus and options, or choose a new --out")
+        return old
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CorpusError(f"refusing to write into {out}: it exists and is not a corpus run; choose a new --out")
+    return None
+
+
+def run_corpus(model, corpus, out, *, options: RunOptions | None = None, engine: str = "inprocess",
+               workers: int = 1, ray_address: str | None = None, progress: bool = False) -> dict:
+    """Run ``model`` over ``corpus`` and write (or resume) a run folder.
+
+    Parameters
+    ----------
+    model : str, ModelSpec or callable
+        ``zoo:NAME`` or a spec ``.toml`` (needed by Ray on a cluster: each actor loads it),
+        a :class:`~probe.ModelSpec`, or a zero-argument factory returning one.
+    corpus : str, Path or list of Clip
+        A folder or a CSV/JSONL manifest (see :func:`~probe.corpus.read_corpus`).
+    out : str or Path
+        The run folder: created, or resumed when it holds a run with the same settings.
+    options : RunOptions
+    engine : {"inprocess", "ray"}
+        ``ray`` runs the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data
+        actor pool (``map_batches(CorpusWorker, concurrency=workers)``).
+    workers : int
+        Ray actors (one CPU each). Ignored in-process.
+    ray_address : str, optional
+        Connect to this Ray cluster instead of starting a local one.
+    progress : bool
+        Show a tqdm bar with clips/s on stderr.
+
+    Returns
+    -------
+    dict
+        The manifest (also in ``RUN/corpus.json``).
+    """
+    options = options or RunOptions()
+    if engine not in ENGINES:
+        raise CorpusError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if int(workers) < 1:
+        raise CorpusError(f"workers must be positive, given {workers}")
+    if options.frames_per_clip is not None and int(options.frames_per_clip) < 1:
+        raise CorpusError(f"frames_per_clip must be positive or None, given {options.frames_per_clip}")
+    if int(options.batch_size) < 1:
+        raise CorpusError(f"batch_size must be positive, given {options.batch_size}")
+    clips = list(corpus) if isinstance(corpus, (list, tuple)) else read_corpus(corpus)
+    ids = [c.clip_id for c in clips]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise CorpusError(f"clip ids must be unique; repeated: {dup}")
+    out = Path(out)
+    spec = resolve_spec(model)
+    # the driver validates the layers and learns each one's geometry before any work starts
+    probe_worker = CorpusWorker(spec, RunOptions(**{**options.__dict__, "random_init": False, "concepts": ()}))
+    fingerprint = {"model": spec.name, "params": spec.to_dict()["params"], "layers": list(probe_worker.layers),
+                   "options": {k: v for k, v in options.to_dict().items() if k != "batch_size"},
+                   "corpus": sorted(ids)}
+    old = _prepare_out(out, fingerprint)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    if not (out / "clips.parquet").is_file():
+        _write_table(clips_table(clips), out / "clips.parquet")
+    manifest = old or {"kind": _KIND, "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "fingerprint": fingerprint}
+    manifest.update({"status": "running", "model": {"ref": model if isinstance(model, str) else spec.name,
+                                                    "spec": spec.to_dict()},
+                     "options": options.to_dict(), "layers": list(probe_worker.layers),
+                     "concepts": concept_names(options.concepts, spec.sample_rate), "engine": engine,
+                     "workers": int(workers) if engine == "ray" else 1})
+    _write_json(out / MANIFEST, manifest)
+    done = _done_clips(parts)
+    pending = [c for c in clips if c.clip_id not in done]
+    t0 = time.perf_counter()
+    n_new = 0
+    if pending:
+        runner = _run_inprocess if engine == "inprocess" else _run_ray
+        model_arg = model if engine == "ray" and not hasattr(model, "model") else spec
+        n_new = runner(model_arg, pending, parts, options, workers=int(workers), ray_address=ray_address,
+                       progress=progress, index={c.clip_id: i for i, c in enumerate(clips)})
+    elapsed = time.perf_counter() - t0
+    summary = finalize_run(out, top_k=options.top_k)
+    manifest.update(summary)
+    manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
+                     "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None})
+    _write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _part_name(first_index: int) -> str:
+    return f"part-{first_index:08d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _first_index(table, index: dict) -> int:
+    ids = table.column("clip_id").to_pylist()
+    return min((index.get(i, 0) for i in ids), default=0)
+
+
+def _bar(progress: bool, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not progress, desc="corpus", unit="clip", smoothing=0.1)
+
+
+def _run_inprocess(model, pending, parts, options, *, workers, ray_address, progress, index) -> int:
+    worker = CorpusWorker(model, options)
+    bs = int(options.batch_size)
+    with _bar(progress, len(pending)) as bar:
+        for i in range(0, len(pending), bs):
+            batch = pending[i:i + bs]
+            table = worker(clips_table(batch))
+            _write_table(table, parts / _part_name(_first_index(table, index)))
+            bar.update(len(batch))
+    return len(pending)
+
+
+def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index) -> int:
+    try:
+        import ray
+    except ImportError:
+        raise CorpusError("engine 'ray' needs Ray Data: pip install 'probe-audio[ray]' (ray[data])") from None
+    if not ray.is_initialized():
+        kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.preserve_order = True
+    ds = ray.data.from_arrow(clips_table(pending))
+    ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict()},
+                        batch_size=int(options.batch_size), batch_format="pyarrow", concurrency=int(workers),
+                        num_cpus=1, zero_copy_batch=True)
+    n = 0
+    with _bar(progress, len(pending)) as bar:
+        # each block is one map_batches result: written on arrival, so a crash loses only batches in flight
+        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if table.num_rows == 0:
+                continue
+            _write_table(table, parts / _part_name(_first_index(table, index)))
+            k = len(set(table.column("clip_id").to_pylist()))
+            n += k
+            bar.update(k)
+    return n
+
+
+# ---- reading a run ----------------------------------------------------------------------
+@dataclass
+class Frames:
+    """Sampled frames of one layer and variant across the corpus.
+
+    Attributes
+    ----------
+    acts : np.ndarray [shape=(n_frames, n_units)]
+    clip : np.ndarray [shape=(n_frames,)]
+        Index into :attr:`CorpusRun.clips`.
+    time : np.ndarray [shape=(n_frames,)]
+        Step centre, seconds.
+    concepts : dict of str → np.ndarray [shape=(n_frames,)]
+    """
+
+    acts: np.ndarray
+    clip: np.ndarray
+    time: np.ndarray
+    concepts: dict
+
+    def __len__(self) -> int:
+        return len(self.clip)
+
+
+class CorpusRun:
+    """A finished (or partial) corpus run opened for analysis; see :func:`open_run`."""
+
+    def __init__(self, path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        man = self.path / MANIFEST
+        if not man.is_file():
+            raise CorpusError(f"{self.path} is not a corpus run (no {MANIFEST}); make one with `probe corpus run`")
+        try:
+            self.manifest = json.loads(man.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorpusError(f"{man} is not readable JSON: {exc}") from None
+        if self.manifest.get("kind") != _KIND:
+            raise CorpusError(f"{man} is not a corpus run manifest (kind {self.manifest.get('kind')!r})")
+        if not (self.path / "clips.parquet").is_file():
+            raise CorpusError(f"{self.path} lacks clips.parquet; the run is incomplete")
+        self.clips = [Clip.from_row(r) for r in pq.read_table(self.path / "clips.parquet").to_pylist()]
+        self.clip_index = {c.clip_id: i for i, c in enumerate(self.clips)}
+        self.layers = list(self.manifest.get("layers", []))
+        self.concepts = list(self.manifest.get("concepts", []))
+        self._cache: dict = {}
+
+    def __repr__(self) -> str:
+        return f"CorpusRun({str(self.path)!r}, clips={len(self.clips)}, layers={self.layers})"
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.manifest["model"]["spec"]["input"]["sample_rate"])
+
+    @property
+    def variants(self) -> list:
+        return ["trained", "random"] if self.manifest.get("options", {}).get("random_init") else ["trained"]
+
+    def check_layer(self, layer: str) -> str:
+        if layer not in self.layers:
+            raise CorpusError(f"layer {layer!r} is not in this run; layers: {', '.join(self.layers)}")
+        return layer
+
+    def rows(self, layer: str, variant: str = "trained", columns=None):
+        """Worker rows of one layer and variant, ordered by clip (a pyarrow Table)."""
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        self.check_layer(layer)
+        if variant not in ("trained", "random"):
+            raise CorpusError(f"variant must be 'trained' or 'random', given {variant!r}")
+        files = sorted(str(f) for f in (self.path / "parts").glob("*.parquet"))
+        if not files:
+            raise CorpusError(f"{self.path} holds no finished batches yet")
+        ds = pads.dataset(files, format="parquet")
+        flt = (pc.field("layer") == layer) & (pc.field("variant") == variant) & (pc.field("status") == "ok")
+        cols = None if columns is None else sorted(set(columns) | {"clip_id"})
+        t = ds.to_table(columns=cols, filter=flt)
+        if t.num_rows == 0:
+            raise CorpusError(f"no rows for layer {layer!r}, variant {variant!r} (random_init off?)")
+        order = np.argsort([self.clip_index.get(c, 1 << 30) for c in t.column("clip_id").to_pylist()], kind="stable")
+        return t.take(order)
+
+    def frames(self, layer: str, variant: str = "trained") -> Frames:
+        """The sampled frames of a layer (with concept tracks and manifest events), across all clips."""
+        from .concepts import event_tracks
+
+        key = ("frames", layer, variant)
+        if key in self._cache:
+            return self._cache[key]
+        t = self.rows(layer, variant, ["acts", "n_units", "step_time"] + [f"c:{c}" for c in self.concepts])
+        n_units = t.column("n_units").to_numpy()
+        acts = [np.asarray(a, dtype=np.float32).reshape(-1, int(u)) for a, u in
+                zip(t.column("acts").to_numpy(zero_copy_only=False), n_units)]
+        times = [np.asarray(x, dtype=np.float64) for x in t.column("step_time").to_numpy(zero_copy_only=False)]
+        clip = np.concatenate([np.full(len(x), self.clip_index[c]) for x, c in zip(times, t.column("clip_id").to_pylist())])
+        concepts = {c: np.concatenate([np.asarray(v, dtype=np.float64) for v in t.column(f"c:{c}").to_numpy(zero_copy_only=False)])
+                    for c in self.concepts}
+        labels = sorted({e["label"] for c in self.clips for e in c.events})
+        if labels:
+            ev = [event_tracks(self.clips[self.clip_index[cid]].events, x, labels=labels)
+                  for x, cid in zip(times, t.column("clip_id").to_pylist())]
+            for name in ev[0]:
+                concepts[name] = np.concatenate([e[name] for e in ev]).astype(np.float64)
+        fr = Frames(acts=np.concatenate(acts), clip=clip, time=np.concatenate(times), concepts=concepts)
+        self._cache[key] = fr
+        return fr
+
+    def pooled(self, layer: str, variant: str = "trained", how: str = "mean"):
+        """``(X [n_clips, n_units], clip_indices)``: each clip's features pooled over time."""
+        if how not in ("mean", "max"):
+            raise CorpusError(f"pooling must be 'mean' or 'max', given {how!r}")
+        t = self.rows(layer, variant, [f"pooled_{how}"])
+        X = np.stack([np.asarray(v, dtype=np.float32) for v in t.column(f"pooled_{how}").to_numpy(zero_copy_only=False)])
+        idx = np.array([self.clip_index[c] for c in t.column("clip_id").to_pylist()])
+        return X, idx
+
+    def unit_stats(self):
+        """The per-unit statistics table (pyarrow) written when the run finished."""
+        import pyarrow.parquet as pq
+
+        p = self.path / "unit_stats.parquet"
+        if not p.is_file():
+            raise CorpusError(f"{self.path} has no unit_stats.parquet; finish the run (run it again to resume)")
+        return pq.read_table(p)
+
+
+def open_run(path) -> CorpusRun:
+    """Open a run folder written by :func:`run_corpus`."""
+    return CorpusRun(path)
+
+
+# ---- statistics over the finished parts (streamed: memory bounded by one part) ------------------
+def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
+    """Merge the parts into ``unit_stats.parquet`` and count clips; returns the manifest summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    acc: dict = {}
+    bad: dict = {}
+    ok: set = set()
+    layers_info: dict = {}
+    cols = ["clip_id", "status", "reason", "layer", "variant", "n_units", "n_steps", "seconds_per_step",
+            "time_offset", "acts", "unit_sum", "unit_sumsq", "unit_max", "unit_argmax_time"]
+    for f in sorted((out / "parts").glob("*.parquet")):
+        t = pq.read_table(f, columns=cols)
+        for r in t.to_pylist():
+            if r["status"] != "ok":
+                bad[r["clip_id"]] = r["reason"]
+                continue
+            ok.add(r["clip_id"])
+            key = (r["layer"], r["variant"])
+            u = int(r["n_units"])
+            a = acc.get(key)
+            if a is None:
+                a = acc[key] = {"n": 0, "sum": np.zeros(u), "sumsq": np.zeros(u), "top": [], "sample": [], "n_sample": 0}
+                layers_info.setdefault(r["layer"], {"n_units": u, "seconds_per_step": r["seconds_per_step"],
+                                                    "time_offset": r["time_offset"]})
+            a["n"] += int(r["n_steps"])
+            a["sum"] += np.asarray(r["unit_sum"])
+            a["sumsq"] += np.asarray(r["unit_sumsq"])
+            a["top"].append((r["clip_id"], np.asarray(r["unit_max"], dtype=np.float32),
+                             np.asarray(r["unit_argmax_time"], dtype=np.float32)))
+            if len(a["top"]) > 4 * top_k:
+                a["top"] = _merge_top(a["top"], top_k)
+            a["sample"].append(np.asarray(r["acts"], dtype=np.float32).reshape(-1, u))
+            a["n_sample"] += len(a["sample"][-1])
+            if a["n_sample"] > 2 * quantile_frames:
+                s = np.concatenate(a["sample"])
+                a["sample"] = [s[np.linspace(0, len(s) - 1, quantile_frames).round().astype(int)]]
+                a["n_sample"] = quantile_frames
+    rows = []
+    qs = (0.01, 0.1, 0.5, 0.9, 0.99)
+    for (layer, variant), a in sorted(acc.items()):
+        mean = a["sum"] / a["n"]
+        var = np.maximum(a["sumsq"] / a["n"] - mean ** 2, 0.0)
+        sample = np.concatenate(a["sample"])
+        quant = np.quantile(sample, qs, axis=0)
+        top = _merge_top(a["top"], top_k)
+        for u in range(len(mean)):
+            best = sorted(((float(v[u]), cid, float(tm[u])) for cid, v, tm in top), reverse=True)[:top_k]
+            rows.append({"layer": layer, "variant": variant, "unit": u, "count": a["n"], "mean": float(mean[u]),
+                         "var": float(var[u]), **{f"q{int(q * 100):02d}": float(quant[i, u]) for i, q in enumerate(qs)},
+                         "top_clips": [b[1] for b in best], "top_times": [b[2] for b in best],
+                         "top_values": [b[0] for b in best]})
+    if rows:
+        _write_table(pa.Table.from_pylist(rows), out / "unit_stats.parquet")
+    for cid in ok:
+        bad.pop(cid, None)
+    return {"clips": {"ok": len(ok), "bad": len(bad), "bad_reasons": dict(sorted(bad.items())[:100])},
+            "layer_info": layers_info}
+
+
+def _merge_top(entries: list, k: int) -> list:
+    """Keep, per unit, only the clips among the top ``k`` (entries are (clip, max[U], argmax_time[U]))."""
+    vals = np.stack([e[1] for e in entries])  # (n, U)
+    keep = set()
+    kk = min(k, len(entries))
+    for u in range(vals.shape[1]):
+        keep.update(np.argpartition(-vals[:, u], kk - 1)[:kk].tolist())
+    return [entries[i] for i in sorted(keep)]
