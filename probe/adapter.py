@@ -19,6 +19,11 @@ Specs are written in Python or in a TOML file (:meth:`ModelSpec.from_file`)::
     [output]
     kind = "frame_probs"               # masks | tf_embeddings | frame_probs | sources | clip_scores | features
     classes = ["speech", "music"]
+    [time]                             # optional: overrides of what the shape probe infers
+    seconds_per_step = 0.01            # every time axis (exact probes usually make this unnecessary)
+    offset = 0.0125                    # seconds of the centre of frame 0
+    [time.layers."encoder.3"]          # per layer (wins over the global values)
+    seconds_per_step = 0.02
 
 Canonical layouts (time last, as in librosa): inputs ``bn`` (waveform) or ``bft``
 (spectral); outputs ``masks`` ``bsft``, ``tf_embeddings`` ``bdft``, ``frame_probs`` ``bct``,
@@ -48,6 +53,8 @@ INPUT_KINDS = ("waveform", "stft", "logmag", "logmel")
 #: f frequency, t frame, n sample, c class); ``features`` has no fixed layout
 OUTPUT_LAYOUTS = {"masks": "bsft", "tf_embeddings": "bdft", "frame_probs": "bct", "sources": "bsn",
                   "clip_scores": "bc", "features": None}
+#: main-tensor names of dict-like outputs (transformers' ModelOutput) picked when exactly one is present
+_USUAL_KEYS = ("logits", "last_hidden_state")
 _INPUT_CANONICAL = {"waveform": "bn", "stft": "bft", "logmag": "bft", "logmel": "bft"}
 
 
@@ -98,6 +105,10 @@ class ModelSpec:
         Identifier used in run manifests and caches.
     info : dict
         Free metadata (model card, provenance).
+    time : dict
+        Overrides of the inferred time axes: ``seconds_per_step``, ``offset`` (seconds of the
+        centre of step 0) and ``time_axis`` for every record with a time axis, and
+        ``layers = {module: {...}}`` per layer. Records report ``time_source = "spec"``.
 
     Examples
     --------
@@ -120,6 +131,7 @@ class ModelSpec:
     eps: float = 1e-6
     name: str | None = None
     info: dict = field(default_factory=dict)
+    time: dict = field(default_factory=dict)
     _axes_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -148,6 +160,7 @@ class ModelSpec:
         if self.classes is not None:
             self.classes = [str(c) for c in self.classes]
         self.name = self.name or type(self.model).__name__
+        self.time = _check_time(self.time)
 
     # ---- input side ------------------------------------------------------------------
     @property
@@ -216,8 +229,14 @@ class ModelSpec:
                 x = out[kind]
             elif self.output_key is not None and self.output_key in out:
                 x = out[self.output_key]
+            elif self.output_key is None and sum(k in out for k in _USUAL_KEYS) == 1:
+                # a transformers ModelOutput: its main tensor has a conventional name
+                x = out[next(k for k in _USUAL_KEYS if k in out)]
             else:
-                raise SpecError(f"model output is a dict with keys {sorted(out)}; set output key or use an output-kind key")
+                keys = sorted(str(k) for k in out)
+                pick = next((k for k in _USUAL_KEYS if k in out), keys[0] if keys else "KEY")
+                raise SpecError(f"model output is a dict with keys {keys}; say which one is the {kind!r} output: "
+                                f'[output] key = "{pick}" in the spec file (output_key="{pick}" in Python)')
         elif isinstance(out, (tuple, list)):
             x = out[self.output_key if isinstance(self.output_key, int) else 0]
         else:
@@ -239,12 +258,48 @@ class ModelSpec:
         return {"name": self.name, "input": {"kind": self.input_kind, **self.grid.to_dict(), "layout": self.input_layout},
                 "output": {"kind": self.output_kind, "classes": self.classes, "n_sources": self.n_sources,
                            "layout": self.output_layout},
-                "params": int(sum(p.numel() for p in self.model.parameters()))}
+                "params": int(sum(p.numel() for p in self.model.parameters())),
+                **({"time": self.time} if self.time else {})}
 
     @classmethod
     def from_file(cls, path) -> "ModelSpec":
         """Build a spec from a TOML file (see module docstring)."""
         return load_spec(path)
+
+
+_TIME_KEYS = ("seconds_per_step", "offset", "time_axis")
+
+
+def _check_time(t) -> dict:
+    """Validate a ``[time]`` table: numbers for the known keys, a ``layers`` table of the same."""
+    if t is None:
+        return {}
+    if not isinstance(t, dict):
+        raise SpecError(f"[time] must be a table, given {t!r}")
+    unknown = sorted(set(t) - set(_TIME_KEYS) - {"layers"})
+    if unknown:
+        raise SpecError(f"[time] has unknown keys {unknown}; known: {', '.join(_TIME_KEYS)}, layers")
+
+    def num(where, k, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise SpecError(f"{where} {k} must be a number, given {v!r}")
+        if k == "seconds_per_step" and v <= 0:
+            raise SpecError(f"{where} seconds_per_step must be positive, given {v!r}")
+        if k == "time_axis" and int(v) != v:
+            raise SpecError(f"{where} time_axis must be an integer, given {v!r}")
+        return int(v) if k == "time_axis" else float(v)
+
+    out = {k: num("[time]", k, t[k]) for k in _TIME_KEYS if t.get(k) is not None}
+    layers = t.get("layers") or {}
+    if not isinstance(layers, dict):
+        raise SpecError(f"[time] layers must be a table of layer tables, given {layers!r}")
+    if layers:
+        out["layers"] = {}
+        for name, lt in layers.items():
+            if not isinstance(lt, dict) or set(lt) - set(_TIME_KEYS):
+                raise SpecError(f"[time.layers.{name!r}] must hold only {', '.join(_TIME_KEYS)}, given {lt!r}")
+            out["layers"][str(name)] = {k: num(f"[time.layers.{name!r}]", k, v) for k, v in lt.items()}
+    return out
 
 
 # ---- checkpoints ---------------------------------------------------------------------
@@ -273,8 +328,14 @@ def load_state_dict(path) -> dict:
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "pickle" in str(exc).lower():
-            raise CheckpointError(f"refusing to unpickle {path}: it holds Python objects beyond tensors, which could run "
-                                  f"code ({msg}). Re-save it as safetensors (safetensors.torch.save_file(model.state_dict(), ...)).") from None
+            import re
+
+            found = re.search(r"(?:Unsupported global: GLOBAL|GLOBAL) ([\w.]+)", str(exc))
+            what = f"the Python object {found.group(1)}" if found else "Python objects beyond tensors"
+            # torch's own message suggests weights_only=False, which would run the file's code: not repeated here
+            raise CheckpointError(f"refusing to unpickle {path}: it needs {what}, and unpickling could run code; "
+                                  "where you trust it, re-save only the weights with "
+                                  "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')") from None
         raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -284,6 +345,14 @@ def load_state_dict(path) -> dict:
 
 
 def _apply_state_dict(model, state: dict, source) -> None:
+    own = model.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+             if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        k, have, want = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"checkpoint {source} does not fit the model: {k} has shape {list(have)} in the checkpoint "
+                              f"but {list(want)} in the model{more}; check the spec's [model.kwargs]")
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(f"checkpoint {source} does not fit the model: missing {list(result.missing_keys)[:8]}, "
@@ -358,9 +427,13 @@ def load_spec(path) -> ModelSpec:
         ckpt = Path(m["checkpoint"])
         ckpt = ckpt if ckpt.is_absolute() else path.parent / ckpt
         _apply_state_dict(model, load_state_dict(ckpt), ckpt)
+    if m.get("streaming") is not None:  # a chunk-in / (output, state)-out cell run over the clip
+        from .families.streaming import streaming_from_spec
+
+        model = streaming_from_spec(model, m["streaming"])
     model.eval()
     grid = TFGrid.from_dict({k: v for k, v in i.items() if k not in ("kind", "layout", "eps")})
     return ModelSpec(model, input_kind=i["kind"], grid=grid, output_kind=o.get("kind", "features"),
                      classes=o.get("classes"), n_sources=o.get("n_sources"), input_layout=i.get("layout"),
                      output_layout=o.get("layout"), output_key=o.get("key"), eps=float(i.get("eps", 1e-6)),
-                     name=m.get("name", path.stem), info={"spec_file": str(path)})
+                     name=m.get("name", path.stem), info={"spec_file": str(path)}, time=cfg.get("time"))

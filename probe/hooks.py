@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._shapes import PROBING_ATTR, _tensors, infer_axes, preserved_mode, probe_shapes
+from ._shapes import PROBING_ATTR, _tensors, preserved_mode, probe_shapes  # noqa: F401
 from .errors import CaptureError, LayerNotFoundError, SpecError
 
 __all__ = ["capture", "capture_audio", "Capture", "Cache", "Record", "select_layers"]
@@ -71,7 +71,11 @@ def select_layers(model, layers, *, _named=None) -> list[str]:
         if not isinstance(sel, str):
             raise LayerNotFoundError(f"layer selectors must be strings here, given {sel!r}")
         if sel.startswith("re:"):
-            hit = [n for n in names if re.search(sel[3:], n)]
+            try:
+                pattern = re.compile(sel[3:])
+            except re.error as exc:
+                raise LayerNotFoundError(f"layer selector {sel!r} is not a valid regular expression: {exc}") from None
+            hit = [n for n in names if pattern.search(n)]
         elif any(c in sel for c in "*?["):
             hit = fnmatch.filter(names, sel)
         else:
@@ -113,6 +117,13 @@ class Record:
     time_axis : int or None
     seconds_per_step : float or None
         Seconds between consecutive steps along ``time_axis`` (after any ``every``).
+    time_offset : float or None
+        Seconds of the centre of step 0: step ``k`` describes the audio around
+        ``time_offset + k * seconds_per_step`` (a model with a 1.6 s window and a 0.1 s hop
+        has ``time_offset = 0.8``). ``None`` reads as 0.
+    time_source : str or None
+        ``"inferred"`` (exact shape probe), ``"spec"`` (the spec's ``[time]`` table) or
+        ``"given"`` (an argument / CLI override).
     grad : torch.Tensor or None
         Gradient w.r.t. this output, when ``grads=True`` and a backward pass ran.
     inputs : list of torch.Tensor or None
@@ -127,6 +138,8 @@ class Record:
     axes: list | None = None
     time_axis: int | None = None
     seconds_per_step: float | None = None
+    time_offset: float | None = None
+    time_source: str | None = None
     grad: Any = None
     inputs: list | None = None
     reduced: str | None = None
@@ -145,17 +158,18 @@ class Record:
         return tuple(self.load().shape)
 
     def times(self) -> np.ndarray | None:
-        """Seconds of every step along the time axis (``None`` if no time axis)."""
+        """Seconds of every step along the time axis: ``time_offset + k * seconds_per_step`` (``None`` if no time axis)."""
         if self.time_axis is None or self.seconds_per_step is None:
             return None
-        return np.arange(self.shape[self.time_axis]) * self.seconds_per_step
+        return (self.time_offset or 0.0) + np.arange(self.shape[self.time_axis]) * self.seconds_per_step
 
     def numpy(self) -> np.ndarray:
         return self.load().float().numpy()
 
     def to(self, device=None, dtype=None) -> "Record":
         r = Record(**{k: getattr(self, k) for k in ("name", "module", "module_type", "call", "axes", "time_axis",
-                                                    "seconds_per_step", "reduced", "path")})
+                                                    "seconds_per_step", "time_offset", "time_source", "reduced",
+                                                    "path")})
         r.tensor = self.load().to(device=device, dtype=dtype)
         r.grad = None if self.grad is None else self.grad.to(device=device, dtype=dtype)
         r.inputs = None if self.inputs is None else [t.to(device=device, dtype=dtype) for t in self.inputs]
@@ -163,7 +177,8 @@ class Record:
 
     def describe(self) -> dict:
         return {"shape": list(self.shape), "axes": self.axes, "time_axis": self.time_axis,
-                "seconds_per_step": self.seconds_per_step, "module_type": self.module_type, "reduced": self.reduced}
+                "seconds_per_step": self.seconds_per_step, "time_offset": self.time_offset,
+                "time_source": self.time_source, "module_type": self.module_type, "reduced": self.reduced}
 
 
 class Cache:
@@ -233,24 +248,19 @@ class Cache:
 
 # ---- the context manager -------------------------------------------------------------------
 def _annotate_axes(spec, names: list[str]) -> dict:
-    """Axes of every selected layer's outputs, from two shape probes (cached on the spec)."""
-    key = tuple(names)
-    if key in spec._axes_cache:
-        return spec._axes_cache[key]
-    g = spec.grid
-    base = max(int(0.6 * spec.sample_rate), 8 * g.n_fft)
-    n_a, n_b = base + 8 * g.hop_length * 4, base
-    a, b = probe_shapes(spec, n_a, names), probe_shapes(spec, n_b, names)
-    steps_a, steps_b = spec.input_steps(n_a), spec.input_steps(n_b)
-    n_bins = (g.n_mels if spec.input_kind == "logmel" else g.n_freqs) if spec.input_kind != "waveform" else None
-    label = "mel" if spec.input_kind == "logmel" else "freq"
-    out: dict = {}
-    for name in names:
-        for call, ((_, outs_a), (_, outs_b)) in enumerate(zip(a.get(name, []), b.get(name, []))):
-            for j, (sa, sb) in enumerate(zip(outs_a, outs_b)):
-                out[(name, call, j)] = infer_axes(sa, sb, steps_a=steps_a, steps_b=steps_b,
-                                                  step_seconds=spec.input_step_seconds, n_freqs=n_bins, freq_label=label)
-    spec._axes_cache[key] = out
+    """``{(module, call, j): LayerTime}`` for the selected layers' outputs (model-wide probe, cached on the spec)."""
+    from ._shapes import time_probe
+
+    tp = time_probe(spec)
+    wanted = set(names)
+    return {(k[0], k[1], k[3]): r for k, r in tp.results.items() if k[2] == "out" and k[0] in wanted}
+
+
+def _spec_time(spec, module: str) -> dict:
+    """The spec's ``[time]`` overrides that apply to ``module`` (per-layer entries win)."""
+    t = getattr(spec, "time", None) or {}
+    out = {k: t[k] for k in ("seconds_per_step", "offset", "time_axis") if t.get(k) is not None}
+    out.update({k: v for k, v in (t.get("layers") or {}).get(module, {}).items() if v is not None})
     return out
 
 
@@ -260,7 +270,7 @@ class Capture:
     def __init__(self, target, layers="*", *, grads: bool = False, inputs: bool = False, dtype=None,
                  device="cpu", reduce: str | None = None, every: int | None = None, max_steps: int | None = None,
                  stream_to=None, seconds_per_step: dict | float | None = None, time_axis: dict | int | None = None,
-                 copy: bool | None = None):
+                 time_offset: dict | float | None = None, copy: bool | None = None):
         from .adapter import ModelSpec
 
         self.spec = target if isinstance(target, ModelSpec) else None
@@ -280,7 +290,7 @@ class Capture:
         self.grads, self.inputs, self.dtype, self.device = grads, inputs, dtype, device
         self.reduce, self.every, self.max_steps = reduce, every, max_steps
         self.stream_to = Path(stream_to) if stream_to is not None else None
-        self.sps_override, self.time_override = seconds_per_step, time_axis
+        self.sps_override, self.time_override, self.offset_override = seconds_per_step, time_axis, time_offset
         # copy=None (auto): copy records only if the model has in-place modules; otherwise keep
         # zero-copy views and verify at exit, via version counters, that nothing rewrote them
         self.copy = copy if copy is not None else any(getattr(m, "inplace", False) for _, m in self._named)
@@ -337,7 +347,7 @@ class Capture:
         if t is not None:
             return int(t) % ndim
         ax = self._axes.get((name, call, j)) or self._axes.get((name, 0, j))
-        return ax[1] if ax else None
+        return ax.time_axis if ax else None
 
     def _make_hook(self, name: str, mtype: str) -> Callable:
         import torch
@@ -416,8 +426,12 @@ class Capture:
         for rec in self.cache.values():
             j = _leaf_index(rec, self.cache)
             ax = self._axes.get((rec.module, rec.call, j)) or self._axes.get((rec.module, 0, j))
-            if ax and len(ax[0]) == len(rec.shape):
-                rec.axes, rec.time_axis, rec.seconds_per_step = list(ax[0]), ax[1], ax[2]
+            if ax and len(ax.axes) == len(rec.shape):
+                rec.axes, rec.time_axis = list(ax.axes), ax.time_axis
+                if ax.seconds_per_step is not None:
+                    rec.seconds_per_step = float(ax.seconds_per_step)
+                    rec.time_offset = float(ax.offset) if ax.offset is not None else None
+                    rec.time_source = "inferred"
             if rec.seconds_per_step is not None:
                 if self.every and rec.reduced and "every" in rec.reduced:
                     rec.seconds_per_step *= self.every
@@ -425,15 +439,24 @@ class Capture:
                     rec.seconds_per_step = None  # uneven after subsampling to a budget
                 if self.reduce:
                     rec.seconds_per_step = None
-            sps = self._override(self.sps_override, rec.module)
-            if sps is not None:
-                rec.seconds_per_step = float(sps)
-            t = self._override(self.time_override, rec.module)
-            if t is not None:
-                rec.time_axis = int(t) % len(rec.shape)
+            given = _spec_time(self.spec, rec.module)
+            source = "spec"
+            for key, value in (("seconds_per_step", self.sps_override), ("offset", self.offset_override),
+                               ("time_axis", self.time_override)):
+                v = self._override(value, rec.module)
+                if v is not None:
+                    given[key] = v
+                    source = "given"
+            if given.get("time_axis") is not None:
+                rec.time_axis = int(given["time_axis"]) % len(rec.shape)
                 if rec.axes:
                     rec.axes = ["channel" if a == "time" else a for a in rec.axes]
                     rec.axes[rec.time_axis] = "time"
+            if rec.time_axis is not None:
+                if given.get("seconds_per_step") is not None:
+                    rec.seconds_per_step, rec.time_source = float(given["seconds_per_step"]), source
+                if given.get("offset") is not None:
+                    rec.time_offset, rec.time_source = float(given["offset"]), source
 
 
 def _arange(x, tax, every):
@@ -514,8 +537,9 @@ def capture(target, layers="*", **kwargs) -> Capture:
         are checked at exit and an in-place rewrite raises :class:`CaptureError`.
     stream_to : path, optional
         Write each record to a safetensors file as it is captured instead of keeping it in memory.
-    seconds_per_step, time_axis : float/int or dict of layer → value, optional
-        Override the inferred values.
+    seconds_per_step, time_offset, time_axis : float/int or dict of layer → value, optional
+        Override the inferred values (the record's ``time_source`` becomes ``"given"``);
+        a spec's ``[time]`` table overrides them the same way (``"spec"``).
 
     Returns
     -------
