@@ -2,8 +2,8 @@
 
 Label functions and scoring are checked on signals built here (tone bursts, band-limited
 noise at known boxes). Scene tests need the Debian packages with the recordings
-(wesnoth-1.16-data, sound-theme-freedesktop, asterisk-core-sounds-en-wav, alsa-utils) and
-are skipped, naming them, where they are missing.
+(wesnoth-1.16-data, sound-theme-freedesktop, asterisk-core-sounds-en-wav, alsa-utils), which
+``.ci/setup`` installs: where they are missing they fail, naming them (``probe doctor`` lists them).
 """
 
 from __future__ import annotations
