@@ -108,7 +108,9 @@ def concept_tracks(y, sr: int, *, concepts=DEFAULT_CONCEPTS, hop_seconds: float 
     unknown = set(concepts) - _KNOWN
     if unknown:
         raise AnalysisError(f"unknown concepts {sorted(unknown)}; known: {', '.join(DEFAULT_CONCEPTS)}")
-    y = np.asarray(y, dtype=np.float32)
+    # float64 throughout: multithreaded BLAS sums in another order than a one-thread Ray actor,
+    # and float32 would show it; in float64 the difference vanishes when stored as float32
+    y = np.asarray(y, dtype=np.float64)
     hop = max(1, int(round(hop_seconds * sr)))
     n_fft = int(2 ** np.ceil(np.log2(0.064 * sr)))
     S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=True))

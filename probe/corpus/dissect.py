@@ -40,7 +40,7 @@ from .inputs import CorpusError
 __all__ = ["DissectOptions", "dissect", "bh_qvalues", "write_excerpts"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DissectOptions:
     """Defaults of a dissection.
 

@@ -14,6 +14,7 @@ the batches in flight; running the same command again skips every clip already i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ log = logging.getLogger("probe.corpus")
 ENGINES = ("inprocess", "ray")
 MANIFEST = "corpus.json"
 _KIND = "probe.corpus.run"
+#: options that change how a run executes, not what it computes (a run may resume under others)
+_EXECUTION = ("batch_size", "engine", "workers", "ray_address")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -91,27 +94,22 @@ def _prepare_out(out: Path, fingerprint: dict) -> dict | None:
     return None
 
 
-def run_corpus(model, corpus, out, *, options: RunOptions | None = None, engine: str = "inprocess",
-               workers: int = 1, ray_address: str | None = None, progress: bool = False) -> dict:
+def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progress: bool = False) -> dict:
     """Run ``model`` over ``corpus`` and write (or resume) a run folder.
 
     Parameters
     ----------
     model : str, ModelSpec or callable
-        ``zoo:NAME`` or a spec ``.toml`` (needed by Ray on a cluster: each actor loads it),
-        a :class:`~probe.ModelSpec`, or a zero-argument factory returning one.
+        ``zoo:NAME`` or a spec ``.toml`` (what Ray actors on a cluster load), a
+        :class:`~probe.ModelSpec`, or a zero-argument factory returning one.
     corpus : str, Path or list of Clip
         A folder or a CSV/JSONL manifest (see :func:`~probe.corpus.read_corpus`).
     out : str or Path
         The run folder: created, or resumed when it holds a run with the same settings.
     options : RunOptions
-    engine : {"inprocess", "ray"}
-        ``ray`` runs the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data
-        actor pool (``map_batches(CorpusWorker, concurrency=workers)``).
-    workers : int
-        Ray actors (one CPU each). Ignored in-process.
-    ray_address : str, optional
-        Connect to this Ray cluster instead of starting a local one.
+        Layers, frame budget, concepts, controls, and the engine: ``"inprocess"`` or
+        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data actor
+        pool, ``map_batches(CorpusWorker, concurrency=workers)``; ``ray_address`` joins a cluster).
     progress : bool
         Show a tqdm bar with clips/s on stderr.
 
@@ -119,11 +117,23 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, engine:
     -------
     dict
         The manifest (also in ``RUN/corpus.json``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from probe.corpus.synthetic import make_event_corpus, planted_spec
+    >>> d = Path(tempfile.mkdtemp())
+    >>> corpus = make_event_corpus(d / "clips", n_clips=2, seconds=1.0)
+    >>> man = run_corpus(planted_spec, corpus, d / "run",
+    ...                  options=RunOptions(layers=("units",), concepts=("loudness",), random_init=False))
+    >>> man["clips"]["ok"], man["layer_info"]["units"]["n_units"]
+    (2, 12)
     """
     options = options or RunOptions()
+    engine, workers, ray_address = options.engine, int(options.workers), options.ray_address
     if engine not in ENGINES:
         raise CorpusError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    if int(workers) < 1:
+    if workers < 1:
         raise CorpusError(f"workers must be positive, given {workers}")
     if options.frames_per_clip is not None and int(options.frames_per_clip) < 1:
         raise CorpusError(f"frames_per_clip must be positive or None, given {options.frames_per_clip}")
@@ -137,9 +147,9 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, engine:
     out = Path(out)
     spec = resolve_spec(model)
     # the driver validates the layers and learns each one's geometry before any work starts
-    probe_worker = CorpusWorker(spec, RunOptions(**{**options.__dict__, "random_init": False, "concepts": ()}))
+    probe_worker = CorpusWorker(spec, dataclasses.replace(options, random_init=False, concepts=()))
     fingerprint = {"model": spec.name, "params": spec.to_dict()["params"], "layers": list(probe_worker.layers),
-                   "options": {k: v for k, v in options.to_dict().items() if k != "batch_size"},
+                   "options": {k: v for k, v in options.to_dict().items() if k not in _EXECUTION},
                    "corpus": sorted(ids)}
     old = _prepare_out(out, fingerprint)
     parts = out / "parts"
@@ -212,8 +222,8 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     ctx.execution_options.preserve_order = True
     ds = ray.data.from_arrow(clips_table(pending))
     ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict()},
-                        batch_size=int(options.batch_size), batch_format="pyarrow", concurrency=int(workers),
-                        num_cpus=1, zero_copy_batch=True)
+                        batch_size=int(options.batch_size), batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=int(workers)), num_cpus=1, zero_copy_batch=True)
     n = 0
     with _bar(progress, len(pending)) as bar:
         # each block is one map_batches result: written on arrival, so a crash loses only batches in flight

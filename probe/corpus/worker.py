@@ -30,7 +30,7 @@ __all__ = ["RunOptions", "CorpusWorker", "random_init_copy", "output_schema", "c
 log = logging.getLogger("probe.corpus")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
     """Every default of a corpus run (the CLI and the pipeline read them from here).
 
@@ -59,6 +59,12 @@ class RunOptions:
         Top activating excerpts kept per unit.
     hop_seconds : float
         Base grid of the concept tracks.
+    engine : {"inprocess", "ray"}
+        ``ray`` runs the same worker in a Ray Data actor pool.
+    workers : int
+        Ray actors, one CPU each (ignored in-process).
+    ray_address : str, optional
+        A Ray cluster to join instead of starting a local Ray.
     """
 
     layers: tuple = ()
@@ -71,6 +77,9 @@ class RunOptions:
     max_seconds: float = 600.0
     top_k: int = 5
     hop_seconds: float = 0.01
+    engine: str = "inprocess"
+    workers: int = 1
+    ray_address: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
