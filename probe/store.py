@@ -28,7 +28,7 @@ from pathlib import Path
 from .errors import StoreError
 from .hooks import Cache, Record
 
-__all__ = ["save_run", "load_run", "package_versions", "validate_manifest"]
+__all__ = ["save_run", "load_run", "capture_to_run", "package_versions", "validate_manifest"]
 
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
@@ -80,10 +80,9 @@ def _dedupe(tensors: "OrderedDict") -> tuple["OrderedDict", dict]:
         if key in by_view and (name.endswith("::grad") or not by_view[key].endswith("::grad")):
             same_as[name] = by_view[key]
             continue
+        by_view[key] = name  # later exact aliases of this view point here
         if key[0] in storages or not t.is_contiguous():
             t = t.contiguous().clone()  # shares memory with a stored tensor but is another view of it
-            key = _view_key(t)
-        by_view[key] = name
         storages.add(key[0])
         kept[name] = t
     return kept, same_as
@@ -134,9 +133,7 @@ def save_run(cache: Cache, run_dir, *, model_id: str | None = None, audio: dict 
     for name, rec in cache.items():
         t = rec.load()
         tensors[name] = t
-        entry = rec.describe()
-        entry.update(module=rec.module, call=rec.call, dtype=str(t.dtype).replace("torch.", ""),
-                     time_offset=float(getattr(rec, "time_offset", None) or 0.0))
+        entry = _entry(rec, t)
         if rec.grad is not None:
             tensors[name + "::grad"] = rec.grad
             entry["grad"] = True
@@ -149,15 +146,202 @@ def save_run(cache: Cache, run_dir, *, model_id: str | None = None, audio: dict 
             layers[name]["same_as"] = ref
     with output_dir(run_dir, kind="run", overwrite=overwrite) as tmp:
         save_file(dict(kept), str(tmp / TENSORS))
-        manifest = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "model_id": model_id, "spec": cache.spec_dict, "audio": audio or cache.audio or None,
-                    "layers": layers, "versions": package_versions(), "extra": extra or {},
-                    "tensors_sha256": _sha256_file(tmp / TENSORS)}
-        # through JSON once so the checksum covers exactly what is written
-        manifest = json.loads(json.dumps(manifest, default=str))
-        manifest["manifest_sha256"] = _manifest_checksum(manifest)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _write_manifest(tmp, layers, model_id=model_id, spec=cache.spec_dict, audio=audio or cache.audio or None,
+                        extra=extra)
     return Path(run_dir)
+
+
+def _entry(rec: Record, t) -> dict:
+    entry = rec.describe()
+    entry.update(module=rec.module, call=rec.call, dtype=str(t.dtype).replace("torch.", ""),
+                 time_offset=float(getattr(rec, "time_offset", None) or 0.0))
+    return entry
+
+
+def _write_manifest(folder: Path, layers: dict, *, model_id, spec, audio, extra) -> dict:
+    manifest = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "model_id": model_id, "spec": spec, "audio": audio, "layers": layers,
+                "versions": package_versions(), "extra": extra or {}, "tensors_sha256": _sha256_file(folder / TENSORS)}
+    # through JSON once so the checksum covers exactly what is written
+    manifest = json.loads(json.dumps(manifest, default=str))
+    manifest["manifest_sha256"] = _manifest_checksum(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+#: Audio longer than this (seconds) is captured in chunks by default (``probe capture``)...
+AUTO_CHUNK_ABOVE = 120.0
+#: ...of this length, streamed to disk: memory stays bounded by one chunk's records.
+AUTO_CHUNK_SECONDS = 30.0
+
+_ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64",
+              "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def capture_to_run(spec, y, run_dir, layers="*", *, chunk_seconds: float, overlap_seconds: float = 0.0,
+                   progress: bool = False, model_id: str | None = None, audio: dict | None = None,
+                   extra: dict | None = None, overwrite: bool = False, **capture_kwargs) -> dict:
+    """Capture long audio chunk by chunk straight into a run directory, with memory bounded by one chunk.
+
+    Each chunk runs through :func:`probe.hooks.capture_audio` (records cut to the chunk's
+    span), is written to a scratch file, and the chunks are then laid side by side along
+    every record's time axis in one ``tensors.safetensors`` (written with positioned
+    writes, never holding a whole record in memory). The result loads with
+    :func:`load_run` exactly like an unchunked run; records without a time axis (an LSTM's
+    final state) keep the first chunk's value, as in :func:`~probe.hooks.capture_audio`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    y : np.ndarray [shape=(n,)]
+        Audio at ``spec.sample_rate``.
+    run_dir : path
+    layers : selector
+        See :func:`probe.hooks.select_layers`.
+    chunk_seconds : float
+        Length of each chunk.
+    overlap_seconds : float
+        Context computed on each side of a chunk and dropped.
+    model_id, audio, extra, overwrite
+        As for :func:`save_run`.
+
+    Returns
+    -------
+    dict
+        The manifest written (``manifest["extra"]["chunked"]`` says how).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 16, stride=8), torch.nn.Dropout(0.1)).eval()
+    >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(16000), input_layout="bcn")
+    >>> m = capture_to_run(spec, np.ones(48000, np.float32), tempfile.mkdtemp() + "/r", chunk_seconds=1.0)
+    >>> m["layers"]["0"]["shape"], m["layers"]["1"]["same_as"], m["extra"]["chunked"]["chunks"]
+    ([1, 2, 5997], '0', 3)
+    """
+    import os
+
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from .diagnostics import check_finite_output
+    from .hooks import capture_audio
+    from .outputs import output_dir
+
+    with output_dir(run_dir, kind="run", overwrite=overwrite) as tmp:
+        scratch = tmp / ".chunks"
+        scratch.mkdir()
+        st = {"n": 0, "meta": OrderedDict(), "same_as": {}, "steps": {}, "shapes": {}}
+
+        def sink(records):
+            i = st["n"]
+            if i == 0:
+                _, st["same_as"] = _dedupe(OrderedDict((k, t) for k, (_, t) in records.items()))
+                for k, (rec, t) in records.items():
+                    st["meta"][k] = (rec, t.dtype)
+                    st["shapes"][k] = list(t.shape)
+            write = {}
+            for k, (rec, t) in records.items():
+                check_finite_output(t, what=f"output of layer {k!r}")
+                if k in st["same_as"] or k not in st["meta"]:
+                    continue
+                timed = rec.time_axis is not None and bool(rec.seconds_per_step)
+                if not timed and i > 0:
+                    continue
+                write[k] = t.contiguous().clone()
+                if timed:
+                    st["steps"][k] = st["steps"].get(k, 0) + t.shape[rec.time_axis]
+            save_file(write, str(scratch / f"{i:05d}.safetensors"))
+            st["n"] += 1
+
+        capture_audio(spec, y, layers, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                      progress=progress, on_chunk=sink, **capture_kwargs)
+        if st["n"] == 0:
+            from .errors import CaptureError
+
+            raise CaptureError(f"no chunk of {chunk_seconds:g} s was captured: the audio is shorter than one chunk")
+        # lay the file out: header, then every stored record's bytes in manifest order
+        header, layout, offset = {}, {}, 0
+        layers_out = OrderedDict()
+        for k, (rec, dtype) in st["meta"].items():
+            shape = list(st["shapes"][k])
+            timed = k in st["steps"]
+            if timed:
+                shape[rec.time_axis] = st["steps"][k]
+            entry = _entry(rec, _Shaped(shape, dtype))
+            entry["shape"] = shape
+            layers_out[k] = entry
+            if k in st["same_as"]:
+                entry["same_as"] = st["same_as"][k]
+                entry["shape"] = list(layers_out[entry["same_as"]]["shape"])
+                continue
+            item = torch_itemsize(dtype)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * item
+            header[k] = {"dtype": _ST_DTYPES[str(dtype).replace("torch.", "")], "shape": shape,
+                         "data_offsets": [offset, offset + nbytes]}
+            tax = rec.time_axis if timed else None
+            outer = int(np.prod(shape[:tax], dtype=np.int64)) if timed else 1
+            inner = int(np.prod(shape[tax + 1:], dtype=np.int64)) if timed else 0
+            layout[k] = (offset, tax, outer, inner, shape[tax] if timed else 0, item)
+            offset += nbytes
+        head = json.dumps(header, separators=(",", ":")).encode()
+        head += b" " * (-len(head) % 8)
+        final = tmp / TENSORS
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, len(head).to_bytes(8, "little") + head)
+            base = 8 + len(head)
+            os.ftruncate(fd, base + offset)
+            t0 = {k: 0 for k in layout}
+            for i in range(st["n"]):
+                chunk = load_file(str(scratch / f"{i:05d}.safetensors"))
+                for k, t in chunk.items():
+                    start, tax, outer, inner, total, item = layout[k]
+                    raw = t.contiguous().reshape(-1).view(torch_uint8()).numpy()
+                    if tax is None:
+                        os.pwrite(fd, raw.tobytes(), base + start)
+                        continue
+                    n = t.shape[tax]
+                    rows = raw.reshape(outer, n * inner * item)
+                    for o in range(outer):
+                        os.pwrite(fd, rows[o].tobytes(), base + start + (o * total + t0[k]) * inner * item)
+                    t0[k] += n
+                del chunk
+                (scratch / f"{i:05d}.safetensors").unlink()
+        finally:
+            os.close(fd)
+        scratch.rmdir()
+        info = {"chunk_seconds": float(chunk_seconds), "overlap_seconds": float(overlap_seconds), "chunks": st["n"],
+                "note": "records without a time axis hold the first chunk's value"}
+        manifest = _write_manifest(tmp, layers_out, model_id=model_id, spec=spec.to_dict(), audio=audio,
+                                   extra={**(extra or {}), "chunked": info})
+    return manifest
+
+
+def _record_fields() -> set:
+    from dataclasses import fields
+
+    return {f.name for f in fields(Record)}
+
+
+class _Shaped:
+    """Stands in for a tensor in :func:`_entry` (only ``dtype`` is read)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+
+def torch_itemsize(dtype) -> int:
+    import torch
+
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -309,6 +493,8 @@ def load_run(run_dir, *, verify: bool = True, audio=None) -> tuple[Cache, dict]:
                      call=e.get("call") or 0, tensor=t, axes=e.get("axes"), time_axis=e.get("time_axis"),
                      seconds_per_step=e.get("seconds_per_step"), reduced=e.get("reduced"))
         rec.time_offset = float(e.get("time_offset", 0.0))
+        if "time_source" in _record_fields() and isinstance(e.get("time_source"), str):
+            rec.time_source = e["time_source"]
         if e.get("grad"):
             gref = e.get("grad_same_as")
             if gref is not None:
