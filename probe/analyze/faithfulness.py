@@ -40,6 +40,8 @@ DEFAULT_FRACTIONS = np.round(np.linspace(0.0, 1.0, 21), 4)
 CURVE_RANGE = (-0.5, 1.5)
 #: random deletion of 10 % must move the normalised score at least this much for a drop ratio to be reported
 MIN_RANDOM_DROP = 0.05
+#: a deletion AUC must beat the random orders' by this much (and by two of their standard deviations)
+MIN_AUC_GAIN = 0.05
 
 
 def _forward_for(spec, attr, model):
@@ -181,8 +183,9 @@ def deletion_test(spec, attr, *, fractions=None, n_random: int = 5, seed: int = 
         ``drop_at_10_random_std``; ``drop_ratio`` (their quotient, None when random
         deletion moves the score by less than 5 % — a ratio of near-zero numbers means
         nothing); ``insertion_auc`` / ``insertion_auc_random`` (higher is better);
-        ``f_x``, ``f_baseline``; ``curves``; ``warnings`` (e.g. deletion no better than
-        random) and ``reason`` for each figure that is None. Every figure is None, with
+        ``f_x``, ``f_baseline``; ``curves``; ``warnings`` (deletion no better than
+        random: the AUC beats the random orders' by less than :data:`MIN_AUC_GAIN` or two
+        of their standard deviations) and ``reason`` for each figure that is None. Every figure is None, with
         ``reason``, when the attribution is non-finite or ``|f(x) - f(baseline)|`` is
         near zero.
 
@@ -227,7 +230,7 @@ def deletion_test(spec, attr, *, fractions=None, n_random: int = 5, seed: int = 
     else:
         out["drop_ratio_reason"] = (f"deleting a random 10 % of the bins moves the score by {drops_r.mean():.1%} of "
                                     f"f(x) - f(baseline) (under {MIN_RANDOM_DROP:.0%}): a ratio to it would be noise")
-    if d["auc"] >= out["auc_random"] - max(out["auc_random_std"], 0.01):
+    if out["auc_random"] - d["auc"] < max(2 * out["auc_random_std"], MIN_AUC_GAIN):
         out["warnings"].append(f"deletion no better than random: AUC {d['auc']:.3f} vs {out['auc_random']:.3f} "
                                f"± {out['auc_random_std']:.3f} for random orders; the map does not rank bins by their "
                                "effect. Try IG (steps='auto', spacing='adaptive'), another baseline, or another target")

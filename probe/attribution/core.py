@@ -340,7 +340,7 @@ def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol
         steps_used = max(used) if used else None
         info = {**extra, "chunks": cinfo, "chunks_n": len(spans), "chunk_seconds": float(chunk_seconds),
                 "overlap_seconds": float(overlap_seconds)}
-        warn += map_warnings(amap.numpy()) if nonfinite is None else []
+        warn += map_warnings(amap.numpy(), g.bin_frequencies()) if nonfinite is None else []
     if nonfinite is not None:
         delta = cerr = None
     elif opts.method in COMPLETE and cerr is not None and not opts.smooth:
@@ -442,7 +442,7 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOption
             # Captum's delta is sum(attr) - (f(x) - f(b)); relative to the explained difference
             cerr = abs(delta) / max(abs(fx - fb), 1e-12)
         warn += target_warnings(bound, fx, fb, scale, top=top)
-        warn += map_warnings(attr.numpy())
+        warn += map_warnings(attr.numpy(), spec.grid.bin_frequencies())
     return {"map": attr, "mag": mag.detach().cpu(), "base": base.detach().cpu(), "baseline_name": bname, "delta": delta,
             "completeness_error": cerr, "fx": fx, "fb": fb, "err_db": err_db, "track": track, "target": bound,
             "extra": extra, "steps_used": steps_used, "nonfinite": nonfinite, "scale": scale, "warnings": warn}

@@ -9,7 +9,7 @@
   differs between the clip and the baseline (IG, deletion and completeness all divide by
   ``f(x) - f(baseline)``).
 * :func:`map_warnings` — a map that is zero, or near-empty (99 % of the relevance in
-  fewer than 1 % of the bins).
+  fewer than 0.1 % of the bins, or 90 % of it in one frequency row).
 
 Thresholds are module constants, documented here because a warning is only as good as
 its definition.
@@ -20,14 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["locate_nonfinite", "nonfinite_message", "target_warnings", "map_warnings", "is_tiny_difference",
-           "TINY_DIFFERENCE", "TINY_TARGET", "EMPTY_MASS", "EMPTY_BINS"]
+           "TINY_DIFFERENCE", "TINY_TARGET", "EMPTY_MASS", "EMPTY_BINS", "ROW_MASS"]
 
 #: |f(x) - f(b)| at or under this share of the output's scale is "no difference to explain"
 TINY_DIFFERENCE = 0.01
 #: a probability-like target at or under this share of the top class's score is "near zero"
-TINY_TARGET = 0.02
+TINY_TARGET = 0.05
 #: a map is near-empty when EMPTY_MASS of its absolute relevance sits in fewer than EMPTY_BINS of its bins
-EMPTY_MASS, EMPTY_BINS = 0.99, 0.01
+EMPTY_MASS, EMPTY_BINS = 0.99, 0.001
+#: ... or when this share of it sits in a single frequency row
+ROW_MASS = 0.9
 
 
 def _finite(t) -> bool:
@@ -187,9 +189,16 @@ def target_warnings(target, fx: float, fb: float, scale: float | None, *, top: s
     return out
 
 
-def map_warnings(amap: np.ndarray) -> list[str]:
-    """Warnings for a zero or near-empty map (see :data:`EMPTY_MASS`, :data:`EMPTY_BINS`)."""
-    a = np.abs(np.asarray(amap, np.float64)).ravel()
+def map_warnings(amap: np.ndarray, freqs=None) -> list[str]:
+    """Warnings for a zero or near-empty map.
+
+    Near-empty: :data:`EMPTY_MASS` of the absolute relevance in fewer than
+    :data:`EMPTY_BINS` of the bins (a handful of bins), or at least :data:`ROW_MASS` of it
+    in one frequency row (a gradient artefact such as the Nyquist row; a real tone leaks
+    into neighbouring bins).
+    """
+    a2 = np.abs(np.asarray(amap, np.float64))
+    a = a2.ravel()
     if not np.all(np.isfinite(a)):
         return []
     total = a.sum()
@@ -198,10 +207,17 @@ def map_warnings(amap: np.ndarray) -> list[str]:
                 "saturated or dead unit); try IG with another baseline, or a target the model responds to"]
     if a.size < 200:
         return []
+    hint = ("often a gradient artefact rather than evidence. Try IG (steps='auto', spacing='adaptive'), another "
+            "baseline, or check the map with the deletion test")
     s = np.sort(a)[::-1]
     k = int(np.searchsorted(np.cumsum(s), EMPTY_MASS * total) + 1)
     if k < EMPTY_BINS * a.size:
         return [f"near-empty map: {EMPTY_MASS:.0%} of the relevance sits in {k} of {a.size} bins ({k / a.size:.2%}); "
-                "often a gradient artefact (e.g. one edge row) rather than evidence. Try IG (spacing='adaptive'), "
-                "another baseline, or check with the deletion test"]
+                + hint]
+    if a2.ndim == 2 and a2.shape[0] >= 16:
+        rows = a2.sum(1) / total
+        r = int(np.argmax(rows))
+        if rows[r] >= ROW_MASS:
+            where = f"{float(freqs[r]):.0f} Hz" if freqs is not None else f"row {r}"
+            return [f"near-empty map: {rows[r]:.0%} of the relevance sits in one frequency row ({where}); " + hint]
     return []
