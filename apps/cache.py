@@ -18,6 +18,7 @@ import streamlit as st
 from probe import pipelines as P
 
 from . import state
+from .policy import check_model_ref
 
 __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
            "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings",
@@ -30,7 +31,12 @@ def _load_model(ref: str, stamp: str):
 
 
 def get_model(ref: str):
-    """The shared, lock-guarded model for ``ref`` (one per process, reloaded when its file changes)."""
+    """The shared, lock-guarded model for ``ref`` (one per process, reloaded when its file changes).
+
+    ``ref`` passes :func:`apps.policy.check_model_ref` first: a refused reference raises
+    :class:`~probe.errors.SpecError` before any file is looked at.
+    """
+    ref = check_model_ref(ref)
     return _load_model(ref, state.model_ref_key(ref))
 
 

@@ -86,6 +86,12 @@ def _catalogue() -> list:
 def model_ref_key(ref: str) -> str:
     """Cache key of a model reference: it changes when the checkpoint or the spec file (or its folder) changes."""
     ref = str(ref)
+    from .policy import check_model_ref
+
+    try:  # never stat a file a web user may not reach
+        ref = check_model_ref(ref)
+    except SpecError:
+        return ref
     if ref.startswith("zoo:"):
         entry = next((e for e in _catalogue() if e.get("name") == ref[4:]), None)
         p = Path(entry["checkpoint"]) if entry and entry.get("checkpoint") else None
@@ -100,18 +106,24 @@ def model_ref_key(ref: str) -> str:
 def load_shared_model(ref: str) -> SharedModel:
     """Load ``zoo:NAME`` or a spec-file path into a :class:`SharedModel`.
 
+    Only what :func:`apps.policy.check_model_ref` allows is loaded: installed zoo names and
+    spec files in the folders the server's owner allowed (``probe app --allow-models DIR``).
+
     Raises
     ------
     SpecError, CheckpointError
-        Unknown name, bad spec file, or a zoo model whose checkpoint is not trained yet.
+        Not allowed, unknown name, bad spec file, or a zoo model whose checkpoint is not trained yet.
     Unavailable
         A zoo model listed in the catalogue whose code is not installed yet.
     """
     from probe.resolve import load
 
+    from .policy import check_model_ref
+
     ref = str(ref).strip()
     if not ref:
-        raise SpecError("no model given: pick a zoo model or enter the path of a .toml spec file")
+        raise SpecError("no model given: pick a zoo model or a spec file")
+    ref = check_model_ref(ref)  # a web user never makes the server import code it was not allowed to run
     try:
         spec = load(ref)
     except ImportError as exc:  # a zoo entry whose module is still being written
@@ -147,9 +159,15 @@ def example_refs(model_ref: str, n: int = 8) -> list:
 
 
 def load_example_ref(ref: str, sr: int | None = None):
-    """``example:NAME:i`` (or an audio file path) → :class:`~probe.AudioExample` at ``sr``."""
+    """``example:NAME:i`` (or an audio file in an allowed folder) → :class:`~probe.AudioExample` at ``sr``.
+
+    Anything else — a path outside ``probe app --allow-audio DIR``, ``..``, a symbolic link out
+    of the folder — is refused by :func:`apps.policy.check_audio_ref` with one message,
+    whether the path exists or not.
+    """
     from probe.resolve import resolve_audio
 
-    from .uploads import MAX_UPLOAD_SECONDS
+    from .policy import MAX_SECONDS, check_audio_ref
 
-    return resolve_audio(ref, sr, max_seconds=MAX_UPLOAD_SECONDS if not str(ref).startswith("example:") else 3600.0)
+    ref = check_audio_ref(ref)
+    return resolve_audio(ref, sr, max_seconds=MAX_SECONDS if not ref.startswith("example:") else 3600.0)

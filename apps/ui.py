@@ -13,13 +13,15 @@ import streamlit as st
 
 from probe.errors import ProbeError
 
-from . import state
+from . import policy, state
 from .cache import get_example, get_model
 
 #: session-state keys of the selection
 MODEL_KEY, AUDIO_KEY, UPLOAD_KEY = "probe_model_ref", "probe_audio_ref", "probe_upload"
+#: why the last upload was refused (the other pages say so instead of falling back to an example)
+UPLOAD_ERROR_KEY = "probe_upload_error"
 
-__all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "current_model_ref", "current_model", "current_audio",
+__all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "UPLOAD_ERROR_KEY", "current_model_ref", "current_model", "current_audio",
            "selection_caption", "show_error", "build", "plot"]
 
 
@@ -34,19 +36,37 @@ def show_error(exc: BaseException, what: str = "") -> None:
 
 
 def _from_query() -> None:
-    """Once per session: ``?model=zoo:NAME&audio=example:NAME:i`` (or paths) preselect the model and clip."""
+    """Once per session: ``?model=zoo:NAME&audio=example:NAME:i`` preselect the model and clip.
+
+    A link is whatever a web page put there: both values pass :mod:`apps.policy` (zoo names,
+    spec files and audio in the folders the server allows); a refused value is named in one
+    error line and ignored.
+    """
     if st.session_state.get("_probe_query_read"):
         return
     st.session_state["_probe_query_read"] = True
     qp = st.query_params
     if qp.get("model"):
-        st.session_state[MODEL_KEY] = qp["model"]
-        st.session_state[AUDIO_KEY] = qp.get("audio") or None
+        try:
+            st.session_state[MODEL_KEY] = policy.check_model_ref(qp["model"])
+        except ProbeError as exc:
+            st.session_state["_probe_query_error"] = f"Link ignored: {exc}"
+            return
+        audio = qp.get("audio") or None
+        if audio:
+            try:
+                audio = policy.check_audio_ref(audio)
+            except ProbeError as exc:
+                st.session_state["_probe_query_error"] = f"Link ignored: {exc}"
+                audio = None
+        st.session_state[AUDIO_KEY] = audio
 
 
 def current_model_ref() -> str | None:
     """The selected model reference (from the session, a ``?model=`` link, or the first trained zoo model)."""
     _from_query()
+    if st.session_state.get("_probe_query_error"):
+        st.error(st.session_state.pop("_probe_query_error"))
     ref = st.session_state.get(MODEL_KEY)
     if not ref:
         ref = state.default_model_ref()
@@ -64,7 +84,7 @@ def current_model():
     try:
         return get_model(ref)
     except ProbeError as exc:
-        show_error(exc, f"Cannot load {ref}: ")
+        show_error(exc, "Cannot load this model: ")
         return None
 
 
@@ -75,7 +95,11 @@ def current_audio(model):
         ex = st.session_state.get(UPLOAD_KEY)
         if ex is not None and ex.sr == model.sample_rate:
             return ex
-        ref = None
+        why = st.session_state.get(UPLOAD_ERROR_KEY)
+        st.warning((f"The uploaded file was not accepted ({why})" if why else
+                    "The uploaded clip was decoded for another model's sample rate")
+                   + ": upload another file or pick an example on the Overview page.")
+        return None
     if not ref:
         refs = state.example_refs(model.ref, 1)
         if not refs:
@@ -86,7 +110,7 @@ def current_audio(model):
     try:
         return get_example(ref, model.sample_rate)
     except ProbeError as exc:
-        show_error(exc, f"Cannot load {ref}: ")
+        show_error(exc, "Cannot load this audio: ")
         return None
 
 

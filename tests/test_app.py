@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (a core dependency: no skip)
@@ -22,7 +23,7 @@ TIMEOUT = 90
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from apps.ui import AUDIO_KEY, MODEL_KEY  # noqa: E402
+from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_KEY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +37,22 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory):
-    return str(write_tiny_spec(tmp_path_factory.mktemp("tiny")))
+def allowed_root(tmp_path_factory):
+    """The folder the server's owner allows spec files from (``probe app --allow-models DIR``)."""
+    return tmp_path_factory.mktemp("allowed").resolve()
+
+
+@pytest.fixture(autouse=True)
+def _allow_models(allowed_root, monkeypatch):
+    from apps.policy import ENV_AUDIO, ENV_MODELS
+
+    monkeypatch.setenv(ENV_MODELS, str(allowed_root))
+    monkeypatch.delenv(ENV_AUDIO, raising=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(allowed_root):
+    return str(write_tiny_spec(allowed_root / "tiny"))
 
 
 def _errors(at) -> list[str]:
@@ -98,7 +113,9 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
 
 
 @pytest.mark.parametrize("name, data, message", [
-    ("broken.wav", b"RIFF\x00\x00\x00\x00this is not audio", "cannot decode broken.wav"),
+    ("broken.wav", b"RIFF\x00\x00\x00\x00this is not audio", "'broken.wav' is not an audio file"),
+    ("random.wav", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+     "'random.wav' is not an audio file"),
     ("empty.flac", b"", "'empty.flac' is empty"),
     ("notes.txt", b"hello", "not a supported audio file"),
 ])
@@ -120,38 +137,51 @@ def test_invalid_upload_shows_a_clear_error(tiny_spec, name, data, message):
     assert len(errors) == 1 and errors[0].startswith("Cannot use this file: ") and message in errors[0], errors
     assert "/tmp" not in errors[0], "the message names the user's file, not the temporary copy"
     assert not at.get("plotly_chart"), "nothing is drawn for a clip that failed validation"
-    assert at.session_state[AUDIO_KEY] is None
+    # the other pages say the upload failed instead of silently analysing an example
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        assert not at.exception and not at.get("plotly_chart"), page
+        assert any("was not accepted" in w.value and message in w.value for w in at.warning), page
 
 
-def test_too_long_upload_is_refused(tiny_spec):
-    import numpy as np
-
+def test_too_long_upload_offers_to_crop(tiny_spec):
     from apps.uploads import MAX_UPLOAD_SECONDS
 
-    long = np.zeros(int((MAX_UPLOAD_SECONDS + 1) * 8000), np.float32)
+    n = int((MAX_UPLOAD_SECONDS + 30) * 8000)
+    long = 0.1 * np.sin(2 * np.pi * 500 * np.arange(n) / 8000).astype(np.float32)
     at = _app_with_upload(tiny_spec, wav_bytes(long), "long.wav")
     errors = [e.value for e in at.error]
-    assert errors and "above max_seconds" in errors[0], errors
+    assert errors and f"'long.wav' lasts {MAX_UPLOAD_SECONDS + 30:.1f} s" in errors[0], errors
+    assert "max_seconds" not in errors[0], "no internal names in a user's message"
+    assert not at.get("plotly_chart")
+    at.checkbox(key="w_upload_crop").check().run()
+    assert not _errors(at), _errors(at)
+    ex = at.session_state[UPLOAD_KEY]
+    assert ex.y.size == int(MAX_UPLOAD_SECONDS * 8000) and ex.info["cropped"]["of"] == MAX_UPLOAD_SECONDS + 30
+    assert any("Spectrogram" in t for t in _plotly_titles(at))
 
 
-def test_unknown_spec_file_is_reported(tmp_path):
+def test_unknown_spec_file_is_reported(allowed_root):
+    missing = str(allowed_root / "missing.toml")
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state[MODEL_KEY] = str(tmp_path / "missing.toml")
+    at.session_state[MODEL_KEY] = missing
     at.run()
     assert not at.exception
-    assert any("no such spec file" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("is not a model this server offers" in e.value for e in at.error), [e.value for e in at.error]
     # other pages say the same instead of crashing
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[MODEL_KEY] = missing
     at.switch_page("views/filters.py").run()
-    assert not at.exception and any("no such spec file" in e.value for e in at.error)
+    assert not at.exception and any("is not a model this server offers" in e.value for e in at.error)
 
 
-def test_switching_model_and_example(tiny_spec, tmp_path):
+def test_switching_model_and_example(tiny_spec, allowed_root):
     # a second spec file (same module, other name) stands in for "another model"
-    other = write_tiny_spec(tmp_path / "other")
+    other = write_tiny_spec(allowed_root / "other")
     other.write_text(other.read_text().replace('name = "tiny_detector"', 'name = "tiny_other"'))
     at = _app_with_upload(tiny_spec, wav_bytes(tone_and_noise(1.0)))
     assert any("tiny_detector" in m.value for m in at.subheader)
-    at.text_input(key="w_spec_path").set_value(str(other)).run()
+    at.selectbox(key="w_spec_file").set_value(str(other)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state[MODEL_KEY] == str(other)
     assert any("tiny_other" in m.value for m in at.subheader)

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from apps import state, uploads
+from pathlib import Path
+
+from apps import policy, state, uploads
 from apps.cache import cached_outputs, cached_spectrogram, get_example, get_model
-from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
+from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_ERROR_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
 from probe.errors import ProbeError
 from probe.pipelines import model_card
 from probe.figures import clip as fc
@@ -15,47 +17,60 @@ st.caption("What did this audio model learn? Pick a model and a clip here; the o
 
 # ---- model ----------------------------------------------------------------------------------
 zoo = state.zoo_models()
+specs = policy.allowed_spec_files()
 ref = current_model_ref()
+if ref:
+    try:
+        policy.check_model_ref(ref)
+    except ProbeError as exc:  # a forged session or link: say so, then offer what is allowed
+        show_error(exc, "Cannot load this model: ")
+        ref = st.session_state[MODEL_KEY] = None
 left, right = st.columns([3, 2])
 with left:
-    source = st.radio("Model", ["Zoo", "Spec file"], horizontal=True,
-                      index=0 if (ref or "zoo:").startswith("zoo:") and zoo else 1, key="w_model_source")
+    sources = (["Zoo"] if zoo else []) + (["Spec file"] if specs else [])
+    if not sources:
+        st.info("No model zoo is installed and this server allows no spec folders: start it with "
+                "`probe app --allow-models DIR` to offer the spec files in DIR.")
+        st.stop()
+    is_spec = bool(ref) and not str(ref).startswith("zoo:")
+    source = st.radio("Model", sources, horizontal=True,
+                      index=sources.index("Spec file") if is_spec and "Spec file" in sources else 0,
+                      key="w_model_source")
     if source == "Zoo":
-        if not zoo:
-            st.info("No model zoo is installed: enter the path of a .toml spec file instead.")
-        else:
-            refs = [e["ref"] for e in zoo]
-            labels = {e["ref"]: e["label"] for e in zoo}
-            idx = refs.index(ref) if ref in refs else 0
-            picked = st.selectbox("Zoo model", refs, index=idx, format_func=labels.get, key="w_zoo_model")
-            if picked != ref:
-                st.session_state[MODEL_KEY], st.session_state[AUDIO_KEY] = picked, None
-                ref = picked
+        refs = [e["ref"] for e in zoo]
+        labels = {e["ref"]: e["label"] for e in zoo}
+        picked = st.selectbox("Zoo model", refs, index=refs.index(ref) if ref in refs else 0, format_func=labels.get,
+                              key="w_zoo_model")
     else:
-        path = st.text_input("Spec file (.toml)", value="" if (ref or "zoo:").startswith("zoo:") else ref,
-                             placeholder="path/to/spec.toml", key="w_spec_path")
-        if path and path != ref:
-            st.session_state[MODEL_KEY], st.session_state[AUDIO_KEY] = path, None
-            ref = path
+        roots = policy.current_policy().models
+        picked = st.selectbox("Spec file (from the folders this server allows)", specs,
+                              index=specs.index(ref) if ref in specs else 0, key="w_spec_file",
+                              format_func=lambda p: next((f"{r.name}/{Path(p).relative_to(r)}" for r in roots
+                                                          if Path(p).is_relative_to(r)), Path(p).name))
+    if picked != ref:
+        st.session_state[MODEL_KEY], st.session_state[AUDIO_KEY] = picked, None
+        st.session_state[UPLOAD_KEY] = None
+        ref = picked
 
 model = None
 if ref:
     try:
         model = get_model(ref)
     except ProbeError as exc:
-        show_error(exc, f"Cannot load {ref}: ")
+        show_error(exc, "Cannot load this model: ")
 if model is None:
     st.stop()
 
 # ---- audio ----------------------------------------------------------------------------------
 examples = state.example_refs(model.ref)
+files = policy.allowed_audio_files()
 with right:
-    kinds = (["Example"] if examples else []) + ["Upload", "File path"]
+    kinds = (["Example"] if examples else []) + ["Upload"] + (["Server file"] if files else [])
     current = st.session_state.get(AUDIO_KEY)
     if current == "upload" or (not current and not examples):
         default_kind = "Upload"
-    elif current and not str(current).startswith("example:"):
-        default_kind = "File path"
+    elif current and not str(current).startswith("example:") and files:
+        default_kind = "Server file"
     else:
         default_kind = kinds[0]
     kind = st.radio("Audio", kinds, horizontal=True, index=kinds.index(default_kind), key="w_audio_kind")
@@ -63,23 +78,37 @@ with right:
         idx = examples.index(current) if current in examples else 0
         st.session_state[AUDIO_KEY] = st.selectbox("Test-split example", examples, index=idx, key="w_example")
     elif kind == "Upload":
-        up = st.file_uploader(f"Audio file ({', '.join(uploads.UPLOAD_TYPES)}; at most "
-                              f"{uploads.MAX_UPLOAD_SECONDS:.0f} s, resampled to {model.sample_rate} Hz)",
+        up = st.file_uploader(f"Audio file ({', '.join(uploads.UPLOAD_TYPES)}; up to "
+                              f"{uploads.MAX_UPLOAD_SECONDS:.0f} s are analysed, resampled to {model.sample_rate} Hz)",
                               type=list(uploads.UPLOAD_TYPES), key="w_upload")
         if up is not None:
-            try:
-                st.session_state[UPLOAD_KEY] = uploads.load_upload(up.name, up.getvalue(), model.sample_rate)
+            stamp = (up.name, up.size, up.file_id, model.sample_rate)
+            crop = bool(st.session_state.get("w_upload_crop")) and st.session_state.get("_probe_upload_long") == stamp
+            if st.session_state.get("_probe_upload_stamp") != (stamp, crop):
+                st.session_state["_probe_upload_stamp"] = (stamp, crop)
                 st.session_state[AUDIO_KEY] = "upload"
-            except ProbeError as exc:
-                st.session_state[UPLOAD_KEY] = None
-                st.session_state[AUDIO_KEY] = None
-                show_error(exc, "Cannot use this file: ")
-        elif current != "upload":
+                st.session_state[UPLOAD_KEY], st.session_state[UPLOAD_ERROR_KEY] = None, None
+                try:
+                    st.session_state[UPLOAD_KEY] = uploads.load_upload(up.name, up.getvalue(), model.sample_rate,
+                                                                       crop=crop)
+                except uploads.UploadTooLong as exc:
+                    st.session_state["_probe_upload_long"] = stamp
+                    st.session_state[UPLOAD_ERROR_KEY] = str(exc)
+                except ProbeError as exc:
+                    st.session_state[UPLOAD_ERROR_KEY] = str(exc)
+            if st.session_state.get(UPLOAD_ERROR_KEY):
+                st.error(f"Cannot use this file: {st.session_state[UPLOAD_ERROR_KEY]}")
+            if st.session_state.get("_probe_upload_long") == stamp:
+                st.checkbox(f"Analyse its first {uploads.MAX_UPLOAD_SECONDS:.0f} s", key="w_upload_crop")
+        elif current != "upload":  # the uploader forgets its file on a page switch; the accepted upload stays
             st.session_state[AUDIO_KEY] = None
     else:
-        path = st.text_input("Audio file on this machine", value=current if default_kind == "File path" else "",
-                             placeholder="/path/to/clip.wav", key="w_audio_path")
-        st.session_state[AUDIO_KEY] = path or None
+        roots = policy.current_policy().audio
+        st.session_state[AUDIO_KEY] = st.selectbox(
+            "Audio file (from the folders this server allows)", files,
+            index=files.index(current) if current in files else 0, key="w_audio_file",
+            format_func=lambda p: next((f"{r.name}/{Path(p).relative_to(r)}" for r in roots
+                                        if Path(p).is_relative_to(r)), Path(p).name))
 
 example = None
 aref = st.session_state.get(AUDIO_KEY)
@@ -92,7 +121,7 @@ elif aref:
     try:
         example = get_example(aref, model.sample_rate)
     except ProbeError as exc:
-        show_error(exc, f"Cannot load {aref}: ")
+        show_error(exc, "Cannot load this audio: ")
 
 # ---- model card -----------------------------------------------------------------------------
 card = model_card(model.spec)
