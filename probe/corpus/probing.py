@@ -24,6 +24,7 @@ so no clip is ever in both the training and the test fold. Every score sits besi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,8 @@ class ProbeOptions:
     alpha : float
         Ridge penalty of the regression probes.
     control : bool
+    control_repeats : int
+        Control-task draws averaged (one draw on a small corpus is a noisy estimate of chance).
     random_init : bool
         Also probe the random-init model (needs a run with ``random_init``).
     cka : bool
@@ -67,6 +70,7 @@ class ProbeOptions:
     C: float = 1.0
     alpha: float = 1.0
     control: bool = True
+    control_repeats: int = 5
     random_init: bool = True
     cka: bool = True
     seed: int = 0
@@ -109,12 +113,13 @@ def _groups(run, idx) -> np.ndarray:
 
 
 def _control_labels(y, groups, rng) -> np.ndarray:
-    """Each group gets one label drawn from the label distribution (over groups), at random."""
+    """Each group (the "type") gets one label drawn from the clips' label distribution, at random."""
     ug = list(dict.fromkeys(groups.tolist()))
-    first = {g: y[np.flatnonzero(groups == g)[0]] for g in ug}
-    pool = np.array([first[g] for g in ug], dtype=object)
-    rng.shuffle(pool)
-    new = dict(zip(ug, pool))
+    for _ in range(100):
+        drawn = rng.choice(np.asarray(y, dtype=object), size=len(ug), replace=True)
+        if len(set(drawn.tolist())) > 1 or len(set(np.asarray(y).tolist())) < 2:
+            break
+    new = dict(zip(ug, drawn))
     return np.array([new[g] for g in groups], dtype=object)
 
 
@@ -134,7 +139,13 @@ def _cv(X, y, groups, *, kind: str, options: ProbeOptions) -> float:
     else:
         model = make_pipeline(StandardScaler(), Ridge(alpha=options.alpha))
         scoring = "r2"
-    scores = cross_val_score(model, X, y, groups=groups, cv=GroupKFold(n_splits=k), scoring=scoring)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a test fold holding one class of a grouped split
+        try:
+            scores = cross_val_score(model, X, y, groups=groups, cv=GroupKFold(n_splits=k), scoring=scoring,
+                                     error_score="raise")
+        except ValueError as exc:  # e.g. a training fold with a single class
+            raise CorpusError(f"the probe cannot be fitted: {str(exc).strip().splitlines()[-1]}") from None
     return float(np.mean(scores))
 
 
@@ -215,8 +226,11 @@ def probe_layers(run, *, options: ProbeOptions | None = None) -> dict:
         row = {"layer": layer, "metric": "balanced_accuracy" if kind == "classify" else "r2", "n": int(len(y)),
                "dim": int(X.shape[1]), "chance": chance, "score": _cv(X, y, groups, kind=kind, options=options)}
         if options.control:
-            yc = _control_labels(y, groups, rng) if kind == "classify" else _shift_within_clips(y, groups, rng)
-            row["control"] = _cv(X, yc, groups, kind=kind, options=options)
+            draws = []
+            for _ in range(max(1, int(options.control_repeats))):
+                yc = _control_labels(y, groups, rng) if kind == "classify" else _shift_within_clips(y, groups, rng)
+                draws.append(_cv(X, yc, groups, kind=kind, options=options))
+            row["control"] = float(np.mean(draws))
         if use_random:
             Xr, yr, gr, _ = _dataset(run, layer, "random", options, rng)
             row["random_init"] = _cv(Xr, yr, gr, kind=kind, options=options)

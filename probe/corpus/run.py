@@ -148,6 +148,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     spec = resolve_spec(model)
     # the driver validates the layers and learns each one's geometry before any work starts
     probe_worker = CorpusWorker(spec, dataclasses.replace(options, random_init=False, concepts=()))
+    probe_worker.describe_layers()
     fingerprint = {"model": spec.name, "params": spec.to_dict()["params"], "layers": list(probe_worker.layers),
                    "options": {k: v for k, v in options.to_dict().items() if k not in _EXECUTION},
                    "corpus": sorted(ids)}

@@ -222,6 +222,17 @@ class CorpusWorker:
         self.schema = output_schema(self.concepts)
         self.seconds = {"load": 0.0, "model": 0.0, "concepts": 0.0}
 
+    def describe_layers(self, seconds: float = 1.0) -> dict:
+        """Run one short noise clip and return each layer's ``n_units``, ``seconds_per_step``, ``time_offset``.
+
+        Raises :class:`~probe.errors.AnalysisError` for a layer without a time axis, before a
+        corpus run starts rather than on its first batch.
+        """
+        y = (1e-2 * np.random.default_rng(0).standard_normal(int(seconds * self.spec.sample_rate))).astype(np.float32)
+        rows = self._forward([(Clip("probe", ""), y)], variants=("trained",))[0]
+        return {r["layer"]: {"n_units": int(r["n_units"]), "seconds_per_step": r["seconds_per_step"],
+                             "time_offset": r["time_offset"]} for r in rows}
+
     # ---- one batch --------------------------------------------------------------------
     def __call__(self, batch):
         import pyarrow as pa
@@ -272,7 +283,7 @@ class CorpusWorker:
             rows.extend(out_rows.get(clip.clip_id, []))
         return self._table(rows)
 
-    def _forward(self, items) -> list:
+    def _forward(self, items, variants=("trained", "random")) -> list:
         import torch
 
         from ..hooks import capture
@@ -280,7 +291,7 @@ class CorpusWorker:
         ys = np.stack([y for _, y in items])
         per_clip = [[] for _ in items]
         for variant, spec in (("trained", self.spec), ("random", self.random)):
-            if spec is None:
+            if spec is None or variant not in variants:
                 continue
             t0 = time.perf_counter()
             with torch.no_grad(), capture(spec, self.layers) as cache:
@@ -290,7 +301,8 @@ class CorpusWorker:
                 rec = cache[layer]
                 sps = rec.seconds_per_step
                 if sps is None:
-                    raise AnalysisError(f"layer {layer!r} has no seconds per step (axes {rec.axes}); pick a layer with time")
+                    raise AnalysisError(f"layer {layer!r} has no time axis with seconds per step (axes {rec.axes}); "
+                                        "pick a layer that keeps time")
                 offset = float(getattr(rec, "time_offset", None) or 0.0)
                 for b in range(len(items)):
                     A = _unit_matrix(rec, b)
