@@ -143,7 +143,8 @@ def test_embed_errors_are_one_line(user_model, capsys):
 @pytest.mark.slow
 def test_embed_umap_in_a_fresh_process(tmp_path, probe_exe, user_model):
     spec, wav, _, _ = user_model
-    r = _run(probe_exe, "embed", str(spec), str(wav), "--layer", "bands", "--budget", "150", "--json")
+    r = _run(probe_exe, "embed", str(spec), str(wav), "--layer", "bands", "--projection", "umap", "--budget", "150",
+             "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["projection"] == "umap" and out["n_points"] == 150 and out["trustworthiness"] > 0.8

@@ -6,7 +6,7 @@ from ..audio import AudioExample
 from ..resolve import load as _load
 from ..resolve import resolve_audio as _resolve_audio
 
-__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "attribution_options", "steps_arg",
+__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "add_time_args", "apply_time_args", "attribution_options", "steps_arg",
            "write_figure_set"]
 
 
@@ -53,8 +53,34 @@ def attribution_options(args, **extra):
     return AttributionOptions(**{k: v for k, v in given.items() if v is not None})
 
 
-def write_figure_set(figs: dict, out, *, png: bool = False) -> list:
+def write_figure_set(figs: dict, out, *, png: bool = False, prefix: str = "") -> list:
     """Write ``{name: figure}`` into ``out`` as offline HTML (and PNG with ``png``); returns the paths."""
     from ..figures.export import write_figures
 
-    return write_figures(figs, out, formats=("html", "png") if png else ("html",))
+    return write_figures(figs, out, formats=("html", "png") if png else ("html",), prefix=prefix)
+
+
+def add_time_args(p):
+    """``--seconds-per-step`` and ``--time-offset``: override the inferred time axes of every record."""
+    g = p.add_argument_group("time axes (override what the shape probe infers; see `probe inspect`)")
+    g.add_argument("--seconds-per-step", type=float, default=None, metavar="S",
+                   help="seconds between consecutive steps of every time axis")
+    g.add_argument("--time-offset", type=float, default=None, metavar="S",
+                   help="seconds of the centre of step 0 (e.g. half the analysis window)")
+
+
+def apply_time_args(spec, args):
+    """Put ``--seconds-per-step`` / ``--time-offset`` on ``spec`` (records then say ``time_source: given``)."""
+    from ..adapter import _check_time
+
+    sps, off = getattr(args, "seconds_per_step", None), getattr(args, "time_offset", None)
+    if sps is None and off is None:
+        return spec
+    t = dict(spec.time or {})
+    if sps is not None:
+        t["seconds_per_step"] = sps
+    if off is not None:
+        t["offset"] = off
+    t["source"] = "given"
+    spec.time = _check_time(t)
+    return spec

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 
 def add_parser(sub):
+    from ..benchmarks import SECTIONS
+
     p = sub.add_parser("bench", help="run the benchmarks and print ratios measured side by side")
     p.add_argument("--quick", action="store_true", help="fewer repeats / shorter audio")
-    p.add_argument("--only", default=None, help="comma-separated sections: capture,embeddings,attribution")
+    p.add_argument("--only", default=None, help=f"comma-separated sections: {','.join(SECTIONS)}")
     return p
 
 
 def run(args) -> dict:
-    import sys
-    from pathlib import Path
+    from ..benchmarks import SECTIONS, run_all
 
-    from ..bench import run_all
-
-    # the benchmark scripts live in the source tree under tests/benchmarks
-    root = Path(__file__).resolve().parents[2]
-    if (root / "tests" / "benchmarks").is_dir() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    include = tuple(args.only.split(",")) if args.only else ("capture", "embeddings", "attribution")
+    include = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
     return run_all(quick=args.quick, include=include)

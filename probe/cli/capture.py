@@ -19,29 +19,24 @@ def add_parser(sub):
     p.add_argument("--reduce", choices=["mean", "max"], default=None, help="reduce each record over time")
     p.add_argument("--every", type=int, default=None, help="keep every k-th time step")
     p.add_argument("--max-steps", type=int, default=None, help="keep at most N time steps per record")
-    p.add_argument("--chunk-seconds", type=float, default=None, help="process long audio in chunks of this length")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="process long audio in chunks of this length (default: chunks of 60 s above 60 s)")
     p.add_argument("--float16", action="store_true", help="store records as float16")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     return p
 
 
 def run(args) -> dict:
-    import torch
-
-    from ..hooks import capture_audio
-    from ..store import save_run
+    from ..pipelines import CaptureOptions, record_activations
 
     t0 = time.perf_counter()
     spec = resolve_model(args.model)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
-    layers = args.layers.split(",") if "," in args.layers else args.layers
-    cache = capture_audio(spec, ex.y, layers, chunk_seconds=args.chunk_seconds, reduce=args.reduce, every=args.every,
-                          max_steps=args.max_steps, dtype=torch.float16 if args.float16 else None)
+    layers = tuple(args.layers.split(",")) if "," in args.layers else args.layers
+    options = CaptureOptions(layers=layers, reduce=args.reduce, every=args.every, max_steps=args.max_steps,
+                             chunk_seconds=args.chunk_seconds, float16=args.float16)
     out = Path(args.out or f"runs/capture-{datetime.now():%Y%m%d-%H%M%S}")
-    from ..audio import audio_hash
-
-    save_run(cache, out, model_id=args.model,
-             audio={"source": args.audio, "hash": audio_hash(ex.y, ex.sr), "duration": ex.duration, "sr": ex.sr})
-    layers_out = {k: {"shape": list(r.shape), "axes": r.axes, "seconds_per_step": r.seconds_per_step}
-                  for k, r in cache.items()}
-    return {"run_dir": str(out), "model": spec.name, "audio_seconds": round(ex.duration, 4), "layers": layers_out,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    run = record_activations(spec, ex, out, options, model_id=args.model, audio_source=args.audio,
+                             overwrite=args.overwrite)
+    return {**run.to_json(), "seconds": round(time.perf_counter() - t0, 3)}

@@ -50,6 +50,8 @@ class AttributionOptions:
     random_orders : int
         Random orders averaged in the deletion test.
     seed : int
+    progress : bool
+        A progress bar over chunks.
     """
 
     target: str | None = None
@@ -66,6 +68,7 @@ class AttributionOptions:
     deletion: bool = True
     random_orders: int = 3
     seed: int = 0
+    progress: bool = False
 
 
 @dataclass
@@ -177,7 +180,7 @@ def _attribute(spec, example, o: AttributionOptions):
     from ..attribution import attribute
 
     kw = dict(method=o.method, baseline=o.baseline, path=o.path, smooth=o.smooth, layer=o.layer,
-              chunk_seconds=o.chunk_seconds, overlap_seconds=o.overlap_seconds, seed=o.seed)
+              chunk_seconds=o.chunk_seconds, overlap_seconds=o.overlap_seconds, seed=o.seed, progress=o.progress)
     if o.method == "ig" and o.path == "straight":  # node spacing only means something on IG's straight path
         kw["spacing"] = o.spacing
     if o.steps != "auto":
