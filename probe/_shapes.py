@@ -74,6 +74,27 @@ def _tensors(obj):
             yield from _tensors(o)
 
 
+def _leaf_names(obj, prefix=""):
+    """Paths (``""``, ``"/1/0"`` …) of the tensors :func:`_tensors` yields, as capture names them."""
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    out = []
+
+    def walk(o, p):
+        if isinstance(o, (torch.Tensor, PackedSequence)):
+            out.append("" if not out else p)
+        elif isinstance(o, (tuple, list)):
+            for i, v in enumerate(o):
+                walk(v, f"{p}/{i}")
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                walk(v, f"{p}/{k}")
+
+    walk(obj, prefix)
+    return out
+
+
 @contextmanager
 def _probing(model):
     """Mark this thread as probing so that captures already active on ``model`` ignore these forwards."""
@@ -92,8 +113,8 @@ class _Stop(Exception):
     """Raised from a hook to end a forward pass once the layer of interest has run."""
 
 
-def _noise(n_samples: int, batch: int = 1, seed: int = 0) -> np.ndarray:
-    y = np.random.default_rng(seed).standard_normal((batch, int(n_samples))).astype(np.float32) * 0.01
+def _noise(n_samples: int, batch: int = 1, seed: int = 0, scale: float = 0.01) -> np.ndarray:
+    y = np.random.default_rng(seed).standard_normal((batch, int(n_samples))).astype(np.float32) * scale
     return y[0] if batch == 1 else y
 
 
@@ -256,6 +277,7 @@ class TimeProbe:
         self.min_steps: int | None = None
         self.results: dict | None = None
         self.order: list = []     # module names in first-call order
+        self.paths: dict = {}     # (module, call, j) -> capture name suffix of that output leaf
 
     # -- forward passes --
     def shapes(self, steps: int, batch: int = 1):
@@ -271,6 +293,9 @@ class TimeProbe:
                 order.append(name)
             for j, t in enumerate(_tensors(out)):
                 seen[(name, call, "out", j)] = tuple(t.shape)
+            if (name, call, 0) not in self.paths:
+                for j, p in enumerate(_leaf_names(out)):
+                    self.paths[(name, call, j)] = p
             for j, t in enumerate(_tensors(inp)):
                 seen[(name, call, "in", j)] = tuple(t.shape)
 
@@ -466,14 +491,30 @@ class TimeProbe:
             else:
                 r.offset, r.offset_method = None, ""
 
-    def _supports(self, keys, results, steps: int) -> dict:
-        """``{key: (first, last, k)}`` input-step support of step ``k`` of each key; ``"edge"`` when it touches an end."""
+    def _supports(self, keys, results, steps: int, seeds=(0, 1, 2)) -> dict:
+        """``{key: (first, last, k)}`` input-step support of step ``k`` of each key; ``"edge"`` when it touches an end.
+
+        The support is the union over noise draws, so that a unit silent on one draw (a ReLU
+        below threshold) does not shrink it.
+        """
+        out: dict = {}
+        for seed in seeds:
+            for k, v in self._support_once(keys, results, steps, seed).items():
+                if k not in out or v == "edge" or out[k] == "edge":
+                    out[k] = "edge" if "edge" in (v, out.get(k)) else v
+                else:
+                    out[k] = (min(out[k][0], v[0]), max(out[k][1], v[1]), v[2])
+        return out
+
+    def _support_once(self, keys, results, steps: int, seed: int) -> dict:
         import torch
 
         spec = self.spec
         out: dict = {}
         try:
-            x = spec.features(_noise(steps_to_samples(spec, steps))).detach().clone().requires_grad_(True)
+            # audio-level noise (not the shapes probe's whisper) keeps units above their biases' thresholds
+            x = spec.features(_noise(steps_to_samples(spec, steps), seed=seed, scale=0.3)).detach().clone()
+            x.requires_grad_(True)
         except Exception:
             return out
         tax_in = _input_time_axis(spec)
@@ -493,7 +534,7 @@ class TimeProbe:
             run_hooked(spec, x, keep, names, grad=True)
         except Exception:
             return out
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(seed)
         for k, t in held.items():
             r = results[k]
             tax = r.time_axis

@@ -108,7 +108,8 @@ class ModelSpec:
     time : dict
         Overrides of the inferred time axes: ``seconds_per_step``, ``offset`` (seconds of the
         centre of step 0) and ``time_axis`` for every record with a time axis, and
-        ``layers = {module: {...}}`` per layer. Records report ``time_source = "spec"``.
+        ``layers = {module: {...}}`` per layer. Records report ``time_source = "spec"``
+        (``"given"`` when ``source = "given"``: values passed on a command line).
 
     Examples
     --------
@@ -276,9 +277,12 @@ def _check_time(t) -> dict:
         return {}
     if not isinstance(t, dict):
         raise SpecError(f"[time] must be a table, given {t!r}")
-    unknown = sorted(set(t) - set(_TIME_KEYS) - {"layers"})
+    unknown = sorted(set(t) - set(_TIME_KEYS) - {"layers", "source"})
     if unknown:
         raise SpecError(f"[time] has unknown keys {unknown}; known: {', '.join(_TIME_KEYS)}, layers")
+    source = t.get("source", "spec")
+    if source not in ("spec", "given"):
+        raise SpecError(f"[time] source must be 'spec' or 'given', given {source!r}")
 
     def num(where, k, v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
@@ -290,6 +294,8 @@ def _check_time(t) -> dict:
         return int(v) if k == "time_axis" else float(v)
 
     out = {k: num("[time]", k, t[k]) for k in _TIME_KEYS if t.get(k) is not None}
+    if source != "spec":
+        out["source"] = source
     layers = t.get("layers") or {}
     if not isinstance(layers, dict):
         raise SpecError(f"[time] layers must be a table of layer tables, given {layers!r}")

@@ -368,13 +368,21 @@ def effective_kernels(spec, name: str, *, _checked: bool = False) -> tuple[np.nd
     r = tp.results.get((name, 0, "out", 0))
     if r is None or r.time_axis is None:
         raise AnalysisError(f"layer {name!r} of {spec.name} has no time axis: no kernels to measure")
-    steps = _probe_len(tp)
-    n = steps_to_samples(spec, steps)
-    if not _checked and not _affine(spec, [name], n).get(name):
-        raise AnalysisError(f"layer {name!r} of {spec.name} is not linear in the waveform: no kernels to measure")
     from ._shapes import _input_time_axis
 
     tax_in = _input_time_axis(spec)
+    steps = _probe_len(tp)
+    for _ in range(8):  # lengthen the probe until the followed step's receptive field lies inside it
+        n = steps_to_samples(spec, steps)
+        got = _unit_support(spec, name, r, n, tax_in)
+        if got is not None and got[0] > 0 and got[1] < n - 1:
+            break
+        steps *= 4
+    if got is None:
+        raise AnalysisError(f"layer {name!r} of {spec.name} does not respond to the waveform")
+    a, b, idx, k = got
+    if not _checked and not _affine(spec, [name], n).get(name):
+        raise AnalysisError(f"layer {name!r} of {spec.name} is not linear in the waveform: no kernels to measure")
     x0 = spec.features(np.zeros(n, np.float32)).detach()
 
     def response(x):
@@ -383,49 +391,11 @@ def effective_kernels(spec, name: str, *, _checked: bool = False) -> tuple[np.nd
         def keep(nm, call, inp, out):
             if call == 0:
                 got["o"] = next(iter(_tensors(out))).detach().double()
-        try:
-            run_hooked(spec, x, keep, [name], stop_after=name)
-        except _Stop:
-            pass
+        run_hooked(spec, x, keep, [name], stop_after=name)
         return got["o"]
 
     with torch.no_grad():
         o0 = response(x0)
-    tax = r.time_axis
-    axes = r.axes
-    cax = axes.index("channel") if "channel" in axes else None
-    idx = []
-    for i, size in enumerate(o0.shape):
-        if i == tax:
-            idx.append(size // 2)
-        elif i == cax:
-            idx.append(slice(None))
-        elif axes[i] == "batch":
-            idx.append(0)
-        else:
-            idx.append(size // 2)
-    idx = tuple(idx)
-    k = o0.shape[tax] // 2
-    # receptive field of that step: support of the gradient of its (randomly weighted) channels
-    xg = (x0 + torch.as_tensor(np.random.default_rng(3).standard_normal(tuple(x0.shape)).astype(np.float32) * 0.1)
-          ).requires_grad_(True)
-    held = {}
-
-    def hold(nm, call, inp, out):
-        if call == 0:
-            held["o"] = next(iter(_tensors(out)))
-    try:
-        run_hooked(spec, xg, hold, [name], grad=True, stop_after=name)
-    except _Stop:
-        pass
-    unit = held["o"][idx]
-    w = torch.as_tensor(np.random.default_rng(4).standard_normal(tuple(unit.shape)).astype(np.float32))
-    (g,) = torch.autograd.grad((unit * w.to(unit.dtype)).sum(), xg)
-    prof = g.abs().movedim(tax_in, -1).reshape(-1, g.shape[tax_in]).sum(0)
-    nz = torch.nonzero(prof > 0).flatten()
-    if nz.numel() == 0:
-        raise AnalysisError(f"layer {name!r} of {spec.name} does not respond to the waveform")
-    a, b = int(nz[0]), int(nz[-1])
     cols = []
     with torch.no_grad():
         for p in range(a, b + 1):
@@ -435,6 +405,35 @@ def effective_kernels(spec, name: str, *, _checked: bool = False) -> tuple[np.nd
     K = torch.stack(cols, dim=-1).float().numpy()
     first = Fraction(a) - k * r.hop if r.hop is not None else None
     return K, {"first_tap": None if first is None else float(first), "n_taps": int(b - a + 1)}
+
+
+def _unit_support(spec, name, r, n, tax_in):
+    """``(first, last, index, k)``: input samples that reach step ``k`` (the middle) of ``name`` on ``n`` samples."""
+    import torch
+
+    x = spec.features(np.random.default_rng(3).standard_normal(n).astype(np.float32) * 0.3).detach()
+    x.requires_grad_(True)
+    held = {}
+
+    def hold(nm, call, inp, out):
+        if call == 0:
+            held["o"] = next(iter(_tensors(out)))
+    run_hooked(spec, x, hold, [name], grad=True, stop_after=name)
+    o = held.get("o")
+    if o is None or r.time_axis >= o.ndim:
+        return None
+    axes, tax = r.axes, r.time_axis
+    cax = axes.index("channel") if "channel" in axes else None
+    idx = tuple(size // 2 if i == tax else slice(None) if i == cax else 0 if axes[i] == "batch" else size // 2
+                for i, size in enumerate(o.shape))
+    unit = o[idx]
+    w = torch.as_tensor(np.random.default_rng(4).standard_normal(tuple(unit.shape)).astype(np.float32))
+    (g,) = torch.autograd.grad((unit * w.to(unit.dtype)).sum(), x)
+    prof = g.abs().movedim(tax_in, -1).reshape(-1, g.shape[tax_in]).sum(0)
+    nz = torch.nonzero(prof > 0).flatten()
+    if nz.numel() == 0:
+        return None
+    return int(nz[0]), int(nz[-1]), idx, o.shape[tax] // 2
 
 
 def _feeds_bins(spec, name: str, n_bins: int) -> bool:

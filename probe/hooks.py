@@ -440,7 +440,7 @@ class Capture:
                 if self.reduce:
                     rec.seconds_per_step = None
             given = _spec_time(self.spec, rec.module)
-            source = "spec"
+            source = (getattr(self.spec, "time", None) or {}).get("source", "spec")
             for key, value in (("seconds_per_step", self.sps_override), ("offset", self.offset_override),
                                ("time_axis", self.time_override)):
                 v = self._override(value, rec.module)
@@ -561,12 +561,16 @@ def capture(target, layers="*", **kwargs) -> Capture:
 
 
 def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, overlap_seconds: float = 0.0,
-                  progress: bool = False, **kwargs) -> Cache:
+                  progress: bool = False, on_chunk: Callable | None = None, **kwargs) -> Cache:
     """Run ``spec`` on audio under ``no_grad`` and return the cache, optionally in chunks.
 
     Chunking bounds memory for long audio: each chunk's records are cut to its own span
     (``overlap_seconds`` of context on each side is computed and then dropped) and
     concatenated along their time axis. Records without a time axis keep the first chunk's value.
+
+    ``on_chunk(records)``, when given, receives each chunk's ``{name: (Record, tensor)}``
+    (tensors already cut to the chunk's span) instead of keeping them, and the returned
+    cache is empty: :func:`probe.store.capture_to_run` streams long captures to disk this way.
     """
     import torch
 
@@ -594,6 +598,8 @@ def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, ov
             continue
         with torch.no_grad(), capture(spec, layers, **kwargs) as cache:
             spec.model(spec.features(y[a:b]))
+        if on_chunk is not None:
+            chunk_parts, parts = parts, OrderedDict()
         for k, rec in cache.items():
             t = rec.load()
             if rec.time_axis is not None and rec.seconds_per_step:
@@ -606,6 +612,9 @@ def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, ov
             elif k not in parts:
                 parts[k] = [t]
             meta.setdefault(k, rec)
+        if on_chunk is not None:
+            on_chunk(OrderedDict((k, (rec, parts[k][0])) for k, rec in cache.items() if k in parts))
+            parts = chunk_parts
     out = Cache(spec_dict=spec.to_dict)
     for k, ts in parts.items():
         rec = meta[k]
