@@ -22,7 +22,7 @@ from .policy import check_model_ref
 
 __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
            "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings",
-           "cached_attribution"]
+           "cached_attribution", "cached_nmf"]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
@@ -128,3 +128,12 @@ def _attribution(model_key: str, audio_key: str, options, _model, _ex):
 
 def cached_attribution(model, example, options=None):
     return _attribution(_model_key(model), _audio_key(example), options or P.AttributionOptions(), model, example)
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting NMF and comparing it with the model…")
+def _nmf(model_key: str, audio_key: str, options, _model, _ex):
+    return P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)
+
+
+def cached_nmf(model, example, options=None):
+    return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)

@@ -27,12 +27,14 @@ import numpy as np
 
 from .errors import ProbeError
 
-__all__ = ["Report", "Section", "build_report", "write_report", "audio_tag", "SECTIONS"]
+__all__ = ["Report", "Section", "build_report", "write_report", "audio_tag", "SECTIONS", "OPTIONAL_SECTIONS"]
 
-#: section ids in report order
+#: section ids in report order (the default set)
 SECTIONS = ("overview", "filters", "embeddings", "attribution", "activations")
+#: sections computed only when asked for (``sections=(..., "nmf")``)
+OPTIONAL_SECTIONS = ("nmf",)
 _TITLES = {"overview": "Overview", "filters": "Learned filters", "embeddings": "Embeddings",
-           "attribution": "Attribution", "activations": "Activations"}
+           "attribution": "Attribution", "activations": "Activations", "nmf": "NMF comparison"}
 
 
 # ---- parts --------------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ def _fmt(v) -> str:
 
 @dataclass
 class Section:
-    """One report section: an id, a title, and parts (HTML strings or plotly figures)."""
+    """One report section: an id, a title, parts (HTML strings or plotly figures) and its pipeline's JSON."""
 
     id: str
     title: str
@@ -84,6 +86,7 @@ class Section:
     status: str = "ok"
     note: str | None = None
     seconds: float = 0.0
+    data: dict | None = None
 
     def add(self, part) -> "Section":
         if part is not None:
@@ -95,8 +98,11 @@ class Section:
 
     def describe(self) -> dict:
         n_fig = sum(1 for p in self.parts if not isinstance(p, str))
-        return {"id": self.id, "title": self.title, "status": self.status, "note": self.note, "figures": n_fig,
-                "seconds": round(self.seconds, 3)}
+        out = {"id": self.id, "title": self.title, "status": self.status, "note": self.note, "figures": n_fig,
+               "seconds": round(self.seconds, 3)}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
 
 
 @dataclass
@@ -190,6 +196,8 @@ def _overview(sec: Section, spec, example, *, lock=None) -> None:
 
 
 def _filters(sec: Section, spec, example, *, options=None, max_banks: int = 2, lock=None) -> None:
+    from dataclasses import replace
+
     from .figures import filters as ff
     from .pipelines import FilterOptions, analyse_filters, find_banks
 
@@ -197,7 +205,11 @@ def _filters(sec: Section, spec, example, *, options=None, max_banks: int = 2, l
     if not banks:
         sec.status, sec.note = "skipped", "no layer whose kernels lie on waveform samples or frequency bins"
         return
-    res = analyse_filters(spec, options or FilterOptions(), banks=dict(list(banks.items())[:max_banks]))
+    options = options or FilterOptions()
+    if not options.layers:  # the first few banks; name layers to see others
+        options = replace(options, layers=tuple(list(banks)[:max_banks]))
+    res = analyse_filters(spec, options, banks=banks)
+    sec.data = res.to_json()
     for name, r in res.banks.items():
         bank, fr = r.bank, r.responses
         sec.add(f"<h3>{html.escape(name)} — {html.escape(bank.module_type)}, {bank.n_filters} filters ({bank.axis})</h3>")
@@ -212,8 +224,9 @@ def _filters(sec: Section, spec, example, *, options=None, max_banks: int = 2, l
         if r.fit is not None:
             sec.add(ff.centre_frequency_plot(fr, r.fit))
             sec.add(ff.matched_responses_plot(fr, r.refs[r.best_reference]))
-    if len(banks) > max_banks:
-        sec.text(f"{len(banks) - max_banks} more filter layer(s) not shown: {', '.join(list(banks)[max_banks:])}")
+    if len(banks) > len(res.banks):
+        rest = [k for k in banks if k not in res.banks]
+        sec.text(f"{len(rest)} more filter layer(s) not shown: {', '.join(rest)}")
 
 
 def _embeddings(sec: Section, spec, example, *, options=None, lock=None) -> None:
@@ -230,6 +243,7 @@ def _embeddings(sec: Section, spec, example, *, options=None, lock=None) -> None
             return
         options = replace(options, layer=layer)
     res = analyse_embeddings(spec, example, options, lock=lock)
+    sec.data = res.to_json()
     colour = next(c for c in ("source", "class", "cluster", "freq", "time") if c in res.colourings)
     pts, proj = res.points, res.projection.upper()
     sec.text(f"Layer {res.layer}: {len(pts)} {'T-F bins' if res.kind == 'tf' else 'frames'} of dimension {pts.X.shape[1]}, "
@@ -251,6 +265,7 @@ def _attribution(sec: Section, spec, example, *, options=None, lock=None) -> Non
     from .pipelines import AttributionOptions, analyse_attribution
 
     res = analyse_attribution(spec, example, options or AttributionOptions(), lock=lock)
+    sec.data = res.to_json()
     attr, summ = res.attribution, res.summary
     rows = [("target", summ["target"]), ("method", summ["method"]), ("baseline", summ["baseline"])]
     if res.steps_used is not None:
@@ -290,8 +305,31 @@ def _activations(sec: Section, spec, example, *, layers=None, max_steps: int = 8
         sec.add(fc.activation_figure(act, height=360))
 
 
+def _nmf(sec: Section, spec, example, *, options=None, lock=None) -> None:
+    from .figures import nmf as fn
+    from .pipelines import NMFOptions, analyse_nmf
+
+    res = analyse_nmf(spec, example, options or NMFOptions(), lock=lock)
+    sec.data = res.to_json()
+    cmp, like = res.comparison, res.likeness
+    rows = [("bases layer", res.bases_layer or "–"), ("activations", res.activations_layer),
+            ("NMF rank", like["nmf_rank"]), ("NMF relative error", like["nmf_rel_error"])]
+    nmf = sec.data["nmf"]
+    for part in ("bases", "activations"):
+        for k, v in (nmf.get(part) or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                rows.append((f"{part}: {k.replace('_', ' ')}", v))
+    sec.add(_table(rows))
+    for w in res.warnings:
+        sec.text(f"Warning: {w}")
+    if hasattr(cmp, "cosine_"):
+        sec.add(fn.bases_side_by_side(cmp, res.freqs))
+    if hasattr(cmp, "act_corr_"):
+        sec.add(fn.activations_vs_h(cmp))
+
+
 _BUILDERS = {"overview": _overview, "filters": _filters, "embeddings": _embeddings, "attribution": _attribution,
-             "activations": _activations}
+             "activations": _activations, "nmf": _nmf}
 
 
 def build_report(spec, example, *, sections=SECTIONS, title: str | None = None, options: dict | None = None,
@@ -324,7 +362,7 @@ def build_report(spec, example, *, sections=SECTIONS, title: str | None = None, 
     if unknown:
         from .errors import SpecError
 
-        raise SpecError(f"unknown report section(s) {unknown}; known: {', '.join(SECTIONS)}")
+        raise SpecError(f"unknown report section(s) {unknown}; known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
     options = options or {}
     name = spec.name
     rep = Report(title or f"probe report — {name} on {example.name}",

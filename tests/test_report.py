@@ -182,7 +182,7 @@ def test_a_failing_analysis_costs_only_its_section(tmp_path, monkeypatch):
     assert [(s.id, s.status) for s in rep.sections] == [("filters", "error"), ("activations", "ok")]
     assert "RuntimeError: simulated bug" in rep.sections[0].note
     with pytest.raises(SpecError, match="unknown report section"):
-        R.build_report(spec, ex, sections=("overview", "nmf"))
+        R.build_report(spec, ex, sections=("overview", "spectra"))
 
 
 def test_library_side_never_imports_streamlit():

@@ -105,10 +105,10 @@ class ModelOutputs(Result):
 
 
 def _freq_hz(spec, n: int):
-    from ..analyze.embeddings import _record_freqs
+    from ..analyze.embedding_points import record_freqs
 
     try:
-        return np.asarray(_record_freqs(spec, n), float)
+        return np.asarray(record_freqs(spec, n), float)
     except Exception:
         return None
 
