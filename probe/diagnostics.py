@@ -17,14 +17,16 @@ the app). Problems that make a result meaningless raise instead:
 from __future__ import annotations
 
 import os
+import threading
 import traceback
+from contextlib import contextmanager
 
 import numpy as np
 
 from .errors import AudioError, ModelError
 
 __all__ = ["audio_warnings", "silence_warning", "mixdown_warning", "check_frame_length", "check_finite_output",
-           "model_error_from", "SILENCE_DBFS", "CANCEL_DB"]
+           "finite_outputs", "model_error_from", "SILENCE_DBFS", "CANCEL_DB"]
 
 #: Peak level (dBFS) below which audio counts as near-silent.
 SILENCE_DBFS = -80.0
@@ -161,6 +163,36 @@ def check_finite_output(out, *, what: str = "model output") -> None:
         if n_nan or n_inf:
             raise ModelError(f"the {what}{path} holds {n_nan} NaN and {n_inf} infinite value(s) out of {size}: "
                              "the model is numerically broken on this input, so no result is computed")
+
+
+@contextmanager
+def finite_outputs(model, *, what: str = "model output"):
+    """Within the block, a forward of ``model`` (from this thread) whose output holds NaN/Inf raises :class:`ModelError`.
+
+    A forward hook on the model's root module, removed on exit; forwards from other
+    threads sharing the model are not checked (nor disturbed).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2)
+    >>> with finite_outputs(net):
+    ...     net(torch.tensor([[float("nan"), 0.0]]))
+    Traceback (most recent call last):
+    ...
+    probe.errors.ModelError: the model output holds 2 NaN and 0 infinite value(s) out of 2: the model is numerically broken on this input, so no result is computed
+    """
+    owner = threading.get_ident()
+
+    def hook(module, inputs, output):
+        if threading.get_ident() == owner:
+            check_finite_output(output, what=what)
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
 
 
 def _frame_kind(filename: str) -> str:
