@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..corpus.dissect import DissectOptions, _swap_in, dissect, write_excerpts
+from ..corpus.dissection import DissectOptions, _swap_in, dissect, write_excerpts
 from ..corpus.maps import MapOptions
 from ..corpus.maps import corpus_map as _corpus_map
 from ..corpus.probing import ProbeOptions, probe_layers
