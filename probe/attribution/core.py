@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import AnalysisError, SpecError
 from .baselines import make_baseline
 from .chunking import DEFAULT_CHUNK_SECONDS, MAX_UNCHUNKED_SECONDS, fade_weights, plan_chunks
-from .domain import TFForward, analysis_stft
+from .domain import TFForward, analysis, analysis_stft
 from .health import locate_nonfinite, map_warnings, nonfinite_message, target_warnings, TINY_DIFFERENCE
 from .isolation import preserved_model, seeded
 from .methods import AUTO_STEPS, COMPLETE, METHODS, MethodOptions, find_layer, method_name, run_method
@@ -387,7 +387,7 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOption
     """Attribution of one segment (the whole clip, or a chunk)."""
     import torch
 
-    mag, phase, err_db = analysis_stft(spec, y)
+    mag, phase, err_db, rec = analysis(spec, y)
     p = next(iter(spec.model.parameters()), None)
     device = p.device if p is not None else torch.device("cpu")
     dtype = p.dtype if p is not None and p.dtype.is_floating_point else torch.float32
@@ -399,16 +399,24 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOption
     mag_range = float(mag.max() - mag.min())
     warn: list[str] = []
     with preserved_model(spec.model) as model:
-        fwd = TFForward(spec, tgt, ctx, phase, model=model)
+        fwd = TFForward(spec, tgt, ctx, phase, model=model, y=rec)
         with torch.no_grad():
             ctx.magnitude = x
-            out0 = fwd.output(x)
+            if fwd.waveform_model:  # the clip's and the baseline's waveforms, each made once
+                y_x, y_b = fwd.path_ends(x, base[None])
+                out0 = spec.select_output(model(spec.to_model_layout(y_x)))
+            else:
+                out0 = fwd.output(x)
             bound = tgt.bind(out0, ctx)
             fwd.target = bound
             fx = float(bound(out0, ctx)[0])
             track = bound.track(out0, ctx)
             scale, top = _typical_scale(spec, bound, out0, ctx)
-            fb = float(fwd(base[None])[0])
+            if fwd.waveform_model and spec.output_kind not in ("masks", "tf_embeddings"):
+                ctx.magnitude = base[None]
+                fb = float(fwd.from_waveform(y_b)[0])
+            else:
+                fb = float(fwd(base[None])[0])
             del out0
         state: dict = {}
         tried = {}

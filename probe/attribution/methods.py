@@ -314,13 +314,12 @@ def _ig_waveform(o, fwd, x, base, knots):
     import captum.attr as ca
     import torch
 
-    with torch.no_grad():
-        y_b = fwd.waveform(base)  # (1, n)
-        dy = fwd.waveform(x) - y_b
+    y_x, y_b = fwd.path_ends(x, base)  # (1, n)
+    dy = y_x - y_b
     kw = {"n_steps": int(o.steps), "method": o.quadrature, "internal_batch_size": o.internal_batch_size}
     if knots is None:
         ig = ca.IntegratedGradients(fwd.from_waveform, multiply_by_inputs=False)
-        g = ig.attribute((y_b + dy).detach().requires_grad_(True), baselines=y_b, **kw)
+        g = ig.attribute(y_x.detach().clone().requires_grad_(True), baselines=y_b, **kw)
     else:
         knots_u, knots_a = knots
 
@@ -359,9 +358,8 @@ def spacing_knots(o: MethodOptions, fwd, x, base, n_scan: int = 48, refine: int 
         a = (10 ** (D * u / 20) - 1) / (10 ** (D / 20) - 1)
         return u.to(dev, dt), a.to(dev, dt)
     if fwd.waveform_model:  # the path is straight in the waveform too: no inverse STFT per scale
-        with torch.no_grad():
-            y_b = fwd.waveform(base)
-            dy = fwd.waveform(x) - y_b
+        y_x, y_b = fwd.path_ends(x, base)
+        dy = y_x - y_b
 
         def at(ab):
             return fwd.from_waveform(y_b + ab[:, None] * dy)
