@@ -384,24 +384,44 @@ def effective_kernels(spec, name: str, *, _checked: bool = False) -> tuple[np.nd
     if not _checked and not _affine(spec, [name], n).get(name):
         raise AnalysisError(f"layer {name!r} of {spec.name} is not linear in the waveform: no kernels to measure")
     x0 = spec.features(np.zeros(n, np.float32)).detach()
+    bax = (spec.input_layout or "bn").index("b")
 
-    def response(x):
+    def response(x, batch=1):
         got = {}
 
         def keep(nm, call, inp, out):
             if call == 0:
                 got["o"] = next(iter(_tensors(out))).detach().double()
         run_hooked(spec, x, keep, [name], stop_after=name)
-        return got["o"]
+        o = got["o"]
+        if batch == 1:
+            return [o]
+        if r.batch_folded:  # frames of item i are the i-th block of the folded axis
+            size = o.shape[r.time_axis] // batch
+            return [o.narrow(r.time_axis, i * size, size) for i in range(batch)]
+        bi = r.axes.index("batch")
+        return [o.narrow(bi, i, 1) for i in range(batch)]
+
+    def impulse(p):
+        x = x0.clone()
+        x.select(tax_in, p).fill_(1.0)
+        return x
 
     with torch.no_grad():
-        o0 = response(x0)
-    cols = []
-    with torch.no_grad():
-        for p in range(a, b + 1):
-            x = x0.clone()
-            x.select(tax_in, p).fill_(1.0)
-            cols.append((response(x) - o0)[idx].reshape(-1))
+        o0 = response(x0)[0]
+        cols = []
+        positions = list(range(a, b + 1))
+        batched = r.batch_folded or "batch" in r.axes
+        if batched and len(positions) > 1:  # check the batched responses against single ones once
+            pair = positions[:2]
+            got = response(torch.cat([impulse(p) for p in pair], dim=bax), batch=2)
+            batched = all(g.shape == o0.shape and torch.allclose(g, response(impulse(p))[0], rtol=1e-5, atol=1e-9)
+                          for g, p in zip(got, pair))
+        step = 64 if batched else 1
+        for i in range(0, len(positions), step):
+            chunk = positions[i:i + step]
+            outs = response(torch.cat([impulse(p) for p in chunk], dim=bax), batch=len(chunk))
+            cols += [(o - o0)[idx].reshape(-1) for o in outs]
     K = torch.stack(cols, dim=-1).float().numpy()
     first = Fraction(a) - k * r.hop if r.hop is not None else None
     return K, {"first_tap": None if first is None else float(first), "n_taps": int(b - a + 1)}

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from probe import ModelSpec, TFGrid, capture
 from probe.hooks import capture_audio
-from probe.errors import CaptureError, LayerNotFoundError
+from probe.errors import CaptureError, LayerNotFoundError, SpecError
 from tests._models import InplaceConv, TinyBLSTM, assert_unchanged, n_hooks, snapshot
 
 
@@ -233,3 +233,43 @@ def test_chunked_capture_matches_whole_for_framewise_layers(rng):
     a, b = whole["lin"].tensor, chunked["lin"].tensor
     assert a.shape == b.shape
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ---- time offsets and overrides --------------------------------------------------------------
+def test_records_carry_frame_centre_offsets(wave_spec, rng):
+    # InplaceConv's front: 32 taps every 16 samples, no padding → step k covers samples 16k … 16k+31
+    with capture(wave_spec, "front") as cache:
+        wave_spec.forward(rng.standard_normal(4000).astype(np.float32))
+    rec = cache["front"]
+    assert rec.time_offset == pytest.approx(15.5 / 8000) and rec.time_source == "inferred"
+    np.testing.assert_allclose(rec.times()[:3], (15.5 + 16 * np.arange(3)) / 8000)
+    assert rec.describe()["time_offset"] == rec.time_offset
+
+
+def test_spec_time_table_and_capture_arguments_override(tmp_path, rng):
+    from probe.adapter import load_spec
+    from tests.gallery import write_spec_folder
+
+    toml = write_spec_folder("stft160_16000_c", tmp_path, time={"seconds_per_step": 0.02, "offset": 0.3})
+    spec = load_spec(toml)
+    y = rng.standard_normal(8000).astype(np.float32)
+    with torch.no_grad(), capture(spec, "stft") as cache:
+        spec.model(spec.features(y))
+    rec = cache["stft"]
+    assert (rec.seconds_per_step, rec.time_offset, rec.time_source) == (0.02, 0.3, "spec")
+    assert spec.to_dict()["time"] == {"seconds_per_step": 0.02, "offset": 0.3}
+    with torch.no_grad(), capture(spec, "stft", seconds_per_step={"stft": 0.01}, time_offset=0.0) as cache:
+        spec.model(spec.features(y))
+    rec = cache["stft"]
+    assert (rec.seconds_per_step, rec.time_offset, rec.time_source) == (0.01, 0.0, "given")
+
+
+def test_bad_time_table_is_a_spec_error():
+    from probe.adapter import _check_time
+
+    with pytest.raises(SpecError, match=r"\[time\] has unknown keys \['hop'\]"):
+        _check_time({"hop": 3})
+    with pytest.raises(SpecError, match="seconds_per_step must be positive, given -1"):
+        _check_time({"seconds_per_step": -1})
+    with pytest.raises(SpecError, match=r"\[time.layers.'enc'\] offset must be a number, given 'x'"):
+        _check_time({"layers": {"enc": {"offset": "x"}}})
