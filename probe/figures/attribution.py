@@ -176,6 +176,13 @@ def deletion_figure(result, *, title: str | None = None):
     curves = result.get("curves") if isinstance(result, dict) else None
     if not curves or "deletion" not in curves:
         raise AnalysisError("deletion_figure needs the dict returned by deletion_test (with 'curves')")
+    if result.get("auc") is None:  # the test withheld its figures (non-finite map, nothing to explain): say why
+        fig = go.Figure()
+        fig.add_annotation(text="deletion test unavailable: " + str(result.get("reason", "no figures")), x=0.5, y=0.5,
+                           xref="paper", yref="paper", showarrow=False, width=700)
+        fig.update_layout(title=title or "deletion / insertion of T-F bins", height=200, width=760,
+                          xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
+        return fig
     styles = {"deletion": ("#d62728", "solid", f"deletion, attribution order (AUC {result['auc']:.3f})"),
               "deletion_random": ("#d62728", "dash", f"deletion, random order (AUC {result['auc_random']:.3f})"),
               "insertion": ("#1f77b4", "solid", f"insertion, attribution order (AUC {result.get('insertion_auc', float('nan')):.3f})"),
@@ -192,8 +199,9 @@ def deletion_figure(result, *, title: str | None = None):
                   annotation_text=f"10 %: drop {result['drop_at_10']:.2f} vs {result['drop_at_10_random']:.2f} random",
                   annotation_position="top right")
     fig.update_layout(title=title or "deletion / insertion of T-F bins", xaxis_title="bins changed (% of all)",
-                      yaxis_title="target / f(x)", height=380, width=760, legend=dict(x=0.35, y=0.98),
-                      margin=dict(l=70, r=20, t=60, b=50))
+                      yaxis_title="(target - f(b)) / (f(x) - f(b))", height=440, width=760,
+                      legend=dict(orientation="h", x=0.0, y=-0.2, yanchor="top"),  # below the plot, never over a curve
+                      margin=dict(l=70, r=20, t=60, b=120))
     return fig
 
 
