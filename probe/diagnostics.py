@@ -26,7 +26,7 @@ import numpy as np
 from .errors import AudioError, ModelError
 
 __all__ = ["audio_warnings", "silence_warning", "mixdown_warning", "check_frame_length", "check_finite_output",
-           "finite_outputs", "model_error_from", "SILENCE_DBFS", "CANCEL_DB"]
+           "finite_outputs", "model_error_from", "input_warnings", "SILENCE_DBFS", "CANCEL_DB"]
 
 #: Peak level (dBFS) below which audio counts as near-silent.
 SILENCE_DBFS = -80.0
@@ -102,6 +102,35 @@ def audio_warnings(y, sr: int | None = None, *, info: dict | None = None) -> lis
     if info:
         out += [str(w) for w in info.get("warnings", [])]
     return out
+
+
+def input_warnings(spec, example) -> list[str]:
+    """What every pipeline does first: refuse a clip shorter than one frame, return the audio's warnings.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    example : AudioExample or np.ndarray [shape=(n,)]
+        An :class:`~probe.audio.AudioExample` carries the load-time facts (``info["load"]``).
+
+    Returns
+    -------
+    list of str
+        :func:`audio_warnings` of the clip.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> spec = ModelSpec(torch.nn.Identity(), input_kind="logmag", grid=TFGrid(16000, 512, 128))
+    >>> input_warnings(spec, np.zeros(16000, np.float32))[0][:28]
+    'the audio is digital silence'
+    """
+    y = np.asarray(getattr(example, "y", example))
+    sr = int(getattr(example, "sr", None) or spec.sample_rate)
+    check_frame_length(y, sr, n_fft=spec.grid.n_fft)
+    info = (getattr(example, "info", None) or {}).get("load")
+    return audio_warnings(y, sr, info=info)
 
 
 def check_frame_length(y, sr: int, *, n_fft: int, name: str = "audio") -> None:

@@ -363,10 +363,18 @@ def build_report(spec, example, *, sections=SECTIONS, title: str | None = None, 
         from .errors import SpecError
 
         raise SpecError(f"unknown report section(s) {unknown}; known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
+    from .diagnostics import input_warnings
+
     options = options or {}
     name = spec.name
+    warnings = input_warnings(spec, example)  # refuses a clip shorter than one frame
     rep = Report(title or f"probe report — {name} on {example.name}",
-                 meta={"model": name, "audio": example.name, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                 meta={"model": name, "audio": example.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "warnings": warnings})
+    if warnings:  # degenerate input is said first, before figures that would look fine
+        sec = Section("warnings", "Warnings about the input")
+        sec.status, sec.note = "warning", " · ".join(warnings)
+        rep.sections.append(sec)
     for sid in sections:
         if progress:
             progress(sid)
@@ -384,7 +392,7 @@ def build_report(spec, example, *, sections=SECTIONS, title: str | None = None, 
 
 
 def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, options: dict | None = None,
-                 filename: str = "report.html", max_seconds: float | None = 600.0) -> dict:
+                 filename: str = "report.html", max_seconds: float | None = 600.0, overwrite: bool = False) -> dict:
     """Resolve ``model_ref`` / ``audio_ref`` (as the CLI does), build the report and write it.
 
     Returns
@@ -392,11 +400,17 @@ def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, 
     dict
         ``{"report": path, "sections": [{"id", "title", "status", "note", "figures", "seconds"}], "bytes": size}``
     """
+    from .outputs import check_output_dir, output_dir
     from .resolve import load, resolve_audio
 
+    check_output_dir(out_dir, overwrite=overwrite)  # refuse a user's folder before any work
     spec = load(model_ref)
     spec.model.eval()
     example = resolve_audio(audio_ref, spec.sample_rate, max_seconds=max_seconds)
     rep = build_report(spec, example, sections=sections, options=options)
-    path = rep.write(Path(out_dir) / filename)
-    return {"report": str(path), "sections": rep.describe(), "bytes": path.stat().st_size}
+    # written to a temporary folder and renamed: a failed run never leaves a report that looks current
+    with output_dir(out_dir, kind="report", overwrite=overwrite) as tmp:
+        rep.write(Path(tmp) / filename)
+    path = Path(out_dir) / filename
+    return {"report": str(path), "sections": rep.describe(), "bytes": path.stat().st_size,
+            "warnings": rep.meta.get("warnings", [])}

@@ -6,7 +6,7 @@ from ..audio import AudioExample
 from ..resolve import load as _load
 from ..resolve import resolve_audio as _resolve_audio
 
-__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "add_time_args", "apply_time_args", "attribution_options", "steps_arg",
+__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "add_overwrite_arg", "check_out", "write_into", "add_time_args", "apply_time_args", "attribution_options", "steps_arg",
            "write_figure_set"]
 
 
@@ -27,6 +27,45 @@ def add_model_arg(p):
 def add_audio_arg(p):
     p.add_argument("audio", metavar="AUDIO", help="audio file or example:NAME[:i]")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio (default 3600)")
+
+
+def add_overwrite_arg(p):
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not a probe output (only probe's own file names are "
+                        "replaced; the folder's other files stay)")
+
+
+def check_out(out, args) -> None:
+    """Refuse an output folder before any work (see :mod:`probe.outputs`)."""
+    from ..outputs import check_output_dir
+
+    if out:
+        check_output_dir(out, overwrite=getattr(args, "overwrite", False))
+
+
+def write_into(out, writer, *, kind: str, overwrite: bool = False):
+    """Run ``writer(tmp_folder)`` and move what it wrote to ``out`` at once; paths it returns point into ``out``.
+
+    A failure leaves ``out`` as it was (see :func:`probe.outputs.output_dir`).
+    """
+    from pathlib import Path
+
+    from ..outputs import output_dir
+
+    final = Path(out)
+    with output_dir(final, kind=kind, overwrite=overwrite) as tmp:
+        written = writer(tmp)
+
+    def remap(v):
+        if isinstance(v, dict):
+            return {k: remap(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [remap(x) for x in v]
+        if isinstance(v, (str, Path)) and str(v).startswith(str(tmp)):
+            return str(final / Path(v).relative_to(tmp))
+        return v
+
+    return remap(written)
 
 
 def steps_arg(value):

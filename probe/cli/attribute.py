@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers):
-    from ._common import add_audio_arg, add_model_arg
+    from ._common import add_audio_arg, add_model_arg, add_overwrite_arg
 
     p = subparsers.add_parser("attribute", help="attribute a model output to time-frequency regions",
                               description=__doc__.split("\n\n")[0].split(": ", 1)[-1])
@@ -44,13 +44,14 @@ def add_parser(subparsers):
     p.add_argument("--random-orders", type=int, default=None, help="random orders averaged in the deletion test (default 3)")
     p.add_argument("--out", metavar="DIR", help="write map (safetensors), figures (HTML) and explanation audio here")
     p.add_argument("--png", action="store_true", help="also write PNG figures (kaleido + Chromium)")
+    add_overwrite_arg(p)
     p.add_argument("--progress", action="store_true", help="progress bar over chunks")
     return p
 
 
 def run(args) -> dict:
     from ..pipelines import analyse_attribution
-    from ._common import attribution_options, resolve_audio, resolve_model
+    from ._common import attribution_options, check_out, resolve_audio, resolve_model, write_into
 
     t0 = time.perf_counter()
     options = attribution_options(args, baseline=args.baseline, spacing=args.spacing, path=args.path, smooth=args.smooth,
@@ -58,6 +59,7 @@ def run(args) -> dict:
                                   overlap_seconds=args.overlap_seconds, top_percent=args.top_percent,
                                   deletion=False if args.no_deletion else None, random_orders=args.random_orders,
                                   progress=args.progress or None)
+    check_out(args.out, args)
     spec = resolve_model(args.model)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     res = analyse_attribution(spec, ex, options)
@@ -65,7 +67,8 @@ def run(args) -> dict:
     if not out["warnings"]:
         out.pop("warnings")
     if args.out:
-        out["outputs"] = _write_outputs(Path(args.out), res, png=args.png)
+        out["outputs"] = write_into(args.out, lambda d: _write_outputs(d, res, png=args.png), kind="attribution",
+                                    overwrite=args.overwrite)
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 

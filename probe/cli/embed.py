@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._common import add_audio_arg, add_model_arg, resolve_audio, resolve_model
+from ._common import add_audio_arg, add_model_arg, add_overwrite_arg, check_out, resolve_audio, resolve_model, write_into
 
 
 def add_parser(sub):
@@ -36,6 +36,7 @@ def add_parser(sub):
     p.add_argument("--audio-out", default=None, help="write one wav per cluster here (masked mixture)")
     p.add_argument("--out", default=None, help="write figures and points.csv here")
     p.add_argument("--format", choices=["html", "png"], default="html", help="figure format in --out (default html)")
+    add_overwrite_arg(p)
     p.add_argument("--color", default=None, help="colouring of the map figure (default: source if known, else cluster)")
     p.add_argument("--cache-dir", default=None, help="also cache maps on disk here")
     p.add_argument("--no-jit-cache", action="store_true", help="do not cache umap's compiled code on disk")
@@ -55,25 +56,29 @@ def run(args) -> dict:
              "threshold_db": args.threshold_db, "n_clusters": args.clusters, "method": args.method, "seed": args.seed,
              "cache_dir": args.cache_dir, "jit_cache": False if args.no_jit_cache else None}
     options = EmbeddingOptions(**{k: v for k, v in given.items() if v is not None})
+    check_out(args.out, args)
+    check_out(args.audio_out, args)
     spec = resolve_model(args.model)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     res = analyse_embeddings(spec, ex, options)
     result = {"model": spec.name, "audio": ex.name, **res.to_json()}
     if args.audio_out:
-        result["audio_files"] = res.clusters.write_audio(res.clip, args.audio_out)
+        result["audio_files"] = write_into(args.audio_out, lambda d: res.clusters.write_audio(res.clip, d),
+                                           kind="cluster-audio", overwrite=args.overwrite)
     if args.out:
-        result["figures"] = _write_outputs(args, res)
+        result["figures"] = write_into(args.out, lambda d: _write_outputs(args, res, d), kind="embed",
+                                       overwrite=args.overwrite)
     result["total_seconds"] = round(time.perf_counter() - t_start, 3)
     return result
 
 
-def _write_outputs(args, res) -> list:
+def _write_outputs(args, res, out) -> list:
     import numpy as np
 
     from ..figures.embeddings import cluster_mask_figure, embedding_scatter
     from ..figures.export import write_figures
 
-    out = Path(args.out)
+    out = Path(out)
     points, coords, clusters = res.points, res.coords, res.clusters
     colour = args.color or ("source" if points.source is not None else "cluster")
     figs = {f"map_{colour}": embedding_scatter(points, coords, color=colour, clusters=clusters)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_audio_arg, add_model_arg
+from ._common import add_audio_arg, add_model_arg, add_overwrite_arg
 
 
 def add_parser(sub):
@@ -21,6 +21,7 @@ def add_parser(sub):
     p.add_argument("--method", default=None, help="attribution method (default: the pipeline's, ig)")
     p.add_argument("--steps", default=None, help="IG / GradientShap steps, or auto (default auto: completeness ≤ 1 %%)")
     p.add_argument("--layer", default=None, help="layer for the embeddings section (default: the model's own)")
+    add_overwrite_arg(p)
     return p
 
 
@@ -39,6 +40,7 @@ def run(args) -> dict:
     options = {"attribution": {"options": attribution_options(args)}}
     if args.layer:
         options["embeddings"] = {"options": EmbeddingOptions(layer=args.layer)}
-    out = write_report(args.model, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds)
+    out = write_report(args.model, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds,
+                       overwrite=args.overwrite)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out

@@ -158,16 +158,19 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
     """
     from ..analyze import embeddings as E
 
+    from ..diagnostics import finite_outputs, input_warnings
+
     o = options
     k = int(o.n_clusters or spec.n_sources or 2)
-    with locked(lock):
+    audio_warnings = input_warnings(spec, example)  # refuses a clip shorter than one frame
+    with locked(lock), finite_outputs(spec.model):
         clip = E.embeddings_from_layer(spec, example, None if o.layer in _OUTPUT else o.layer)
     points = E.select_points(clip, threshold_db=o.threshold_db or None, budget=int(o.budget), seed=o.seed)
     need = max(4 * k, 8)
     if len(points) < need:
         raise AnalysisError(f"only {len(points)} non-silent embedding points at layer {o.layer or 'output'!r}; need at "
                             f"least {need}: lower threshold_db or use longer audio")
-    warnings = []
+    warnings = list(audio_warnings)
     if o.projection == "umap" and o.jit_cache:
         try:  # numba's machine code cached on disk: later processes skip most of the JIT time
             E.enable_jit_cache()

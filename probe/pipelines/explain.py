@@ -235,10 +235,18 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
     from ..analyze.faithfulness import deletion_test, localisation
     from ..attribution import SourceTarget, listen, snr_db
 
+    from ..diagnostics import input_warnings
+    from ..errors import ModelError
+
     o = options
     notes = []
+    audio_warnings = input_warnings(spec, example)  # refuses a clip shorter than one frame
     with locked(lock):
         attr, steps_used = _attribute(spec, example, o)
+        if attr.nonfinite is not None and attr.nonfinite.get("what") == "the target f(x)":
+            # the model's own output on the clip is NaN/Inf: no attribution of it means anything
+            raise ModelError(" ".join(w for w in attr.warnings if "is NaN/Inf" in w)[:600]
+                             or "the model output is NaN/Inf on this clip")
         expl, comp = listen(attr, top_percent=float(o.top_percent))
         dele = None
         if o.deletion:
@@ -259,7 +267,7 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
         stem = np.asarray(example.sources[attr.target.index])
     snr = float(snr_db(expl, stem)) if stem is not None else None
     expl, comp = peak_normalise(expl, comp)
-    warnings = list(getattr(attr, "warnings", None) or attr.info.get("warnings") or [])
+    warnings = audio_warnings + list(getattr(attr, "warnings", None) or attr.info.get("warnings") or [])
     return AttributionAnalysis(attribution=attr, explanation=expl, complement=comp, sr=attr.sample_rate,
                                target=str(attr.target), top_percent=float(o.top_percent), deletion=dele,
                                localisation=loc, event=event, stem_snr_db=snr, steps_used=steps_used,
