@@ -130,8 +130,7 @@ def test_embed_errors_are_one_line(user_model, capsys):
     cases = [
         (["embed", str(spec), str(wav), "--layer", "bandz"], "no layer named 'bandz'"),
         (["embed", str(spec), str(wav), "--budget", "0"], "--budget must be positive"),
-        # the spec's output is frame_probs (B, T, C), not tf_embeddings: say so
-        (["embed", str(spec), str(wav), "--projection", "pca"], "tf_embeddings are (batch, D, F, T)"),
+        (["embed", str(spec), str(wav), "--layer", "bands", "--clusters", "0"], "--clusters must be positive"),
     ]
     for args, msg in cases:
         assert main(args) == 2, args

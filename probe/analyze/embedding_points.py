@@ -541,6 +541,19 @@ def output_record(spec, audio):
                   axes=axes, time_axis=tax, seconds_per_step=sps)
 
 
+def _emits_tf_embeddings(spec, audio) -> bool:
+    """Whether the model's raw output is a dict with a ``tf_embeddings`` entry (e.g. a chimera net's second head)."""
+    import torch
+
+    y = np.asarray(audio.y if hasattr(audio, "y") else audio, np.float32)[: spec.sample_rate]
+    try:
+        with torch.no_grad():
+            raw = spec.model(spec.features(y))
+    except Exception:  # a model that refuses a short piece: the output record path will say what is wrong
+        return False
+    return isinstance(raw, dict) and "tf_embeddings" in raw
+
+
 def embeddings_from_layer(spec, audio, layer: str | None = None, **kwargs) -> ClipEmbeddings:
     """Embeddings of ``audio`` at ``layer`` of ``spec``: the model's ``tf_embeddings`` output when
     ``layer`` is ``None`` / ``"tf_embeddings"`` / ``"output"``, else a captured module output.
@@ -556,7 +569,7 @@ def embeddings_from_layer(spec, audio, layer: str | None = None, **kwargs) -> Cl
     (6, 1, 249)
     """
     if layer in (None, "", "tf_embeddings", "output"):
-        if spec.output_kind == "tf_embeddings" or layer == "tf_embeddings":
+        if spec.output_kind == "tf_embeddings" or layer == "tf_embeddings" or _emits_tf_embeddings(spec, audio):
             return embeddings_from_model(spec, audio, **kwargs)
         # any other output kind: the model's own output, with its time axis found like a layer's
         return embeddings_from_record(output_record(spec, audio), audio, spec, layer="output", **kwargs)
