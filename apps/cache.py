@@ -137,3 +137,40 @@ def _nmf(model_key: str, audio_key: str, options, _model, _ex):
 
 def cached_nmf(model, example, options=None):
     return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)
+
+
+@st.cache_data(max_entries=4, show_spinner="Randomising the layers one by one and attributing again…")
+def _randomisation(model_key: str, audio_key: str, target: str, method: str, steps: int, _model, _ex):
+    from probe.analyze.faithfulness import randomisation_test
+
+    with _model.lock:  # randomises a deep copy; the shared model is only read
+        return randomisation_test(_model.spec, _ex, target, method=method, mode="cascade", return_maps=True,
+                                  **({"steps": int(steps)} if method in ("ig", "gradshap") else {}))
+
+
+def cached_randomisation(model, example, target: str, method: str = "saliency", steps: int = 16):
+    """Cascading model-parameter randomisation (:func:`probe.analyze.faithfulness.randomisation_test`)."""
+    return _randomisation(_model_key(model), _audio_key(example), str(target), method, int(steps), model, example)
+
+
+@st.cache_data(max_entries=4, show_spinner="Writing the report of this view…")
+def _report_html(model_key: str, audio_key: str, sections: tuple, options_key: str, _options, _model, _ex):
+    from probe.report import build_report
+
+    return build_report(_model.spec, _ex, sections=sections, options=_options, lock=_model.lock).to_html().encode()
+
+
+def cached_report_html(model, example, sections, options: dict) -> bytes:
+    """The HTML report (:func:`probe.report.build_report`) of ``sections`` with this view's options."""
+    return _report_html(_model_key(model), _audio_key(example), tuple(sections), repr(sorted(options.items())),
+                        options, model, example)
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing the model with an NMF of the clip…")
+def _nmf(model_key: str, audio_key: str, options, _model, _ex):
+    return P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)
+
+
+def cached_nmf(model, example, options=None):
+    """:class:`probe.pipelines.NMFAnalysis` of the model on the clip."""
+    return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)

@@ -142,13 +142,18 @@ def _without_placeholders(fig):
     return go.Figure(json.loads(_PLACEHOLDER.sub('"#000000"', text)))
 
 
-def plot(fig, key: str | None = None) -> None:
-    """Place a plotly figure at the page's width (no-op for ``None``).
+def plot(fig, key: str | None = None, where=None, **kwargs):
+    """Place a plotly figure at the page's width (no-op for ``None``); ``where``: a column or container.
+
+    Extra keyword arguments go to ``st.plotly_chart`` (``on_select="rerun"``, ``selection_mode``), whose
+    return value (the selection) is returned.
 
     ``theme=None`` keeps the library's own styling (colour scales, template), so the app
     shows exactly what the HTML report and the CLI figures show; colours that Streamlit
     would take for its theme placeholders are nudged to black first.
     """
-    if fig is not None:
-        fig = _without_placeholders(fig)
-        st.plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False})
+    if fig is None:
+        return None
+    fig = _without_placeholders(fig)
+    return (where or st).plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False},
+                                      **kwargs)

@@ -106,7 +106,21 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     at.switch_page("views/attribution.py").run()
     assert len(at.get("audio")) == 3
     assert at.selectbox(key="w_attr_target").value == "class=tone"
-    assert any(m.label.startswith("Target value") for m in at.metric)
+    assert any(m.label.startswith("Target f(clip)") for m in at.metric)
+    # the defaults: IG, steps chosen until the map adds up (completeness ≤ 1 %), the steps used shown
+    assert at.selectbox(key="w_attr_method").value == "ig" and at.selectbox(key="w_attr_steps").value == "auto"
+    comp = next(m for m in at.metric if m.label == "Completeness error")
+    assert float(comp.value.rstrip("%")) <= 1.0 and comp.proto.delta.endswith(" steps"), (comp.value, comp.proto.delta)
+    # downloads: the map as safetensors and CSV, the explanation as WAV, the figure as HTML
+    assert {b.proto.label for b in at.get("download_button")} >= {"Map (safetensors)", "Map (CSV)",
+                                                                   "Explanation (WAV)", "Map figure (HTML)"}
+    # compare mode: a second method side by side, each with its completeness / deletion figures
+    at.toggle(key="w_attr_compare").set_value(True).run()
+    assert not _errors(at), _errors(at)
+    assert at.selectbox(key="w_attr_method_b").value == "saliency"
+    assert len([m for m in at.metric if m.label.startswith("Target f(clip)")]) == 2
+    assert len([c for c in at.get("plotly_chart")]) >= 4
+    at.toggle(key="w_attr_compare").set_value(False).run()
     # embeddings: one player per cluster
     at.switch_page("views/embeddings.py").run()
     assert len(at.get("audio")) == 2
