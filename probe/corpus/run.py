@@ -221,9 +221,11 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True
-    ds = ray.data.from_arrow(clips_table(pending))
+    bs = int(options.batch_size)
+    # one block per batch, so every actor of the pool gets work from the start
+    ds = ray.data.from_items([c.to_row() for c in pending], override_num_blocks=max(1, -(-len(pending) // bs)))
     ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict()},
-                        batch_size=int(options.batch_size), batch_format="pyarrow",
+                        batch_size=bs, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=int(workers)), num_cpus=1, zero_copy_batch=True)
     n = 0
     with _bar(progress, len(pending)) as bar:
