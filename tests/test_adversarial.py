@@ -591,6 +591,46 @@ def test_a_marker_cannot_make_probe_delete_outside_the_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.txt", "user.txt"]
 
 
+FAST = {"attribute": ["--method", "saliency", "--no-deletion"], "embed": ["--layer", "rnn", "--projection", "pca"],
+        "report": ["--sections", "overview", "--method", "saliency"]}
+
+
+@pytest.mark.parametrize("command,user_file", [("attribute", "explanation.wav"), ("embed", "points.csv"),
+                                               ("report", "report.html")])
+def test_every_writing_command_refuses_a_users_folder(kit, tmp_path, command, user_file):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / user_file).write_bytes(b"mine")
+    r = cli(command, kit["spec"]["ok"], kit["snd"]["tone.wav"], *FAST[command], "--out", folder)
+    assert_user_error(r, "is not empty and is not a probe output", user_file)
+    assert snapshot_dir(folder) == {user_file: b"mine"}
+
+
+def test_embed_audio_out_refuses_a_users_folder(kit, tmp_path):
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    (folder / "cluster0.wav").write_bytes(b"mine")
+    r = cli("embed", kit["spec"]["ok"], kit["snd"]["tone.wav"], *FAST["embed"], "--audio-out", folder)
+    assert_user_error(r, "is not empty and is not a probe output")
+    assert snapshot_dir(folder) == {"cluster0.wav": b"mine"}
+
+
+def test_attribute_overwrite_keeps_other_files_and_writes_a_fresh_plotly(kit, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "explanation.wav").write_bytes(b"old")
+    (folder / "plotly.min.js").write_text("/* PROBE-TEST-STALE-ASSET */")
+    (folder / "notes.txt").write_text("keep")
+    res = cli("attribute", kit["spec"]["ok"], kit["snd"]["tone.wav"], *FAST["attribute"], "--out", folder,
+              "--overwrite", "--json").json()
+    assert res["outputs"]["explanation"] == str(folder / "explanation.wav")
+    assert sf.info(str(folder / "explanation.wav")).frames == SR
+    js = (folder / "plotly.min.js").read_text()
+    assert "PROBE-TEST-STALE-ASSET" not in js and len(js) > 1_000_000
+    assert (folder / "notes.txt").read_text() == "keep"
+    assert no_temp_siblings(folder)
+
+
 # ================================================================================================
 # Item 4: degenerate input is said, not silently analysed
 # ================================================================================================
@@ -603,6 +643,30 @@ def test_capture_warns_in_json(kit, tmp_path, sound, warning):
     res = cli("capture", kit["spec"]["ok"], kit["snd"][sound], "--out", tmp_path / "r", "--json").json()
     assert any(w.startswith(warning) for w in res["warnings"]), res["warnings"]
     assert any(w.startswith(warning) for w in load_run(tmp_path / "r")[1]["extra"]["warnings"])
+
+
+@pytest.mark.parametrize("command", ["attribute", "embed", "report"])
+def test_silence_is_warned_by_every_command(kit, tmp_path, command):
+    res = cli(command, kit["spec"]["ok"], kit["snd"]["zero.wav"], *FAST[command], "--out", tmp_path / "o",
+              "--json").json()
+    assert any(w.startswith("the audio is digital silence") for w in res["warnings"]), res.get("warnings")
+    if command == "report":
+        assert res["sections"][0]["id"] == "warnings"
+        assert "digital silence" in (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("command", ["attribute", "embed"])
+def test_nan_model_is_an_error_for_every_command(kit, tmp_path, command):
+    r = cli(command, kit["spec"]["nan"], kit["snd"]["tone.wav"], *FAST[command], "--out", tmp_path / "o")
+    assert_user_error(r, "NaN")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["attribute", "embed", "report"])
+def test_too_short_for_every_command(kit, tmp_path, command):
+    r = cli(command, kit["spec"]["ok"], kit["snd"]["short10.wav"], *FAST[command], "--out", tmp_path / "o")
+    assert_user_error(r, "audio holds 10 samples", "shorter than one analysis frame")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("sound", ["tone.wav", "stereo.wav"])
