@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -195,8 +196,9 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
                          bool(abs), int(seed), baseline, path, quadrature, _check_spacing(spacing, m, path))
     if m == "gradcam" and not isinstance(layer, (str, type(None))):
         opts.layer = find_layer(spec.model, layer)[0]  # by name: the attribution runs on a shadow of the model
-    with seeded(seed, draws=opts.draws):
-        return _attribute(spec, y, tgt, opts, chunk_seconds, float(overlap_seconds), progress, float(tol), t_start)
+    with seeded(seed, draws=opts.draws), preserved_model(spec.model) as shadow:  # one shadow for every chunk
+        return _attribute(spec, y, tgt, opts, chunk_seconds, float(overlap_seconds), progress, float(tol), t_start,
+                          shadow)
 
 
 def _check_steps(steps, method):
@@ -276,7 +278,7 @@ def _typical_scale(spec, bound, out0, ctx):
     return abs(vals[i]), f"class {spec.classes[i]!r}"
 
 
-def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol, t_start):
+def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol, t_start, shadow):
     import torch
 
     g = spec.grid
@@ -285,7 +287,7 @@ def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol
     chunked = chunk_seconds is not None and duration > chunk_seconds
     warn: list[str] = []
     if not chunked:
-        res = _attribute_segment(spec, y, tgt, TargetContext(spec, n), opts, tol)
+        res = _attribute_segment(spec, y, tgt, TargetContext(spec, n), opts, tol, shadow)
         mag, base, bname = res["mag"], res["base"], res["baseline_name"]
         amap = res["map"]
         info = dict(res["extra"])
@@ -311,7 +313,7 @@ def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol
                 cinfo.append({"start": t0, "end": t1, "skipped": True})
                 continue
             ctx = TargetContext(spec, e - s, offset_seconds=t0, total_seconds=duration)
-            r = _attribute_segment(spec, y[s:e], tgt, ctx, opts, tol)
+            r = _attribute_segment(spec, y[s:e], tgt, ctx, opts, tol, shadow)
             k = min(r["map"].shape[-1], len(w))
             amap[:, a:a + k] += torch.as_tensor(w[:k])[None, :] * r["map"][:, :k]
             extra = r["extra"]
@@ -362,10 +364,12 @@ def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol
     info["baseline"] = bname
     if scale is not None:
         info["output_scale"] = scale
-    mag_np = mag.detach().cpu().numpy().astype(np.float32)
-    return Attribution(map=amap.numpy().astype(np.float32), times=g.frame_times(amap.shape[-1]), freqs=g.bin_frequencies(),
-                       grid=g, method=opts.method, target=bound, input_magnitude=mag_np, convergence_delta=delta,
-                       completeness_error=cerr, baseline=base.detach().cpu().numpy().astype(np.float32),
+    def f32(t):  # no copy when already float32 on the CPU (long audio: each array is F x T)
+        return np.asarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+    return Attribution(map=f32(amap), times=g.frame_times(amap.shape[-1]), freqs=g.bin_frequencies(),
+                       grid=g, method=opts.method, target=bound, input_magnitude=f32(mag), convergence_delta=delta,
+                       completeness_error=cerr, baseline=f32(base),
                        baseline_name=bname, target_value=_finite_or_none(fx), baseline_value=_finite_or_none(fb),
                        audio=y, reconstruction_error_db=err_db, track=track, warnings=warn, steps_used=steps_used,
                        chunk_seconds=float(chunk_seconds) if chunked else None, nonfinite=nonfinite, info=info)
@@ -383,8 +387,8 @@ def _converged(delta, fx, fb, scale, tol) -> bool:
     return abs(delta) <= tol * ref
 
 
-def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOptions, tol: float):
-    """Attribution of one segment (the whole clip, or a chunk)."""
+def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOptions, tol: float, shadow=None):
+    """Attribution of one segment (the whole clip, or a chunk), on ``shadow`` (made here when None)."""
     import torch
 
     mag, phase, err_db, rec = analysis(spec, y)
@@ -398,7 +402,7 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOption
     x = mag[None]
     mag_range = float(mag.max() - mag.min())
     warn: list[str] = []
-    with preserved_model(spec.model) as model:
+    with (nullcontext(shadow) if shadow is not None else preserved_model(spec.model)) as model:
         fwd = TFForward(spec, tgt, ctx, phase, model=model, y=rec)
         with torch.no_grad():
             ctx.magnitude = x
