@@ -328,3 +328,42 @@ def test_every_page_renders_for_a_zoo_model_and_example():
         at.selectbox(key="w_zoo_model").set_value(f"zoo:{others[0]}").run()
         assert not _errors(at), _errors(at)
         assert at.session_state[MODEL_KEY] == f"zoo:{others[0]}"
+
+
+def test_picked_points_resynthesise_their_own_cells(tiny_spec):
+    """Frames picked on the map play back exactly their span of the clip (mixture phase), nothing else."""
+    from apps import selection as sel
+    from apps.state import load_shared_model
+    from probe.audio import AudioExample
+    from probe.pipelines import EmbeddingOptions, analyse_embeddings
+
+    shared = load_shared_model(tiny_spec)
+    sr = 8000
+    t = np.arange(int(1.5 * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
+    res = analyse_embeddings(shared.spec, AudioExample(y=y, sr=sr, name="two tones"),
+                             EmbeddingOptions(layer="embed", budget=500, clusterability=False), lock=shared.lock)
+    pts, clip = res.points, res.clip
+    inside = sel.filter_mask(pts, time=(0.5, 1.0))
+    assert 0 < inside.sum() < len(pts)
+    # a lasso that took exactly these points, as plotly reports them (positions on the map)
+    # (with its hover data: seconds, Hz, dB — identical frames of a steady tone share a map position)
+    event = {"selection": {"points": [{"x": float(x), "y": float(yv), "customdata": [float(t_), float(f_), 0.0]}
+                                      for (x, yv), t_, f_ in zip(res.coords[inside], pts.time[inside],
+                                                                 pts.freq[inside])]}}
+    idx = sel.picked_indices(event, res.coords, pts)
+    assert set(idx.tolist()) == set(np.flatnonzero(inside).tolist())
+    audio, m = sel.resynthesise(clip, sel.cell_mask(clip, pts, idx))
+    assert audio.shape == y.shape and m.shape == clip.stft.shape
+    frames = np.unique(pts.frame[idx])
+    t0, t1 = clip.times[frames.min()], clip.times[frames.max()]
+    lo, hi = int((t0 + 0.05) * sr), int((t1 - 0.05) * sr)
+    np.testing.assert_allclose(audio[lo:hi], y[lo:hi], atol=1e-3)  # the picked span is the clip itself
+    assert np.abs(audio[: int(max(t0 - 0.1, 0) * sr)]).max(initial=0) < 1e-3  # and nothing before it
+    # a single click hears a neighbourhood: its frame and one frame either side
+    one = sel.cell_mask(clip, pts, idx[:1], spread=1)
+    assert one.sum() == min(3, clip.shape[1]) * clip.shape[0] or one[:, pts.frame[idx[0]]].all()
+    # filters: label and frequency (frame embeddings have no frequency: the band keeps them all)
+    assert sel.filter_mask(pts, freq=(0, 100)).all()
+    sub = sel.subset_points(pts, inside)
+    assert len(sub) == inside.sum() and np.array_equal(sub.time, pts.time[inside])

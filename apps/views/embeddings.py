@@ -1,7 +1,16 @@
-"""Embeddings: a 2-D map of a layer's embeddings (PCA first, UMAP on request), coloured by what is known; listen to each cluster."""
+"""Embeddings: a 2-D map of a layer's embeddings (PCA first, UMAP on request) to explore by ear.
 
+Click a point → hear its T-F neighbourhood (or its frame) resynthesised; box/lasso-select
+points → hear the selection and see it as a mask on the spectrogram. Points can be coloured
+and filtered by what is known (source, class, cluster) and by a time span and a frequency
+band. Clusters are numbered from 1 on every page, as in the Attribution targets.
+"""
+
+import numpy as np
 import streamlit as st
 
+from apps import downloads as dl
+from apps import selection as sel
 from apps.cache import cached_default_layer, cached_embeddings
 from apps.menus import embedding_layers
 from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
@@ -39,9 +48,10 @@ except ProbeError as exc:
     show_error(exc, f"Cannot map {layer}: ")
     st.stop()
 
-points = res["points"]
-colours = list(res["colourings"])
-preferred = [c for c in ("source", "class", "cluster", "freq", "time", "energy") if c in colours]
+points, clip = res["points"], res["clip"]
+numbers = np.asarray(res.clusters.labels_) + 1  # clusters numbered from 1, as the Attribution targets
+for w in res.warnings:
+    st.warning(w, icon=":material/warning:")
 m = st.columns(4)
 m[0].metric("Points", f"{len(points):,}", f"{'T-F bins' if res['kind'] == 'tf' else 'frames'}", delta_color="off",
             delta_arrow="off")
@@ -50,21 +60,95 @@ m[2].metric(f"Trustworthiness ({projection.upper()})", f"{res['trustworthiness']
 if res["agreement"]:
     m[3].metric("Mask accuracy vs oracle", f"{res['agreement']['mask_accuracy']:.2f}",
                 f"ARI {res['agreement']['ari']:.2f}", delta_color="off", delta_arrow="off")
-colour = st.radio("Colour by", preferred + [c for c in colours if c not in preferred], horizontal=True,
-                  key="w_emb_colour")
-plot(build(embedding_scatter, points, res["coords"], color=colour, clusters=res["clusters"],
-            axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2")), key="emb_scatter")
 
+# ---- colour and filter ----------------------------------------------------------------------
+colours = list(res["colourings"])
+preferred = [c for c in ("source", "class", "cluster", "freq", "time", "energy") if c in colours]
+c1, c2 = st.columns([2, 3])
+colour = c1.radio("Colour by", preferred + [c for c in colours if c not in preferred], horizontal=True,
+                  key="w_emb_colour")
+categorical = {k: v for k, v in res["colourings"].items() if v["kind"] == "categorical"}
+if "cluster" in categorical:
+    categorical["cluster"] = {**categorical["cluster"], "values": numbers,
+                              "names": [f"cluster {j}" for j in range(int(numbers.max()) + 1)]}
+label_by = c2.selectbox("Filter by label", ["(all)"] + list(categorical), key="w_emb_filter_by")
+allowed = None
+if label_by != "(all)":
+    cat = categorical[label_by]
+    present = sorted(set(np.asarray(cat["values"]).tolist()))
+    names = {v: (cat["names"][v] if 0 <= v < len(cat["names"]) else str(v)) for v in present}
+    picked = c2.multiselect("Show", present, default=present, format_func=names.get, key=f"w_emb_show_{label_by}")
+    allowed = picked
+dur = float(len(example.y) / example.sr)
+c1, c2 = st.columns(2)
+span = c1.slider("Time span (s)", 0.0, round(dur, 2), (0.0, round(dur, 2)), step=0.05, key="w_emb_time")
+band = None
+if res["kind"] == "tf":
+    nyq = float(example.sr / 2)
+    band = c2.slider("Frequency band (Hz)", 0.0, nyq, (0.0, nyq), step=max(1.0, round(nyq / 200)), key="w_emb_freq")
+keep = sel.filter_mask(points, time=span, freq=band,
+                       category=None if allowed is None else categorical[label_by]["values"], allowed=allowed)
+if not keep.any():
+    st.info("No point passes these filters.")
+    st.stop()
+shown = sel.subset_points(points, keep)
+coords = np.asarray(res["coords"])[keep]
+fig = build(embedding_scatter, shown, coords, color=colour, clusters=numbers[keep],
+            axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2"))
+if fig is not None:
+    fig.update_layout(dragmode="lasso", clickmode="event+select")
+st.caption(f"{int(keep.sum()):,} of {len(points):,} points shown. Click a point to hear its neighbourhood; "
+           "draw a box or lasso to hear the selection.")
+event = plot(fig, key="emb_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+
+# ---- what was picked ------------------------------------------------------------------------
+picked_idx = np.flatnonzero(keep)[sel.picked_indices(event, coords, shown)] if event is not None else np.zeros(0, int)
+if len(picked_idx):
+    single = len(picked_idx) == 1
+    mask = sel.cell_mask(clip, points, picked_idx, spread=1 if single else 0)
+    audio, stft_mask = sel.resynthesise(clip, mask)
+    if single:
+        i = int(picked_idx[0])
+        where = f"t = {points.time[i]:.3f} s" + (f", f = {points.freq[i]:.0f} Hz" if np.isfinite(points.freq[i]) else "")
+        st.markdown(f"**Picked point** ({where}, cluster {numbers[i]}): its "
+                    + ("T-F neighbourhood (3 × 3 cells)" if res["kind"] == "tf" else "frame and its neighbours"))
+    else:
+        st.markdown(f"**Selection**: {len(picked_idx)} points, {int(mask.sum())} cells")
+    st.audio(audio, sample_rate=clip.sr)
+    mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells")
+    if mfig is not None:
+        for a in mfig.layout.annotations:
+            a.text = a.text.replace("cluster 0 bins", "picked bins").replace("what cluster 0 plays", "what they play")
+        mfig.update_annotations(font_size=11)
+    plot(mfig, key="emb_pick_mask")
+
+# ---- clusters -------------------------------------------------------------------------------
 st.subheader("Listen to each cluster")
 st.caption("Each cluster becomes a binary mask on the clip's STFT (every bin goes to its nearest cluster) and is "
            "resynthesised with the mixture's phase.")
 k = res["cluster_audio"].shape[0]
 cols = st.columns(k)
 for j, col in enumerate(cols):
-    col.markdown(f"**Cluster {j}**")
+    col.markdown(f"**Cluster {j + 1}**")
     col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
-which = st.radio("Show the mask of cluster", list(range(k)), horizontal=True, key="w_emb_mask")
-mask_fig = build(cluster_mask_figure, res["clip"], res["cluster_masks"], int(which))
+which = st.radio("Show the mask of cluster", list(range(1, k + 1)), horizontal=True, key="w_emb_mask")
+mask_fig = build(cluster_mask_figure, clip, res["cluster_masks"], int(which) - 1,
+                 title=f"{clip.name}: cluster {which} of {k}")
 if mask_fig is not None:
+    for a in mask_fig.layout.annotations:
+        a.text = a.text.replace(f"cluster {int(which) - 1}", f"cluster {which}")
     mask_fig.update_annotations(font_size=11)  # two panel titles side by side at the page's width
 plot(mask_fig, key="emb_mask")
+
+st.subheader("Downloads")
+stem = dl.file_stem(model.name, example.name, res.layer, projection)
+table = dl.points_table(res)
+c = st.columns(4)
+c[0].download_button("Points + clusters (CSV)", dl.table_csv(table), f"{stem}_points.csv", "text/csv",
+                     key="dl_emb_csv")
+c[1].download_button("Points + clusters (Parquet)", dl.table_parquet(table), f"{stem}_points.parquet",
+                     "application/octet-stream", key="dl_emb_parquet")
+c[2].download_button("Cluster audio (WAV, cluster 1)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
+                     f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav")
+if fig is not None:
+    c[3].download_button("Map (HTML)", dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html")
