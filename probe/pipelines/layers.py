@@ -153,6 +153,7 @@ def capture_layer(spec, y, layer: str, options: ActivationOptions = ActivationOp
     >>> capture_layer(spec, np.zeros(8000, np.float32), "0").values.shape
     (4, 999)
     """
+    from ..analyze.model_nmf import activation_matrix
     from ..hooks import capture_audio
 
     y = np.asarray(y, np.float32)
@@ -187,8 +188,8 @@ def capture_layer(spec, y, layer: str, options: ActivationOptions = ActivationOp
             z2, row_label = z.mean(1), "channel"
     elif fax is not None:
         z2, row_label, row_freqs = x.transpose([fax, tax]), axes[fax], _freq_hz(spec, x.shape[fax])
-    else:
-        z2 = x.transpose(rest + [tax]).reshape(-1, x.shape[tax]) if rest else x.reshape(1, -1)
+    else:  # every non-time axis flattened into rows, time last: the same matrix NMF compares with H
+        z2 = activation_matrix(x, time_axis=tax, batch_axis=None) if rest else x.reshape(1, -1)
         row_label = " × ".join(axes[i] for i in rest) or "value"
     z2 = np.asarray(z2, np.float32)
     max_rows, max_steps = int(options.max_rows), int(options.max_steps)
