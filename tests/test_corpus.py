@@ -263,6 +263,7 @@ def _cli(probe_exe, *args):
     return subprocess.run([probe_exe, "corpus", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_run_dissect_probe_map_json(probe_exe, tmp_path):
     spec_dir = tmp_path / "spec"
     spec_dir.mkdir()

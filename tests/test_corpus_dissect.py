@@ -16,6 +16,8 @@ from probe.corpus import (DissectOptions, MapOptions, ProbeOptions, RunOptions, 
 from probe.corpus.dissection import bh_qvalues
 from probe.corpus.synthetic import PLANTED, make_event_corpus, make_label_corpus, planted_spec
 
+pytestmark = pytest.mark.slow  # a corpus run (and Ray start-up) per module
+
 
 @pytest.fixture(scope="module")
 def event_run(tmp_path_factory):

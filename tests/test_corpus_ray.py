@@ -10,6 +10,8 @@ import pytest
 from probe.corpus import RunOptions, run_corpus
 from probe.corpus.synthetic import make_event_corpus, planted_spec
 
+pytestmark = pytest.mark.slow  # a corpus run (and Ray start-up) per module
+
 
 def _require_ray():
     try:

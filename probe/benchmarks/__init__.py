@@ -2,7 +2,7 @@
 
 Every figure is a ratio of medians measured side by side in one process (runs
 interleaved), because these machines are noisy. Sections: :mod:`.capture`,
-:mod:`.embeddings`, :mod:`.attribution` — all inside the package, so an installed
+:mod:`.embeddings`, :mod:`.attribution`, :mod:`.corpus` — all inside the package, so an installed
 ``probe bench`` runs every one of them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["run_all", "SECTIONS"]
 
 #: benchmark sections, in the order ``probe bench`` runs them
-SECTIONS = ("capture", "embeddings", "attribution")
+SECTIONS = ("capture", "embeddings", "attribution", "corpus")
 
 
 def run_all(*, quick: bool = False, include=SECTIONS) -> dict:
@@ -38,6 +38,10 @@ def run_all(*, quick: bool = False, include=SECTIONS) -> dict:
         out.update(bench(quick=quick))
     if "attribution" in include:
         from .attribution import bench
+
+        out.update(bench(quick=quick))
+    if "corpus" in include:
+        from .corpus import bench
 
         out.update(bench(quick=quick))
     return out

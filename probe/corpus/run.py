@@ -147,7 +147,9 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     out = Path(out)
     spec = resolve_spec(model)
     # the driver validates the layers and learns each one's geometry before any work starts
-    probe_worker = CorpusWorker(spec, dataclasses.replace(options, random_init=False, concepts=()))
+    # in-process, this worker then does the run; for Ray it only checks, and each actor builds its own
+    probe_worker = CorpusWorker(spec, options if engine == "inprocess" else
+                                dataclasses.replace(options, random_init=False, concepts=()))
     probe_worker.describe_layers()
     fingerprint = {"model": spec.name, "params": spec.to_dict()["params"], "layers": list(probe_worker.layers),
                    "options": {k: v for k, v in options.to_dict().items() if k not in _EXECUTION},
@@ -170,10 +172,13 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     t0 = time.perf_counter()
     n_new = 0
     if pending:
-        runner = _run_inprocess if engine == "inprocess" else _run_ray
-        model_arg = model if engine == "ray" and not hasattr(model, "model") else spec
-        n_new = runner(model_arg, pending, parts, options, workers=int(workers), ray_address=ray_address,
-                       progress=progress, index={c.clip_id: i for i, c in enumerate(clips)})
+        index = {c.clip_id: i for i, c in enumerate(clips)}
+        if engine == "inprocess":
+            n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index)
+        else:
+            model_arg = model if not hasattr(model, "model") else spec
+            n_new = _run_ray(model_arg, pending, parts, options, workers=workers, ray_address=ray_address,
+                             progress=progress, index=index)
     elapsed = time.perf_counter() - t0
     summary = finalize_run(out, top_k=options.top_k)
     manifest.update(summary)
@@ -198,8 +203,7 @@ def _bar(progress: bool, total: int):
     return tqdm(total=total, disable=not progress, desc="corpus", unit="clip", smoothing=0.1)
 
 
-def _run_inprocess(model, pending, parts, options, *, workers, ray_address, progress, index) -> int:
-    worker = CorpusWorker(model, options)
+def _run_inprocess(worker, pending, parts, options, *, progress, index) -> int:
     bs = int(options.batch_size)
     with _bar(progress, len(pending)) as bar:
         for i in range(0, len(pending), bs):
