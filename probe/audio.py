@@ -151,7 +151,9 @@ def load_audio(source, sr: int | None = None, *, source_sr: int | None = None, c
         peak = float(np.abs(y).max())
         if peak > float(np.finfo(np.float32).max):
             raise AudioError(f"sample magnitude {peak:.3g} exceeds the float32 range; rescale the audio")
-    y = validate_audio(np.asarray(y, dtype=np.float32), sr=native, max_seconds=max_seconds)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf and are reported as non-finite below
+        y = np.asarray(y, dtype=np.float32)
+    y = validate_audio(y, sr=native, max_seconds=max_seconds)
     if info is not None:
         info.update(facts)
     if sr is not None and int(sr) != native:

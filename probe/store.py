@@ -229,6 +229,12 @@ def capture_to_run(spec, y, run_dir, layers="*", *, chunk_seconds: float, overla
     from .hooks import capture_audio
     from .outputs import output_dir
 
+    if len(y) <= chunk_seconds * spec.sample_rate:  # one chunk: the ordinary in-memory capture
+        cache = capture_audio(spec, y, layers, **capture_kwargs)
+        for k, rec in cache.items():
+            check_finite_output(rec.load(), what=f"output of layer {k!r}")
+        save_run(cache, run_dir, model_id=model_id, audio=audio, extra=extra, overwrite=overwrite)
+        return json.loads((Path(run_dir) / MANIFEST).read_text())
     with output_dir(run_dir, kind="run", overwrite=overwrite) as tmp:
         scratch = tmp / ".chunks"
         scratch.mkdir()
@@ -260,7 +266,7 @@ def capture_to_run(spec, y, run_dir, layers="*", *, chunk_seconds: float, overla
         if st["n"] == 0:
             from .errors import CaptureError
 
-            raise CaptureError(f"no chunk of {chunk_seconds:g} s was captured: the audio is shorter than one chunk")
+            raise CaptureError(f"no chunk of {chunk_seconds:g} s was long enough to capture")
         # lay the file out: header, then every stored record's bytes in manifest order
         header, layout, offset = {}, {}, 0
         layers_out = OrderedDict()

@@ -129,3 +129,63 @@ def test_any_array_loads_or_raises_audio_error(y):
         assert y.size < 2 or not finite or "exceeds the float32 range" in str(exc)
     else:
         assert np.isfinite(out).all() and out.size >= 2
+
+
+# ---- load-time facts and honest header checks (issue 11) -----------------------------------
+@pytest.mark.parametrize("right,expected_db", [("same", 0.0), ("half", 10 * np.log10(0.9)), ("independent", -3.0),
+                                               ("inverted", None)])
+def test_mixdown_energy_is_reported(tmp_path, rng, right, expected_db):
+    left = (0.2 * rng.standard_normal(32000)).astype(np.float32)
+    other = {"same": left, "half": 0.5 * left, "independent": (0.2 * rng.standard_normal(32000)).astype(np.float32),
+             "inverted": -left}[right]
+    p = tmp_path / "st.wav"
+    sf.write(p, np.stack([left, other], 1), 16000, subtype="FLOAT")
+    info = {}
+    load_audio(p, info=info)
+    assert info["channels"] == 2 and info["source_sr"] == 16000
+    if expected_db is None:  # exact cancellation: the mix is zero, reported at the floor
+        assert info["mixdown_db"] < -200
+    else:  # mix energy / mean channel energy: (1+g)^2/4 / ((1+g^2)/2) for right = g * left
+        assert info["mixdown_db"] == pytest.approx(expected_db, abs=0.15)
+
+
+def test_mono_file_reports_no_mixdown(tmp_path, tone):
+    y, sr = tone
+    sf.write(tmp_path / "m.wav", y, sr)
+    info = {}
+    load_audio(tmp_path / "m.wav", info=info)
+    assert info == {"channels": 1, "source_sr": sr}
+
+
+def test_streamed_wav_with_open_length_loads(tmp_path, tone):
+    """A WAV written while streaming leaves its data length 0xFFFFFFFF: not a lie, it must still load."""
+    import struct
+
+    from probe.audio import _wav_claimed_frames
+
+    y, sr = tone
+    sf.write(tmp_path / "a.wav", y, sr, subtype="PCM_16")
+    raw = bytearray((tmp_path / "a.wav").read_bytes())
+    assert raw[36:40] == b"data"
+    raw[40:44] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "s.wav").write_bytes(bytes(raw))
+    assert _wav_claimed_frames(tmp_path / "s.wav") is None
+    assert _wav_claimed_frames(tmp_path / "a.wav") == sr
+    out, _ = load_audio(tmp_path / "s.wav")
+    assert out.shape == (sr,)
+
+
+def test_wav_header_with_extra_chunks_is_parsed(tmp_path, tone):
+    """A LIST chunk of odd length before the data (word-aligned, as RIFF says) does not confuse the check."""
+    import struct
+
+    from probe.audio import _wav_claimed_frames
+
+    y, sr = tone
+    sf.write(tmp_path / "a.wav", y, sr, subtype="PCM_16")
+    raw = (tmp_path / "a.wav").read_bytes()
+    listing = b"LIST" + struct.pack("<I", 5) + b"INFOx" + b"\0"  # odd size + pad byte
+    body = raw[12:36] + listing + raw[36:]
+    (tmp_path / "l.wav").write_bytes(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
+    assert _wav_claimed_frames(tmp_path / "l.wav") == sr
+    assert load_audio(tmp_path / "l.wav")[0].shape == (sr,)
