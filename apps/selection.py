@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["subset_points", "filter_mask", "picked_indices", "cell_mask", "resynthesise"]
+__all__ = ["subset_points", "filter_mask", "picked_indices", "cell_mask", "resynthesise", "masked_mixture"]
 
 
 def subset_points(points, keep):
@@ -110,3 +110,15 @@ def resynthesise(clip, mask) -> tuple:
     m = clip.to_stft_grid(np.asarray(mask, np.float32))
     y = clip.grid.istft(m * clip.stft, length=len(clip.y))
     return np.asarray(y, np.float32), m
+
+
+def masked_mixture(grid, y, masks) -> np.ndarray | None:
+    """``(S, n)`` audio of masks ``(S, n_freqs, n_frames)`` on the clip's STFT (mixture phase); ``None`` off that grid."""
+    import torch
+
+    masks = np.asarray(masks, np.float32)
+    X = grid.stft(torch.as_tensor(np.asarray(y, np.float32)))
+    if masks.ndim != 3 or tuple(masks.shape[1:]) != tuple(X.shape):
+        return None
+    out = grid.istft(torch.as_tensor(masks) * X[None], length=len(y))
+    return np.asarray(out, np.float32)

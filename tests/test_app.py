@@ -367,3 +367,23 @@ def test_picked_points_resynthesise_their_own_cells(tiny_spec):
     assert sel.filter_mask(pts, freq=(0, 100)).all()
     sub = sel.subset_points(pts, inside)
     assert len(sub) == inside.sum() and np.array_equal(sub.time, pts.time[inside])
+
+
+def test_probe_zoo_list_is_a_table_and_json_has_input_kinds(probe_exe):
+    import json
+    import subprocess
+
+    from model_zoo.registry import MODELS, read_card
+
+    text = subprocess.run([probe_exe, "zoo", "list"], capture_output=True, text=True, timeout=300)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["name", "task", "input"] and set(lines[1]) <= {"-", " "}
+    assert [ln.split()[0] for ln in lines[2:]] == list(MODELS)
+    assert max(map(len, lines)) <= 120, "one readable row per model, not one truncated line"
+    js = subprocess.run([probe_exe, "zoo", "list", "--json"], capture_output=True, text=True, timeout=300)
+    models = json.loads(js.stdout)["models"]
+    for m in models:  # the cards record the kinds the models were trained with
+        card = read_card(m["name"])
+        assert (m["input"], m["output"]) == (card["input_kind"], card["output_kind"]), m["name"]
+        assert f"{m['input']} → {m['output']}" in next(ln for ln in lines if ln.startswith(m["name"] + " "))

@@ -4,11 +4,12 @@ import streamlit as st
 
 from pathlib import Path
 
-from apps import policy, state, uploads
-from apps.cache import cached_outputs, cached_spectrogram, get_example, get_model
+from apps import policy, selection, state, uploads
+from apps.cache import (cached_default_layer, cached_embeddings, cached_outputs, cached_spectrogram, get_example,
+                        get_model)
 from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_ERROR_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
 from probe.errors import ProbeError
-from probe.pipelines import model_card
+from probe.pipelines import EmbeddingOptions, model_card
 from probe.figures import clip as fc
 
 st.title("probe")
@@ -155,10 +156,11 @@ plot(fc.spectrogram_figure(spec_data, events=example.events, classes=model.spec.
                            title="Spectrogram (ground-truth event boxes)" if example.events else "Spectrogram"),
      key="overview_spectrogram")
 if example.sources is not None:
+    st.markdown("**Ground-truth sources** (the example's oracle stems)")
     names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
     cols = st.columns(len(names))
     for col, name, s in zip(cols, names, example.sources):
-        col.caption(f"Ground-truth {name}")
+        col.caption(str(name))
         col.audio(s, sample_rate=example.sr)
 
 try:
@@ -173,9 +175,27 @@ if outs.get("kind") == "sources" and "values" in outs:
     for col, name, s in zip(cols, outs["labels"], outs["values"]):
         col.caption(str(name))
         col.audio(s, sample_rate=outs["sr"])
+if outs.get("kind") == "masks" and "values" in outs:
+    audio = selection.masked_mixture(model.spec.grid, example.y, outs["values"])
+    if audio is not None:
+        st.markdown("**Model output: each mask applied to the mixture** (mixture phase)")
+        cols = st.columns(len(audio))
+        for col, name, s in zip(cols, outs["labels"], audio):
+            col.caption(str(name))
+            col.audio(s, sample_rate=example.sr)
+if outs.get("kind") == "tf_embeddings":
+    # the same clustering as the Embeddings page's defaults (one cache entry, one numbering)
+    try:
+        emb = cached_embeddings(model, example, EmbeddingOptions(
+            layer=cached_default_layer(model, example, "embeddings"), n_clusters=int(model.spec.n_sources or 2)))
+        st.markdown("**Model output: its embeddings clustered** (k-means; each cluster as a mask on the mixture)")
+        cols = st.columns(emb.cluster_audio.shape[0])
+        for j, col in enumerate(cols):
+            col.caption(f"cluster {j + 1}")
+            col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
+    except ProbeError as exc:
+        show_error(exc, "Cannot cluster the embeddings: ")
 if fig is not None:
     plot(fig, key="overview_outputs")
-elif outs.get("kind") != "sources":
-    st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')} — see the Embeddings page for "
-               "tf_embeddings." if outs.get("kind") == "tf_embeddings" else
-               f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")
+elif outs.get("kind") not in ("sources", "tf_embeddings"):
+    st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")
