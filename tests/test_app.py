@@ -385,5 +385,6 @@ def test_probe_zoo_list_is_a_table_and_json_has_input_kinds(probe_exe):
     models = json.loads(js.stdout)["models"]
     for m in models:  # the cards record the kinds the models were trained with
         card = read_card(m["name"])
-        assert (m["input"], m["output"]) == (card["input_kind"], card["output_kind"]), m["name"]
+        assert m["input"] == card["input_kind"], m["name"]
+        assert card["output_kind"].split(" ")[0] == m["output"], m["name"]  # a card may add "(2: [names])"
         assert f"{m['input']} → {m['output']}" in next(ln for ln in lines if ln.startswith(m["name"] + " "))
