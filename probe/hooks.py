@@ -560,6 +560,22 @@ def capture(target, layers="*", **kwargs) -> Capture:
     return Capture(target, layers, **kwargs)
 
 
+def _chunk_step(spec) -> int:
+    """Samples that are a whole number of steps of every layer (the LCM of their integer hops)."""
+    import math
+
+    step = spec.grid.hop_length if spec.input_kind != "waveform" else 1
+    try:
+        from ._shapes import time_probe
+
+        hops = {r.hop for r in time_probe(spec).results.values() if r.hop is not None and r.hop.denominator == 1}
+    except Exception:
+        return step
+    for h in hops:
+        step = math.lcm(step, int(h) * (1 if spec.input_kind == "waveform" else spec.grid.hop_length))
+    return step
+
+
 def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, overlap_seconds: float = 0.0,
                   progress: bool = False, on_chunk: Callable | None = None, **kwargs) -> Cache:
     """Run ``spec`` on audio under ``no_grad`` and return the cache, optionally in chunks.
@@ -585,8 +601,8 @@ def capture_audio(spec, y, layers="*", *, chunk_seconds: float | None = None, ov
 
     hop = int(chunk_seconds * spec.sample_rate)
     ctx = int(overlap_seconds * spec.sample_rate)
-    # chunk boundaries must fall on frame boundaries so concatenated frames stay on the grid
-    step = spec.grid.hop_length if spec.input_kind != "waveform" else 1
+    # chunk boundaries must fall on every layer's frame boundaries so concatenated frames stay on the grid
+    step = _chunk_step(spec)
     hop -= hop % step
     ctx -= ctx % step
     parts: dict = OrderedDict()

@@ -273,3 +273,18 @@ def test_bad_time_table_is_a_spec_error():
         _check_time({"seconds_per_step": -1})
     with pytest.raises(SpecError, match=r"\[time.layers.'enc'\] offset must be a number, given 'x'"):
         _check_time({"layers": {"enc": {"offset": "x"}}})
+
+
+def test_chunks_fall_on_every_layers_frame_boundaries(rng):
+    # conv stack with a 320-sample hop: a 0.995 s chunk (15920 samples, not a multiple of 320) is cut
+    # back to 15680 so that chunked frames equal the whole-signal ones
+    from tests.gallery import spec_of
+
+    spec = spec_of("conv_stack")
+    y = rng.standard_normal(16000 * 3).astype(np.float32) * 0.1
+    whole = capture_audio(spec, y, "conv.6")
+    chunked = capture_audio(spec, y, "conv.6", chunk_seconds=0.995, overlap_seconds=0.05)
+    a, b = whole["conv.6"].tensor, chunked["conv.6"].tensor
+    assert a.shape == b.shape
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert chunked["conv.6"].time_offset == whole["conv.6"].time_offset == pytest.approx(199.5 / 16000)
