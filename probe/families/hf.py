@@ -137,6 +137,12 @@ def _wrapper_classes():
             self.key = key
             self.family = family
 
+        @property
+        def net(self):
+            """The module to call: the full model for ``logits``, its base model for encoder outputs."""
+            base = getattr(self.hf, "base_model", self.hf)
+            return self.hf if self.key == "logits" else base
+
         def _pick(self, out):
             if isinstance(out, torch.Tensor):
                 return out
@@ -152,7 +158,7 @@ def _wrapper_classes():
         def forward(self, y):
             if self.normalize:
                 y = (y - y.mean(-1, keepdim=True)) / torch.sqrt(y.var(-1, keepdim=True, unbiased=False) + 1e-7)
-            return self._pick(self.hf(input_values=y))
+            return self._pick(self.net(input_values=y))
 
     class ASTEncoder(_Base):
         def __init__(self, hf, *, key, family, sample_rate, mel_filters, max_length, mean, std, normalize):
@@ -170,7 +176,7 @@ def _wrapper_classes():
                 fb = fb[:, : self.max_length]
             if self.normalize:
                 fb = (fb - self.mean) / (self.std * 2)
-            return self._pick(self.hf(input_values=fb))
+            return self._pick(self.net(input_values=fb))
 
     class WhisperEncoder(_Base):
         def __init__(self, hf, *, key, family, mel_filters):

@@ -172,10 +172,16 @@ def load_onnx(path, *, meta: dict | None = None):
     try:
         model = convert(graph)
     except Exception as exc:
-        ops = _unsupported_ops(graph) or ([_op_of(exc)] if _op_of(exc) else [])
+        ops = _unsupported_ops(graph)
         if ops:
             raise SpecError(f"onnx2torch cannot convert operator {', '.join(ops)} in {path.name}; re-export the model "
-                            "without it (e.g. a different opset or replace the op) or write a spec with its PyTorch code") from None
+                            "without it (replace the op) or write a spec with its PyTorch code") from None
+        op = _op_of(exc)
+        if op:
+            ver = re.search(r"version=(\d+)", str(exc))
+            at = f" at opset {ver.group(1)}" if ver else ""
+            raise SpecError(f"onnx2torch cannot convert operator {op}{at} in {path.name}; re-export with an older "
+                            "opset (torch.onnx.export(..., opset_version=17)) or write a spec with its PyTorch code") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SpecError(f"onnx2torch cannot convert {path.name}: {type(exc).__name__}: {first}") from None
     model = _plain_names(model)
