@@ -174,3 +174,11 @@ def _nmf(model_key: str, audio_key: str, options, _model, _ex):
 def cached_nmf(model, example, options=None):
     """:class:`probe.pipelines.NMFAnalysis` of the model on the clip."""
     return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)
+
+
+@st.cache_resource(show_spinner=False)
+def start_warmup():
+    """Start :func:`apps.warmup.start` once per server process (the thread is the cached value)."""
+    from . import warmup
+
+    return warmup.start()

@@ -23,7 +23,10 @@ PAGES = (
     ("embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("attribution.py", "Attribution", ":material/hearing:"),
     ("activations.py", "Activations", ":material/stacked_line_chart:"),
+    ("nmf.py", "NMF", ":material/grid_view:"),
 )
+#: the tab icon: a local image (an emoji or material icon would make the browser fetch one from the network)
+ICON = Path(__file__).resolve().parent / "icon.png"
 
 
 def main() -> None:
@@ -32,7 +35,13 @@ def main() -> None:
     root = str(PAGES_DIR.parents[1])
     if root not in sys.path:  # pages import the `apps` package from the repository root
         sys.path.insert(0, root)
-    st.set_page_config(page_title="probe", page_icon=":material/graphic_eq:", layout="wide")
+    st.set_page_config(page_title="probe", page_icon=str(ICON), layout="wide")
+    from apps import warmup
+
+    if warmup.enabled():
+        from apps.cache import start_warmup
+
+        start_warmup()  # once per server process
     pages = [st.Page(str(PAGES_DIR / f), title=title, icon=icon, default=(i == 0))
              for i, (f, title, icon) in enumerate(PAGES)]
     st.navigation(pages).run()

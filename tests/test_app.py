@@ -18,7 +18,7 @@ from tests._app_fixtures import tone_and_noise, trained_zoo_models, wav_bytes, w
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "probe_app.py"
-PAGES = ("views/filters.py", "views/embeddings.py", "views/attribution.py", "views/activations.py")
+PAGES = ("views/filters.py", "views/embeddings.py", "views/attribution.py", "views/activations.py", "views/nmf.py")
 TIMEOUT = 90
 
 if str(ROOT) not in sys.path:
@@ -92,7 +92,8 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
 
     expected = {"views/filters.py": ("filter_gallery", 3), "views/embeddings.py": ("embedding_scatter", 1),
                 # map + track (+ the deletion curves when f(clip) and f(baseline) differ enough to define them)
-                "views/attribution.py": ("attribution_figure", 2), "views/activations.py": ("activation", 2)}
+                "views/attribution.py": ("attribution_figure", 2), "views/activations.py": ("activation", 2),
+                "views/nmf.py": ("bases_side_by_side", 2)}
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])

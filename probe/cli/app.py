@@ -115,6 +115,7 @@ def run(args) -> dict | None:
     root = str(script.parents[1])  # the folder holding the `apps` package: checkout root or site-packages
     # the allowed folders are exactly those given here: an inherited value never widens them
     env = {**os.environ, **allow, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env.setdefault("PROBE_APP_WARMUP", "1")  # the zoo's first example computed while nobody waits (apps/warmup.py)
     proc = subprocess.Popen(cmd, env=env, cwd=root)
 
     def stop(signum, frame):  # `kill` on probe app stops the server too

@@ -1,0 +1,69 @@
+"""NMF: how NMF-like the model is — its bases vs NMF's W, its activations vs NMF's H, on this clip."""
+
+import streamlit as st
+
+from apps import downloads as dl
+from apps.cache import cached_nmf
+from apps.menus import layer_names
+from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
+from probe.errors import ProbeError
+from probe.figures.nmf import activations_vs_h, bases_side_by_side, nmf_matching_matrix
+from probe.pipelines import NMFOptions
+
+st.title("NMF comparison")
+model = current_model()
+if model is None:
+    st.stop()
+example = current_audio(model)
+if example is None:
+    st.stop()
+selection_caption(model, example)
+st.caption("NMF factorises the clip's magnitude spectrogram into spectral bases W and their activations H. A model "
+           "that works like NMF has bases close to W (cosine near 1) and activations that follow H.")
+
+defaults = NMFOptions()
+c1, c2, c3 = st.columns([2, 2, 3])
+components = c1.number_input("NMF rank (0 = as many as the model's bases)", 0, 128, 0, key="w_nmf_k")
+beta = c2.selectbox("NMF loss", ["frobenius", "kl", "is"], index=["frobenius", "kl", "is"].index(defaults.beta),
+                    key="w_nmf_beta")
+layers = ["(bases layer's latent)"] + layer_names(model.spec)
+layer = c3.selectbox("Activations layer", layers, key="w_nmf_layer")
+options = NMFOptions(components=int(components) or None, beta=beta,
+                     layer=None if layer == layers[0] else layer)
+try:
+    res = cached_nmf(model, example, options)
+except ProbeError as exc:
+    show_error(exc, "Cannot compare with NMF: ")
+    st.stop()
+for w in res.warnings:
+    st.warning(w, icon=":material/warning:")
+cmp, like = res.comparison, res.likeness
+m = st.columns(4)
+m[0].metric("NMF rank", like["nmf_rank"], f"rel. error {like['nmf_rel_error']:.3f}", delta_color="off",
+            delta_arrow="off")
+if hasattr(cmp, "cosine_"):
+    m[1].metric("Bases vs W (mean matched cosine)", f"{cmp.mean_cosine_:.3f}",
+                f"{int(cmp.unmatched_.size)} below {cmp.threshold}", delta_color="off", delta_arrow="off")
+if hasattr(cmp, "act_corr_"):
+    m[2].metric("Activations vs H (mean matched r)", f"{cmp.mean_act_corr_:.3f}")
+m[3].metric("Non-negative share", f"{like['nonneg_share']:.2f}", f"Hoyer sparsity {like['hoyer']:.2f}",
+            delta_color="off", delta_arrow="off",
+            help="Share of activation mass that is non-negative, and how sparse the activations are (0..1)")
+st.caption(f"Bases from {res.bases_layer or '– (no spectral bank)'}; activations from {res.activations_layer} "
+           f"({res.n_units} units{', ' + res.units_kept if res.units_kept else ''}).")
+figs = {}
+if hasattr(cmp, "cosine_"):
+    figs["bases"] = build(bases_side_by_side, cmp, res.freqs)
+    plot(figs["bases"], key="nmf_bases")
+    figs["bases_matrix"] = build(nmf_matching_matrix, cmp, kind="bases")
+    plot(figs["bases_matrix"], key="nmf_bases_matrix")
+if hasattr(cmp, "act_corr_"):
+    figs["activations"] = build(activations_vs_h, cmp)
+    plot(figs["activations"], key="nmf_activations")
+stem = dl.file_stem(model.name, example.name, "nmf")
+c = st.columns(3)
+c[0].download_button("NMF W and H (safetensors)", dl.map_safetensors({"W": cmp.W_, "H": cmp.H_, "freqs": res.freqs},
+                                                                      {"model": model.name, "audio": example.name}),
+                     f"{stem}.safetensors", "application/octet-stream", key="dl_nmf_st")
+c[1].download_button("Figures (HTML)", b"".join(dl.figure_html(f) for f in figs.values() if f is not None) or b"",
+                     f"{stem}.html", "text/html", key="dl_nmf_html", disabled=not any(figs.values()))
