@@ -11,7 +11,8 @@ All figures come from one process, measured side by side on the same synthetic c
 * ``inprocess_concepts``: the same with every acoustic concept (librosa, pYIN included), on
   a quarter of the clips, so its cost is visible on its own.
 
-The in-process engine and the bare loop run with one torch thread, the core count of one
+``bare`` and ``inprocess`` are medians of ``repeats`` interleaved runs (the machines these run on are
+shared and noisy); the Ray runs are single. The in-process engine and the bare loop run with one torch thread, the core count of one
 Ray actor. Time-vs-clips linearity (R²) and the peak of traced Python allocations
 (``tracemalloc``: numpy and pyarrow buffers, not torch's allocator) come from in-process runs at
 a quarter, half and all of the clips.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import statistics
 import tempfile
 import time
 import tracemalloc
@@ -63,7 +65,7 @@ def _bare_loop(spec, paths, batch_size: int) -> float:
 
 
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
-                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True) -> dict:
+                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 3) -> dict:
     """Measure the corpus engines (see the module docstring); returns clips/s and the goal ratios."""
     import torch
 
@@ -90,11 +92,17 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         paths = _write_clips(tmp / "clips", n_clips, seconds, sr)
         opts = RunOptions(layers=tuple(layers), concepts=(), random_init=False, batch_size=batch_size)
         _bare_loop(spec, paths[:batch_size], batch_size)  # warm-up
-        bare = _bare_loop(spec, paths, batch_size)
-        t0 = time.perf_counter()
-        run_corpus(model, tmp / "clips", tmp / "inproc", options=opts)
-        inproc = time.perf_counter() - t0
-        rates = {"bare": n_clips / bare, "inprocess": n_clips / inproc}
+        bare, inproc = [], []
+        for r in range(repeats):  # interleaved, alternating order: the machine's load drifts
+            for which in (("bare", "inproc") if r % 2 == 0 else ("inproc", "bare")):
+                if which == "bare":
+                    bare.append(_bare_loop(spec, paths, batch_size))
+                else:
+                    t0 = time.perf_counter()
+                    run_corpus(model, tmp / "clips", tmp / f"inproc{r}", options=opts)
+                    inproc.append(time.perf_counter() - t0)
+        rates = {"bare": n_clips / statistics.median(bare), "inprocess": n_clips / statistics.median(inproc)}
+        out["repeats"] = repeats
         # linearity and memory: a quarter, half and all of the clips
         sizes, times, peaks = [], [], []
         for frac in (0.25, 0.5, 1.0):
