@@ -30,6 +30,8 @@ def add_parser(subparsers):
                    help="reference banks over 0 Hz–Nyquist (full) or over the learned centres' range (bank)")
     p.add_argument("--threshold", type=float, default=0.5, help="matched cosine below which a learned filter is 'unmatched'")
     p.add_argument("--out", metavar="DIR", help="write figures here (HTML)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
     return p
 
@@ -57,16 +59,20 @@ def bank_figures(analysis) -> dict:
 def run(args) -> dict:
     from ..figures.export import safe_name
     from ..pipelines import FilterOptions, analyse_filters
-    from ._common import resolve_model, write_figure_set
+    from ._common import check_out, resolve_model, write_figure_set, write_into
 
+    check_out(args.out, args)
     spec = resolve_model(args.model)
     options = FilterOptions(layers=tuple(args.layer) if args.layer else None, n_fft=args.n_fft, span=args.span,
                             threshold=args.threshold)
     res = analyse_filters(spec, options)
     out = res.to_json()
     if args.out:
-        out["figures"] = []
-        for name, bank in res.banks.items():
-            out["figures"] += write_figure_set(bank_figures(bank), args.out, png=args.png,
-                                               prefix=f"filters_{safe_name(name)}_")
+        def write(d):
+            written = []
+            for name, bank in res.banks.items():
+                written += write_figure_set(bank_figures(bank), d, png=args.png, prefix=f"filters_{safe_name(name)}_")
+            return written
+
+        out["figures"] = write_into(args.out, write, kind="filters", overwrite=args.overwrite)
     return out

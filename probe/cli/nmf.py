@@ -37,6 +37,8 @@ def add_parser(subparsers):
     p.add_argument("--max-iter", type=int, default=400, help="NMF iterations (default 400)")
     p.add_argument("--threshold", type=float, default=0.5, help="matched cosine below which a basis is 'unmatched'")
     p.add_argument("--out", metavar="DIR", help="write figures here (HTML)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
     return p
 
@@ -58,10 +60,11 @@ def nmf_figures(res) -> dict:
 def run(args) -> dict:
     from ..figures.export import safe_name
     from ..pipelines import NMFOptions, analyse_nmf
-    from ._common import resolve_audio, resolve_model, write_figure_set
+    from ._common import check_out, resolve_audio, resolve_model, write_figure_set, write_into
 
     if args.components is not None and args.components < 1:
         raise AnalysisError(f"--components must be positive, given {args.components}")
+    check_out(args.out, args)
     spec = resolve_model(args.model)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     options = NMFOptions(components=args.components, beta=args.beta, layer=args.layer, bases_layer=args.bases_layer,
@@ -69,5 +72,7 @@ def run(args) -> dict:
     res = analyse_nmf(spec, ex, options)
     out = res.to_json()
     if args.out:
-        out["figures"] = write_figure_set(nmf_figures(res), args.out, png=args.png, prefix=f"nmf_{safe_name(spec.name)}_")
+        out["figures"] = write_into(args.out, lambda d: write_figure_set(nmf_figures(res), d, png=args.png,
+                                                                         prefix=f"nmf_{safe_name(spec.name)}_"),
+                                    kind="nmf", overwrite=args.overwrite)
     return out
