@@ -596,12 +596,14 @@ FAST = {"attribute": ["--method", "saliency", "--no-deletion"], "embed": ["--lay
 
 
 @pytest.mark.parametrize("command,user_file", [("attribute", "explanation.wav"), ("embed", "points.csv"),
-                                               ("report", "report.html")])
+                                               ("report", "report.html"), ("filters", "filters_conv_gallery.html"),
+                                               ("nmf", "plotly.min.js")])
 def test_every_writing_command_refuses_a_users_folder(kit, tmp_path, command, user_file):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / user_file).write_bytes(b"mine")
-    r = cli(command, kit["spec"]["ok"], kit["snd"]["tone.wav"], *FAST[command], "--out", folder)
+    audio = [] if command == "filters" else [kit["snd"]["tone.wav"]]
+    r = cli(command, kit["spec"]["ok"], *audio, *FAST.get(command, []), "--out", folder)
     assert_user_error(r, "is not empty and is not a probe output", user_file)
     assert snapshot_dir(folder) == {user_file: b"mine"}
 
