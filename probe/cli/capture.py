@@ -22,6 +22,7 @@ def add_parser(sub):
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="process long audio in chunks of this length (default: chunks of 60 s above 60 s)")
     p.add_argument("--float16", action="store_true", help="store records as float16")
+    p.add_argument("--progress", action="store_true", help="progress bar over the chunks of long audio")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     return p
@@ -38,5 +39,5 @@ def run(args) -> dict:
                              chunk_seconds=args.chunk_seconds, float16=args.float16)
     out = Path(args.out or f"runs/capture-{datetime.now():%Y%m%d-%H%M%S}")
     run = record_activations(spec, ex, out, options, model_id=args.model, audio_source=args.audio,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, progress=args.progress)
     return {**run.to_json(), "seconds": round(time.perf_counter() - t0, 3)}
