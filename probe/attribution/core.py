@@ -191,9 +191,12 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
                 raise AnalysisError(f"a {spec.output_kind!r} model needs an explicit target (a callable or Target)")
     else:
         tgt = as_target(target, spec)
-    opts = MethodOptions(m, n_steps, int(internal_batch_size), smooth, int(nt_samples), float(nt_stdev), layer,
-                         layer_axes, patch, stride, int(bands), float(segment_seconds), feature_mask, int(n_baselines),
-                         bool(abs), int(seed), baseline, path, quadrature, _check_spacing(spacing, m, path))
+    opts = MethodOptions(m, steps=n_steps, internal_batch_size=int(internal_batch_size), smooth=smooth,
+                         nt_samples=int(nt_samples), nt_stdev=float(nt_stdev), layer=layer, layer_axes=layer_axes,
+                         patch=patch, stride=stride, bands=int(bands), segment_seconds=float(segment_seconds),
+                         feature_mask=feature_mask, n_baselines=int(n_baselines), abs=bool(abs), seed=int(seed),
+                         baseline=baseline, path=path, quadrature=quadrature,
+                         spacing=_check_spacing(spacing, m, path))
     if m == "gradcam" and not isinstance(layer, (str, type(None))):
         opts.layer = find_layer(spec.model, layer)[0]  # by name: the attribution runs on a shadow of the model
     with seeded(seed, draws=opts.draws), preserved_model(spec.model) as shadow:  # one shadow for every chunk
