@@ -250,3 +250,30 @@ def test_results_are_json_and_read_by_key(user_case):
     assert c["params"] == c.params > 0 and json.dumps(c.to_json())
     a = capture_layer(spec, y, "act")
     assert a.values.shape[0] == 8 and a.warnings == [] and json.dumps(a.to_json())
+
+
+def test_write_figures_is_offline(tmp_path):
+    """One writer for every face: HTML loads plotly.js from a file written beside it, never from the network."""
+    import re
+
+    import plotly
+    import plotly.graph_objects as go
+
+    from probe.errors import AnalysisError
+    from probe.figures import write_figures
+
+    figs = {"a line": go.Figure(go.Scatter(y=[1, 2, 3])), "skipped": None, "bars": go.Figure(go.Bar(y=[3, 1]))}
+    paths = write_figures(figs, tmp_path / "figs", formats=("html", "json"), prefix="t_")
+    names = sorted(Path(p).name for p in paths)
+    assert names == ["t_a_line.html", "t_a_line.json", "t_bars.html", "t_bars.json"]
+    js = (tmp_path / "figs" / "plotly.min.js").read_text(encoding="utf-8")
+    assert f"v{plotly.__version__.split('.')[0]}" in js[:500] or len(js) > 1_000_000  # the installed bundle
+    for p in paths:
+        if p.endswith(".html"):
+            text = Path(p).read_text(encoding="utf-8")
+            srcs = re.findall(r'<script[^>]*src="([^"]+)"', text)
+            assert srcs == ["plotly.min.js"], srcs
+            assert "cdn.plot.ly" not in text
+    assert not list((tmp_path / "figs").glob(".*tmp")), "temporary files are renamed into place"
+    with pytest.raises(AnalysisError, match="unknown figure format"):
+        write_figures(figs, tmp_path, formats=("gif",))
