@@ -277,3 +277,13 @@ def test_write_figures_is_offline(tmp_path):
     assert not list((tmp_path / "figs").glob(".*tmp")), "temporary files are renamed into place"
     with pytest.raises(AnalysisError, match="unknown figure format"):
         write_figures(figs, tmp_path, formats=("gif",))
+
+
+def test_no_html_output_under_probe_loads_plotly_from_the_network():
+    """Figures reach disk through probe.figures.write_figures (or the report's inline bundle), never a CDN."""
+    offenders = []
+    for path in sorted((ROOT / "probe").rglob("*.py")):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "include_plotlyjs" in line and ("cdn" in line or "http" in line):
+                offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not offenders, "use probe.figures.write_figures (offline):\n" + "\n".join(offenders)
