@@ -236,6 +236,12 @@ def discover(spec) -> tuple[dict, dict]:
             if not ins or not outs:
                 why[name] = "not called on the probe input"
                 continue
+            if isinstance(mod, nn.Conv1d) and ins[0].ndim == 3 and ins[0].shape[-1] == n:
+                # the whole waveform (perhaps normalised first, which an impulse probe cannot see through)
+                W = mod.weight.detach().cpu().float().numpy()
+                banks[name] = FilterBank(name, W, "samples", sr, int(mod.stride[0]), "analysis", module_type=type(mod).__name__)
+                why[name] = "Conv1d over the whole waveform: an analysis bank (stored kernels)"
+                continue
             if not bool(torch.isin(ins[0].flatten().cpu(), samples).all()):
                 why[name] = "its input is not waveform samples (it follows other processing)"
                 continue
@@ -251,14 +257,8 @@ def discover(spec) -> tuple[dict, dict]:
                 why[name] = "sees waveform samples but is not linear in them (no kernels to measure)"
                 continue
             ins = calls[name][0]
-            whole = isinstance(mod, nn.Conv1d) and ins[0].shape[-1] == n and ins[0].ndim == 3
             r = res[(name, 0, "out", 0)]
             stride = int(r.hop) if r.hop is not None and r.hop.denominator == 1 else int(getattr(mod, "stride", [1])[0])
-            if whole:
-                W = mod.weight.detach().cpu().float().numpy()
-                banks[name] = FilterBank(name, W, "samples", sr, int(mod.stride[0]), "analysis", module_type=type(mod).__name__)
-                why[name] = "Conv1d over the whole waveform: an analysis bank (stored kernels)"
-                continue
             K, meta = effective_kernels(spec, name, _checked=True)
             banks[name] = FilterBank(name, K, "samples", sr, stride, "analysis", module_type=type(mod).__name__,
                                      extra={"effective": True, **meta})
@@ -462,10 +462,9 @@ def _feeds_bins(spec, name: str, n_bins: int) -> bool:
 
     from .adapter import OUTPUT_LAYOUTS
 
-    canon = OUTPUT_LAYOUTS.get(spec.output_kind) or ""
-    if "f" not in canon:
-        return False
-    fax = canon.index("f")
+    canon = OUTPUT_LAYOUTS.get(spec.output_kind)
+    if canon is not None and "f" not in canon:
+        return False  # the output kind has no frequency axis (frame probabilities, clip scores, sources)
     tp = time_probe(spec)
     n = steps_to_samples(spec, _probe_len(tp))
     f0 = n_bins // 3
@@ -487,11 +486,16 @@ def _feeds_bins(spec, name: str, n_bins: int) -> bool:
         finally:
             h.remove()
     d = (outs[1] - outs[0]).abs()
-    if d.ndim <= fax or d.shape[fax] != n_bins:
-        return False
-    prof = d.movedim(fax, 0).reshape(n_bins, -1).sum(1)
-    return float(prof.max()) > 0 and abs(int(prof.argmax()) - f0) <= max(2, n_bins // 16) and \
-        float(prof.max()) >= 8 * float(prof.median())
+    # the kind's frequency axis, or (plain features) any axis as long as the bins
+    cands = [canon.index("f")] if canon is not None else [i for i in range(d.ndim) if d.shape[i] == n_bins]
+    for fax in cands:
+        if d.ndim <= fax or d.shape[fax] != n_bins:
+            continue
+        prof = d.movedim(fax, 0).reshape(n_bins, -1).sum(1)
+        if float(prof.max()) > 0 and abs(int(prof.argmax()) - f0) <= max(2, n_bins // 16) and \
+                float(prof.max()) >= 8 * float(prof.median()):
+            return True
+    return False
 
 
 def _forced(spec, name: str, axis: str, sample_rate) -> FilterBank:
