@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_card", "render_card_md", "CARD_DIR"]
+__all__ = ["write_card", "render_card_md", "CARD_DIR", "provenance", "data_manifest"]
 
 CARD_DIR = Path(__file__).resolve().parent.parent / "cards"
 
@@ -190,3 +190,45 @@ def write_card(name: str, card: dict, *, out_dir=None) -> tuple[Path, Path]:
     jp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     mp.write_text(render_card_md(card))
     return jp, mp
+
+
+# ---- provenance recorded in cards ----------------------------------------------------
+def data_manifest(dataset: str) -> dict:
+    """Packages (with licences and versions) and held-out design from :func:`model_zoo.data.manifest.manifest`."""
+    try:
+        from model_zoo.data.manifest import manifest
+
+        m = manifest(dataset)
+    except Exception as exc:  # provenance must never stop a card from being written
+        return {"manifest_error": f"{type(exc).__name__}: {exc}"}
+    return {k: m[k] for k in ("kind", "version", "seed", "seeding", "defaults", "held_out", "packages") if k in m}
+
+
+def provenance(*splits: list[dict]) -> dict:
+    """Packages, licences and source files named anywhere in the items' ``meta`` (every split used)."""
+    packages: dict = {}
+    files: set = set()
+
+    def walk(m):
+        if isinstance(m, dict):
+            pkg = m.get("package") or m.get("debian_package")
+            if pkg:
+                lic = str(m.get("licence", "see package"))
+                packages.setdefault(str(pkg), set()).add(lic)
+            for key in ("source_files", "files"):
+                for f in m.get(key, []) or []:
+                    files.add(str(f["file"] if isinstance(f, dict) and "file" in f else f))
+            for key in ("file", "spectrum_from"):
+                if isinstance(m.get(key), str):
+                    files.add(m[key])
+            for v in m.values():
+                walk(v)
+        elif isinstance(m, list):
+            for v in m:
+                walk(v)
+
+    for items in splits:
+        for it in items:
+            walk(it.get("meta", {}) or {})
+    return {"licences": {k: " / ".join(sorted(v)) for k, v in sorted(packages.items())},
+            "source_files": sorted(files)[:40], "n_source_files": len(files)}

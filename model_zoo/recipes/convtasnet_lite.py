@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from model_zoo.recipes.cards import data_manifest, provenance
+
 NAME = "convtasnet_lite"
 SUBSET_ITEMS = 8
 
@@ -65,49 +67,8 @@ def load_separation_data(dataset: str, *, smoke: bool, n_test: int | None = None
     prov = {"dataset": dataset, "sizes": {"train": len(train), "val": len(val), "test": len(test)},
             "seconds_per_item": round(len(test[0]["mixture"]) / test[0]["sr"], 3), "sr": int(test[0]["sr"])}
     prov.update(provenance(train, val, test))
-    prov.update(_manifest(dataset))
+    prov.update(data_manifest(dataset))
     return train, val, test, prov
-
-
-def _manifest(dataset: str) -> dict:
-    """Packages (with licences and versions) and held-out design from :func:`model_zoo.data.manifest.manifest`."""
-    try:
-        from model_zoo.data.manifest import manifest
-
-        m = manifest(dataset)
-    except Exception as exc:  # provenance must never stop a card from being written
-        return {"manifest_error": f"{type(exc).__name__}: {exc}"}
-    return {k: m[k] for k in ("kind", "version", "seed", "seeding", "defaults", "held_out", "packages") if k in m}
-
-
-def provenance(*splits: list[dict]) -> dict:
-    """Packages, licences and source files named anywhere in the items' ``meta`` (every split used)."""
-    packages: dict = {}
-    files: set = set()
-
-    def walk(m):
-        if isinstance(m, dict):
-            pkg = m.get("package") or m.get("debian_package")
-            if pkg:
-                lic = str(m.get("licence", "see package"))
-                packages.setdefault(str(pkg), set()).add(lic)
-            for key in ("source_files", "files"):
-                for f in m.get(key, []) or []:
-                    files.add(str(f["file"] if isinstance(f, dict) and "file" in f else f))
-            for key in ("file", "spectrum_from"):
-                if isinstance(m.get(key), str):
-                    files.add(m[key])
-            for v in m.values():
-                walk(v)
-        elif isinstance(m, list):
-            for v in m:
-                walk(v)
-
-    for items in splits:
-        for it in items:
-            walk(it.get("meta", {}) or {})
-    return {"licences": {k: " / ".join(sorted(v)) for k, v in sorted(packages.items())},
-            "source_files": sorted(files)[:40], "n_source_files": len(files)}
 
 
 def breakdown(values, items, *, key: str = "si_sdri") -> dict:

@@ -79,7 +79,7 @@ def _load(smoke: bool, n_test):
         return (synthetic_noisy_set(6, seed=1), synthetic_noisy_set(2, seed=2), synthetic_noisy_set(4, seed=3),
                 {"dataset": "synthetic tones in noise (smoke run)"})
     from model_zoo.data import noisy_set
-    from model_zoo.recipes.convtasnet_lite import _manifest, provenance
+    from model_zoo.recipes.cards import data_manifest, provenance
 
     train, val, test = noisy_set("train"), noisy_set("val"), noisy_set("test", n=n_test)
     prov = {"dataset": "noisy", "sizes": {"train": len(train), "val": len(val), "test": len(test)},
@@ -88,7 +88,7 @@ def _load(smoke: bool, n_test):
             "noise_only_fraction": {s: round(float(np.mean([c["has_signal"] is False or not c["has_signal"] for c in d])), 3)
                                     for s, d in (("train", train), ("val", val), ("test", test))}}
     prov.update(provenance(train, val, test))
-    prov.update(_manifest("noisy"))
+    prov.update(data_manifest("noisy"))
     return train, val, test, prov
 
 
