@@ -626,6 +626,7 @@ class TimeProbe:
             runs.append(seen)
         out: dict = {}
         tol = max(2, n_bins // 16)
+        later: list = []
         for key, t0 in runs[0].items():
             t1 = runs[1].get(key)
             if t1 is None or t1.shape != t0.shape:
@@ -637,12 +638,69 @@ class TimeProbe:
                 prof = d.movedim(ax, 0).reshape(n_bins, -1).sum(1)
                 if not torch.isfinite(prof).all() or float(prof.max()) <= 0:
                     continue
-                peak = int(prof.argmax())
-                med = float(prof.median())
-                if abs(peak - f0) <= tol and float(prof.max()) >= 8 * med:
+                if _local(prof, f0, tol):
+                    out[key] = ax
+                    break
+            else:
+                # not carried over from the input: maybe produced for the output's bins (a mask head)
+                if key[2] == "out" and key[3] == 0 and n_bins in t0.shape:
+                    later.append((key, [i for i in range(t0.ndim) if t0.shape[i] == n_bins]))
+        for key, axes in later:
+            for ax in axes:
+                if feeds_output_bins(spec, key[0], ax, n_bins, x):
                     out[key] = ax
                     break
         return out
+
+
+def _local(prof, f0: int, tol: int) -> bool:
+    """A change profile over bins that peaks at ``f0`` (± ``tol``) and stands 8× above its median."""
+    import torch
+
+    if not bool(torch.isfinite(prof).all()) or float(prof.max()) <= 0:
+        return False
+    return abs(int(prof.argmax()) - f0) <= tol and float(prof.max()) >= 8 * float(prof.median())
+
+
+def feeds_output_bins(spec, name: str, axis: int, n_bins: int, x=None) -> bool:
+    """Does a change at index ``f`` of ``name``'s output (along ``axis``) reach the model output's bins mostly at ``f``?
+
+    The model output's frequency axis is its kind's ``f`` (masks, T-F embeddings) or, for
+    plain features, any axis as long as the bins.
+    """
+    import torch
+
+    from .adapter import OUTPUT_LAYOUTS
+
+    canon = OUTPUT_LAYOUTS.get(spec.output_kind)
+    if canon is not None and "f" not in canon:
+        return False
+    if x is None:
+        x = spec.features(_noise(steps_to_samples(spec, 16), scale=0.3))
+    f0 = n_bins // 3
+    outs = []
+    for bump in (0.0, 1.0):
+        def hook(mod, inp, out, bump=bump):
+            if bump and isinstance(out, torch.Tensor) and out.ndim > axis and out.shape[axis] == n_bins:
+                out = out.clone()
+                out.select(axis, f0).add_(bump)
+                return out
+            return None
+        h = spec.model.get_submodule(name).register_forward_hook(hook)
+        try:
+            with _probing(spec.model), torch.no_grad(), preserved_mode(spec.model):
+                outs.append(spec.select_output(spec.model(x)).detach().double())
+        except Exception:
+            return False
+        finally:
+            h.remove()
+    d = (outs[1] - outs[0]).abs()
+    cands = [canon.index("f")] if canon is not None else [i for i in range(d.ndim) if d.shape[i] == n_bins]
+    for fax in cands:
+        if d.ndim > fax and d.shape[fax] == n_bins and _local(d.movedim(fax, 0).reshape(n_bins, -1).sum(1), f0,
+                                                              max(2, n_bins // 16)):
+            return True
+    return False
 
 
 def time_probe(spec) -> TimeProbe:

@@ -457,45 +457,13 @@ def _unit_support(spec, name, r, n, tax_in):
 
 
 def _feeds_bins(spec, name: str, n_bins: int) -> bool:
-    """Does a change at output index f of ``name`` reach the model output's frequency axis mostly at bin f?"""
-    import torch
+    """Does a change at output bin f of ``name`` reach the model output's frequency axis mostly at bin f?"""
+    from ._shapes import feeds_output_bins
 
-    from .adapter import OUTPUT_LAYOUTS
-
-    canon = OUTPUT_LAYOUTS.get(spec.output_kind)
-    if canon is not None and "f" not in canon:
-        return False  # the output kind has no frequency axis (frame probabilities, clip scores, sources)
     tp = time_probe(spec)
     n = steps_to_samples(spec, _probe_len(tp))
-    f0 = n_bins // 3
     x = spec.features(np.random.default_rng(5).standard_normal(n).astype(np.float32) * 0.01)
-    outs = []
-    for bump in (0.0, 1.0):
-        def hook(mod, inp, out, bump=bump):
-            if bump and isinstance(out, torch.Tensor) and out.shape[-1] == n_bins:
-                out = out.clone()
-                out[..., f0] += bump
-                return out
-            return None
-        h = spec.model.get_submodule(name).register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                outs.append(spec.select_output(spec.model(x)).detach().double())
-        except Exception:
-            return False
-        finally:
-            h.remove()
-    d = (outs[1] - outs[0]).abs()
-    # the kind's frequency axis, or (plain features) any axis as long as the bins
-    cands = [canon.index("f")] if canon is not None else [i for i in range(d.ndim) if d.shape[i] == n_bins]
-    for fax in cands:
-        if d.ndim <= fax or d.shape[fax] != n_bins:
-            continue
-        prof = d.movedim(fax, 0).reshape(n_bins, -1).sum(1)
-        if float(prof.max()) > 0 and abs(int(prof.argmax()) - f0) <= max(2, n_bins // 16) and \
-                float(prof.max()) >= 8 * float(prof.median()):
-            return True
-    return False
+    return feeds_output_bins(spec, name, -1, n_bins, x)
 
 
 def _forced(spec, name: str, axis: str, sample_rate) -> FilterBank:

@@ -228,6 +228,19 @@ class FbankTransformer(nn.Module):
         return self.head(self.block(self.proj(x)).mean(1))  # (B, C)
 
 
+class MaskBLSTM(nn.Module):
+    """|STFT| (B, T, F) → BLSTM → Linear mask head over the F bins → masks (B, 1, F, T)."""
+
+    def __init__(self, n_freqs: int = 129, hidden: int = 32):
+        super().__init__()
+        self.blstm = nn.LSTM(n_freqs, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, n_freqs)
+
+    def forward(self, x):  # (B, T, F)
+        h, _ = self.blstm(x)
+        return torch.sigmoid(self.head(h)).transpose(1, 2).unsqueeze(1)
+
+
 class MelCRNN(nn.Module):
     """Conv2d over (mel, time), 2×2 max-pool, conv, mean over frequency, 1×1 conv to frame scores."""
 
@@ -327,6 +340,12 @@ def _entries() -> dict:
         "fbank_transformer", FbankTransformer, fbank, {"kind": "clip_scores", "classes": list("vwxyz")},
         {"proj": tf, "block.mlp.0": tf, "block.mlp.2": tf, "block": tf},
         {"proj": "frequency"}, notes="transformer on uncentred fbank frames; MLP width 64 = n_mels is no filter bank")
+    mag = {"kind": "stft", "sample_rate": 8000, "n_fft": 256, "hop_length": 64, "center": True, "layout": "btf"}
+    out["mask_blstm"] = Entry(
+        "mask_blstm", MaskBLSTM, mag, {"kind": "masks", "n_sources": 1},
+        {"blstm": Expect(_s(64, 8000), Fraction(0), ("batch", "time", "channel")),
+         "head": Expect(_s(64, 8000), Fraction(0), ("batch", "time", "freq"))},
+        {"head": "frequency"}, notes="mask head: its 129 outputs are the mask's frequency bins (found from the output side)")
     sr = 22050
     crnn_in = {"kind": "logmel", "sample_rate": sr, "n_fft": 1024, "hop_length": 256, "n_mels": 40, "center": True,
                "layout": "bcft"}
