@@ -21,7 +21,7 @@ def resolve_audio(ref: str, sr: int | None = None, *, max_seconds: float | None 
 
 
 def add_model_arg(p):
-    p.add_argument("model", metavar="MODEL", help="zoo:NAME or a path to a model spec .toml")
+    p.add_argument("model", metavar="MODEL", help="zoo:NAME, hf:FOLDER (Hugging Face), onnx:FILE or a path to a model spec .toml")
 
 
 def add_audio_arg(p):
