@@ -550,6 +550,14 @@ def test_out_is_a_file(kit, tmp_path):
     assert f.read_text() == "mine"
 
 
+def test_out_under_a_file(kit, tmp_path):
+    f = tmp_path / "results.txt"
+    f.write_text("mine")
+    r = cli("capture", kit["spec"]["ok"], kit["snd"]["tone.wav"], "--out", f / "run")
+    assert_user_error(r, "cannot create output folder")
+    assert f.read_text() == "mine"
+
+
 def test_out_is_a_dangling_symlink(kit, tmp_path):
     link = tmp_path / "link"
     os.symlink(tmp_path / "missing", link)
