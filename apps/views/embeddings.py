@@ -95,8 +95,8 @@ shown = sel.subset_points(points, keep)
 coords = np.asarray(res["coords"])[keep]
 fig = build(embedding_scatter, shown, coords, color=colour, clusters=numbers[keep],
             axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2"))
-if fig is not None:
-    fig.update_layout(dragmode="lasso", clickmode="event+select")
+if fig is not None:  # Streamlit makes clicks select only while dragging pans (box/lasso: from the mode bar)
+    fig.update_layout(dragmode="pan")
 st.caption(f"{int(keep.sum()):,} of {len(points):,} points shown. Click a point to hear its neighbourhood; "
            "draw a box or lasso to hear the selection.")
 event = plot(fig, key="emb_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
