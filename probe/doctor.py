@@ -47,10 +47,12 @@ EXTRAS = (
     ("kaleido", "kaleido", True, "PNG export of figures (--png, docs figures; with Chromium)", "pip install kaleido"),
     ("pytest", "pytest", True, "running the test suite", "pip install pytest pytest-timeout hypothesis"),
     ("hypothesis", "hypothesis", True, "the property-based tests", "pip install hypothesis"),
-    ("transformers", "transformers", False, "hf:PATH models (wav2vec2, HuBERT, WavLM, AST, Whisper encoder)",
-     "pip install transformers"),
-    ("onnx2torch", "onnx2torch", False, "onnx:PATH models (ONNX graphs converted to PyTorch)",
-     "pip install onnx && pip install --no-deps onnx2torch"),
+    ("transformers", "transformers", True, "hf:PATH models (wav2vec2, HuBERT, WavLM, AST, Whisper encoder)",
+     "pip install -c constraints-cpu.txt 'transformers>=4.40'"),
+    ("onnx", "onnx", True, "onnx:PATH models (reading ONNX graphs; tests export with onnxscript)",
+     "pip install -c constraints-cpu.txt onnx onnxscript"),
+    ("onnx2torch", "onnx2torch", True, "onnx:PATH models (ONNX graphs converted to PyTorch)",
+     "pip install --no-deps onnx2torch"),
     ("ray", "ray", False, "corpus runs on Ray Data (the in-process engine works without it)", "pip install 'ray[data]'"),
 )
 
