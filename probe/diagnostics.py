@@ -242,9 +242,11 @@ def _frame_kind(filename: str) -> str:
 def model_error_from(exc: BaseException) -> ModelError | None:
     """A one-line :class:`ModelError` when ``exc`` was raised inside a model's own ``forward``, else ``None``.
 
-    The traceback decides: the exception counts as the model's when a ``forward`` defined
-    outside probe, torch and captum is on the stack at the point it was raised. Errors in
-    probe's own code return ``None`` (they are bugs and keep their traceback).
+    The traceback decides: the exception counts as the model's when the innermost frame
+    outside installed libraries is a user's ``forward`` (or code it calls), or when probe
+    called a module and the error rose inside that call without passing through probe's
+    own code again (a model installed as a library, a bare torch layer). Errors in probe's
+    own code, hooks included, return ``None``: they are bugs and keep their traceback.
 
     Examples
     --------
@@ -264,12 +266,19 @@ def model_error_from(exc: BaseException) -> ModelError | None:
     kinds = [_frame_kind(fr.filename) for fr in frames]
     # the innermost frame that is not a library decides whose error it is
     decider = next((k for k in reversed(kinds) if k != "lib"), None)
-    if decider != "user":
-        return None
     where = None
-    for fr, kind in zip(frames, kinds):
-        if fr.name == "forward" and kind == "user":
-            where = fr
+    if decider == "user":
+        for fr, kind in zip(frames, kinds):
+            if fr.name == "forward" and kind == "user":
+                where = fr
+    elif decider == "probe":
+        # probe called a module (a model installed as a library, or a bare torch layer) and it raised
+        # inside; a probe hook raising would itself be the innermost probe frame, below any module call
+        last = max(i for i, k in enumerate(kinds) if k == "probe")
+        deeper = list(zip(frames[last + 1:], kinds[last + 1:]))
+        if any(fr.name in ("_call_impl", "_wrapped_call_impl") for fr, _ in deeper):
+            forwards = [fr for fr, _ in deeper if fr.name == "forward"]
+            where = forwards[-1] if forwards else None
     if where is None:
         return None
     owner = ""

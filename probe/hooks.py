@@ -46,6 +46,9 @@ def select_layers(model, layers, *, _named=None) -> list[str]:
 
     named = _named if _named is not None else [(n, m) for n, m in model.named_modules() if n]
     names = [n for n, _ in named]
+    if not names:
+        raise LayerNotFoundError(f"{type(model).__name__} has no submodules, so there is no layer to select; wrap it "
+                                 "(torch.nn.Sequential(model)) to capture its output")
     if layers is None:
         layers = "*"
     if isinstance(layers, type) and issubclass(layers, nn.Module) or (

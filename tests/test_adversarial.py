@@ -816,6 +816,16 @@ def test_probe_bugs_are_not_disguised_as_model_errors():
     with pytest.raises(ValueError) as info:
         int("x")  # not inside any forward
     assert model_error_from(info.value) is None
+    # a model from an installed library (here torch's own Linear) raising inside a call probe made
+    from probe import ModelSpec, TFGrid
+    from probe.hooks import capture_audio
+
+    spec = ModelSpec(torch.nn.Sequential(torch.nn.Linear(5, 2)), input_kind="logmel",
+                     grid=TFGrid(SR, 512, 160, n_mels=16))
+    with pytest.raises(RuntimeError) as info:
+        capture_audio(spec, np.zeros(SR, np.float32))
+    err = model_error_from(info.value)
+    assert err is not None and "the model's forward raised RuntimeError in Linear.forward (linear.py:" in str(err)
 
 
 # ================================================================================================
