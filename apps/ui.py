@@ -22,7 +22,7 @@ MODEL_KEY, AUDIO_KEY, UPLOAD_KEY = "probe_model_ref", "probe_audio_ref", "probe_
 UPLOAD_ERROR_KEY = "probe_upload_error"
 
 __all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "UPLOAD_ERROR_KEY", "current_model_ref", "current_model", "current_audio",
-           "selection_caption", "show_error", "build", "plot"]
+           "selection_caption", "show_error", "build", "plot", "align_time_axes"]
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
@@ -157,3 +157,22 @@ def plot(fig, key: str | None = None, where=None, **kwargs):
     fig = _without_placeholders(fig)
     return (where or st).plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False},
                                       **kwargs)
+
+
+def align_time_axes(*figs, duration: float | None = None, left: int = 70, right: int = 130):
+    """Give stacked figures the same plot-area width and time range, so their time axes line up.
+
+    Plotly widens a figure's right margin for each colour bar it draws; figures with and
+    without one (a map and its target track) then have plot areas of different widths.
+    Fixed margins (no auto-expansion) with colour bars drawn inside the right margin keep
+    the same seconds at the same pixels on every figure. Returns the figures.
+    """
+    for fig in figs:
+        if fig is None:
+            continue
+        fig.update_layout(margin=dict(l=left, r=right), margin_autoexpand=False)
+        fig.update_traces(colorbar=dict(x=1.0, xanchor="left", xpad=8, thickness=14),
+                          selector=lambda t: hasattr(t, "colorbar"))
+        if duration:
+            fig.update_xaxes(range=[0.0, float(duration)])
+    return figs

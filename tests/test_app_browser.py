@@ -189,7 +189,14 @@ def _shot(page, folder: Path, name: str) -> Path:
     """A full-page screenshot, palette-quantised so docs images stay small."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"app_{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    # Streamlit scrolls inside its main container, not the document: grow the viewport to the page's height
+    size = page.viewport_size
+    tall = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]'); "
+                         "return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(tall, size["height"]), 6000))})
+    page.wait_for_timeout(800)  # plotly redraws at the new size
+    page.screenshot(path=str(path), full_page=False)
+    page.set_viewport_size(size)
     from PIL import Image
 
     im = Image.open(path).convert("RGB")

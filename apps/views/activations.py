@@ -4,7 +4,7 @@ import streamlit as st
 
 from apps.cache import cached_activation, cached_default_layer, cached_spectrogram
 from apps.menus import layer_names
-from apps.ui import current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import align_time_axes, current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
 from probe.pipelines import ActivationOptions
 from probe.figures import clip as fc
@@ -33,8 +33,10 @@ except ProbeError as exc:
     st.stop()
 if act.views and view == "auto":
     st.caption(f"This layer has channels and a frequency axis; showing **channels** (mean over {act.axes}).")
-plot(fc.activation_figure(act, normalise=normalise), key="activations_heatmap")
+afig = fc.activation_figure(act, normalise=normalise)
+sfig = fc.spectrogram_figure(cached_spectrogram(model, example), height=260, title="Input spectrogram")
+align_time_axes(afig, sfig, duration=example.duration)  # the layer's frames over the input's seconds
+plot(afig, key="activations_heatmap")
 st.caption(f"Record shape {act.shape}, axes {act.axes}, "
            + (f"{act.seconds_per_step * 1000:.2f} ms per step." if act.seconds_per_step else "no time step known."))
-plot(fc.spectrogram_figure(cached_spectrogram(model, example), height=260, title="Input spectrogram"),
-     key="activations_spectrogram")
+plot(sfig, key="activations_spectrogram")

@@ -12,7 +12,7 @@ import streamlit as st
 from apps import downloads as dl
 from apps.cache import cached_attribution, cached_randomisation, cached_report_html
 from apps.menus import ATTRIBUTION_METHODS, target_options
-from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import align_time_axes, build, current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
 from probe.figures.attribution import attribution_figure, deletion_figure, randomisation_figure, target_track_figure
 from probe.pipelines import AttributionOptions
@@ -112,9 +112,11 @@ def _summary(res, where, key: str):
                          "0 = the baseline's")
     for w in warnings_of(res):
         where.warning(w, icon=":material/warning:")
-    plot(build(attribution_figure, attr, boxes=example.events, mel=mel), key=f"attr_map{key}", where=where)
-    if attr.track is not None:
-        plot(build(target_track_figure, attr), key=f"attr_track{key}", where=where)
+    amap = build(attribution_figure, attr, boxes=example.events, mel=mel)
+    track = build(target_track_figure, attr) if attr.track is not None else None
+    align_time_axes(amap, track, duration=example.duration)  # the track's seconds under the map's
+    plot(amap, key=f"attr_map{key}", where=where)
+    plot(track, key=f"attr_track{key}", where=where)
 
 
 res = _attribute(target, method, steps)
