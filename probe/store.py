@@ -169,11 +169,6 @@ def _write_manifest(folder: Path, layers: dict, *, model_id, spec, audio, extra)
     return manifest
 
 
-#: Audio longer than this (seconds) is captured in chunks by default (``probe capture``)...
-AUTO_CHUNK_ABOVE = 120.0
-#: ...of this length, streamed to disk: memory stays bounded by one chunk's records.
-AUTO_CHUNK_SECONDS = 30.0
-
 _ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64",
               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
