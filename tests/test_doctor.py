@@ -58,9 +58,17 @@ def test_asterisk_folder_comes_from_the_package_file_list(tmp_path, monkeypatch)
 
 def test_without_dpkg_the_voice_folder_is_globbed_not_the_en_link(tmp_path, monkeypatch):
     voice, _ = _voice_tree(tmp_path)
+    (voice.parent / "en").symlink_to(voice.name)  # where the recommended package exists, its link is not used
+    french = voice.parent / "fr_FR_f_Sylvie"  # another language's prompts are never taken for English
+    french.mkdir()
+    (french / "beep.wav").write_bytes(b"RIFF")
+    assert SRC.SOURCES["asterisk"].places[-1] == "/usr/share/asterisk/sounds/en*/beep.wav"  # the real pattern
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no dpkg-query at all
-    src = dataclasses.replace(SRC.SOURCES["asterisk"], places=(str(tmp_path / "usr/share/asterisk/sounds/*/beep.wav"),))
-    monkeypatch.setitem(SRC.SOURCES, "asterisk", src)
+    places = (str(tmp_path / "usr/share/asterisk/sounds/en*/beep.wav"),)
+    monkeypatch.setitem(SRC.SOURCES, "asterisk", dataclasses.replace(SRC.SOURCES["asterisk"], places=places))
+    assert SRC.path("asterisk") == voice.resolve()
+    (voice.parent / "en").unlink()
+    SRC.clear_cache()
     assert SRC.path("asterisk") == voice.resolve()
 
 

@@ -120,7 +120,7 @@ SOURCES: dict[str, Source] = {s.key: s for s in [
            "sound-event scenes (crnn_sed, rawcnn_sed: alert and speech events) and noisy clips (partitioned_ae)",
            _apt("sound-theme-freedesktop")),
     Source("asterisk", "asterisk-core-sounds-en-wav", "dir", "beep.wav",
-           ("/usr/share/asterisk/sounds/en_US_f_Allison/beep.wav", "/usr/share/asterisk/sounds/*/beep.wav"), "*.wav",
+           ("/usr/share/asterisk/sounds/en_US_f_Allison/beep.wav", "/usr/share/asterisk/sounds/en*/beep.wav"), "*.wav",
            "Asterisk English prompts (Allison Smith, 8 kHz wav)", "CC-BY-SA-3.0",
            "sound-event scenes (crnn_sed, rawcnn_sed: speech events) and noisy clips (partitioned_ae)",
            _apt("asterisk-core-sounds-en-wav")),
