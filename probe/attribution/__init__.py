@@ -22,7 +22,7 @@ from .domain import TFForward, analysis_stft
 from .isolation import preserved_model, shadow_model
 from .methods import BUILDERS, METHODS
 from .result import Attribution
-from .listen import explanation_mask, listen, snr_db, write_explanation
+from .audible import explanation_mask, listen, snr_db, write_explanation
 from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, SourceTarget, Target, TargetContext, as_target,
                       default_target, output_frame_times, parse_target)
 

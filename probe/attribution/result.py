@@ -182,7 +182,7 @@ class Attribution:
 
     def listen(self, **kwargs):
         """Audio of the top bins and its complement; see :func:`probe.attribution.listen`."""
-        from .listen import listen
+        from .audible import listen
 
         return listen(self, **kwargs)
 
