@@ -65,8 +65,9 @@ def _permute_to(x, src: str, dst: str):
     extra_dst = set(dst) - set(src)
     extra_src = set(src) - set(dst)
     if extra_dst <= {"c"} and not extra_src:
-        x = x.unsqueeze(-1)
-        return _permute_to(x, src + "c", dst)
+        # the singleton goes straight to its place: unsqueeze at the end plus a permute leaves strides
+        # like (n, 1, 1) on a (b, 1, n) tensor, which .contiguous() keeps and CPU conv1d runs ~30 % slower on
+        return _permute_to(x, src, dst.replace("c", "")).unsqueeze(dst.index("c"))
     if extra_src <= {"c"} and not extra_dst:
         ci = src.index("c")
         if x.shape[ci] != 1:
