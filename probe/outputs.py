@@ -11,7 +11,8 @@ Rules, in order:
 
 * a folder that does not exist, or is empty, is fine;
 * a folder holding a probe output (it has the marker file :data:`MARKER`, written last
-  by every successful run) is replaced;
+  by every successful run) is replaced when the same command wrote it; another command's
+  files there are kept (only same-named files are replaced);
 * any other non-empty folder, or a file in the way, is refused with :class:`OutputError`,
   unless ``overwrite=True``; even then only files with the names probe writes are
   replaced, the user's other files stay;
@@ -171,6 +172,8 @@ def _finish(tmp: Path, target: Path, *, kind: str, overwrite: bool) -> None:
         os.rename(tmp, target)
         return
     old = _read_marker(target)
+    if old is not None and old.get("probe_output") != kind:
+        old = None  # another command's output: its files are kept like a user's, never removed
     present = set(_files_under(target))
     if old is not None and present <= set(old["files"]) | {MARKER}:
         # only probe's own files: swap whole folders, then drop the old one

@@ -844,3 +844,13 @@ def test_long_audio_is_chunked_automatically_and_said(kit, tmp_path):
     cache, manifest = load_run(tmp_path / "r")
     assert manifest["extra"]["chunked"]["chunks"] == 2
     assert cache["out"].tensor.shape[1] == res["layers"]["out"]["shape"][1] == n // 160 + 1
+
+
+def test_another_commands_output_is_kept(tmp_path):
+    out = tmp_path / "out"
+    with output_dir(out, kind="embed") as tmp:
+        (tmp / "points.csv").write_text("embed's")
+    with output_dir(out, kind="capture") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert (out / "points.csv").read_text() == "embed's"
+    assert json.loads((out / MARKER).read_text())["files"] == ["manifest.json"]
