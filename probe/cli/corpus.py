@@ -22,7 +22,7 @@ def _common(p):
 
 
 def add_parser(sub):
-    from ..corpus.dissect import DissectOptions
+    from ..corpus.dissection import DissectOptions
     from ..corpus.maps import MapOptions
     from ..corpus.probing import ProbeOptions
     from ..corpus.worker import RunOptions
@@ -75,6 +75,7 @@ def add_parser(sub):
     q.add_argument("--folds", type=int, default=po.folds)
     q.add_argument("--pooling", choices=["mean", "max"], default=po.pooling)
     q.add_argument("--no-control", action="store_true")
+    q.add_argument("--control-repeats", type=int, default=po.control_repeats, help="control-task draws averaged")
     q.add_argument("--no-random-init", action="store_true")
     q.add_argument("--seed", type=int, default=po.seed)
     q.add_argument("--plot", default=None, help="write the score-per-layer figure (.png or .html)")
@@ -145,6 +146,7 @@ def run(args) -> dict:
     if cmd == "probe":
         opts = pl.ProbeOptions(label=args.label, layers=tuple(args.layers or ()), folds=args.folds,
                                pooling=args.pooling, control=not args.no_control,
+                               control_repeats=args.control_repeats,
                                random_init=not args.no_random_init, seed=args.seed)
         res = pl.corpus_probe(args.run, options=opts)
         out = res.to_json()
