@@ -303,9 +303,11 @@ def discover(spec) -> tuple[dict, dict]:
             why[name] = f"Linear whose {n_bins} outputs become the model output's frequency bins: a synthesis bank"
         else:
             width = getattr(mod, "in_features", None) or getattr(mod, "in_channels", None)
-            same = " (its width equals the number of bins, but" if n_bins in (width, getattr(mod, "out_features", None)) \
-                else " ("
-            why[name] = f"its input is not the frequency axis{same} a one-bin change does not stay at its bin)"
+            if n_bins in (width, getattr(mod, "out_features", None)):
+                why[name] = (f"its input is not the frequency axis: a width equals the {n_bins} bins, but a one-bin "
+                             "change does not stay at its bin")
+            else:
+                why[name] = "its input is not the frequency axis (a one-bin change does not stay at its bin)"
     return _done(spec, key, banks, why, order)
 
 

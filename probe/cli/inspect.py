@@ -60,7 +60,8 @@ def run(args) -> dict | None:
     for r in rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
     whys = [(e["module"], e["filter_bank"], e["filter_bank_why"]) for e in out["layers"]
-            if e.get("filter_bank_why") and e.get("filter_bank") is not None]
+            if e.get("filter_bank_why") and e.get("filter_bank") is not None
+            and not e["filter_bank_why"].startswith("no parameters")]
     if whys:
         print("filter banks:")
         for name, yes, why in whys:
