@@ -133,7 +133,7 @@ def ridge(F, y, lam=3.0):
 
 # ---- transformers families --------------------------------------------------------------------
 _W2V = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16, 16, 16, 16), conv_stride=(5, 4, 4, 4), conv_kernel=(10, 4, 4, 4),
+            conv_dim=(16, 16, 16, 16), conv_stride=(5, 4, 4, 4), conv_kernel=(64, 4, 4, 4),
             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, hidden_dropout=0.0,
             attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0,
             layerdrop=0.0, mask_time_prob=0.0, feat_extract_norm="layer", do_stable_layer_norm=True)
@@ -392,6 +392,14 @@ def build_all(root: Path) -> dict:
     }
     (root / "families.json").write_text(json.dumps({"clip": str(clip), "families": fam}, indent=1))
     return {"clip": str(clip), "families": fam}
+
+
+def box_net(map_, times, freqs, box) -> float:
+    """Signed sum of relevance inside ``(t0, t1, f0, f1)``."""
+    t0, t1, f0, f1 = box
+    ti = (times >= t0) & (times <= t1)
+    fi = (freqs >= f0) & (freqs <= f1)
+    return float(np.asarray(map_, float)[np.ix_(fi, ti)].sum())
 
 
 def box_mass(map_, times, freqs, box) -> float:

@@ -52,6 +52,7 @@ def _clip(seconds=1.0, seed=0):
 
 
 # ---- hf: ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hf_wav2vec2_spec_inferred_and_matches_transformers(hf_dirs):
     import probe
 
@@ -69,6 +70,7 @@ def test_hf_wav2vec2_spec_inferred_and_matches_transformers(hf_dirs):
     assert torch.allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_hf_hidden_states_per_layer_have_seconds(hf_dirs):
     import probe
 
@@ -83,6 +85,7 @@ def test_hf_hidden_states_per_layer_have_seconds(hf_dirs):
         assert rec.seconds_per_step == pytest.approx(0.02)
 
 
+@pytest.mark.slow
 def test_hf_classifier_gets_class_names_from_id2label(hf_dirs):
     import probe
 
@@ -96,6 +99,7 @@ def test_hf_classifier_gets_class_names_from_id2label(hf_dirs):
         assert torch.allclose(spec.forward(y), ref(torch.as_tensor(x)[None]).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_ast_front_end_equals_feature_extractor(hf_dirs):
     import probe
 
@@ -116,6 +120,7 @@ def test_ast_front_end_equals_feature_extractor(hf_dirs):
         assert torch.allclose(spec.forward(y), logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_whisper_front_end_and_encoder_time_axis(hf_dirs):
     import probe
 
@@ -138,6 +143,7 @@ def test_whisper_front_end_and_encoder_time_axis(hf_dirs):
     assert rec.seconds_per_step == pytest.approx(0.02) and rec.shape[rec.time_axis] == 50
 
 
+@pytest.mark.slow
 def test_whisper_longer_than_its_positions_is_one_line(hf_dirs):
     import probe
     from probe.errors import SpecError
