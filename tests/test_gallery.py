@@ -148,3 +148,15 @@ def test_an_event_lands_within_one_frame_of_its_time(name, layer, hop_s):
     assert abs(t[active].mean() - at) <= hop_s, (t[active], at)
     if name == "window_embedder":  # the frames that hold the event, counted from 0, sit 0.8 s earlier
         assert abs((t[active] - rec.time_offset).mean() - at) > 0.7
+
+
+def test_hop_does_not_depend_on_the_spec_grid():
+    # the case: a 160-sample hop at 16 kHz used to read 0.01025 s unless [input] hop matched it
+    from probe import ModelSpec, TFGrid
+    from tests.gallery import build
+
+    for grid_hop in (128, 256, 441):
+        spec = ModelSpec(build("stft160_16000_c"), input_kind="waveform", grid=TFGrid(16000, 1024, grid_hop),
+                         input_layout="bcn")
+        r = time_probe(spec).results[("stft", 0, "out", 0)]
+        assert r.seconds_per_step == Fraction(1, 100) and r.method == "exact"
