@@ -82,9 +82,9 @@ def current_model():
         st.info("No model selected and no trained zoo model found yet: pick a model (or a spec file) on the Overview page.")
         return None
     try:
-        return get_model(ref)
+        return get_model(ref)  # a refused reference's message echoes only what the user sent
     except ProbeError as exc:
-        show_error(exc, "Cannot load this model: ")
+        show_error(exc, f"Cannot load {str(ref)[:120]}: ")
         return None
 
 

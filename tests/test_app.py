@@ -111,7 +111,11 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     # the defaults: IG, steps chosen until the map adds up (completeness ≤ 1 %), the steps used shown
     assert at.selectbox(key="w_attr_method").value == "ig" and at.selectbox(key="w_attr_steps").value == "auto"
     comp = next(m for m in at.metric if m.label == "Completeness error")
-    assert float(comp.value.rstrip("%")) <= 1.0 and comp.proto.delta.endswith(" steps"), (comp.value, comp.proto.delta)
+    warned = [w.value for w in at.warning]
+    assert comp.proto.delta.endswith(" steps"), comp.proto.delta
+    # ≤ 1 %, or a visible warning that says why not (a near-zero f(clip) − f(baseline) makes the ratio meaningless)
+    assert float(comp.value.rstrip("%")) <= 1.0 or any("completeness" in w or "near-zero" in w for w in warned), \
+        (comp.value, warned)
     # downloads: the map as safetensors and CSV, the explanation as WAV, the figure as HTML
     assert {b.proto.label for b in at.get("download_button")} >= {"Map (safetensors)", "Map (CSV)",
                                                                    "Explanation (WAV)", "Map figure (HTML)"}
@@ -321,7 +325,7 @@ def test_every_page_renders_for_a_zoo_model_and_example():
     for page in PAGES:
         at.switch_page(page).run()
         assert not _errors(at), (page, _errors(at))
-        assert at.get("plotly_chart"), page
+        assert at.get("plotly_chart") or (page == "views/nmf.py" and at.info), page  # NMF: no bank → says so
     # switch to another trained zoo model from the Overview's selectbox
     others = [z for z in ZOO if z != name]
     if others:

@@ -33,7 +33,10 @@ options = NMFOptions(components=int(components) or None, beta=beta,
 try:
     res = cached_nmf(model, example, options)
 except ProbeError as exc:
-    show_error(exc, "Cannot compare with NMF: ")
+    if options.layer is None:  # the default needs a spectral bank: say so and offer the layer menu
+        st.info(f"{exc}: pick an activations layer above to compare it with NMF's H.")
+    else:
+        show_error(exc, "Cannot compare with NMF: ")
     st.stop()
 for w in res.warnings:
     st.warning(w, icon=":material/warning:")

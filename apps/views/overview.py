@@ -58,7 +58,7 @@ if ref:
     try:
         model = get_model(ref)
     except ProbeError as exc:
-        show_error(exc, "Cannot load this model: ")
+        show_error(exc, f"Cannot load {str(ref)[:120]}: ")
 if model is None:
     st.stop()
 
