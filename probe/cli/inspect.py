@@ -44,7 +44,8 @@ def run(args) -> dict | None:
     i = out["input"]
     print(f"model: {out['model']}")
     grid = ", ".join(f"{k}={i[k]}" for k in ("sample_rate", "n_fft", "hop_length", "center", "n_mels") if i.get(k) is not None)
-    print(f"input: {i['kind']} (layout {i['layout'] or 'canonical'}), {grid}; shortest accepted input {i['min_seconds']} s")
+    print(f"input: {i['kind']} (layout {i['layout'] or 'canonical'}), {grid}; shortest accepted input {i['min_seconds']} s; "
+          f"shapes for {i['shapes_for_seconds']} s")
     if out["time_overrides"]:
         print(f"time overrides: {out['time_overrides']}")
     rows = [("layer", "type", "shape", "axes", "s/step", "offset", "source", "bank")]

@@ -43,7 +43,7 @@ class ModelInspection(Result):
         (``min_seconds``) and the seconds of one input step.
     layers : list of dict
         One entry per module output (``name`` is the capture key): ``module``, ``type``,
-        ``shape``, ``axes``, ``time_axis``, ``seconds_per_step`` (+ ``_exact`` fraction),
+        ``shape`` (on ``input["shapes_for_seconds"]`` of audio), ``axes``, ``time_axis``, ``seconds_per_step`` (+ ``_exact`` fraction),
         ``time_offset`` (+ ``_exact``), ``time_source`` (``inferred`` / ``spec`` / ``given``),
         ``method`` / ``offset_method`` and ``filter_bank`` with ``filter_bank_why``.
     banks : dict
@@ -117,6 +117,11 @@ def inspect_model(spec, options: InspectOptions | None = None, *, lock=None) -> 
            "input_step_seconds": float(step), "input_step_seconds_exact": str(step),
            "min_steps": tp.min_steps,
            "min_seconds": round(steps_to_samples(spec, tp.min_steps) / spec.sample_rate, 6)}
+    # shapes as on one second of audio (or the shortest accepted input, if longer)
+    show = max(tp.min_steps, int(round(1.0 / float(step))))
+    with locked(lock):
+        shown = tp.shapes(show) or {}
+    inp["shapes_for_seconds"] = round(steps_to_samples(spec, show) / spec.sample_rate, 6)
     outs = [(k, r) for k, r in tp.results.items() if k[2] == "out" and k[0]]
     order = {n: i for i, n in enumerate(tp.order)}
     outs.sort(key=lambda kr: (order.get(kr[0][0], 1 << 30), kr[0][1], kr[0][3]))
@@ -127,6 +132,8 @@ def inspect_model(spec, options: InspectOptions | None = None, *, lock=None) -> 
         d = r.to_dict()
         entry = {"name": _key_name(tp, name, call, j), "module": name, "type": type(mod).__name__ if mod is not None else None,
                  **d, "time_source": "inferred" if r.seconds_per_step is not None else None}
+        if shown.get((name, call, "out", j)) is not None:
+            entry["shape"] = list(shown[(name, call, "out", j)])
         given = _spec_time(spec, name)
         if entry["time_axis"] is not None or given.get("time_axis") is not None:
             if given.get("time_axis") is not None:
