@@ -4,6 +4,7 @@ import streamlit as st
 
 from pathlib import Path
 
+from apps import downloads as dl
 from apps import policy, selection, state, uploads
 from apps.cache import (cached_default_layer, cached_embeddings, cached_outputs, cached_spectrogram, get_example,
                         get_model)
@@ -172,17 +173,21 @@ fig = fc.outputs_figure(outs, title="Model output", threshold=(model.spec.info.g
 if outs.get("kind") == "sources" and "values" in outs:
     st.markdown("**Model output: separated sources**")
     cols = st.columns(len(outs["labels"]))
-    for col, name, s in zip(cols, outs["labels"], outs["values"]):
+    for j, (col, name, s) in enumerate(zip(cols, outs["labels"], outs["values"])):
         col.caption(str(name))
         col.audio(s, sample_rate=outs["sr"])
+        col.download_button("WAV", dl.wav_bytes(s, outs["sr"]), dl.file_stem(model.name, example.name, name) + ".wav",
+                            "audio/wav", key=f"dl_out_{j}")
 if outs.get("kind") == "masks" and "values" in outs:
     audio = selection.masked_mixture(model.spec.grid, example.y, outs["values"])
     if audio is not None:
         st.markdown("**Model output: each mask applied to the mixture** (mixture phase)")
         cols = st.columns(len(audio))
-        for col, name, s in zip(cols, outs["labels"], audio):
+        for j, (col, name, s) in enumerate(zip(cols, outs["labels"], audio)):
             col.caption(str(name))
             col.audio(s, sample_rate=example.sr)
+            col.download_button("WAV", dl.wav_bytes(s, example.sr),
+                                dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}")
 if outs.get("kind") == "tf_embeddings":
     # the same clustering as the Embeddings page's defaults (one cache entry, one numbering)
     try:
@@ -193,6 +198,9 @@ if outs.get("kind") == "tf_embeddings":
         for j, col in enumerate(cols):
             col.caption(f"cluster {j + 1}")
             col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
+            col.download_button("WAV", dl.wav_bytes(emb.cluster_audio[j], emb.sr),
+                                dl.file_stem(model.name, example.name, f"cluster{j + 1}") + ".wav", "audio/wav",
+                                key=f"dl_cluster_{j}")
     except ProbeError as exc:
         show_error(exc, "Cannot cluster the embeddings: ")
 if fig is not None:
