@@ -424,7 +424,7 @@ def effective_kernels(spec, name: str, *, _checked: bool = False) -> tuple[np.nd
             chunk = positions[i:i + step]
             outs = response(torch.cat([impulse(p) for p in chunk], dim=bax), batch=len(chunk))
             cols += [(o - o0)[idx].reshape(-1) for o in outs]
-    K = torch.stack(cols, dim=-1).float().numpy()
+    K = torch.stack(cols, dim=-1).float().cpu().numpy()
     first = Fraction(a) - k * r.hop if r.hop is not None else None
     return K, {"first_tap": None if first is None else float(first), "n_taps": int(b - a + 1)}
 
@@ -450,7 +450,7 @@ def _unit_support(spec, name, r, n, tax_in):
                 for i, size in enumerate(o.shape))
     unit = o[idx]
     w = torch.as_tensor(np.random.default_rng(4).standard_normal(tuple(unit.shape)).astype(np.float32))
-    (g,) = torch.autograd.grad((unit * w.to(unit.dtype)).sum(), x)
+    (g,) = torch.autograd.grad((unit * w.to(unit.device, unit.dtype)).sum(), x)
     prof = g.abs().movedim(tax_in, -1).reshape(-1, g.shape[tax_in]).sum(0)
     nz = torch.nonzero(prof > 0).flatten()
     if nz.numel() == 0:
