@@ -173,14 +173,14 @@ c[0].download_button("Map (safetensors)", dl.map_safetensors(
     {"map": attr.map, "times": attr.times, "freqs": attr.freqs},
     {"model": model.name, "audio": example.name, "method": attr.method, "target": res.target,
      "completeness_error": attr.completeness_error, "steps_used": res.steps_used}),
-    f"{stem}.safetensors", "application/octet-stream", key="dl_attr_st")
+    f"{stem}.safetensors", "application/octet-stream", key="dl_attr_st", on_click="ignore")
 c[1].download_button("Map (CSV)", dl.map_csv(attr.map, times=attr.times, freqs=attr.freqs, value="relevance"),
-                     f"{stem}.csv", "text/csv", key="dl_attr_csv")
+                     f"{stem}.csv", "text/csv", key="dl_attr_csv", on_click="ignore")
 c[2].download_button("Explanation (WAV)", dl.wav_bytes(res["explanation"], res["sr"]), f"{stem}_explanation.wav",
-                     "audio/wav", key="dl_attr_wav")
+                     "audio/wav", key="dl_attr_wav", on_click="ignore")
 fig = build(attribution_figure, attr, boxes=example.events, mel=mel)
 if fig is not None:
-    c[3].download_button("Map figure (HTML)", dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html")
+    c[3].download_button("Map figure (HTML)", dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html", on_click="ignore")
 if c[4].button("Report of this view", key="w_attr_report", help="The HTML report (overview + attribution) with "
                "the options above; opens offline."):
     st.session_state["_attr_report"] = True
@@ -188,7 +188,7 @@ if st.session_state.get("_attr_report"):
     try:
         html = cached_report_html(model, example, ("overview", "attribution"),
                                   {"attribution": {"options": _options(target, method, steps)}})
-        c[4].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_attr_report")
+        c[4].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_attr_report", on_click="ignore")
     except ProbeError as exc:
         show_error(exc, "Cannot write the report: ")
 

@@ -67,6 +67,6 @@ stem = dl.file_stem(model.name, example.name, "nmf")
 c = st.columns(3)
 c[0].download_button("NMF W and H (safetensors)", dl.map_safetensors({"W": cmp.W_, "H": cmp.H_, "freqs": res.freqs},
                                                                       {"model": model.name, "audio": example.name}),
-                     f"{stem}.safetensors", "application/octet-stream", key="dl_nmf_st")
+                     f"{stem}.safetensors", "application/octet-stream", key="dl_nmf_st", on_click="ignore")
 c[1].download_button("Figures (HTML)", b"".join(dl.figure_html(f) for f in figs.values() if f is not None) or b"",
-                     f"{stem}.html", "text/html", key="dl_nmf_html", disabled=not any(figs.values()))
+                     f"{stem}.html", "text/html", key="dl_nmf_html", on_click="ignore", disabled=not any(figs.values()))

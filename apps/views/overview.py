@@ -177,7 +177,7 @@ if outs.get("kind") == "sources" and "values" in outs:
         col.caption(str(name))
         col.audio(s, sample_rate=outs["sr"])
         col.download_button("WAV", dl.wav_bytes(s, outs["sr"]), dl.file_stem(model.name, example.name, name) + ".wav",
-                            "audio/wav", key=f"dl_out_{j}")
+                            "audio/wav", key=f"dl_out_{j}", on_click="ignore")
 if outs.get("kind") == "masks" and "values" in outs:
     audio = selection.masked_mixture(model.spec.grid, example.y, outs["values"])
     if audio is not None:
@@ -187,7 +187,7 @@ if outs.get("kind") == "masks" and "values" in outs:
             col.caption(str(name))
             col.audio(s, sample_rate=example.sr)
             col.download_button("WAV", dl.wav_bytes(s, example.sr),
-                                dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}")
+                                dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}", on_click="ignore")
 if outs.get("kind") == "tf_embeddings":
     # the same clustering as the Embeddings page's defaults (one cache entry, one numbering)
     try:
@@ -200,7 +200,7 @@ if outs.get("kind") == "tf_embeddings":
             col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
             col.download_button("WAV", dl.wav_bytes(emb.cluster_audio[j], emb.sr),
                                 dl.file_stem(model.name, example.name, f"cluster{j + 1}") + ".wav", "audio/wav",
-                                key=f"dl_cluster_{j}")
+                                key=f"dl_cluster_{j}", on_click="ignore")
     except ProbeError as exc:
         show_error(exc, "Cannot cluster the embeddings: ")
 if fig is not None:
