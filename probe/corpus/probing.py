@@ -12,12 +12,15 @@ For each layer, a linear model reads the label from the layer's features:
 Folds are grouped (scikit-learn ``GroupKFold``) by the manifest's ``group`` (else by clip),
 so no clip is ever in both the training and the test fold. Every score sits beside
 
-* the **control task** — the same probe on labels re-assigned at random per group
-  (Hewitt & Liang's control tasks, with the group as the "type"); for a continuous
-  concept, the tracks circularly shifted within each clip. High control scores mean the
-  probe memorises rather than reads;
+* the **control task** — the same probe on labels re-assigned at random per group for
+  clip labels (Hewitt & Liang's control tasks, with the group as the "type"); for frame
+  targets (events, concepts), the targets circularly shifted within each clip, which keeps
+  their runs and rates and breaks only their alignment with the audio. High control
+  scores mean the probe memorises rather than reads;
 * the **random-init model** — the same layer of a randomly initialised copy;
-* **chance** — 1 / classes for balanced accuracy, 0 for R².
+* **chance** — a feature-free probe (most frequent class, or the mean) under the same
+  folds. With few groups per fold, balanced accuracy's chance is 1 / (classes present in
+  the test fold), not 1 / classes.
 
 :func:`linear_cka` adds a probe-free similarity between a layer and the concept tracks.
 """
@@ -123,7 +126,7 @@ def _control_labels(y, groups, rng) -> np.ndarray:
     return np.array([new[g] for g in groups], dtype=object)
 
 
-def _cv(X, y, groups, *, kind: str, options: ProbeOptions) -> float:
+def _cv(X, y, groups, *, kind: str, options: ProbeOptions, dummy: bool = False) -> float:
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GroupKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -139,6 +142,10 @@ def _cv(X, y, groups, *, kind: str, options: ProbeOptions) -> float:
     else:
         model = make_pipeline(StandardScaler(), Ridge(alpha=options.alpha))
         scoring = "r2"
+    if dummy:
+        from sklearn.dummy import DummyClassifier, DummyRegressor
+
+        model = DummyClassifier(strategy="most_frequent") if kind == "classify" else DummyRegressor()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a test fold holding one class of a grouped split
         try:
@@ -166,11 +173,11 @@ def _dataset(run, layer, variant, options, rng):
         keep = np.array([v is not None for v in y])
         X, y, idx = X[keep], y[keep], idx[keep]
         groups = _groups(run, idx)
-        return X, y, groups, "classify"
+        return X, y, groups, "classify", idx
     fr = run.frames(layer, variant)
     groups = _groups(run, fr.clip)
     if label == "event":
-        return fr.acts, _frame_event_labels(run, fr), groups, "classify"
+        return fr.acts, _frame_event_labels(run, fr), groups, "classify", fr.clip
     if label not in fr.concepts:
         known = ["label", "event"] + sorted(fr.concepts)
         raise CorpusError(f"unknown probe target {label!r}; known: {', '.join(known)}")
@@ -179,13 +186,14 @@ def _dataset(run, layer, variant, options, rng):
     kind = "classify" if is_binary(label) else "regress"
     if kind == "classify":
         y = np.where(y > 0.5, "yes", "no").astype(object)
-    return fr.acts[keep], y[keep], groups[keep], kind
+    return fr.acts[keep], y[keep], groups[keep], kind, fr.clip[keep]
 
 
-def _shift_within_clips(y, groups, rng) -> np.ndarray:
+def _shift_within_clips(y, clips, rng) -> np.ndarray:
+    """Frame targets rolled by a random offset within each clip: same runs and rates, alignment broken."""
     out = np.array(y, copy=True)
-    for g in dict.fromkeys(groups.tolist()):
-        sel = np.flatnonzero(groups == g)
+    for g in dict.fromkeys(np.asarray(clips).tolist()):
+        sel = np.flatnonzero(clips == g)
         if len(sel) > 1:
             out[sel] = np.roll(y[sel], int(rng.integers(1, len(sel))))
     return out
@@ -213,26 +221,26 @@ def probe_layers(run, *, options: ProbeOptions | None = None) -> dict:
     classes = None
     for layer in layers:
         rng = np.random.default_rng(options.seed)
-        X, y, groups, kind = _dataset(run, layer, "trained", options, rng)
+        X, y, groups, kind, clips = _dataset(run, layer, "trained", options, rng)
         if len(y) < 4:
             raise CorpusError(f"only {len(y)} labelled examples for {options.label!r}; probing needs more")
         if kind == "classify":
             classes = sorted(set(y.tolist()))
             if len(classes) < 2:
                 raise CorpusError(f"target {options.label!r} has a single class ({classes}); nothing to probe")
-            chance = 1.0 / len(classes)
-        else:
-            chance = 0.0
+        # chance under these very folds: a probe that ignores the features (with few groups per fold,
+        # balanced accuracy's chance is 1 / classes *in the fold*, not 1 / classes)
+        chance = _cv(X, y, groups, kind=kind, options=options, dummy=True)
         row = {"layer": layer, "metric": "balanced_accuracy" if kind == "classify" else "r2", "n": int(len(y)),
                "dim": int(X.shape[1]), "chance": chance, "score": _cv(X, y, groups, kind=kind, options=options)}
         if options.control:
             draws = []
             for _ in range(max(1, int(options.control_repeats))):
-                yc = _control_labels(y, groups, rng) if kind == "classify" else _shift_within_clips(y, groups, rng)
+                yc = _control_labels(y, groups, rng) if options.label == "label" else _shift_within_clips(y, clips, rng)
                 draws.append(_cv(X, yc, groups, kind=kind, options=options))
             row["control"] = float(np.mean(draws))
         if use_random:
-            Xr, yr, gr, _ = _dataset(run, layer, "random", options, rng)
+            Xr, yr, gr, _, _ = _dataset(run, layer, "random", options, rng)
             row["random_init"] = _cv(Xr, yr, gr, kind=kind, options=options)
         if options.cka:
             row["cka"] = _concept_cka(run, layer, "trained")
