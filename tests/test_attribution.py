@@ -234,6 +234,49 @@ def test_ig_spacing_and_geometric_path():
         attribute(spec, y, "class=s", method="saliency", spacing="adaptive")
 
 
+
+def test_nested_rule_reuses_every_gradient_and_equals_from_scratch():
+    """steps='auto' doubles an open trapezoid grid: the 2n-interval nodes contain the n-interval ones."""
+    y, _ = scene(0.6)
+    wave = ModelSpec(WaveNet().eval(), input_kind="waveform", grid=GRID, input_layout="bcn", output_kind="clip_scores",
+                     classes=["a", "b"])
+    for spec, target in ((crnn_spec(), "class=a"), (wave, "class=a")):
+        # tol out of reach: every level 31 → 63 → … → 511 is tried, on one set of gradients
+        auto = attribute(spec, y, target, tol=1e-9)
+        assert auto.info["nested"] and list(auto.info["steps_tried"]) == [31, 63, 127, 255, 511]
+        assert auto.steps_used == 511 and auto.info["gradient_evaluations"] == 511  # not 31 + 63 + … = 1017
+        assert auto.completeness_error < 0.01
+        # the same nodes and weights computed from scratch at 511 (same adaptive knots: same clip, same scan)
+        fresh = attribute(spec, y, target, steps=511, quadrature="nested", spacing="adaptive")
+        assert fresh.info["spacing_knots"] == auto.info["spacing_knots"]
+        scale = np.abs(fresh.map).max()
+        np.testing.assert_allclose(auto.map, fresh.map, rtol=0, atol=1e-6 * scale, err_msg=target)
+        assert abs(auto.completeness_error - fresh.completeness_error) < 1e-5
+    # against the rule written out by hand (linear spacing): inner nodes k/n weight 1/n, the two end
+    # neighbours 3/(2n); neither end (the silent baseline, the clip) is evaluated
+    spec = box_spec(gain=0.5, bias=6.0)
+    n = 16
+    ours = attribute(spec, y, lambda out: out[:, 0].mean(-1), method="ig", steps=n - 1, quadrature="nested",
+                     spacing="linear")
+    x = GRID.magnitude(torch.as_tensor(y))
+    ref = torch.zeros_like(x)
+    for k in range(1, n):
+        pt = ((k / n) * x).requires_grad_(True)
+        (g,) = torch.autograd.grad(spec.model(pt[None])[0, 0].mean(), pt)
+        ref += g * (1.5 if k in (1, n - 1) else 1.0) / n
+    ref = (ref * x).numpy()
+    np.testing.assert_allclose(ours.map, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    # a linear model is integrated exactly at any node count (the weights sum to one)
+    F, T = GRID.n_freqs, GRID.n_frames(len(y))
+    W = np.random.default_rng(1).standard_normal((F, T)).astype(np.float32)
+    lin = ModelSpec(LinearTF(W).eval(), input_kind="stft", grid=GRID, output_kind="clip_scores", classes=["s"])
+    for steps in (1, 2, 3, 7):
+        a = attribute(lin, y, "class=s", steps=steps, quadrature="nested")
+        np.testing.assert_allclose(a.map, W * x.numpy(), rtol=1e-4, atol=1e-5 * np.abs(a.map).max())
+    with pytest.raises(AnalysisError, match="quadrature='nested' applies to method='ig' on the straight path"):
+        attribute(lin, y, "class=s", quadrature="nested", smooth="smoothgrad")
+
+
 def test_noise_baseline_level():
     y, _ = scene(1.0)
     spec = box_spec()
@@ -304,11 +347,13 @@ def test_waveform_model_matches_explicit_stft_front_end():
     phase = np.angle(GRID.stft(torch.as_tensor(y)).numpy())
     fspec = ModelSpec(ExplicitFrontEnd(net, phase, len(y)).eval(), input_kind="stft", grid=GRID,
                       output_kind="clip_scores", classes=["a", "b"])
-    for method in ("ig", "saliency", "occlusion"):
-        aw = attribute(wspec, y, "class=a", method=method, steps=16, patch=(16, 16))
-        af = attribute(fspec, y, "class=a", method=method, steps=16, patch=(16, 16))
+    for method, kw in (("ig", {}), ("ig", {"quadrature": "nested", "spacing": "adaptive"}),
+                       ("saliency", {}), ("occlusion", {})):
+        aw = attribute(wspec, y, "class=a", method=method, steps=16, patch=(16, 16), **kw)
+        af = attribute(fspec, y, "class=a", method=method, steps=16, patch=(16, 16), **kw)
         scale = np.abs(af.map).max()
-        np.testing.assert_allclose(aw.map, af.map, atol=2e-4 * scale, err_msg=method)
+        np.testing.assert_allclose(aw.map, af.map, atol=2e-4 * scale, err_msg=f"{method} {kw}")
+        assert aw.info.get("domain") == ("waveform" if method == "ig" else None)
     assert aw.reconstruction_error_db <= -60
     assert af.reconstruction_error_db is None
 

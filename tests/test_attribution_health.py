@@ -134,14 +134,18 @@ def test_auto_steps_that_never_reach_the_tolerance_warn():
 
 
 @pytest.mark.slow
-def test_zoo_crnn_default_ig_is_complete():
+@pytest.mark.parametrize("name", ["crnn_sed", "rawcnn_sed"])
+def test_zoo_default_ig_is_complete(name):
     import probe
 
-    spec = probe.load("zoo:crnn_sed")
-    ex = probe.load_example("crnn_sed", 0)
+    spec = probe.load(f"zoo:{name}")
+    ex = probe.load_example(name, 0)
     a = probe.attribute(spec, ex)  # the defaults the CLI, report and app use
     assert a.completeness_error is not None and a.completeness_error <= 0.01, (a.completeness_error, a.info)
     assert a.steps_used in AUTO_STEPS and not any(w.startswith("completeness") for w in a.warnings)
+    # the nested trapezoid rule: each step count reused the last one's gradients
+    assert a.info["nested"] and a.info["gradient_evaluations"] == a.steps_used
+    assert list(a.info["steps_tried"]) == list(AUTO_STEPS[:len(a.info["steps_tried"])])
 
 
 # ---- near-zero targets and degenerate maps ---------------------------------------------------------

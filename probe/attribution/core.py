@@ -30,11 +30,11 @@ __all__ = ["Attribution", "attribute", "METHODS", "preserved_model", "TFForward"
 
 # names kept for code written against the single-module version
 _plan_chunks, _fade_weights, _find_layer, _Options = plan_chunks, fade_weights, find_layer, MethodOptions
-_QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
+_QUADRATURES = ("nested", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 
 
 def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", steps="auto",
-              spacing: str | None = None, path: str = "straight", quadrature: str = "gausslegendre",
+              spacing: str | None = None, path: str = "straight", quadrature: str | None = None,
               internal_batch_size: int = 8, smooth: str | None = None, nt_samples: int = 8, nt_stdev: float = 0.05,
               layer=None, layer_axes: str | None = None, patch=None, stride=None, bands: int = 12,
               segment_seconds: float = 0.25, feature_mask=None, n_baselines: int = 8, abs: bool = True,
@@ -77,16 +77,21 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
         the score changes: a detector that switches on within a few dB (the zoo CRNN rises
         from 0.01 to 0.45 between 0.6 % and 0.9 % of the clip's amplitude) otherwise gets
         one or two nodes on its whole transition and an erratic completeness error.
-    quadrature : str
-        Captum's rule for IG's integral: ``"gausslegendre"`` (default; best for smooth
-        integrands) or ``"riemann_trapezoid"`` / ``"riemann_middle"`` / … (more even
-        convergence when the path crosses many ReLU / max-pool kinks).
+    quadrature : str, optional
+        The rule for IG's integral. Default: ``"nested"`` with ``steps="auto"`` on the
+        straight path, else ``"gausslegendre"``. ``"nested"`` (straight path only) is
+        probe's open trapezoid rule on a doubling grid
+        (:class:`~probe.attribution.methods.NestedIG`): each doubling of ``steps="auto"``
+        reuses every gradient already computed, so reaching 127 nodes costs 127 gradient
+        evaluations, and neither end of the path is evaluated. ``"gausslegendre"`` (best
+        for smooth integrands; ``steps="auto"`` then reruns from scratch at each count) and
+        ``"riemann_trapezoid"`` / ``"riemann_middle"`` / … are Captum's rules.
     steps : int or "auto"
         IG quadrature points / GradientShap samples. ``"auto"`` (default): IG raises its
-        steps through :data:`~probe.attribution.methods.AUTO_STEPS` (32, 64, …, 512)
-        until the completeness error is at most ``tol`` and reports the count in
-        ``steps_used`` (a warning when 512 steps do not reach it); GradientShap takes
-        50 samples. The zoo detectors needed 16–512 steps (linear spacing) or 8–128
+        points through :data:`~probe.attribution.methods.AUTO_STEPS` (31, 63, …, 511:
+        the nested rule on 32, 64, …, 512 intervals) until the completeness error is at
+        most ``tol`` and reports the count in ``steps_used`` (a warning when 511 points do
+        not reach it); GradientShap takes 50 samples. The zoo detectors needed 16–512 steps (linear spacing) or 8–128
         (``spacing="adaptive"``) for 1 % (docs/findings_attribution.md).
     tol : float
         Completeness target of ``steps="auto"`` (relative to ``|f(x) - f(baseline)|``;
@@ -155,7 +160,7 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
     >>> spec = ModelSpec(net, input_kind="stft", grid=g, output_kind="clip_scores", classes=["x"])
     >>> a = attribute(spec, y, "class=x", method="ig")
     >>> a.map.shape, a.completeness_error <= 0.01, a.steps_used
-    ((129, 63), True, 32)
+    ((129, 63), True, 31)
     """
     from ..adapter import ModelSpec
 
@@ -166,8 +171,14 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
     m = method_name(method)
     if smooth is not None and smooth not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
         raise AnalysisError(f"smooth must be smoothgrad, smoothgrad_sq or vargrad, given {smooth!r}")
+    if quadrature is None:
+        quadrature = ("nested" if m == "ig" and path == "straight" and smooth is None
+                      and isinstance(steps, str) else "gausslegendre")
     if quadrature not in _QUADRATURES:
-        raise AnalysisError(f"unknown quadrature {quadrature!r}; Captum knows {', '.join(_QUADRATURES)}")
+        raise AnalysisError(f"unknown quadrature {quadrature!r}; known: {', '.join(_QUADRATURES)}")
+    if quadrature == "nested" and (m != "ig" or path != "straight" or smooth is not None):
+        raise AnalysisError("quadrature='nested' applies to method='ig' on the straight path without smoothing; "
+                            f"given method={m!r}, path={path!r}, smooth={smooth!r}")
     if path not in ("straight", "geometric"):
         raise AnalysisError(f"path must be 'straight' or 'geometric', given {path!r}")
     if path == "geometric" and m != "ig":
@@ -436,6 +447,9 @@ def _attribute_segment(spec, y, tgt: Target, ctx: TargetContext, o: MethodOption
                     break
             steps_used = n_steps
             extra["steps_tried"] = tried
+            # nested rule: every node evaluated once; otherwise each count from scratch
+            extra["gradient_evaluations"] = (state["nested"].evaluations if "nested" in state
+                                             else int(sum(tried)))
         else:
             oo = dataclasses.replace(o, steps=AUTO_STEPS[0]) if o.steps == "auto" else o
             attr, delta, extra = run_method(oo, fwd, x, base[None], mag_range, state)

@@ -6,9 +6,11 @@ arguments, and how to turn its result into an ``(F, T)`` map. :func:`run_method`
 plan the same way (NoiseTunnel smoothing, batching, errors). Adding a method means adding a
 builder to :data:`BUILDERS` and a line to :data:`METHODS`.
 
-Integrated gradients has two more parts here: the quadrature node spacing
-(:func:`spacing_knots`) and, for waveform models, the integral taken in the waveform domain
-with one chain-rule step through the inverse STFT at the end (:func:`_ig_waveform`).
+Integrated gradients has three more parts here: the quadrature node spacing
+(:func:`spacing_knots`); for waveform models, the integral taken in the waveform domain
+with one chain-rule step through the inverse STFT at the end (:func:`_ig_waveform`); and
+the nested open trapezoid rule (:class:`NestedIG`) that ``steps="auto"`` uses, where doubling
+the steps keeps every gradient already computed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from ..errors import AnalysisError
 
 __all__ = ["METHODS", "BUILDERS", "MethodOptions", "Plan", "method_name", "run_method", "spacing_knots", "find_layer",
-           "COMPLETE", "SMOOTHABLE", "AUTO_STEPS"]
+           "COMPLETE", "SMOOTHABLE", "AUTO_STEPS", "NestedIG", "nested_quadrature"]
 
 #: method name → what it is (aliases in :data:`ALIASES`)
 METHODS = {
@@ -41,8 +43,11 @@ ALIASES = {"input_x_gradient": "ixg", "inputxgradient": "ixg", "integrated_gradi
            "grad_cam": "gradcam", "layergradcam": "gradcam"}
 COMPLETE = ("ig", "deeplift", "gradshap")  # methods with a completeness (summation-to-delta) axiom
 SMOOTHABLE = ("saliency", "ixg", "ig", "deeplift", "gradshap", "gradcam")
-#: IG quadrature points tried in turn by ``steps="auto"`` until the completeness error is at most 1 %
-AUTO_STEPS = (32, 64, 128, 256, 512)
+#: IG quadrature points (gradient evaluations) tried in turn by ``steps="auto"`` until the completeness
+#: error is at most 1 %: :class:`NestedIG` on 32, 64, … 512 intervals, each node set containing the last
+AUTO_STEPS = (31, 63, 127, 255, 511)
+#: adaptive spacing's scan (:func:`spacing_knots`): scales on each of its two grids, and intervals refined
+SCAN_POINTS, SCAN_REFINE = 48, 8
 # modules whose nonlinearities live inside one op: DeepLift's rescale rule would silently treat them as linear
 _NO_DEEPLIFT = ("RNNBase", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
 
@@ -148,7 +153,16 @@ def _ig(o, fwd, x, base, state):
             state["knots"] = spacing_knots(o, fwd, x, base)
         knots = state["knots"]
         extra["spacing_knots"] = int(len(knots[0]))
-    if fwd.waveform_model and not o.smooth and fwd.spec.output_kind not in ("masks", "tf_embeddings"):
+    in_waveform = fwd.waveform_model and not o.smooth and fwd.spec.output_kind not in ("masks", "tf_embeddings")
+    if nested_quadrature(o):
+        nested = state.get("nested")
+        if nested is None or nested.knots is not knots:  # every step count on this segment shares the gradients
+            nested = state["nested"] = NestedIG(fwd, x, base, knots, o.internal_batch_size, waveform=in_waveform)
+        extra["nested"] = True
+        if in_waveform:
+            extra["domain"] = "waveform"
+        return Plan(None, {}, x, run=lambda: (nested.map(int(o.steps)), None), extra=extra)
+    if in_waveform:
         return Plan(None, {}, x, run=lambda: _ig_waveform(o, fwd, x, base, knots), extra={**extra, "domain": "waveform"})
     if knots is None:
         return Plan(ca.IntegratedGradients(fwd), {**kw, "baselines": base}, x, extra=extra)
@@ -338,7 +352,129 @@ def _ig_waveform(o, fwd, x, base, knots):
     return (x[0] - base[0]) * grad_mag, None
 
 
-def spacing_knots(o: MethodOptions, fwd, x, base, n_scan: int = 48, refine: int = 8, floor: float = 0.05):
+# ---- integrated gradients: the nested trapezoid rule ------------------------------------------------
+def nested_quadrature(o: MethodOptions) -> bool:
+    """Whether IG runs :class:`NestedIG` (``quadrature="nested"`` on the straight path, no smoothing)."""
+    return o.method == "ig" and o.quadrature == "nested" and o.path == "straight" and not o.smooth
+
+
+class NestedIG:
+    """IG by an open trapezoid rule in ``u`` on a grid that doubles, every gradient reused.
+
+    The straight path ``b + phi(u) (x - b)`` (``phi`` from :func:`spacing_knots`, or
+    ``phi(u) = u``) gives the map ``(x - b) * integral_0^1 phi'(u) grad f(b + phi(u) (x - b)) du``.
+    With ``n`` intervals of width ``h = 1/n`` the rule takes the ``n - 1`` inner nodes
+    ``k / n`` with weight ``h``, the two next to the ends with ``3h/2`` (the trapezoid rule
+    with each end's value taken from its neighbour: second order, weights summing to 1).
+    The ends themselves, the baseline and the clip, are never evaluated: a model that is
+    singular on the baseline (``sqrt`` of digital silence) keeps a finite map wherever
+    Gauss-Legendre would. The ``2n - 1`` nodes of the next level contain the ``n - 1``
+    of this one, so the rule is the running sum of ``phi'(u_k) grad f`` over every node
+    evaluated so far, plus half of the two current end neighbours, times ``h``: going
+    31 → 63 → 127 nodes costs 127 gradient evaluations, not 221. A node count that is not
+    on the doubling grid of the last one starts again from scratch.
+
+    Parameters
+    ----------
+    fwd : TFForward
+    x, base : torch.Tensor [shape=(1, F, T)]
+    knots : (torch.Tensor, torch.Tensor) or None
+        ``(u_j, a_j)`` of the piecewise-linear ``phi``; None for ``phi(u) = u``.
+    batch : int
+        Nodes per forward/backward pass.
+    waveform : bool
+        Integrate ``d f / d y`` along the waveform path (waveform models; the map is
+        linear in ``|X|``) and apply the inverse STFT's chain rule once per :meth:`map`.
+
+    Attributes
+    ----------
+    evaluations : int
+        Gradient evaluations so far (one per node).
+    """
+
+    def __init__(self, fwd, x, base, knots, batch: int = 8, *, waveform: bool = False):
+        self.fwd, self.x, self.base, self.knots = fwd, x, base, knots
+        self.batch = max(1, int(batch))
+        self.waveform = bool(waveform)
+        if self.waveform:
+            end, self.start = fwd.path_ends(x, base)  # (clip, baseline)
+        else:
+            self.start, end = base, x
+        self.diff = end - self.start
+        self.n = 0  # intervals of the current level
+        self.total = None  # float64 sum of phi'(u_k) grad over every node evaluated
+        self.ends = None  # the same for the two nodes next to u = 0 and u = 1 (one node when n = 2)
+        self.evaluations = 0
+
+    def _phi(self, u):
+        """``(phi(u), phi'(u))`` for node positions ``u [shape=(B,)]`` (float64)."""
+        import torch
+
+        if self.knots is None:
+            return u, torch.ones_like(u)
+        ku, ka = (k.detach().double().cpu() for k in self.knots)
+        j = torch.searchsorted(ku, u.contiguous(), right=True).clamp(1, len(ku) - 1)
+        u0, u1, a0, a1 = ku[j - 1], ku[j], ka[j - 1], ka[j]
+        slope = (a1 - a0) / (u1 - u0)
+        return a0 + (u - u0) * slope, slope
+
+    def _grads(self, u):
+        """``phi'(u_k) grad f`` at the nodes ``u``: summed over all nodes, and ``(first, last)`` node alone."""
+        import torch
+
+        a, slope = self._phi(u)
+        s, d = self.start, self.diff
+        shape = (-1,) + (1,) * (s.ndim - 1)
+        total, first, last = None, None, None
+        for i in range(0, len(u), self.batch):
+            ab = a[i:i + self.batch].to(s.device, s.dtype)
+            with torch.enable_grad():
+                pt = (s + ab.reshape(shape) * d).detach().requires_grad_(True)
+                out = self.fwd.from_waveform(pt) if self.waveform else self.fwd(pt)
+                (g,) = torch.autograd.grad(out.sum(), pt)
+            part = slope[i:i + self.batch].to(g.device, torch.float64).reshape(shape) * g.double()
+            if i == 0:
+                first = part[0]
+            if i + len(ab) == len(u):
+                last = part[-1]
+            part = part.sum(0)
+            total = part if total is None else total + part
+            self.evaluations += len(ab)
+        return total, first, last
+
+    def _refine(self, n: int):
+        import torch
+
+        def nodes(k, m):
+            return torch.as_tensor(k, dtype=torch.float64) / m
+
+        r = n // self.n if self.n and n % self.n == 0 else 0
+        if self.n >= 2 and r >= 2 and r & (r - 1) == 0:
+            while self.n < n:  # the new nodes of each doubling: the odd multiples of 1/(2n), two of them end neighbours
+                m = 2 * self.n
+                part, lo, hi = self._grads(nodes(list(range(1, m, 2)), m))
+                self.total, self.ends, self.n = self.total + part, lo + hi, m
+            return
+        self.n = n
+        if n == 2:  # one node, u = 1/2 (the midpoint rule): the end neighbours are that node twice
+            self.total, lo, hi = self._grads(nodes([1], 2))
+        else:
+            self.total, lo, hi = self._grads(nodes(list(range(1, n)), n))
+        self.ends = lo + hi
+
+    def map(self, nodes: int):
+        """The level with ``nodes`` nodes (``nodes + 1`` intervals): the IG map ``[shape=(F, T)]``."""
+        n = max(2, int(nodes) + 1)
+        if n != self.n:
+            self._refine(n)
+        grad = ((self.total + 0.5 * self.ends) / n).to(self.x.dtype)
+        if self.waveform:
+            return (self.x[0] - self.base[0]) * self.fwd.magnitude_grad(grad, self.x[0])
+        return (self.x - self.base)[0] * grad
+
+
+def spacing_knots(o: MethodOptions, fwd, x, base, n_scan: int | None = None, refine: int | None = None,
+                  floor: float = 0.05):
     """Knots ``(u_j, a_j)`` of a monotone map ``a = phi(u)`` on [0, 1] for IG's quadrature.
 
     ``"db:D"``: ``a`` log-spaced from ``-D`` dB to 0 dB (``a = 0`` at ``u = 0``).
@@ -350,6 +486,8 @@ def spacing_knots(o: MethodOptions, fwd, x, base, n_scan: int = 48, refine: int 
     """
     import torch
 
+    n_scan = SCAN_POINTS if n_scan is None else int(n_scan)
+    refine = SCAN_REFINE if refine is None else int(refine)
     dev, dt = x.device, x.dtype
     kind, _, arg = o.spacing.partition(":")
     if kind == "db":
