@@ -141,11 +141,18 @@ def timings(tmp_path_factory):
 
 
 def _idle(page, timeout_ms: int = 60000) -> None:
-    """Wait until the script run is over."""
-    page.wait_for_timeout(300)
-    # while a script runs, the header shows the status widget (a running icon and "Stop"); it goes when the run ends
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(150)
+    """Wait until the script run is over and the page shows a result (a chart or a message).
+
+    While a script runs, the header shows the status widget (a running icon and "Stop"); it
+    appears only after a short delay, so the page must also show a chart or an alert twice
+    in a row, 1 s apart, with no status widget.
+    """
+    js = """() => !document.querySelector('[data-testid="stStatusWidget"]') &&
+                  (document.querySelector('[data-testid="stPlotlyChart"]') ||
+                   document.querySelector('[data-testid="stAlert"]'))"""
+    for _ in range(2):
+        page.wait_for_timeout(1000)
+        page.wait_for_function(js, timeout=timeout_ms)
 
 
 def _check_clean(page, where: str) -> None:
@@ -157,8 +164,9 @@ def _check_clean(page, where: str) -> None:
 
 def _charts_drawn(page, n: int, where: str, timeout_ms: int = 60000) -> None:
     """At least ``n`` plotly charts whose SVG has been drawn."""
-    js = ("n => Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
-          ".filter(c => c.querySelector('.js-plotly-plot .main-svg')).length >= n")
+    js = ("n => { const cs = Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'));"
+          " cs.forEach(c => { if (!c.querySelector('.main-svg')) c.scrollIntoView(); });"  # drawn when in view
+          " return cs.filter(c => c.querySelector('.js-plotly-plot .main-svg')).length >= n; }")
     try:
         page.wait_for_function(js, arg=n, timeout=timeout_ms)
     except Exception:
@@ -275,8 +283,8 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
             times[nav] = {"cold": round(_goto_page(page, nav, where, slow), 2)}
             _check_clean(page, where)
             body = page.inner_text("main")
-            if "has no layer whose kernels" in body or "no filterbank to show" in body:
-                times[nav]["note"] = "no filterbank"
+            if "no filterbank to show" in body or "no spectral filter bank" in body:
+                times[nav]["note"] = "no filterbank"  # said in an info box (Filters, NMF)
             else:
                 _charts_drawn(page, 1, where)
             assert "on the Overview page" in body or nav == "Filters", f"{where}: the selection was lost"
