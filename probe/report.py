@@ -395,6 +395,9 @@ def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, 
                  filename: str = "report.html", max_seconds: float | None = 600.0, overwrite: bool = False) -> dict:
     """Resolve ``model_ref`` / ``audio_ref`` (as the CLI does), build the report and write it.
 
+    ``model_ref`` may also be a loaded :class:`~probe.adapter.ModelSpec` (e.g. one whose time
+    axes were overridden with ``--seconds-per-step`` / ``--time-offset``).
+
     Returns
     -------
     dict
@@ -404,7 +407,9 @@ def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, 
     from .resolve import load, resolve_audio
 
     check_output_dir(out_dir, overwrite=overwrite)  # refuse a user's folder before any work
-    spec = load(model_ref)
+    from .adapter import ModelSpec
+
+    spec = model_ref if isinstance(model_ref, ModelSpec) else load(model_ref)
     spec.model.eval()
     example = resolve_audio(audio_ref, spec.sample_rate, max_seconds=max_seconds)
     rep = build_report(spec, example, sections=sections, options=options)

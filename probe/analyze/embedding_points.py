@@ -98,6 +98,7 @@ class ClipEmbeddings:
     audio_hash: str = ""
     model: str | None = None
     layer: str | None = None
+    time_source: str | None = None
 
     @property
     def dim(self) -> int:
@@ -477,19 +478,29 @@ def embeddings_from_record(record, audio, spec_or_grid, *, batch_index: int = 0,
     sps = getattr(record, "seconds_per_step", None)
     y_len = len(audio.y if hasattr(audio, "y") else audio)
     grid = getattr(spec_or_grid, "grid", spec_or_grid)
-    times = np.arange(E.shape[-1]) * sps if sps else None
+    # step k is centred at offset + k * step (a 1.6 s window's frame 0 describes 0.8 s, not 0 s)
+    offset = float(getattr(record, "time_offset", None) or 0.0)
+    times = offset + np.arange(E.shape[-1]) * sps if sps else None
     if times is None and E.shape[-1] != grid.n_frames(y_len):
         times = (np.arange(E.shape[-1]) + 0.5) * (y_len / grid.sample_rate / E.shape[-1])
     freqs = record_freqs(spec_or_grid, E.shape[1]) if E.ndim == 3 else None
-    return clip_embeddings(E, audio, grid, times=times, freqs=freqs, layer=kwargs.pop("layer", name),
+    clip = clip_embeddings(E, audio, grid, times=times, freqs=freqs, layer=kwargs.pop("layer", name),
                            model=kwargs.pop("model", getattr(spec_or_grid, "name", None)), **kwargs)
+    if sps:
+        clip.time_source = getattr(record, "time_source", None) or "inferred"
+    else:
+        clip.time_source = "grid" if E.shape[-1] == grid.n_frames(y_len) else "spread"
+    return clip
 
 
 def output_record(spec, audio):
     """The model's canonical output on ``audio`` as a :class:`probe.hooks.Record`, axes inferred.
 
-    The time axis (if any) and seconds per step are found as for captured layers: by
-    running the model on two lengths of quiet noise and seeing which axis grows.
+    The time axis, its exact seconds per step and the offset of step 0's centre come from
+    the model-wide shape probe (:func:`probe._shapes.time_probe`), as for captured layers;
+    when the probe cannot place the output, from two lengths of quiet noise (which axis
+    grows, and by how much). The spec's ``[time]`` table (and ``--seconds-per-step`` /
+    ``--time-offset``) override both.
 
     Examples
     --------
@@ -526,6 +537,13 @@ def output_record(spec, audio):
         ratio = round(ratio) if ratio >= 1 and abs(round(ratio) - ratio) < 0.05 * ratio else ratio
         sps = float(ratio * spec.input_step_seconds)
         axes[tax] = "time"
+    offset, source = None, "inferred" if sps else None
+    probed = _probed_output_time(spec, tuple(out.shape))
+    if probed is not None:
+        if tax is not None:
+            axes[tax] = f"dim{tax}"
+        tax, sps, offset = probed.time_axis, float(probed.seconds_per_step), float(probed.offset or 0)
+        axes[tax], source = "time", "inferred"
     from ..adapter import OUTPUT_LAYOUTS
 
     canon = OUTPUT_LAYOUTS.get(spec.output_kind)
@@ -537,8 +555,34 @@ def output_record(spec, audio):
     extra = [i for i, a in enumerate(axes) if a.startswith("dim")]
     for k, i in enumerate(extra):
         axes[i] = "channel" if k == 0 else f"dim{k}"
+    given = {k: v for k, v in (getattr(spec, "time", None) or {}).items()
+             if k in ("seconds_per_step", "offset") and v is not None}
+    if tax is not None and given:
+        sps = float(given.get("seconds_per_step", sps)) if given.get("seconds_per_step", sps) is not None else None
+        offset = float(given["offset"]) if "offset" in given else offset
+        source = (getattr(spec, "time", None) or {}).get("source", "spec")
     return Record(name="output", module="", module_type=type(spec.model).__name__, call=0, tensor=out.detach(),
-                  axes=axes, time_axis=tax, seconds_per_step=sps)
+                  axes=axes, time_axis=tax, seconds_per_step=sps, time_offset=offset if sps else None,
+                  time_source=source if sps else None)
+
+
+def _probed_output_time(spec, shape: tuple):
+    """The shape probe's :class:`~probe._shapes.LayerTime` of the model's output of ``shape`` (``None`` if unplaced).
+
+    The root module's output leaf whose non-time axes match ``shape`` and whose time step is known.
+    """
+    try:
+        from .._shapes import time_probe
+
+        results = time_probe(spec).results or {}
+    except Exception:  # the probe is a refinement; the two-length fallback still names the axes
+        return None
+    for key, r in results.items():
+        if key[0] != "" or key[2] != "out" or r.time_axis is None or r.seconds_per_step is None or r.batch_folded:
+            continue
+        if len(r.shape) == len(shape) and all(a == b for i, (a, b) in enumerate(zip(r.shape, shape)) if i != r.time_axis):
+            return r
+    return None
 
 
 def _emits_tf_embeddings(spec, audio) -> bool:

@@ -64,7 +64,11 @@ def top_variance(A: np.ndarray, k: int):
 
 
 def capture_activations(spec, y, *, layer: str | None, bank):
-    """Activations ``(units, frames)``, seconds per frame and the name of what was captured.
+    """Activations ``(units, frames)``, seconds per frame, seconds of frame 0's centre and the name of what was captured.
+
+    Frame ``k`` of the activations is at ``offset + k * seconds_per_frame`` (the record's
+    :meth:`~probe.hooks.Record.times`); the offset is 0 where it cannot be known (a
+    waveform synthesis bank's input).
 
     From ``layer``'s output when given; else from the bank's latent: a synthesis bank's input
     (the sources' latents summed), or the rectifier after an analysis bank.
@@ -95,18 +99,19 @@ def capture_activations(spec, y, *, layer: str | None, bank):
         # the sources' latents add up to the mixture's
         if bank.axis == "samples":
             A = activation_matrix(x, time_axis=-1, batch_axis=0, sum_batch=True)
-            sps = bank.stride / bank.sample_rate
+            sps, offset = bank.stride / bank.sample_rate, 0.0
         else:
             A = activation_matrix(x, time_axis=-2 if x.ndim >= 3 else 0, batch_axis=0 if x.ndim >= 3 else None,
                                   sum_batch=True)
-            sps = spec.grid.seconds_per_frame
-        return A, sps, f"{name} (input)"
+            sps, offset = spec.grid.seconds_per_frame, float(spec.grid.frame_times(1)[0])
+        return A, sps, offset, f"{name} (input)"
     x = rec.tensor
     tax = rec.time_axis if rec.time_axis is not None else x.ndim - 1
     bax = rec.axes.index("batch") if rec.axes and "batch" in rec.axes else 0
     if bax == tax:
         bax = None
-    return activation_matrix(x, time_axis=tax, batch_axis=bax, sum_batch=True), rec.seconds_per_step, name
+    return (activation_matrix(x, time_axis=tax, batch_axis=bax, sum_batch=True), rec.seconds_per_step,
+            float(rec.time_offset or 0.0), name)
 
 
 def nonlinearity_after(model, name: str) -> str | None:

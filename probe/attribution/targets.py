@@ -80,7 +80,9 @@ class TargetContext:
 def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, float]:
     """Centre time (s, from the segment start) of each output frame, and the frame step.
 
-    When the output has ``n_in / k`` frames, ``n_in`` the STFT frames of the model's grid
+    The spec's ``[time]`` table (``--seconds-per-step`` / ``--time-offset``) wins; next, the
+    shape probe's exact step and offset of the model's output (frame ``j`` at
+    ``offset + j * step``: a 1.6 s window's frame 0 is at 0.8 s). When the output has ``n_in / k`` frames, ``n_in`` the STFT frames of the model's grid
     and ``k`` an integer (pooling factor; 1 for masks and frame-rate detectors, waveform
     ones included), output frame ``j`` covers STFT frames ``jk … jk+k-1`` and sits at their
     centre on the grid; otherwise times follow the output length vs the input duration:
@@ -93,6 +95,10 @@ def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, fl
         Seconds between consecutive output frames.
     """
     g = spec.grid
+    timed = _output_time_axis(spec)
+    if timed is not None:
+        offset, step = timed
+        return offset + np.arange(n_out) * step, step
     if n_out > 0:
         n_in = g.n_frames(n_samples)
         k = max(1, int(round(n_in / n_out)))
@@ -101,6 +107,29 @@ def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, fl
             return np.asarray(times, float), k * g.seconds_per_frame
     step = n_samples / spec.sample_rate / max(n_out, 1)
     return (np.arange(n_out) + 0.5) * step, step
+
+
+def _output_time_axis(spec):
+    """``(offset, step)`` in seconds of the output's time axis: ``[time]`` overrides, else the shape probe; or ``None``."""
+    t = getattr(spec, "time", None) or {}
+    probed = spec._axes_cache.get("__output_time__", False) if hasattr(spec, "_axes_cache") else None
+    if probed is False:
+        probed = None
+        try:
+            from .._shapes import time_probe
+
+            found = {(r.seconds_per_step, r.offset or 0) for k, r in (time_probe(spec).results or {}).items()
+                     if k[0] == "" and k[2] == "out" and r.time_axis is not None and r.seconds_per_step is not None
+                     and not r.batch_folded}
+            probed = next(iter(found)) if len(found) == 1 else None  # several output clocks: ambiguous
+        except Exception:  # the probe is a refinement; the grid arithmetic below still applies
+            probed = None
+        spec._axes_cache["__output_time__"] = probed
+    step = t.get("seconds_per_step") or (probed[0] if probed else None)
+    if step is None:
+        return None
+    offset = t.get("offset") if t.get("offset") is not None else (probed[1] if probed else 0.0)
+    return float(offset), float(step)
 
 
 def _span_selection(times, step, ctx: TargetContext, span):

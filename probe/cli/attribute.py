@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers):
-    from ._common import add_audio_arg, add_model_arg, add_overwrite_arg
+    from ._common import add_audio_arg, add_model_arg, add_overwrite_arg, add_time_args
 
     p = subparsers.add_parser("attribute", help="attribute a model output to time-frequency regions",
                               description=__doc__.split("\n\n")[0].split(": ", 1)[-1])
@@ -46,12 +46,13 @@ def add_parser(subparsers):
     p.add_argument("--png", action="store_true", help="also write PNG figures (kaleido + Chromium)")
     add_overwrite_arg(p)
     p.add_argument("--progress", action="store_true", help="progress bar over chunks")
+    add_time_args(p)
     return p
 
 
 def run(args) -> dict:
     from ..pipelines import analyse_attribution
-    from ._common import attribution_options, check_out, resolve_audio, resolve_model, write_into
+    from ._common import apply_time_args, attribution_options, check_out, resolve_audio, resolve_model, write_into
 
     t0 = time.perf_counter()
     options = attribution_options(args, baseline=args.baseline, spacing=args.spacing, path=args.path, smooth=args.smooth,
@@ -60,7 +61,7 @@ def run(args) -> dict:
                                   deletion=False if args.no_deletion else None, random_orders=args.random_orders,
                                   progress=args.progress or None)
     check_out(args.out, args)
-    spec = resolve_model(args.model)
+    spec = apply_time_args(resolve_model(args.model), args)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     res = analyse_attribution(spec, ex, options)
     out = {"model": spec.name, **res.to_json()}

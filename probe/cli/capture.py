@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ._common import add_audio_arg, add_model_arg, resolve_audio, resolve_model
+from ._common import add_audio_arg, add_model_arg, add_time_args, apply_time_args, resolve_audio, resolve_model
 
 
 def add_parser(sub):
@@ -23,6 +23,7 @@ def add_parser(sub):
                    help="process long audio in chunks of this length (default: chunks of 60 s above 60 s)")
     p.add_argument("--float16", action="store_true", help="store records as float16")
     p.add_argument("--progress", action="store_true", help="progress bar over the chunks of long audio")
+    add_time_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     return p
@@ -32,7 +33,7 @@ def run(args) -> dict:
     from ..pipelines import CaptureOptions, record_activations
 
     t0 = time.perf_counter()
-    spec = resolve_model(args.model)
+    spec = apply_time_args(resolve_model(args.model), args)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     layers = tuple(args.layers.split(",")) if "," in args.layers else args.layers
     options = CaptureOptions(layers=layers, reduce=args.reduce, every=args.every, max_steps=args.max_steps,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._common import add_audio_arg, add_model_arg, add_overwrite_arg, check_out, resolve_audio, resolve_model, write_into
+from ._common import (add_audio_arg, add_model_arg, add_overwrite_arg, add_time_args, apply_time_args, check_out,
+                      resolve_audio, resolve_model, write_into)
 
 
 def add_parser(sub):
@@ -40,6 +41,7 @@ def add_parser(sub):
     p.add_argument("--color", default=None, help="colouring of the map figure (default: source if known, else cluster)")
     p.add_argument("--cache-dir", default=None, help="also cache maps on disk here")
     p.add_argument("--no-jit-cache", action="store_true", help="do not cache umap's compiled code on disk")
+    add_time_args(p)
     return p
 
 
@@ -58,7 +60,7 @@ def run(args) -> dict:
     options = EmbeddingOptions(**{k: v for k, v in given.items() if v is not None})
     check_out(args.out, args)
     check_out(args.audio_out, args)
-    spec = resolve_model(args.model)
+    spec = apply_time_args(resolve_model(args.model), args)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     res = analyse_embeddings(spec, ex, options)
     result = {"model": spec.name, "audio": ex.name, **res.to_json()}

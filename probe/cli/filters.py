@@ -18,13 +18,18 @@ def _describe() -> str:
 
 
 def add_parser(subparsers):
-    from ._common import add_model_arg
+    from ._common import add_model_arg, add_time_args
 
     p = subparsers.add_parser("filters", help="relate learned filters to mel / ERB / gammatone filterbanks",
                               description=_describe())
     add_model_arg(p)
     p.add_argument("--layer", action="append", metavar="NAME",
-                   help="analyse only this filter layer (repeatable; default: every filter layer)")
+                   help="analyse only this filter layer (repeatable; default: every filter layer); with --axis, "
+                        "force it in even when the discovery does not call it a bank")
+    p.add_argument("--axis", choices=("samples", "bins"), default=None,
+                   help="read the --layer kernels along waveform samples or the spec's frequency bins (forces them in)")
+    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="rate of a forced --axis samples layer's taps (default: the rate its input runs at)")
     p.add_argument("--n-fft", type=int, default=None, help="FFT size for waveform kernels (default: ≥2048 and ≥8× kernel)")
     p.add_argument("--span", choices=("full", "bank"), default="full",
                    help="reference banks over 0 Hz–Nyquist (full) or over the learned centres' range (bank)")
@@ -33,6 +38,7 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
+    add_time_args(p)
     return p
 
 
@@ -59,12 +65,12 @@ def bank_figures(analysis) -> dict:
 def run(args) -> dict:
     from ..figures.export import safe_name
     from ..pipelines import FilterOptions, analyse_filters
-    from ._common import check_out, resolve_model, write_figure_set, write_into
+    from ._common import apply_time_args, check_out, resolve_model, write_figure_set, write_into
 
-    check_out(args.out, args)
-    spec = resolve_model(args.model)
     options = FilterOptions(layers=tuple(args.layer) if args.layer else None, n_fft=args.n_fft, span=args.span,
-                            threshold=args.threshold)
+                            threshold=args.threshold, axis=args.axis, sample_rate=args.rate)
+    check_out(args.out, args)
+    spec = apply_time_args(resolve_model(args.model), args)
     res = analyse_filters(spec, options)
     out = res.to_json()
     if args.out:

@@ -21,7 +21,7 @@ def _describe() -> str:
 
 
 def add_parser(subparsers):
-    from ._common import add_audio_arg, add_model_arg
+    from ._common import add_audio_arg, add_model_arg, add_time_args
 
     p = subparsers.add_parser("nmf", help="compare a model's bases and activations with an NMF of the audio",
                               description=_describe())
@@ -40,6 +40,7 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
     p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
+    add_time_args(p)
     return p
 
 
@@ -60,12 +61,12 @@ def nmf_figures(res) -> dict:
 def run(args) -> dict:
     from ..figures.export import safe_name
     from ..pipelines import NMFOptions, analyse_nmf
-    from ._common import check_out, resolve_audio, resolve_model, write_figure_set, write_into
+    from ._common import apply_time_args, check_out, resolve_audio, resolve_model, write_figure_set, write_into
 
     if args.components is not None and args.components < 1:
         raise AnalysisError(f"--components must be positive, given {args.components}")
     check_out(args.out, args)
-    spec = resolve_model(args.model)
+    spec = apply_time_args(resolve_model(args.model), args)
     ex = resolve_audio(args.audio, spec.sample_rate, max_seconds=args.max_seconds)
     options = NMFOptions(components=args.components, beta=args.beta, layer=args.layer, bases_layer=args.bases_layer,
                          max_iter=args.max_iter, threshold=args.threshold)

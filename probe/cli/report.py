@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_audio_arg, add_model_arg, add_overwrite_arg
+from ._common import add_audio_arg, add_model_arg, add_overwrite_arg, add_time_args
 
 
 def add_parser(sub):
@@ -22,6 +22,7 @@ def add_parser(sub):
     p.add_argument("--steps", default=None, help="IG / GradientShap steps, or auto (default auto: completeness ≤ 1 %%)")
     p.add_argument("--layer", default=None, help="layer for the embeddings section (default: the model's own)")
     add_overwrite_arg(p)
+    add_time_args(p)
     return p
 
 
@@ -31,7 +32,8 @@ def run(args) -> dict:
     from ..errors import SpecError
     from ..pipelines import EmbeddingOptions
     from ..report import write_report
-    from ._common import attribution_options
+    from ..outputs import check_output_dir
+    from ._common import apply_time_args, attribution_options, resolve_model
 
     t0 = time.perf_counter()
     sections = [s.strip() for s in str(args.sections).split(",") if s.strip()]
@@ -40,7 +42,9 @@ def run(args) -> dict:
     options = {"attribution": {"options": attribution_options(args)}}
     if args.layer:
         options["embeddings"] = {"options": EmbeddingOptions(layer=args.layer)}
-    out = write_report(args.model, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds,
+    check_output_dir(args.out, overwrite=args.overwrite)  # refuse a user's folder before loading the model
+    spec = apply_time_args(resolve_model(args.model), args)
+    out = write_report(spec, args.audio, args.out, sections=sections, options=options, max_seconds=args.max_seconds,
                        overwrite=args.overwrite)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out

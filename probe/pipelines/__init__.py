@@ -15,6 +15,7 @@ function                   options                     result
 :func:`analyse_attribution` :class:`AttributionOptions` :class:`AttributionAnalysis`
 :func:`capture_layer`      :class:`ActivationOptions`  :class:`Activation`
 :func:`record_activations` :class:`CaptureOptions`     :class:`CaptureRun`
+:func:`inspect_model`      :class:`InspectOptions`     :class:`ModelInspection`
 =========================  ==========================  ==============================
 
 Functions that run the model take ``lock=`` (any context manager, held around the model's
@@ -39,6 +40,7 @@ _LAZY = {
     "ActivationOptions": "layers", "Activation": "layers", "capture_layer": "layers", "layer_names": "layers",
     "time_layers": "layers", "default_layer": "layers", "embedding_layers": "layers",
     "CaptureOptions": "recording", "CaptureRun": "recording", "record_activations": "recording",
+    "InspectOptions": "inspect", "ModelInspection": "inspect", "inspect_model": "inspect",
 }
 
 __all__ = sorted(_LAZY)

@@ -142,10 +142,10 @@ def analyse_nmf(spec, example, options: NMFOptions = NMFOptions(), *, lock=None)
     with locked(lock):
         banks = filters(spec)
         bank = pick_bases_bank(banks, o.bases_layer)
-        A, sps, act_name = capture_activations(spec, y, layer=o.layer, bank=bank)
+        A, sps, act_offset, act_name = capture_activations(spec, y, layer=o.layer, bank=bank)
     bases = bank_bases(bank, freqs) if bank is not None else None
     A, kept = top_variance(A, MAX_UNITS)
-    act_times = np.arange(A.shape[1]) * sps if sps else None
+    act_times = act_offset + np.arange(A.shape[1]) * sps if sps else None  # Record.times(): offset + k·step
     tgt_times = frame_times if sps else None
     k = o.components or min(bases.shape[0] if bases is not None else A.shape[0], DEFAULT_MAX_COMPONENTS)
     cmp = NMFComparison(int(k), beta_loss=o.beta, max_iter=o.max_iter, threshold=o.threshold)

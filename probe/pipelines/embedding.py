@@ -111,13 +111,41 @@ class EmbeddingAnalysis(Result):
                "n_points": len(self.points), "projection": self.projection, "metric": self.metric,
                "seconds": round(float(self.map_seconds), 3), "trustworthiness": rounded(self.trustworthiness, 4),
                "clusters": int(self.n_clusters), "method": self.method,
-               "cluster_sizes": np.bincount(self.clusters.labels_, minlength=self.n_clusters).tolist()}
+               "cluster_sizes": np.bincount(self.clusters.labels_, minlength=self.n_clusters).tolist(),
+               "time": self.time_axis(), "cluster_times": self.cluster_times()}
         if self.agreement:
             out["oracle"] = {k: rounded(self.agreement[k], 4) for k in ("ari", "nmi", "mask_accuracy")}
         if self.clusterability is not None:
             out["clusterability"] = jsonable({k: (round(v, 4) if isinstance(v, float) else v)
                                               for k, v in self.clusterability.items()})
         out["warnings"] = list(self.warnings)
+        return out
+
+    def time_axis(self) -> dict:
+        """The embedding frames' clock: frame ``k`` at ``time_offset + k * seconds_per_step`` s, and where it came from.
+
+        ``time_source``: ``inferred`` (shape probe), ``spec`` / ``given`` (overrides), ``grid``
+        (the STFT frames) or ``spread`` (frames spread evenly over the clip: no step known).
+        """
+        t = np.asarray(self.clip.times, float)
+        step = float(t[1] - t[0]) if len(t) > 1 else None
+        return {"seconds_per_step": rounded(step, 9), "time_offset": rounded(float(t[0]), 9) if len(t) else None,
+                "time_source": getattr(self.clip, "time_source", None)}
+
+    def cluster_times(self) -> list:
+        """Per cluster: where its points lie in time (median, mean, first, last s) and their mean level (dB)."""
+        p, labels = self.points, np.asarray(self.clusters.labels_)
+        out = []
+        for j in range(int(self.n_clusters)):
+            m = labels == j
+            if not m.any():
+                out.append({"cluster": j, "size": 0})
+                continue
+            t = np.asarray(p.time, float)[m]
+            out.append({"cluster": j, "size": int(m.sum()), "median_s": rounded(float(np.median(t)), 4),
+                        "mean_s": rounded(float(t.mean()), 4), "first_s": rounded(float(t.min()), 4),
+                        "last_s": rounded(float(t.max()), 4),
+                        "mean_energy_db": rounded(float(np.mean(np.asarray(p.energy_db, float)[m])), 2)})
         return out
 
 

@@ -25,12 +25,32 @@ class FilterOptions:
         (compares shape and spacing only).
     threshold : float
         Matched cosine below which a learned filter counts as unmatched.
+    axis : {"samples", "bins"}, optional
+        Force the named ``layers`` in, reading their kernels along waveform samples or the
+        spec's frequency bins, even when the discovery does not call them banks.
+    sample_rate : float, optional
+        Rate (Hz) of a forced ``samples`` layer's taps (default: the rate its input runs at).
     """
 
     layers: tuple | None = None
     n_fft: int | None = None
     span: str = "full"
     threshold: float = 0.5
+    axis: str | None = None
+    sample_rate: float | None = None
+
+    def __post_init__(self):
+        from ..errors import SpecError
+
+        if self.axis is not None and self.axis not in ("samples", "bins"):
+            raise SpecError(f"axis must be 'samples' or 'bins', given {self.axis!r}")
+        if self.axis is not None and not self.layers:
+            raise SpecError("axis forces named layers in: give the layer too (CLI: --layer NAME --axis ...)")
+        if self.sample_rate is not None and not self.sample_rate > 0:
+            raise SpecError(f"sample rate must be positive, given {self.sample_rate}")
+        if self.sample_rate is not None and self.axis != "samples":
+            raise SpecError("a sample rate applies to a layer forced along samples (CLI: --layer NAME --axis samples "
+                            "--rate HZ)")
 
 
 @dataclass
@@ -62,12 +82,30 @@ class FilterAnalysis(Result):
                 "layers": [b.to_json() for b in self.banks.values()], "warnings": list(self.warnings)}
 
 
-def find_banks(spec, *, lock=None) -> dict:
-    """``{layer: FilterBank}`` of the model (the discovery runs the model, hence the optional lock)."""
-    from ..filterbank import filters
+def find_banks(spec, *, layers=None, axis: str | None = None, sample_rate: float | None = None, lock=None) -> dict:
+    """``{layer: FilterBank}`` of the model (the discovery runs the model, hence the optional lock).
+
+    ``layers`` / ``axis`` / ``sample_rate`` go to :func:`probe.filters`: named layers only, and
+    with ``axis`` forced in even when the discovery does not call them banks. A named layer
+    that is not a bank (and is not forced) raises :class:`~probe.errors.LayerNotFoundError`
+    with the discovery's reason.
+    """
+    from ..analyze.bank_report import select_banks
+    from ..errors import LayerNotFoundError
+    from ..filterbank import discover, filters
 
     with locked(lock):
-        return filters(spec)
+        if layers and axis is not None:
+            return filters(spec, layers=list(layers), axis=axis, sample_rate=sample_rate)
+        if not layers:
+            return filters(spec)
+        banks, why = discover(spec)
+    modules = {n for n, _ in spec.model.named_modules() if n}
+    for name in layers:
+        if name not in banks and name in modules:
+            raise LayerNotFoundError(f"layer {name!r} is not a filter bank: {why.get(name, 'it holds no kernels')}; "
+                                     "force it in with axis='samples' or 'bins' (CLI: --layer NAME --axis samples|bins)")
+    return select_banks(banks, layers)  # unknown names: suggestions among the filter layers
 
 
 def analyse_bank(bank, options: FilterOptions = FilterOptions()) -> BankAnalysis:
@@ -118,7 +156,10 @@ def analyse_filters(spec, options: FilterOptions = FilterOptions(), *, banks: di
     """
     from ..analyze.bank_report import select_banks
 
-    found = find_banks(spec, lock=lock) if banks is None else banks
+    if banks is None:
+        found = find_banks(spec, layers=options.layers, axis=options.axis, sample_rate=options.sample_rate, lock=lock)
+    else:
+        found = banks
     if not found:
         raise AnalysisError(f"model {spec.name!r} has no layer whose kernels lie on waveform samples or frequency bins "
                             f"(input kind {spec.input_kind!r})")

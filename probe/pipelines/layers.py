@@ -54,6 +54,10 @@ class Activation(Result):
     row_freqs : np.ndarray or None
         Hz of each row when rows are a frequency axis.
     seconds_per_step : float or None
+    time_offset : float or None
+        Seconds of step 0's centre (``times = time_offset + k * seconds_per_step``).
+    time_source : str or None
+        ``inferred`` / ``spec`` / ``given`` (see :class:`probe.hooks.Record`).
     module_type : str
     views : list of str
         The views this layer offers (empty when it has only one).
@@ -69,11 +73,14 @@ class Activation(Result):
     seconds_per_step: float | None = None
     module_type: str = ""
     views: list = field(default_factory=list)
+    time_offset: float | None = None
+    time_source: str | None = None
 
     def to_json(self) -> dict:
         return {"layer": self.name, "shape": list(self.shape), "axes": list(self.axes), "rows": int(self.values.shape[0]),
                 "steps": int(self.values.shape[1]), "row_label": self.row_label,
-                "seconds_per_step": self.seconds_per_step, "module_type": self.module_type, "views": list(self.views),
+                "seconds_per_step": self.seconds_per_step, "time_offset": self.time_offset,
+                "time_source": self.time_source, "module_type": self.module_type, "views": list(self.views),
                 "warnings": list(self.warnings)}
 
 
@@ -210,4 +217,6 @@ def capture_layer(spec, y, layer: str, options: ActivationOptions = ActivationOp
         times = None if times is None else times[:n].reshape(-1, k).mean(-1)
     return Activation(name=layer, values=z2, times=times, axes=list(rec.axes or []), shape=tuple(rec.shape),
                       row_label=row_label, row_freqs=row_freqs, seconds_per_step=rec.seconds_per_step,
-                      module_type=rec.module_type, views=views)
+                      module_type=rec.module_type, views=views,
+                      time_offset=(float(rec.time_offset or 0.0) if rec.seconds_per_step else None),
+                      time_source=getattr(rec, "time_source", None) if rec.seconds_per_step else None)

@@ -128,8 +128,8 @@ def record_activations(spec, example, out_dir, options: CaptureOptions = Capture
             manifest = capture_to_run(spec, example.y, out_dir, layers, chunk_seconds=chunk,
                                       model_id=model_id or spec.name, audio=audio, extra={"warnings": warnings},
                                       overwrite=overwrite, progress=progress, **kwargs)
-        layers_out = {k: {"shape": e["shape"], "axes": e["axes"], "seconds_per_step": e["seconds_per_step"]}
-                      for k, e in manifest["layers"].items()}
+        layers_out = {k: _layer_json(e["shape"], e["axes"], e["seconds_per_step"], e.get("time_offset"),
+                                     e.get("time_source")) for k, e in manifest["layers"].items()}
     else:
         with locked(lock), diagnostics.finite_outputs(spec.model):
             cache = capture_audio(spec, example.y, layers, **kwargs)
@@ -137,7 +137,15 @@ def record_activations(spec, example, out_dir, options: CaptureOptions = Capture
             diagnostics.check_finite_output(r.load(), what=f"output of layer {k!r}")
         save_run(cache, out_dir, model_id=model_id or spec.name, audio=audio, extra={"warnings": warnings},
                  overwrite=overwrite)
-        layers_out = {k: {"shape": list(r.shape), "axes": r.axes, "seconds_per_step": r.seconds_per_step}
+        layers_out = {k: _layer_json(list(r.shape), r.axes, r.seconds_per_step, r.time_offset, r.time_source)
                       for k, r in cache.items()}
     return CaptureRun(run_dir=str(out_dir), model=spec.name, audio_seconds=duration, chunk_seconds=chunk,
                       layers=layers_out, cache=cache if keep_cache else None, warnings=warnings)
+
+
+def _layer_json(shape, axes, seconds_per_step, time_offset, time_source) -> dict:
+    """One layer of the capture JSON: step ``k`` of its time axis is at ``time_offset + k * seconds_per_step`` s."""
+    timed = seconds_per_step is not None
+    return {"shape": list(shape), "axes": axes, "seconds_per_step": seconds_per_step,
+            "time_offset": (float(time_offset or 0.0) if timed else None),
+            "time_source": (time_source or "inferred") if timed else None}
