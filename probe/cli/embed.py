@@ -38,7 +38,11 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="write figures and points.csv here")
     p.add_argument("--format", choices=["html", "png"], default="html", help="figure format in --out (default html)")
     add_overwrite_arg(p)
-    p.add_argument("--color", default=None, help="colouring of the map figure (default: source if known, else cluster)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="your labels (CSV/JSON of start,end,label, or file,label for a folder): colour the map by them "
+                        "and score the clusters (ARI, NMI, purity)")
+    p.add_argument("--color", default=None,
+                   help="colouring of the map figure (default: your labels if given, else source if known, else cluster)")
     p.add_argument("--cache-dir", default=None, help="also cache maps on disk here")
     p.add_argument("--no-jit-cache", action="store_true", help="do not cache umap's compiled code on disk")
     add_time_args(p)
@@ -56,7 +60,7 @@ def run(args) -> dict:
         raise AnalysisError(f"--clusters must be positive, given {args.clusters}")
     given = {"layer": args.layer, "projection": args.projection, "budget": args.budget,
              "threshold_db": args.threshold_db, "n_clusters": args.clusters, "method": args.method, "seed": args.seed,
-             "cache_dir": args.cache_dir, "jit_cache": False if args.no_jit_cache else None}
+             "cache_dir": args.cache_dir, "jit_cache": False if args.no_jit_cache else None, "labels": args.labels}
     options = EmbeddingOptions(**{k: v for k, v in given.items() if v is not None})
     check_out(args.out, args)
     check_out(args.audio_out, args)
@@ -82,7 +86,7 @@ def _write_outputs(args, res, out) -> list:
 
     out = Path(out)
     points, coords, clusters = res.points, res.coords, res.clusters
-    colour = args.color or ("source" if points.source is not None else "cluster")
+    colour = args.color or ("class" if args.labels else "source" if points.source is not None else "cluster")
     figs = {f"map_{colour}": embedding_scatter(points, coords, color=colour, clusters=clusters)}
     if colour != "cluster":
         figs["map_cluster"] = embedding_scatter(points, coords, color="cluster", clusters=clusters)

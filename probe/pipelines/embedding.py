@@ -40,6 +40,10 @@ class EmbeddingOptions:
         Also keep maps on disk here.
     jit_cache : bool
         Keep UMAP's compiled numba code on disk (later processes skip most of the JIT time).
+    labels : str, optional
+        A label file (:func:`probe.analyze.labels.read_labels`: CSV/JSON ``start,end,label`` rows, or
+        ``file,label``): points take the label at their time (colour ``"class"``) and the clusters
+        are scored against them (ARI, NMI, purity).
     """
 
     layer: str | None = None
@@ -52,6 +56,7 @@ class EmbeddingOptions:
     clusterability: bool = True
     cache_dir: str | None = None
     jit_cache: bool = True
+    labels: str | None = None
 
     def __post_init__(self):
         if int(self.budget) < 1:
@@ -105,6 +110,7 @@ class EmbeddingAnalysis(Result):
     sr: int
     layer: str
     kind: str
+    label_scores: dict | None = None
 
     def to_json(self) -> dict:
         out = {"layer": self.layer, "kind": self.kind, "dim": int(self.points.X.shape[1]), "grid": list(self.clip.shape),
@@ -118,6 +124,8 @@ class EmbeddingAnalysis(Result):
         if self.clusterability is not None:
             out["clusterability"] = jsonable({k: (round(v, 4) if isinstance(v, float) else v)
                                               for k, v in self.clusterability.items()})
+        if self.label_scores is not None:
+            out["labels"] = jsonable(self.label_scores)
         out["warnings"] = list(self.warnings)
         return out
 
@@ -194,6 +202,12 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
     with locked(lock), finite_outputs(spec.model):
         clip = E.embeddings_from_layer(spec, example, None if o.layer in _OUTPUT else o.layer)
     points = E.select_points(clip, threshold_db=o.threshold_db or None, budget=int(o.budget), seed=o.seed)
+    user_labels = None
+    if o.labels:
+        from ..analyze.labels import apply_labels, read_labels
+
+        user_labels = read_labels(o.labels)
+        points = apply_labels(points, user_labels)
     need = max(4 * k, 8)
     if len(points) < need:
         raise AnalysisError(f"only {len(points)} non-silent embedding points at layer {o.layer or 'output'!r}; need at "
@@ -212,6 +226,11 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
             agreement = E.oracle_agreement(km, points)
         except AnalysisError as exc:
             warnings.append(f"no oracle agreement: {exc}")
+    scores = None
+    if user_labels is not None:
+        from ..analyze.labels import label_scores
+
+        scores = {"file": str(o.labels), **label_scores(km, points.label, names=points.class_names)}
     score = None
     if o.clusterability:
         try:
@@ -223,5 +242,5 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
         projection=o.projection, metric=emap.metric_, map_seconds=float(emap.seconds_), clusters=km, n_clusters=k,
         method=o.method, colourings=E.colourings(points, clusters=km), cluster_audio=km.separate(clip),
         cluster_masks=km.masks(clip), agreement=agreement, clusterability=score, sr=clip.sr,
-        layer="tf_embeddings" if o.layer in _OUTPUT else o.layer, kind=clip.kind,
-        warnings=warnings)
+        layer=("tf_embeddings" if spec.output_kind == "tf_embeddings" else "output") if o.layer in _OUTPUT else o.layer,
+        kind=clip.kind, label_scores=scores, warnings=warnings)
