@@ -250,6 +250,7 @@ def _click_a_map_point(page) -> None:
     page.mouse.click(xy[0], xy[1])
 
 
+@pytest.mark.timeout(3600)  # IG until completeness ≤ 1 % on dc_blstm takes minutes on a shared CPU
 @pytest.mark.parametrize("name", _models())
 def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
     url = server["url"]
