@@ -22,7 +22,7 @@ from .policy import check_model_ref
 
 __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
            "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings",
-           "cached_attribution", "cached_nmf"]
+           "cached_attribution", "cached_nmf", "cached_randomisation", "cached_report_html", "start_warmup"]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
@@ -136,6 +136,7 @@ def _nmf(model_key: str, audio_key: str, options, _model, _ex):
 
 
 def cached_nmf(model, example, options=None):
+    """:class:`probe.pipelines.NMFAnalysis` of the model on the clip."""
     return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)
 
 
@@ -164,16 +165,6 @@ def cached_report_html(model, example, sections, options: dict) -> bytes:
     """The HTML report (:func:`probe.report.build_report`) of ``sections`` with this view's options."""
     return _report_html(_model_key(model), _audio_key(example), tuple(sections), repr(sorted(options.items())),
                         options, model, example)
-
-
-@st.cache_data(max_entries=8, show_spinner="Comparing the model with an NMF of the clip…")
-def _nmf(model_key: str, audio_key: str, options, _model, _ex):
-    return P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)
-
-
-def cached_nmf(model, example, options=None):
-    """:class:`probe.pipelines.NMFAnalysis` of the model on the clip."""
-    return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)
 
 
 @st.cache_resource(show_spinner=False)
