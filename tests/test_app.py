@@ -425,3 +425,21 @@ def test_masks_applied_to_the_mixture_add_up_to_it():
     assert audio.shape == (2, ex.y.size)
     np.testing.assert_allclose(audio.sum(0), ex.y, atol=1e-3)
     assert masked_mixture(spec.grid, ex.y, outs.values[:, :10]) is None  # masks off the STFT grid: nothing played
+
+
+def test_attribution_sanity_panel_and_report_of_this_view(tiny_spec):
+    """Cascading randomisation runs from the page (maps change as layers are randomised); the report downloads."""
+    at = _app_with_upload(tiny_spec, wav_bytes(tone_and_noise()))
+    at.switch_page("views/attribution.py").run()
+    assert not _errors(at), _errors(at)
+    at.selectbox(key="w_attr_sanity_method").set_value("saliency")
+    at.button(key="w_attr_sanity_run").click().run()
+    assert not _errors(at), _errors(at)
+    cap = next(c.value for c in at.caption if c.value.startswith("After randomising all"))
+    # the tiny detector has 3 parameterised layers; with all of them random the map is another map
+    assert cap.startswith("After randomising all 3 layers") and "spearman" in cap, cap
+    rho = float(cap.split("spearman ")[1].split(",")[0])
+    assert rho < 0.9, cap
+    at.button(key="w_attr_report").click().run()
+    assert not _errors(at), _errors(at)
+    assert any(b.proto.label == "Download report" for b in at.get("download_button"))
