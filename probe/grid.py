@@ -203,6 +203,19 @@ class TFGrid:
         win = self.window_tensor(flat.device, flat.real.dtype)
         n_frames = flat.shape[-1]
         full = self.n_fft + self.hop_length * (n_frames - 1)
+        if not self.center:
+            # uncentred frames: the window is ~0 at the clip's first and last samples, which torch.istft refuses
+            # (its NOLA check); overlap-add by hand and leave samples no window covers at 0
+            fold = torch.nn.functional.fold
+            frames = torch.fft.irfft(flat, n=self.n_fft, dim=-2) * win[:, None]  # (B, n_fft, T)
+            kw = dict(output_size=(1, full), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+            y = fold(frames, **kw)[:, 0, 0]
+            env = fold((win ** 2)[None, :, None].expand(1, self.n_fft, n_frames).contiguous(), **kw)[0, 0, 0]
+            covered = env > 1e-11 * float(env.max())
+            y = torch.where(covered, y / torch.where(covered, env, torch.ones_like(env)), torch.zeros_like(y))
+            n = full if length is None else int(length)
+            y = y[..., :n] if n <= full else torch.nn.functional.pad(y, (0, n - full))
+            return y.reshape(*lead, y.shape[-1])
         # torch.istft(center=True) assumes reflect-free centring, which is what zero padding is
         y = torch.istft(flat, n_fft=self.n_fft, hop_length=self.hop_length, window=win, center=self.center,
                         length=length if length is not None else (full - 2 * (self.n_fft // 2) if self.center else full))

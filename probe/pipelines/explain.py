@@ -110,6 +110,19 @@ class AttributionAnalysis(Result):
     def summary(self) -> dict:
         return self.attribution.summary()
 
+    def relevance_time(self) -> dict | None:
+        """Where in time the relevance lies: the frame of largest summed ``|relevance|`` and its centroid (s).
+
+        Times are the map's own frame centres on the model's STFT grid (``grid.frame_times``).
+        """
+        a = self.attribution
+        m = np.abs(np.nan_to_num(np.asarray(a.map, float))).sum(0)
+        t = np.asarray(a.times, float)
+        if m.size == 0 or m.shape != t.shape or not m.sum() > 0:
+            return None
+        return {"peak_s": rounded(float(t[int(np.argmax(m))]), 4),
+                "centroid_s": rounded(float((m * t).sum() / m.sum()), 4)}
+
     def to_json(self) -> dict:
         a = self.attribution
         out = {"method": a.method, "target": str(a.target), "grid": a.grid.to_dict(),
@@ -117,6 +130,7 @@ class AttributionAnalysis(Result):
                "completeness_error": rounded(a.completeness_error), "convergence_delta": rounded(a.convergence_delta),
                "target_value": rounded(a.target_value), "baseline_value": rounded(a.baseline_value),
                "steps_used": self.steps_used}
+        out["relevance_time"] = self.relevance_time()
         if a.reconstruction_error_db is not None:
             out["reconstruction_error_db"] = rounded(a.reconstruction_error_db, 2)
         if "chunks_n" in a.info:
