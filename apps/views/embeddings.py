@@ -148,7 +148,7 @@ c[0].download_button("Points + clusters (CSV)", dl.table_csv(table), f"{stem}_po
                      key="dl_emb_csv", on_click="ignore")
 c[1].download_button("Points + clusters (Parquet)", dl.table_parquet(table), f"{stem}_points.parquet",
                      "application/octet-stream", key="dl_emb_parquet", on_click="ignore")
-c[2].download_button("Cluster audio (WAV, cluster 1)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
+c[2].download_button("Cluster 1 (WAV)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
                      f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav", on_click="ignore")
 if fig is not None:
     c[3].download_button("Map (HTML)", dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")
