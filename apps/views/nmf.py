@@ -34,7 +34,8 @@ try:
     res = cached_nmf(model, example, options)
 except ProbeError as exc:
     if options.layer is None:  # the default needs a spectral bank: say so and offer the layer menu
-        st.info(f"{exc}: pick an activations layer above to compare it with NMF's H.")
+        st.info(f"{str(exc)[0].upper()}{str(exc)[1:]} in the Activations layer menu above: its output is then "
+                "compared with NMF's H.")
     else:
         show_error(exc, "Cannot compare with NMF: ")
     st.stop()
