@@ -365,7 +365,8 @@ def _attribute(spec, y, tgt, opts, chunk_seconds, overlap_seconds, progress, tol
         if cerr > limit and not tiny:
             if opts.method == "ig":
                 how = (f"after {steps_used} steps (the most steps='auto' tries); try spacing='adaptive', "
-                       "path='geometric' with baseline='noise:-60', or quadrature='riemann_trapezoid'"
+                       f"path='geometric' with baseline='noise:-60', or quadrature="
+                       f"{'gausslegendre' if opts.quadrature == 'nested' else 'nested'!r}"
                        if opts.steps == "auto" else
                        "raise steps, or use steps='auto' / spacing='adaptive' (the score may switch on within a few "
                        "dB along the path)")
