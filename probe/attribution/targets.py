@@ -82,8 +82,8 @@ def output_frame_times(n_out: int, n_samples: int, spec) -> tuple[np.ndarray, fl
 
     The spec's ``[time]`` table (``--seconds-per-step`` / ``--time-offset``) wins; next, the
     shape probe's exact step and offset of the model's output (frame ``j`` at
-    ``offset + j * step``: a 1.6 s window's frame 0 is at 0.8 s). When the output has ``n_in / k`` frames, ``n_in`` the STFT frames of the model's grid
-    and ``k`` an integer (pooling factor; 1 for masks and frame-rate detectors, waveform
+    ``offset + j * step``: a 1.6 s window's frame 0 is at 0.8 s). Failing both, when the
+    output has ``n_in / k`` frames, ``n_in`` the STFT frames of the model's grid and ``k`` an integer (pooling factor; 1 for masks and frame-rate detectors, waveform
     ones included), output frame ``j`` covers STFT frames ``jk … jk+k-1`` and sits at their
     centre on the grid; otherwise times follow the output length vs the input duration:
     ``(j + 0.5) * duration / n_out``.
