@@ -66,6 +66,9 @@ class NMFAnalysis(Result):
     bases_layer, activations_layer : str or None
     n_bases, n_units : int or None
     units_kept : str or None
+    activation_time : dict or None
+        ``seconds_per_step`` and ``time_offset`` of the activations: column ``k`` is at
+        ``time_offset + k * seconds_per_step`` s (``None`` values when the step is unknown).
     """
 
     model: str
@@ -81,6 +84,7 @@ class NMFAnalysis(Result):
     n_units: int
     units_kept: str | None
     same_units: bool
+    activation_time: dict | None = None
 
     def to_json(self) -> dict:
         nmf = self.comparison.to_dict()
@@ -89,7 +93,7 @@ class NMFAnalysis(Result):
         return jsonable({"model": self.model, "audio": self.audio, "duration_s": round(self.duration, 3),
                          "grid": self.grid, "bases_layer": self.bases_layer, "n_bases": self.n_bases,
                          "activations_layer": self.activations_layer, "n_units": self.n_units,
-                         "units_kept": self.units_kept, "nmf": nmf, "nmf_likeness": self.likeness,
+                         "units_kept": self.units_kept, "activation_time": self.activation_time, "nmf": nmf, "nmf_likeness": self.likeness,
                          "warnings": list(self.warnings)})
 
 
@@ -163,4 +167,5 @@ def analyse_nmf(spec, example, options: NMFOptions = NMFOptions(), *, lock=None)
         likeness=like, freqs=freqs, bases_layer=None if bank is None else bank.name,
         n_bases=None if bases is None else int(bases.shape[0]), activations_layer=act_name, n_units=int(A.shape[0]),
         units_kept=None if kept is None else f"{len(kept)} highest-variance units",
-        same_units=bases is not None and A.shape[0] == bases.shape[0] and o.layer is None, warnings=warnings)
+        same_units=bases is not None and A.shape[0] == bases.shape[0] and o.layer is None, warnings=warnings,
+        activation_time={"seconds_per_step": sps, "time_offset": act_offset if sps else None})
