@@ -46,8 +46,11 @@ def fams(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
     built = F.build_all(root)
     fam = dict(built["families"])
+    labels = root / "labels.csv"   # the planted clip's segments, for embed --labels
+    labels.write_text("start,end,label\n0.0,0.35,quiet\n0.4,0.8,tone\n0.9,1.3,distractor\n1.35,1.5,quiet\n")
     for v in fam.values():
         v["audio"] = built["clip"]
+        v["labels"] = str(labels)
     fam["zoo_crnn"] = {"model": "zoo:crnn_sed", "audio": "example:crnn_sed:0", "target": None, "layer": None}
     return {"root": root, "families": fam}
 
@@ -70,6 +73,8 @@ def _args(command, fam, out):
         return ["filters", m]
     if command == "embed":
         extra = ["--layer", fam["layer"]] if fam.get("layer") else []
+        if fam.get("labels"):
+            extra += ["--labels", fam["labels"]]
         return ["embed", m, a, "--projection", "pca", "--clusters", "2", "--budget", "600", *extra]
     if command == "attribute":
         extra = ["--target", fam["target"]] if fam.get("target") else []
@@ -165,6 +170,10 @@ def test_conformance_cell(family, command, fams, probe_exe, has_inspect, tmp_pat
             cell.update(_check_attribution(family, out, result))
         if command == "embed":
             assert result["n_points"] > 0 and math.isfinite(result["trustworthiness"])
+            if fam.get("labels"):
+                lab = result["labels"]
+                assert lab["n_labelled"] > 0 and set(lab["label_counts"]) <= {"quiet", "tone", "distractor"}
+                cell["labels_ari"] = lab["ari"]
         cell["outcome"] = "pass"
     else:
         assert r.returncode == 2, f"{family} × {command}: exit {r.returncode}\n{err[-2000:]}"
