@@ -89,6 +89,17 @@ def find_banks(spec, *, layers=None, axis: str | None = None, sample_rate: float
     with ``axis`` forced in even when the discovery does not call them banks. A named layer
     that is not a bank (and is not forced) raises :class:`~probe.errors.LayerNotFoundError`
     with the discovery's reason.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 32, stride=16), torch.nn.ReLU(), torch.nn.Conv1d(8, 4, 3))
+    >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(16000), input_layout="bcn")
+    >>> list(find_banks(spec))
+    ['0']
+    >>> find_banks(spec, layers=["2"], axis="samples")["2"].sample_rate  # its input runs at 16 kHz / 16
+    1000
     """
     from ..analyze.bank_report import select_banks
     from ..errors import LayerNotFoundError
@@ -148,11 +159,11 @@ def analyse_filters(spec, options: FilterOptions = FilterOptions(), *, banks: di
     >>> import torch
     >>> from probe import ModelSpec, TFGrid
     >>> torch.manual_seed(0) and None
-    >>> spec = ModelSpec(torch.nn.Conv1d(1, 16, 64, stride=32), input_kind="waveform", grid=TFGrid(16000),
-    ...                  input_layout="bcn")
+    >>> spec = ModelSpec(torch.nn.Sequential(torch.nn.Conv1d(1, 16, 64, stride=32)), input_kind="waveform",
+    ...                  grid=TFGrid(16000), input_layout="bcn")
     >>> res = analyse_filters(spec)
-    >>> list(res.banks), res.banks[""].summary["n_filters"]
-    ([''], 16)
+    >>> list(res.banks), res.banks["0"].summary["n_filters"]
+    (['0'], 16)
     """
     from ..analyze.bank_report import select_banks
 
