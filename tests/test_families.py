@@ -396,3 +396,27 @@ def test_labels_colour_embedding_points(tmp_path):
     clusters = EmbeddingClusters(2, random_state=0).fit(pts)
     s = label_scores(clusters, labelled.label, names=labelled.class_names)
     assert s["ari"] > 0.9 and s["label_counts"]["tone"] > s["label_counts"]["noise"]
+
+
+def test_embed_cli_labels_colour_and_score(tmp_path, probe_exe):
+    import subprocess
+
+    import soundfile as sf
+
+    from tests._families import test_clip, write_specs
+
+    specs = write_specs(tmp_path / "specs")
+    sf.write(str(tmp_path / "clip.wav"), test_clip(), SR, subtype="FLOAT")
+    (tmp_path / "labels.csv").write_text("start,end,label\n0.4,0.8,tone\n0.9,1.3,distractor\n")
+    base = [probe_exe, "embed", specs["framed_cnn"], str(tmp_path / "clip.wav"), "--layer", "conv", "--projection", "pca"]
+    r = subprocess.run(base + ["--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "fig"), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lab = json.loads(r.stdout)["labels"]
+    # the planted head fires on the 1 kHz tone only: two clusters = tone vs distractor frames
+    assert lab["label_counts"] == {"tone": 40, "distractor": 40} and lab["ari"] == 1.0 and lab["purity"] == 1.0
+    assert (tmp_path / "fig" / "map_class.html").is_file()
+    (tmp_path / "late.csv").write_text("start,end,label\n5,6,x\n")
+    r = subprocess.run(base + ["--labels", str(tmp_path / "late.csv")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "no point falls inside a labelled segment" in r.stderr
