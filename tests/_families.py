@@ -382,7 +382,7 @@ def build_all(root: Path) -> dict:
         "wavlm": {"model": f"hf:{build_waveform_classifier(root / 'wavlm', 'wavlm')}",
                   "target": "class=tone", "layer": "hf.wavlm.encoder.layers.1"},
         "ast": {"model": f"hf:{build_ast_classifier(root / 'ast')}", "target": "class=tone",
-                "layer": "hf.audio_spectrogram_transformer.encoder.layer.1"},
+                "layer": "hf.audio_spectrogram_transformer.layers.1"},
         "whisper": {"model": f"hf:{build_whisper_classifier(root / 'whisper')}", "target": "class=tone",
                     "layer": "hf.encoder.layers.1"},
         "onnx_cnn": {"model": f"onnx:{onnx_path}", "target": "class=tone,t=0.4:0.8", "layer": None},

@@ -98,6 +98,15 @@ def _make_class():
             self.chunk, self.context, self.cell_layout = int(chunk), int(context), cell_layout
             self._lock = threading.RLock()
 
+        def __getstate__(self):  # copies (deepcopy, pickle) get a lock of their own
+            state = self.__dict__.copy()
+            state.pop("_lock", None)
+            return state
+
+        def __setstate__(self, state):
+            super().__setstate__(state)
+            self._lock = threading.RLock()
+
         def extra_repr(self) -> str:
             return f"chunk={self.chunk}, context={self.context}, cell_layout={self.cell_layout!r}"
 
