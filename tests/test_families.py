@@ -312,6 +312,20 @@ def test_streaming_module_one_time_series_per_layer():
     assert all(len(mod._forward_hooks) == 0 for mod in m.modules())
 
 
+def test_streaming_module_copies_cleanly():
+    """Attribution runs a deep copy of the model (its shadow model): the copy has its own lock, same outputs."""
+    import copy
+
+    from probe.families.streaming import StreamingModule
+
+    m = StreamingModule(_Cell().eval(), chunk=400).eval()
+    c = copy.deepcopy(m)
+    assert c._lock is not m._lock
+    y = torch.as_tensor(_clip(0.5))[None]
+    with torch.no_grad():
+        assert torch.equal(c(y), m(y))
+
+
 def test_streaming_from_spec_file(tmp_path):
     import probe
 
