@@ -174,6 +174,7 @@ def test_event_cluster_lands_on_the_event_441_hop(probe_exe, tmp_path):
     assert ev["first_s"] >= 7.3 - 0.08 and ev["last_s"] <= 7.3 + 0.08
 
 
+@pytest.mark.slow
 def test_attribution_of_an_event_lands_on_it(probe_exe, tmp_path):
     """CRNN (2x2 pooling: output frame j at (2j + 0.5) hops): relevance for the frame at the event sits on the event;
     with --time-offset the same span names an earlier frame, and the relevance moves with it."""
@@ -198,6 +199,7 @@ def test_capture_json_carries_offsets_and_sources(probe_exe, tmp_path):
                                         "time_source": "given"}
 
 
+@pytest.mark.slow
 def test_filters_force_a_layer_in_or_say_why_not(probe_exe, tmp_path):
     """conv_stack's conv.3 is no bank (its input is not waveform samples): one line with the reason; forced along
     samples it is read at the rate its input runs at (16 kHz / 20 = 800 Hz), or at --rate."""
