@@ -409,6 +409,13 @@ def test_overview_plays_what_each_separation_model_separates(name, heading):
     # the clip, two oracle stems, two separated sources
     assert len(at.get("audio")) == 5, len(at.get("audio"))
     assert len([b for b in at.get("download_button")]) >= 2
+    if name == "dc_blstm":  # T-F embeddings: the Embeddings page (frequency filter included) numbers clusters alike
+        overview = sorted(c.value for c in at.caption if c.value.startswith("cluster "))
+        at.switch_page("views/embeddings.py").run()
+        assert not _errors(at), _errors(at)
+        assert at.slider(key="w_emb_freq").value == (0.0, 4000.0)
+        emb = sorted(m.value.strip("*").lower() for m in at.markdown if m.value.startswith("**Cluster "))
+        assert overview == emb == ["cluster 1", "cluster 2"], (overview, emb)
 
 
 def test_masks_applied_to_the_mixture_add_up_to_it():

@@ -149,7 +149,8 @@ def _idle(page, timeout_ms: int = 60000) -> None:
     """
     js = """() => !document.querySelector('[data-testid="stStatusWidget"]') &&
                   (document.querySelector('[data-testid="stPlotlyChart"]') ||
-                   document.querySelector('[data-testid="stAlert"]'))"""
+                   document.querySelector('[data-testid="stAlert"]') ||
+                   document.querySelector('[data-testid="stException"]'))"""
     for _ in range(2):
         page.wait_for_timeout(1000)
         page.wait_for_function(js, timeout=timeout_ms)

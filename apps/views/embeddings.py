@@ -85,7 +85,7 @@ span = c1.slider("Time span (s)", 0.0, round(dur, 2), (0.0, round(dur, 2)), step
 band = None
 if res["kind"] == "tf":
     nyq = float(example.sr / 2)
-    band = c2.slider("Frequency band (Hz)", 0.0, nyq, (0.0, nyq), step=max(1.0, round(nyq / 200)), key="w_emb_freq")
+    band = c2.slider("Frequency band (Hz)", 0.0, nyq, (0.0, nyq), step=float(max(1, round(nyq / 200))), key="w_emb_freq")
 keep = sel.filter_mask(points, time=span, freq=band,
                        category=None if allowed is None else categorical[label_by]["values"], allowed=allowed)
 if not keep.any():
