@@ -72,14 +72,22 @@ def picked_indices(selection, coords, points=None) -> np.ndarray:
                                   for p in pts):
         t = np.round(np.asarray(points.time, np.float64), 6)
         f = np.round(np.nan_to_num(np.asarray(points.freq, np.float64), nan=-1.0), 3)
-        where = {(a, b): i for i, (a, b) in enumerate(zip(t.tolist(), f.tolist()))}
+        where: dict = {}
+        for i, key in enumerate(zip(t.tolist(), f.tolist())):
+            where.setdefault(key, []).append(i)
+        xy_all = np.asarray(coords, float)
         out = []
         for p in pts:
             ft = p["customdata"][1]
-            key = (round(float(p["customdata"][0]), 6),
-                   -1.0 if ft is None or not np.isfinite(float(ft)) else round(float(ft), 3))
-            if key in where:
-                out.append(where[key])
+            # rounded exactly as the table above (np.round and round() differ on ties)
+            key = (float(np.round(float(p["customdata"][0]), 6)),
+                   -1.0 if ft is None or not np.isfinite(float(ft)) else float(np.round(float(ft), 3)))
+            cands = where.get(key, [])
+            if len(cands) == 1 or (cands and not ("x" in p and "y" in p)):
+                out.append(cands[0])
+            elif cands:  # several cells at the same (time, Hz): the one at the clicked position
+                q = np.array([p["x"], p["y"]], float)
+                out.append(cands[int(np.argmin(((xy_all[cands] - q) ** 2).sum(-1)))])
         if out:
             return np.unique(np.array(out, int))
     xy = np.array([[p["x"], p["y"]] for p in pts if "x" in p and "y" in p], float)
