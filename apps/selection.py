@@ -101,7 +101,7 @@ def picked_indices(selection, coords, points=None) -> np.ndarray:
 def cell_mask(clip, points, idx, *, spread: int = 0) -> np.ndarray:
     """Boolean ``(F, T)`` mask on the clip's embedding grid: the picked points' cells, grown by ``spread`` cells.
 
-    ``spread=1`` gives a clicked point's T-F neighbourhood (3 × 3 cells); for frame
+    ``spread=k`` gives a clicked point's T-F neighbourhood ((2k+1)² cells); for frame
     embeddings (one row) a cell is the whole frame.
     """
     F, T = clip.shape

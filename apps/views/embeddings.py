@@ -18,6 +18,10 @@ from probe.errors import ProbeError
 from probe.figures.embeddings import cluster_mask_figure, embedding_scatter
 from probe.pipelines import EmbeddingOptions
 
+#: a clicked point plays its cell and this many cells either side (in time and frequency): one
+#: 16-ms cell is too short to hear, 9 × 9 cells (~0.1 s × ~300 Hz on the zoo's 8 kHz grid) is not
+NEIGHBOURHOOD = 4
+
 st.title("Embeddings")
 model = current_model()
 if model is None:
@@ -105,13 +109,14 @@ event = plot(fig, key="emb_scatter", on_select="rerun", selection_mode=("points"
 picked_idx = np.flatnonzero(keep)[sel.picked_indices(event, coords, shown)] if event is not None else np.zeros(0, int)
 if len(picked_idx):
     single = len(picked_idx) == 1
-    mask = sel.cell_mask(clip, points, picked_idx, spread=1 if single else 0)
+    mask = sel.cell_mask(clip, points, picked_idx, spread=NEIGHBOURHOOD if single else 0)
     audio, stft_mask = sel.resynthesise(clip, mask)
     if single:
         i = int(picked_idx[0])
         where = f"t = {points.time[i]:.3f} s" + (f", f = {points.freq[i]:.0f} Hz" if np.isfinite(points.freq[i]) else "")
         st.markdown(f"**Picked point** ({where}, cluster {numbers[i]}): its "
-                    + ("T-F neighbourhood (3 × 3 cells)" if res["kind"] == "tf" else "frame and its neighbours"))
+                    + (f"T-F neighbourhood ({2 * NEIGHBOURHOOD + 1} × {2 * NEIGHBOURHOOD + 1} cells)"
+                       if res["kind"] == "tf" else f"frame and {NEIGHBOURHOOD} frames either side"))
     else:
         st.markdown(f"**Selection**: {len(picked_idx)} points, {int(mask.sum())} cells")
     st.audio(audio, sample_rate=clip.sr)
