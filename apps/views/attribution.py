@@ -81,9 +81,9 @@ def warnings_of(res) -> list:
     if d.get("reason") and d.get("auc") is None:
         out.append(f"no deletion test: {d['reason']}")
     err = res.attribution.completeness_error
-    if err is not None and err > COMPLETENESS_OK:
+    if err is not None and err > COMPLETENESS_OK and not any("completeness" in w for w in out):
         out.append(f"completeness error {err:.1%} > {COMPLETENESS_OK:.0%}: the map does not add up to f(clip) − "
-                   "f(baseline); set IG steps to auto (or more steps)")
+                   "f(baseline); " + ("set IG steps to auto" if steps != "auto" else "try another baseline"))
     seen, uniq = set(), []
     for w in out:
         if w not in seen:
