@@ -107,7 +107,7 @@ def _write_figure(fig, path) -> str:
     if path.suffix == ".png":
         fig.write_image(str(tmp))
     else:
-        fig.write_html(str(tmp), include_plotlyjs="cdn")
+        fig.write_html(str(tmp), include_plotlyjs=True)  # self-contained: no network
     tmp.replace(path)
     return str(path)
 

@@ -41,6 +41,8 @@ _LAZY = {
     "time_layers": "layers", "default_layer": "layers", "embedding_layers": "layers",
     "CaptureOptions": "recording", "CaptureRun": "recording", "record_activations": "recording",
     "InspectOptions": "inspect", "ModelInspection": "inspect", "inspect_model": "inspect",
+    "CorpusRunResult": "corpus", "corpus_run": "corpus", "CorpusDissection": "corpus", "corpus_dissect": "corpus",
+    "CorpusProbing": "corpus", "corpus_probe": "corpus", "CorpusMap": "corpus", "corpus_map": "corpus",
 }
 
 __all__ = sorted(_LAZY)
