@@ -31,10 +31,12 @@ from probe.errors import AudioError, SpecError
 
 __all__ = ["ENV_MODELS", "ENV_AUDIO", "AUDIO_TYPES", "MAX_SECONDS", "MAX_DECODED_SAMPLES", "MAX_UPLOAD_MB",
            "Policy", "current_policy", "check_model_ref", "check_audio_ref", "allowed_spec_files",
-           "allowed_audio_files", "check_upload_header", "UploadTooLong"]
+           "allowed_audio_files", "check_upload_header", "UploadTooLong", "ENV_RUNS", "allowed_runs", "check_run_ref"]
 
 #: environment variables through which ``probe app`` hands the allowed folders to the app (os.pathsep-separated)
 ENV_MODELS, ENV_AUDIO = "PROBE_APP_ALLOW_MODELS", "PROBE_APP_ALLOW_AUDIO"
+#: environment variable carrying the folders of corpus runs the app may browse (``probe app --allow-runs DIR``)
+ENV_RUNS = "PROBE_APP_ALLOW_RUNS"
 #: audio file types the app accepts (uploads and allowed folders): what soundfile decodes everywhere
 AUDIO_TYPES = ("wav", "flac", "ogg")
 #: longest clip the app analyses (seconds): the pages are interactive, not batch jobs
@@ -59,11 +61,13 @@ class Policy:
 
     models: tuple = ()
     audio: tuple = ()
+    runs: tuple = ()
 
     @classmethod
     def from_env(cls, environ=None) -> "Policy":
         env = os.environ if environ is None else environ
-        return cls(models=_folders(env.get(ENV_MODELS, "")), audio=_folders(env.get(ENV_AUDIO, "")))
+        return cls(models=_folders(env.get(ENV_MODELS, "")), audio=_folders(env.get(ENV_AUDIO, "")),
+                   runs=_folders(env.get(ENV_RUNS, "")))
 
 
 def _folders(text: str) -> tuple:
@@ -250,6 +254,39 @@ def allowed_spec_files(policy: Policy | None = None) -> list:
 def allowed_audio_files(policy: Policy | None = None) -> list:
     """Audio files (resolved paths) in the allowed audio folders, for the app's menu."""
     return _walk((current_policy() if policy is None else policy).audio, AUDIO_TYPES)
+
+
+#: the file that marks a corpus run folder (probe.corpus.run.MANIFEST)
+RUN_MANIFEST = "corpus.json"
+
+
+def allowed_runs(policy: Policy | None = None) -> list:
+    """Corpus run folders (resolved paths) under the allowed run folders, for the app's menu."""
+    policy = current_policy() if policy is None else policy
+    return sorted({str(Path(f).parent) for f in _walk(policy.runs, ("json",)) if Path(f).name == RUN_MANIFEST})
+
+
+def check_run_ref(ref, policy: Policy | None = None) -> str:
+    """The resolved path of a corpus run folder a web user may browse, or :class:`SpecError`.
+
+    Only folders holding a ``corpus.json`` inside the folders of ``probe app --allow-runs DIR``
+    qualify; the message for a refused path is the same whether it exists or not.
+
+    Examples
+    --------
+    >>> check_run_ref("/etc", Policy())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    probe.errors.SpecError: '/etc' is not a corpus run this server offers: ...
+    """
+    policy = current_policy() if policy is None else policy
+    text = str(ref or "").strip()
+    manifest = _resolve_under(str(Path(text) / RUN_MANIFEST), policy.runs, ("json",)) if text else None
+    if manifest is not None and manifest.name == RUN_MANIFEST:
+        return str(manifest.parent)
+    where = ("a run in the folders this server allows" if policy.runs else
+             "none: this server allows no run folders (its owner can add some with `probe app --allow-runs DIR`)")
+    raise SpecError(f"{text[:120]!r} is not a corpus run this server offers: pick {where}")
 
 
 class UploadTooLong(AudioError):

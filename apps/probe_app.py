@@ -24,6 +24,7 @@ PAGES = (
     ("attribution.py", "Attribution", ":material/hearing:"),
     ("activations.py", "Activations", ":material/stacked_line_chart:"),
     ("nmf.py", "NMF", ":material/grid_view:"),
+    ("corpus.py", "Corpus", ":material/library_music:"),
 )
 #: the tab icon: a local image (an emoji or material icon would make the browser fetch one from the network)
 ICON = Path(__file__).resolve().parent / "icon.png"

@@ -419,3 +419,137 @@ def write_report(model_ref: str, audio_ref: str, out_dir, *, sections=SECTIONS, 
     path = Path(out_dir) / filename
     return {"report": str(path), "sections": rep.describe(), "bytes": path.stat().st_size,
             "warnings": rep.meta.get("warnings", [])}
+
+
+# ---- corpus runs ------------------------------------------------------------------------------
+def unit_excerpts(run, layer: str, unit: int, *, k: int = 3, seconds: float = 1.0) -> list:
+    """The top-``k`` activating excerpts of one unit: ``[(caption, y, sr), ...]``, cut from the clip files.
+
+    Clip and time come from the run's top-k table (``unit_stats.parquet``); a clip whose file
+    moved since the run is skipped (its caption says so in the table, not here).
+    """
+    from .corpus.inputs import load_clip
+    from .corpus.run import CorpusRun, open_run
+
+    run = run if isinstance(run, CorpusRun) else open_run(run)
+    rows = [r for r in run.unit_stats().to_pylist() if r["variant"] == "trained" and r["layer"] == layer
+            and int(r["unit"]) == int(unit)]
+    if not rows:
+        return []
+    row, sr, out = rows[0], run.sample_rate, []
+    for rank, (cid, t, v) in enumerate(zip(row["top_clips"][:k], row["top_times"][:k], row["top_values"][:k])):
+        clip = run.clips[run.clip_index[cid]]
+        try:
+            y = load_clip(clip, sr, min_seconds=0.0)
+        except Exception:  # the source moved or became unreadable since the run
+            continue
+        a = max(0, int((t - seconds / 2) * sr))
+        b = min(len(y), a + int(seconds * sr))
+        out.append((f"#{rank + 1}: {cid} at {t:.2f} s (activation {v:.3g})", y[a:b], sr))
+    return out
+
+
+def corpus_unit_table(dissection) -> list:
+    """Rows ``{layer, unit, label, score, z, q_unit, best}`` of a dissection, highest concept score first."""
+    rows = [{"layer": u["layer"], "unit": int(u["unit"]), "label": u.get("label"), "score": u.get("score"),
+             "z": u.get("z"), "best": u.get("best"), "best_z": u.get("best_z"), "q_unit": u.get("q_unit")}
+            for u in dissection.units]
+    return sorted(rows, key=lambda r: (r["label"] is None, -(r["score"] if r["score"] is not None else -np.inf),
+                                       -(r["best_z"] or 0.0)))
+
+
+def load_dissection(run, *, options=None, compute: bool = True):
+    """The run's dissection: read from ``RUN/dissect/dissect.json`` + ``pairs.parquet``, else computed
+    and written with :func:`probe.pipelines.corpus.corpus_dissect` (when ``compute``), else ``None``."""
+    import pyarrow.parquet as pq
+
+    from .corpus.run import CorpusRun, open_run
+    from .pipelines.corpus import CorpusDissection, corpus_dissect
+
+    run = run if isinstance(run, CorpusRun) else open_run(run)
+    folder = run.path / "dissect"
+    if (folder / "dissect.json").is_file() and (folder / "pairs.parquet").is_file():
+        d = json.loads((folder / "dissect.json").read_text())
+        return CorpusDissection(pairs=pq.read_table(folder / "pairs.parquet").to_pylist(), units=d["units"],
+                                summary=d["summary"], out=str(folder))
+    if not compute:
+        return None
+    return corpus_dissect(run, **({} if options is None else {"options": options}))
+
+
+def write_corpus_report(run_dir, out_dir, *, label: str | None = None, layer: str | None = None, excerpts: int = 3,
+                        dissect_options=None, probe_options=None, map_options=None, overwrite: bool = False,
+                        filename: str = "index.html") -> dict:
+    """An offline HTML report of a corpus run: unit table, dissection heat maps, probe plot, corpus map.
+
+    The dissection is read from ``RUN/dissect`` (computed with :func:`~probe.pipelines.corpus.corpus_dissect`
+    when absent); probe and map come from :func:`~probe.pipelines.corpus.corpus_probe` /
+    :func:`~probe.pipelines.corpus.corpus_map`. Figures are written next to ``index.html`` with
+    :func:`probe.figures.write_figures` (one local ``plotly.min.js``, no CDN) and shown in frames;
+    excerpts of labelled units are embedded as base64 WAV players. Everything goes to a
+    temporary folder renamed into place (:func:`probe.outputs.output_dir`).
+
+    Returns
+    -------
+    dict
+        ``{"report": path, "figures": [names], "labelled": n, "sections": {id: status/note}}``
+    """
+    from .corpus.figures import dissection_figure
+    from .corpus.run import open_run
+    from .figures import write_figures
+    from .outputs import check_output_dir, output_dir
+    from .pipelines.corpus import MapOptions, ProbeOptions, corpus_map, corpus_probe
+
+    check_output_dir(out_dir, overwrite=overwrite)
+    run = open_run(run_dir)
+    dis = load_dissection(run, options=dissect_options)
+    figs, notes, parts = {}, {}, []
+    table = corpus_unit_table(dis)
+    labelled = [r for r in table if r["label"]]
+    parts.append(f'<section id="units"><h2>Units</h2><p>{len(labelled)} of {len(table)} units labelled '
+                 f'(FDR {dis.summary.get("fdr")}, {dis.summary.get("permutations")} shifted-time permutations, '
+                 f'random-init control: {dis.summary.get("random_init_control")}).</p>')
+    parts.append(_table([[r["layer"], r["unit"], r["label"] or "", r["score"] if r["score"] is not None else "",
+                          r["best"], r["best_z"], r["q_unit"]] for r in table],
+                        ["layer", "unit", "label", "concept score", "best concept", "best z", "q (unit)"]))
+    for r in labelled:
+        items = unit_excerpts(run, r["layer"], r["unit"], k=excerpts)
+        if items:
+            parts.append(f"<h3>{html.escape(r['layer'])} unit {r['unit']} → {html.escape(r['label'])}</h3>"
+                         + _players(items))
+    parts.append("</section>")
+    for la in dis.summary.get("layers", run.layers):
+        figs[f"dissection_{la}"] = dissection_figure({"pairs": dis.pairs, "units": dis.units}, la)
+    label = label or ("label" if any(c.label for c in run.clips) else "event" if any(c.events for c in run.clips)
+                      else (run.concepts[0] if run.concepts else "label"))
+    try:
+        figs["probe"] = corpus_probe(run, options=probe_options or ProbeOptions(label=label)).figure()
+    except ProbeError as exc:
+        notes["probe"] = f"{type(exc).__name__}: {exc}"
+    try:
+        figs["map"] = corpus_map(run, options=map_options or MapOptions(layer=layer)).figure()
+    except ProbeError as exc:
+        notes["map"] = f"{type(exc).__name__}: {exc}"
+    names = {f"dissection_{la}": f"Dissection of {la}" for la in dis.summary.get("layers", run.layers)}
+    names.update(probe=f"Probe score per layer ({label!r})", map="Corpus map")
+    with output_dir(out_dir, kind="corpus-report", overwrite=overwrite) as tmp:
+        written = write_figures(figs, tmp, ("html",))
+        frames = []
+        for key, title in names.items():
+            frames.append(f'<section id="{html.escape(key)}"><h2>{html.escape(title)}</h2>')
+            if key in figs:
+                name = Path(written[list(figs).index(key)]).name
+                frames.append(f'<iframe src="{html.escape(name)}" style="width:100%;height:640px;border:0" '
+                              f'title="{html.escape(title)}"></iframe><p><a href="{html.escape(name)}">open</a></p>')
+            else:
+                frames.append(f'<p class="note skipped">{html.escape(notes.get(key, "not available"))}</p>')
+            frames.append("</section>")
+        title = f"probe corpus report — {run.manifest['model']['ref']} on {len(run.clips)} clips"
+        doc = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="probe">'
+               f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><header><h1>"
+               f"{html.escape(title)}</h1></header>" + "\n".join(parts + frames)
+               + f"<footer>probe corpus report · {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}</footer>"
+               "</body></html>\n")
+        (Path(tmp) / filename).write_text(doc, encoding="utf-8")
+    return {"report": str(Path(out_dir) / filename), "figures": [Path(p).name for p in written],
+            "labelled": len(labelled), "notes": notes}

@@ -47,6 +47,8 @@ def add_parser(sub):
                         "repeatable")
     p.add_argument("--allow-audio", action="append", default=[], metavar="DIR",
                    help="let web users open the audio files under DIR; repeatable")
+    p.add_argument("--allow-runs", action="append", default=[], metavar="DIR",
+                   help="let web users browse the corpus run folders under DIR (Corpus page); repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the app's path and the command instead of running it")
     return p
 
@@ -55,6 +57,7 @@ def add_parser(sub):
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1", "[::1]")
 #: environment variables that carry the allowed folders to the app (read by apps/policy.py)
 ENV_MODELS, ENV_AUDIO = "PROBE_APP_ALLOW_MODELS", "PROBE_APP_ALLOW_AUDIO"
+ENV_RUNS = "PROBE_APP_ALLOW_RUNS"
 #: Streamlit's upload limit (MB): apps/policy.py MAX_UPLOAD_MB (a file whose decoded size fits, or that the
 #: app can crop to its first seconds); uploads are limited again by their decoded size from the header
 MAX_UPLOAD_MB = 100
@@ -101,15 +104,17 @@ def run(args) -> dict | None:
         raise ProbeError(f"--port must lie in 1..65535, given {args.port}")
     models = allowed_folders(getattr(args, "allow_models", None), "--allow-models")
     audio = allowed_folders(getattr(args, "allow_audio", None), "--allow-audio")
+    runs = allowed_folders(getattr(args, "allow_runs", None), "--allow-runs")
     script = app_script()
     cmd = command(args.port, args.address, script)
     warning = exposure_warning(args.address, int(args.port), models, audio)
     if warning:
         print(warning, file=sys.stderr)
-    allow = {ENV_MODELS: os.pathsep.join(models), ENV_AUDIO: os.pathsep.join(audio)}
+    allow = {ENV_MODELS: os.pathsep.join(models), ENV_AUDIO: os.pathsep.join(audio), ENV_RUNS: os.pathsep.join(runs)}
     if args.dry_run:
         return {"command": cmd, "url": f"http://{args.address}:{args.port}", "app": str(script),
                 "port": int(args.port), "address": args.address, "allow_models": models, "allow_audio": audio,
+                "allow_runs": runs,
                 "env": allow, "max_upload_mb": MAX_UPLOAD_MB, "exposed": warning is not None}
     print(f"probe app: serving on http://{args.address}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     root = str(script.parents[1])  # the folder holding the `apps` package: checkout root or site-packages

@@ -7,6 +7,7 @@ Examples::
     probe corpus dissect runs/crnn --json
     probe corpus probe runs/crnn --label label --plot runs/crnn/probe.png
     probe corpus map runs/crnn --layer gru --plot runs/crnn/map.html
+    probe corpus report runs/crnn --out runs/crnn-report
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def add_parser(sub):
     p = sub.add_parser("corpus", help="whole-corpus analyses: run, dissect units, probe layers, map clips",
                        description="One pass of a model over a corpus (folder or CSV/JSONL manifest) into a resumable "
                                    "Parquet run, then unit dissection, layer probes and a corpus map.")
-    cs = p.add_subparsers(dest="corpus_command", metavar="{run,dissect,probe,map}")
+    cs = p.add_subparsers(dest="corpus_command", metavar="{run,dissect,probe,map,report}")
     cs.required = True
 
     r = cs.add_parser("run", help="run a model over a corpus into a Parquet run folder (resumable)")
@@ -91,6 +92,17 @@ def add_parser(sub):
     m.add_argument("--seed", type=int, default=mo.seed)
     m.add_argument("--plot", default=None, help="write the map figure (.png or .html)")
     _common(m)
+
+    o = cs.add_parser("report", help="offline HTML report of a run: unit table, dissection, probe plot, map")
+    o.add_argument("run", metavar="RUN")
+    o.add_argument("--out", required=True, help="output folder (index.html, figures, a local plotly.min.js)")
+    o.add_argument("--label", default=None, help="probe target (default: clip label, else event, else a concept)")
+    o.add_argument("--layer", default=None, help="map layer (default: the run's last layer)")
+    o.add_argument("--excerpts", type=int, default=3, help="audio excerpts per labelled unit")
+    o.add_argument("--permutations", type=int, default=do.permutations,
+                   help=f"dissection permutations when RUN/dissect is absent (default {do.permutations})")
+    o.add_argument("--overwrite", action="store_true", help="allow a non-empty folder that is not a probe output")
+    _common(o)
     return p
 
 
@@ -153,6 +165,12 @@ def run(args) -> dict:
         if args.plot:
             out["figure"] = _write_figure(res.figure(), args.plot)
         return out
+    if cmd == "report":
+        from ..report import write_corpus_report
+
+        return write_corpus_report(args.run, args.out, label=args.label, layer=args.layer, excerpts=args.excerpts,
+                                   dissect_options=pl.DissectOptions(permutations=args.permutations),
+                                   overwrite=args.overwrite)
     opts = pl.MapOptions(layer=args.layer, variant=args.variant, pooling=args.pooling, projection=args.projection,
                          n_clusters=args.clusters, seed=args.seed)
     res = pl.corpus_map(args.run, options=opts)
