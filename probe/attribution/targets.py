@@ -407,7 +407,11 @@ class EmbeddingTarget(Target):
     cluster : int, optional
         1-based cluster number: k-means (``n_clusters``, default ``spec.n_sources`` or 2)
         on the unit embeddings of bins within 40 dB of the loudest; clusters are numbered
-        by decreasing energy; chosen bins are the cluster's members.
+        by decreasing energy; chosen bins are the cluster's members. With ``bins`` as well,
+        those bins are the cluster (no k-means here): :func:`probe.pipelines.analyse_attribution`
+        passes the clustering of :func:`probe.pipelines.analyse_embeddings` this way.
+    name : str, optional
+        The cluster's name (e.g. the oracle source it holds), shown in descriptions.
     """
 
     centroid: Any = None
@@ -417,6 +421,7 @@ class EmbeddingTarget(Target):
     cluster: int | None = None
     n_clusters: int | None = None
     seed: int = 0
+    name: str | None = None
     _bound: bool = field(default=False, repr=False)
 
     def _region(self, F, T, ctx):
@@ -447,7 +452,7 @@ class EmbeddingTarget(Target):
         e = torch.nn.functional.normalize(out[0].detach().float(), dim=0).cpu().numpy()  # (D, F, T)
         D, F, T = e.shape
         bins, centroid = self.bins, self.centroid
-        if self.cluster is not None:
+        if self.cluster is not None and self.bins is None:  # library path: its own k-means on this clip
             from sklearn.cluster import KMeans
 
             k = int(self.n_clusters or ctx.spec.n_sources or 2)
@@ -490,6 +495,9 @@ class EmbeddingTarget(Target):
         if b.shape != sim.shape[-2:]:
             raise AnalysisError(f"bound bins {tuple(b.shape)} do not match embeddings {tuple(sim.shape[-2:])}")
         return (sim * b).sum((-1, -2)) / b.sum().clamp_min(1)
+
+    def describe(self) -> str:
+        return f"{self}" + (f" ({self.name})" if self.name and self.cluster is not None else "")
 
     def __str__(self):
         if self.cluster is not None:

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import AnalysisError
 from ._base import Result, jsonable, locked, rounded
 
-__all__ = ["EmbeddingOptions", "EmbeddingAnalysis", "analyse_embeddings"]
+__all__ = ["EmbeddingOptions", "EmbeddingAnalysis", "analyse_embeddings", "order_clusters"]
 
 _OUTPUT = (None, "", "output", "tf_embeddings")
 
@@ -85,6 +85,16 @@ class EmbeddingAnalysis(Result):
         Name → values / kind / names, for the scatter's colour menu.
     cluster_audio : np.ndarray [shape=(k, n)]
     cluster_masks : np.ndarray [shape=(k, F, T)]
+    cluster_bins : np.ndarray [shape=(k, F, T)], bool
+        Per cluster, its cells on the embedding grid within ``threshold_db`` of the loudest (the
+        cells the clustering describes): the bins an attribution target ``"cluster=j"`` uses.
+    cluster_numbers : list of int
+        ``[1, …, k]``: clusters are numbered from 1 by decreasing energy (cluster 1 is the loudest);
+        ``clusters.labels_`` and every per-cluster array are in that order (index ``j - 1``).
+    cluster_names : list of str
+        From the ground truth when the example has sources: the oracle source holding most of
+        each cluster's energy (``"low"``, ``"high"``; a repeated name gets ``" (2)"``); else
+        ``"cluster 1"``, ….
     agreement : dict or None
         ``ari``, ``nmi``, ``mask_accuracy`` against the known sources.
     clusterability : dict or None
@@ -111,6 +121,9 @@ class EmbeddingAnalysis(Result):
     layer: str
     kind: str
     label_scores: dict | None = None
+    cluster_bins: np.ndarray | None = None
+    cluster_numbers: list | None = None
+    cluster_names: list | None = None
 
     def to_json(self) -> dict:
         out = {"layer": self.layer, "kind": self.kind, "dim": int(self.points.X.shape[1]), "grid": list(self.clip.shape),
@@ -118,6 +131,9 @@ class EmbeddingAnalysis(Result):
                "seconds": round(float(self.map_seconds), 3), "trustworthiness": rounded(self.trustworthiness, 4),
                "clusters": int(self.n_clusters), "method": self.method,
                "cluster_sizes": np.bincount(self.clusters.labels_, minlength=self.n_clusters).tolist(),
+               "cluster_numbers": list(self.cluster_numbers or range(1, self.n_clusters + 1)),
+               "cluster_names": list(self.cluster_names or []),
+               "cluster_bins": [int(b.sum()) for b in self.cluster_bins] if self.cluster_bins is not None else None,
                "time": self.time_axis(), "cluster_times": self.cluster_times()}
         if self.agreement:
             out["oracle"] = {k: rounded(self.agreement[k], 4) for k in ("ari", "nmi", "mask_accuracy")}
@@ -141,16 +157,16 @@ class EmbeddingAnalysis(Result):
                 "time_source": getattr(self.clip, "time_source", None)}
 
     def cluster_times(self) -> list:
-        """Per cluster: where its points lie in time (median, mean, first, last s) and their mean level (dB)."""
+        """Per cluster (numbered from 1): where its points lie in time (median, mean, first, last s) and their mean level (dB)."""
         p, labels = self.points, np.asarray(self.clusters.labels_)
         out = []
         for j in range(int(self.n_clusters)):
             m = labels == j
             if not m.any():
-                out.append({"cluster": j, "size": 0})
+                out.append({"cluster": j + 1, "size": 0})
                 continue
             t = np.asarray(p.time, float)[m]
-            out.append({"cluster": j, "size": int(m.sum()), "median_s": rounded(float(np.median(t)), 4),
+            out.append({"cluster": j + 1, "size": int(m.sum()), "median_s": rounded(float(np.median(t)), 4),
                         "mean_s": rounded(float(t.mean()), 4), "first_s": rounded(float(t.min()), 4),
                         "last_s": rounded(float(t.max()), 4),
                         "mean_energy_db": rounded(float(np.mean(np.asarray(p.energy_db, float)[m])), 2)})
@@ -220,6 +236,11 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
             warnings.append(f"numba cache not enabled ({type(exc).__name__}: {exc})")
     emap = E.EmbeddingMap(o.projection, random_state=o.seed, cache_dir=o.cache_dir).fit(points)
     km = E.EmbeddingClusters(k, method=o.method, random_state=o.seed).fit(points)
+    names = order_clusters(km, clip)
+    loud = clip.energy_db() - clip.energy_db().max() >= -float(o.threshold_db) if o.threshold_db else \
+        np.ones(clip.shape, bool)
+    cells = km.predict_clip(clip)
+    bins = np.stack([(cells == j) & loud for j in range(k)])
     agreement = None
     if points.source is not None:
         try:
@@ -240,7 +261,78 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
     return EmbeddingAnalysis(
         clip=clip, points=points, coords=emap.embedding_, trustworthiness=float(emap.trustworthiness_),
         projection=o.projection, metric=emap.metric_, map_seconds=float(emap.seconds_), clusters=km, n_clusters=k,
-        method=o.method, colourings=E.colourings(points, clusters=km), cluster_audio=km.separate(clip),
+        method=o.method, colourings=_colourings(E.colourings(points, clusters=km), names),
+        cluster_audio=km.separate(clip),
         cluster_masks=km.masks(clip), agreement=agreement, clusterability=score, sr=clip.sr,
         layer=("tf_embeddings" if spec.output_kind == "tf_embeddings" else "output") if o.layer in _OUTPUT else o.layer,
-        kind=clip.kind, label_scores=scores, warnings=warnings)
+        kind=clip.kind, label_scores=scores, warnings=warnings, cluster_bins=bins,
+        cluster_numbers=list(range(1, k + 1)), cluster_names=names)
+
+
+def _colourings(col: dict, names: list) -> dict:
+    if "cluster" in col:
+        col["cluster"] = {**col["cluster"], "names": [f"{j + 1}: {n}" if n != f"cluster {j + 1}" else n
+                                                      for j, n in enumerate(names)]}
+    return col
+
+
+class _Relabelled:
+    """An estimator whose predictions go through a label permutation (cluster order by energy)."""
+
+    def __init__(self, estimator, new_of_old):
+        self.estimator, self.new_of_old = estimator, np.asarray(new_of_old, np.int64)
+
+    def predict(self, X):
+        return self.new_of_old[np.asarray(self.estimator.predict(X), np.int64)]
+
+    def __getattr__(self, name):
+        return getattr(self.estimator, name)
+
+
+def order_clusters(km, clip) -> list:
+    """Renumber fitted clusters by decreasing energy (in place) and name them; returns the names.
+
+    The energy of a cluster is the mixture power ``|STFT|²`` of the bins its mask holds. After
+    this, ``km.labels_ == 0`` is cluster 1 (the loudest), ``km.predict`` / ``km.masks`` follow
+    the same order. Names: with oracle sources (``clip.dominant_stft``), the source holding most
+    of the cluster's energy; else ``"cluster j"`` (1-based).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probe.analyze.embedding_clusters import EmbeddingClusters
+    >>> X = np.r_[np.zeros((5, 2)), np.ones((5, 2))]
+    >>> km = EmbeddingClusters(2).fit(X)
+    >>> class Clip:  # two cells: the second (cluster of the ones) is louder
+    ...     shape, stft, dominant_stft, source_names = (1, 2), np.array([[1.0, 3.0]]), None, None
+    ...     def flat(self): return np.array([[0.0, 0.0], [1.0, 1.0]])
+    ...     def to_stft_grid(self, v): return v
+    >>> order_clusters(km, Clip()), km.predict(np.array([[1.0, 1.0]])).tolist()
+    (['cluster 1', 'cluster 2'], [0])
+    """
+    k = int(km.n_clusters_)
+    power = np.abs(np.asarray(clip.stft)) ** 2
+    lab = clip.to_stft_grid(km.predict_clip(clip))
+    energy = np.array([float(power[lab == j].sum()) for j in range(k)])
+    order = np.argsort(-energy, kind="stable")  # new j -> old label
+    new_of_old = np.empty(k, np.int64)
+    new_of_old[order] = np.arange(k)
+    km.labels_ = new_of_old[np.asarray(km.labels_, np.int64)]
+    km.centers_ = np.asarray(km.centers_)[order]
+    km.estimator_ = _Relabelled(km.estimator_, new_of_old)
+    lab = new_of_old[lab]
+    dom = getattr(clip, "dominant_stft", None)
+    if dom is None:
+        return [f"cluster {j + 1}" for j in range(k)]
+    src_names = list(getattr(clip, "source_names", None) or [])
+    names, seen = [], {}
+    for j in range(k):
+        m = (lab == j) & (np.asarray(dom) >= 0)
+        if not m.any():
+            names.append(f"cluster {j + 1}")
+            continue
+        s = int(np.argmax(np.bincount(np.asarray(dom)[m], weights=power[m])))
+        name = src_names[s] if s < len(src_names) else f"source {s + 1}"
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names

@@ -9,7 +9,8 @@ import numpy as np
 
 from ._base import Result, locked, rounded
 
-__all__ = ["AttributionOptions", "AttributionAnalysis", "analyse_attribution", "match_event", "peak_normalise"]
+__all__ = ["AttributionOptions", "AttributionAnalysis", "analyse_attribution", "cluster_target", "match_event",
+           "peak_normalise"]
 
 #: completeness error (|Σ map − (f(x) − f(b))| / |f(x) − f(b)|) that ``steps="auto"`` stops at
 AUTO_COMPLETENESS = 0.01
@@ -52,6 +53,11 @@ class AttributionOptions:
     seed : int
     progress : bool
         A progress bar over chunks.
+    clusters : EmbeddingOptions, optional
+        The clustering a ``"cluster=j"`` target refers to: :func:`analyse_embeddings` at the model's
+        ``tf_embeddings`` output with these options (``None``: its defaults; ``layer`` is ignored),
+        so cluster ``j`` here is cluster ``j`` of the Embeddings page/command (numbered from 1 by
+        decreasing energy). Embedding models' default target is ``"cluster=1"``, the louder one.
     """
 
     target: str | None = None
@@ -69,6 +75,7 @@ class AttributionOptions:
     random_orders: int = 3
     seed: int = 0
     progress: bool = False
+    clusters: object = None
 
 
 @dataclass
@@ -105,6 +112,7 @@ class AttributionAnalysis(Result):
     stem_snr_db: float | None = None
     steps_used: int | None = None
     notes: list | None = None
+    target_name: str | None = None
 
     @property
     def summary(self) -> dict:
@@ -130,6 +138,11 @@ class AttributionAnalysis(Result):
                "completeness_error": rounded(a.completeness_error), "convergence_delta": rounded(a.convergence_delta),
                "target_value": rounded(a.target_value), "baseline_value": rounded(a.baseline_value),
                "steps_used": self.steps_used}
+        if self.target_name:
+            out["target_name"] = self.target_name
+        bins = getattr(a.target, "bins", None)
+        if getattr(a.target, "cluster", None) is not None and bins is not None:
+            out["target_bins"] = int(np.asarray(bins, bool).sum())
         out["relevance_time"] = self.relevance_time()
         if a.reconstruction_error_db is not None:
             out["reconstruction_error_db"] = rounded(a.reconstruction_error_db, 2)
@@ -189,9 +202,14 @@ def _attribute_supports_auto(attribute) -> bool:
     return p is not None and (p.default == "auto" or "str" in str(p.annotation))
 
 
-def _attribute(spec, example, o: AttributionOptions):
+def _attribute(spec, example, o: AttributionOptions, target=None):
     """``(Attribution, steps_used)`` for the options; ``steps="auto"`` handled here when probe.attribute cannot."""
+    import dataclasses
+
     from ..attribution import attribute
+
+    if target is not None:
+        o = dataclasses.replace(o, target=target)
 
     kw = dict(method=o.method, baseline=o.baseline, path=o.path, smooth=o.smooth, layer=o.layer,
               chunk_seconds=o.chunk_seconds, overlap_seconds=o.overlap_seconds, seed=o.seed, progress=o.progress)
@@ -214,8 +232,39 @@ def _attribute(spec, example, o: AttributionOptions):
     return a, steps
 
 
+def cluster_target(spec, example, options: AttributionOptions = AttributionOptions(), *, clustering=None, lock=None):
+    """The :class:`~probe.attribution.EmbeddingTarget` of ``options.target`` (``"cluster=j"``) with the
+    bins and name of cluster ``j`` of the shared clustering; ``None`` when the target is no cluster.
+
+    ``clustering`` (an :class:`EmbeddingAnalysis` of the output, e.g. a cached one) is used as given;
+    otherwise :func:`analyse_embeddings` runs with ``options.clusters``.
+    """
+    import dataclasses
+
+    from ..attribution import EmbeddingTarget, parse_target
+    from ..errors import AnalysisError
+    from .embedding import EmbeddingOptions, analyse_embeddings
+
+    if spec.output_kind != "tf_embeddings" or options.chunk_seconds is not None:
+        return None
+    text = options.target if options.target is not None else "cluster=1"
+    tgt = parse_target(text) if isinstance(text, str) else text
+    if not isinstance(tgt, EmbeddingTarget) or tgt.cluster is None or tgt.bins is not None:
+        return None
+    if clustering is None:
+        eo = options.clusters or EmbeddingOptions()
+        eo = dataclasses.replace(eo, layer=None, clusterability=False, labels=None)
+        clustering = analyse_embeddings(spec, example, eo, lock=lock)
+    k = int(clustering.n_clusters)
+    if not 1 <= tgt.cluster <= k:
+        raise AnalysisError(f"cluster must be in 1..{k} (numbered from 1 by decreasing energy), given {tgt.cluster}")
+    names = clustering.cluster_names or [f"cluster {j}" for j in range(1, k + 1)]
+    return EmbeddingTarget(cluster=tgt.cluster, n_clusters=k, bins=clustering.cluster_bins[tgt.cluster - 1],
+                           name=names[tgt.cluster - 1])
+
+
 def analyse_attribution(spec, example, options: AttributionOptions = AttributionOptions(), *,
-                        lock=None) -> AttributionAnalysis:
+                        lock=None, clustering=None) -> AttributionAnalysis:
     """Attribute a target, make it listenable, test it by deletion and (with ground truth) by localisation.
 
     Parameters
@@ -227,6 +276,10 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
     options : AttributionOptions
     lock : context manager, optional
         Held while the model runs (attribution toggles ``requires_grad`` and restores it).
+    clustering : EmbeddingAnalysis, optional
+        For ``"cluster=j"`` targets: the clustering to take cluster ``j``'s bins from (it must be
+        :func:`analyse_embeddings` of this clip at the output); by default computed with
+        ``options.clusters`` (see :func:`cluster_target`).
 
     Returns
     -------
@@ -255,8 +308,9 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
     o = options
     notes = []
     audio_warnings = input_warnings(spec, example)  # refuses a clip shorter than one frame
+    ctarget = cluster_target(spec, example, o, clustering=clustering, lock=lock)
     with locked(lock):
-        attr, steps_used = _attribute(spec, example, o)
+        attr, steps_used = _attribute(spec, example, o, target=ctarget)
         if attr.nonfinite is not None and attr.nonfinite.get("what") == "the target f(x)":
             # the model's own output on the clip is NaN/Inf: no attribution of it means anything
             raise ModelError(" ".join(w for w in attr.warnings if "is NaN/Inf" in w)[:600]
@@ -283,6 +337,6 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
     expl, comp = peak_normalise(expl, comp)
     warnings = audio_warnings + list(getattr(attr, "warnings", None) or attr.info.get("warnings") or [])
     return AttributionAnalysis(attribution=attr, explanation=expl, complement=comp, sr=attr.sample_rate,
-                               target=str(attr.target), top_percent=float(o.top_percent), deletion=dele,
+                               target=str(attr.target), target_name=getattr(attr.target, "name", None), top_percent=float(o.top_percent), deletion=dele,
                                localisation=loc, event=event, stem_snr_db=snr, steps_used=steps_used,
                                notes=notes or None, warnings=warnings)
