@@ -257,7 +257,9 @@ def _embeddings(sec: Section, spec, example, *, options=None, lock=None) -> None
     if colour != "cluster":
         sec.add(embedding_scatter(pts, res.coords, color="cluster", clusters=res.clusters, axis_names=axes))
     sec.add("<h3>Listen to each cluster</h3>"
-            + _players([(f"cluster {j}", a, res.sr) for j, a in enumerate(res.cluster_audio)]))
+            + _players([(f"cluster {j + 1}" + (f" ({n})" if n != f"cluster {j + 1}" else ""), a, res.sr)
+                        for j, (a, n) in enumerate(zip(res.cluster_audio, res.cluster_names or
+                                                       [f"cluster {i + 1}" for i in range(len(res.cluster_audio))]))]))
 
 
 def _attribution(sec: Section, spec, example, *, options=None, lock=None) -> None:
