@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from apps import policy  # noqa: E402
-from apps.policy import ENV_AUDIO, ENV_MODELS, Policy, check_audio_ref, check_model_ref  # noqa: E402
+from apps.policy import ENV_AUDIO, ENV_MODELS, ENV_RUNS, Policy, check_audio_ref, check_model_ref  # noqa: E402
 from apps.ui import AUDIO_KEY, MODEL_KEY  # noqa: E402
 from probe.errors import AudioError, SpecError  # noqa: E402
 
@@ -277,10 +277,11 @@ def test_cli_binding_beyond_localhost_warns_what_is_exposed(probe_exe, tmp_path)
     assert str(models.resolve()) in warning and "factory code runs on this machine" in warning
     assert str(audio.resolve()) in warning and "port 8501" in warning
     out = json.loads(r.stdout)
-    assert out["exposed"] and out["env"] == {ENV_MODELS: str(models.resolve()), ENV_AUDIO: str(audio.resolve())}
+    assert out["exposed"] and out["env"] == {ENV_MODELS: str(models.resolve()), ENV_AUDIO: str(audio.resolve()),
+                                   ENV_RUNS: ""}
     local = _dry(probe_exe)
     assert local.returncode == 0 and "WARNING" not in local.stderr
-    assert json.loads(local.stdout)["env"] == {ENV_MODELS: "", ENV_AUDIO: ""}, "nothing allowed unless given"
+    assert json.loads(local.stdout)["env"] == {ENV_MODELS: "", ENV_AUDIO: "", ENV_RUNS: ""}, "nothing allowed unless given"
 
 
 def test_cli_allowed_folders_must_exist(probe_exe, tmp_path):

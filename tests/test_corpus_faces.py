@@ -119,10 +119,11 @@ def test_page_without_allowed_runs_says_how_to_add_them(runs, monkeypatch):
 
 
 def test_cli_app_allow_runs_reaches_the_app(probe_exe, runs, tmp_path):
-    out = subprocess.run([probe_exe, "app", "--allow-runs", str(runs[0]), "--dry-run", "--json"],
+    out = subprocess.run([probe_exe, "app", "--allow-runs", str(runs[0]), "--address", "0.0.0.0", "--dry-run", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["env"][ENV_RUNS] == str(runs[0])
+    assert f"browse the corpus runs under {runs[0]}" in out.stderr  # binding beyond localhost says so
     bad = subprocess.run([probe_exe, "app", "--allow-runs", str(tmp_path / "nope"), "--dry-run"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--allow-runs" in bad.stderr

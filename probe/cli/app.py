@@ -85,7 +85,7 @@ def allowed_folders(paths, flag: str) -> list[str]:
     return out
 
 
-def exposure_warning(address: str, port: int, models: list, audio: list) -> str | None:
+def exposure_warning(address: str, port: int, models: list, audio: list, runs: list = ()) -> str | None:
     """What binding beyond localhost exposes, or ``None`` for a local address."""
     if str(address).strip().lower() in LOCAL_ADDRESSES:
         return None
@@ -94,6 +94,8 @@ def exposure_warning(address: str, port: int, models: list, audio: list) -> str 
         parts.append("load the spec files under " + ", ".join(models) + " (their factory code runs on this machine)")
     if audio:
         parts.append("listen to every audio file under " + ", ".join(audio))
+    if runs:
+        parts.append("browse the corpus runs under " + ", ".join(runs) + " (and listen to their clips)")
     return (f"probe app: WARNING: binding to {address} makes the app reachable from other machines: anyone who can "
             f"reach port {port} can " + "; ".join(parts) + ", and use this machine's CPU and memory. There is no "
             "login; bind to localhost and use an SSH tunnel unless this network is trusted.")
@@ -107,7 +109,7 @@ def run(args) -> dict | None:
     runs = allowed_folders(getattr(args, "allow_runs", None), "--allow-runs")
     script = app_script()
     cmd = command(args.port, args.address, script)
-    warning = exposure_warning(args.address, int(args.port), models, audio)
+    warning = exposure_warning(args.address, int(args.port), models, audio, runs)
     if warning:
         print(warning, file=sys.stderr)
     allow = {ENV_MODELS: os.pathsep.join(models), ENV_AUDIO: os.pathsep.join(audio), ENV_RUNS: os.pathsep.join(runs)}
