@@ -285,7 +285,9 @@ class _Relabelled:
     def predict(self, X):
         return self.new_of_old[np.asarray(self.estimator.predict(X), np.int64)]
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # only reached for names not set here (and never during unpickling)
+        if name.startswith("__") or name in ("estimator", "new_of_old"):
+            raise AttributeError(name)
         return getattr(self.estimator, name)
 
 
