@@ -22,7 +22,7 @@ from .policy import check_model_ref
 
 __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
            "cached_filter_analysis", "cached_default_layer", "cached_activation", "cached_embeddings",
-           "cached_attribution", "cached_nmf", "cached_randomisation", "cached_report_html", "start_warmup"]
+           "clustering_options", "cached_clustering", "cached_attribution", "cached_nmf", "cached_randomisation", "cached_report_html", "start_warmup"]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
@@ -121,13 +121,39 @@ def cached_embeddings(model, example, options=None):
     return _embeddings(_model_key(model), _audio_key(example), options or P.EmbeddingOptions(), model, example)
 
 
+_OUTPUT_LAYERS = (None, "", "output", "tf_embeddings")
+
+
+def clustering_options(model, layer=None, k=None, budget=None, projection: str = "pca"):
+    """The one :class:`~probe.pipelines.EmbeddingOptions` of the clustering of (model, layer, k).
+
+    Every page asks for a clustering through this, so the same (model, clip, layer, k) is one
+    cache entry with one numbering (clusters from 1 by decreasing energy) and one set of names.
+    ``budget`` other than the default makes a different clustering (the Embeddings page says so);
+    the projection does not change the clustering.
+    """
+    d = P.EmbeddingOptions()
+    return P.EmbeddingOptions(layer=None if layer in _OUTPUT_LAYERS else layer, projection=projection,
+                              n_clusters=int(k or model.spec.n_sources or 2), budget=int(budget or d.budget))
+
+
+def cached_clustering(model, example, layer=None, k=None):
+    """The shared clustering (:class:`probe.pipelines.EmbeddingAnalysis`) of (model, clip, layer, k)."""
+    return cached_embeddings(model, example, clustering_options(model, layer, k))
+
+
 @st.cache_data(max_entries=8, show_spinner="Attributing (and running the deletion test)…")
-def _attribution(model_key: str, audio_key: str, options, _model, _ex):
-    return P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock)
+def _attribution(model_key: str, audio_key: str, options, _model, _ex, _clustering=None):
+    return P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock, clustering=_clustering)
 
 
 def cached_attribution(model, example, options=None):
-    return _attribution(_model_key(model), _audio_key(example), options or P.AttributionOptions(), model, example)
+    """Attribution; a ``cluster=j`` target takes cluster ``j`` of :func:`cached_clustering` (the output, k = sources)."""
+    options = options or P.AttributionOptions()
+    clustering = None
+    if model.spec.output_kind == "tf_embeddings" and options.chunk_seconds is None and options.clusters is None:
+        clustering = cached_clustering(model, example)
+    return _attribution(_model_key(model), _audio_key(example), options, model, example, clustering)
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting NMF and comparing it with the model…")

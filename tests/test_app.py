@@ -415,7 +415,8 @@ def test_overview_plays_what_each_separation_model_separates(name, heading):
         assert not _errors(at), _errors(at)
         assert at.slider(key="w_emb_freq").value == (0.0, 4000.0)
         emb = sorted(m.value.strip("*").lower() for m in at.markdown if m.value.startswith("**Cluster "))
-        assert overview == emb == ["cluster 1", "cluster 2"], (overview, emb)
+        # one clustering: numbered by decreasing energy, named from the example's stems (the louder is "high")
+        assert overview == emb == ["cluster 1 (high)", "cluster 2 (low)"], (overview, emb)
 
 
 def test_masks_applied_to_the_mixture_add_up_to_it():

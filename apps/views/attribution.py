@@ -10,7 +10,7 @@ the cascading randomisation test.
 import streamlit as st
 
 from apps import downloads as dl
-from apps.cache import cached_attribution, cached_randomisation, cached_report_html
+from apps.cache import cached_attribution, cached_clustering, cached_randomisation, cached_report_html
 from apps.menus import ATTRIBUTION_METHODS, target_options
 from apps.ui import align_time_axes, build, current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
@@ -32,13 +32,26 @@ selection_caption(model, example)
 defaults = AttributionOptions()
 targets = target_options(model.spec, example)
 custom = "custom…"
+cluster_names: dict = {}
+if model.spec.output_kind == "tf_embeddings":  # the shared clustering: the Embeddings/Overview numbering and names
+    try:
+        _c = cached_clustering(model, example)
+        cluster_names = {f"cluster={j}": n for j, n in zip(_c.cluster_numbers or [], _c.cluster_names or [])
+                         if n != f"cluster {j}"}
+    except ProbeError:
+        pass
+
+
+def _target_label(t: str) -> str:
+    return f"{t} ({cluster_names[t]})" if t in cluster_names else t
+
 
 
 def _controls(col_target, col_method, col_steps, suffix: str, method_default: str, target_default: int = 0):
     choice = col_target.selectbox("Target", targets + [custom], index=min(target_default, len(targets)),
-                                  key=f"w_attr_target{suffix}",
+                                  key=f"w_attr_target{suffix}", format_func=_target_label,
                                   help="What to explain: a class over a time span (detectors), a separated source, "
-                                       "an embedding cluster (1 = the loudest). The example's events come first.")
+                                       "an embedding cluster (1 = the loudest; the clustering of the Embeddings page at the output, k = sources). The example's events come first.")
     target = col_target.text_input("Target string", value=targets[0] if targets else "", key=f"w_attr_custom{suffix}",
                                    placeholder="class=bell,t=3.0:3.5 · source=1,f=200:1000 · cluster=1") \
         if choice == custom else choice
@@ -127,7 +140,7 @@ mel = st.toggle("Fold relevance onto mel bands", value=model.spec.input_kind == 
 
 if compare:
     left, right = st.columns(2)
-    left.markdown(f"**A · {method} · {res.target}**")
+    left.markdown(f"**A · {method} · {_target_label(res.target)}**")
     _summary(res, left, "")
     with right:
         c1, c2, c3 = st.columns([3, 2, 1])
@@ -135,7 +148,7 @@ if compare:
         target_b, method_b, steps_b = _controls(c1, c2, c3, "_b", second)
     res_b = _attribute(target_b, method_b, steps_b)
     if res_b is not None:
-        right.markdown(f"**B · {method_b} · {res_b.target}**")
+        right.markdown(f"**B · {method_b} · {_target_label(res_b.target)}**")
         _summary(res_b, right, "_b")
         if res.deletion and res_b.deletion and res.deletion.get("auc") is not None \
                 and res_b.deletion.get("auc") is not None:

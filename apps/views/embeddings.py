@@ -3,7 +3,9 @@
 Click a point → hear its T-F neighbourhood (or its frame) resynthesised; box/lasso-select
 points → hear the selection and see it as a mask on the spectrogram. Points can be coloured
 and filtered by what is known (source, class, cluster) and by a time span and a frequency
-band. Clusters are numbered from 1 on every page, as in the Attribution targets.
+band. Clusters come from the shared clustering (:func:`apps.cache.cached_clustering`): numbered
+from 1 by decreasing energy and named from the ground truth when the example has it, the same on
+the Overview, here and in the Attribution targets.
 """
 
 import numpy as np
@@ -11,7 +13,7 @@ import streamlit as st
 
 from apps import downloads as dl
 from apps import selection as sel
-from apps.cache import cached_default_layer, cached_embeddings
+from apps.cache import cached_default_layer, cached_embeddings, clustering_options
 from apps.menus import embedding_layers
 from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
 from probe.errors import ProbeError
@@ -46,14 +48,25 @@ use_umap = st.toggle("UMAP map (slower; the first run compiles numba kernels)", 
 projection = "umap" if use_umap else "pca"
 
 try:
-    res = cached_embeddings(model, example, EmbeddingOptions(layer=layer, projection=projection, n_clusters=int(n_clusters),
-                                                          budget=int(budget)))
+    res = cached_embeddings(model, example, clustering_options(model, layer, int(n_clusters), int(budget), projection))
 except ProbeError as exc:
     show_error(exc, f"Cannot map {layer}: ")
     st.stop()
 
 points, clip = res["points"], res["clip"]
-numbers = np.asarray(res.clusters.labels_) + 1  # clusters numbered from 1, as the Attribution targets
+numbers = np.asarray(res.clusters.labels_) + 1  # clusters numbered from 1 by decreasing energy, as everywhere
+cluster_names = list(res.cluster_names or [f"cluster {j}" for j in range(1, res.n_clusters + 1)])
+
+
+def cluster_label(j: int) -> str:
+    """``"cluster 1 (high)"`` (1-based ``j``), or ``"cluster 1"`` without a name from the ground truth."""
+    name = cluster_names[j - 1]
+    return name if name == f"cluster {j}" else f"cluster {j} ({name})"
+
+
+if int(budget) != defaults.budget:
+    st.caption(f"With {int(budget)} points the clustering differs from the {defaults.budget}-point one that the "
+               "Overview and the Attribution targets use.")
 for w in res.warnings:
     st.warning(w, icon=":material/warning:")
 m = st.columns(4)
@@ -74,7 +87,7 @@ colour = c1.radio("Colour by", preferred + [c for c in colours if c not in prefe
 categorical = {k: v for k, v in res["colourings"].items() if v["kind"] == "categorical"}
 if "cluster" in categorical:
     categorical["cluster"] = {**categorical["cluster"], "values": numbers,
-                              "names": [f"cluster {j}" for j in range(int(numbers.max()) + 1)]}
+                              "names": ["(none)"] + [cluster_label(j) for j in range(1, res.n_clusters + 1)]}
 label_by = c2.selectbox("Filter by label", ["(all)"] + list(categorical), key="w_emb_filter_by")
 allowed = None
 if label_by != "(all)":
@@ -114,7 +127,7 @@ if len(picked_idx):
     if single:
         i = int(picked_idx[0])
         where = f"t = {points.time[i]:.3f} s" + (f", f = {points.freq[i]:.0f} Hz" if np.isfinite(points.freq[i]) else "")
-        st.markdown(f"**Picked point** ({where}, cluster {numbers[i]}): its "
+        st.markdown(f"**Picked point** ({where}, {cluster_label(int(numbers[i]))}): its "
                     + (f"T-F neighbourhood ({2 * NEIGHBOURHOOD + 1} × {2 * NEIGHBOURHOOD + 1} cells)"
                        if res["kind"] == "tf" else f"frame and {NEIGHBOURHOOD} frames either side"))
     else:
@@ -134,14 +147,15 @@ st.caption("Each cluster becomes a binary mask on the clip's STFT (every bin goe
 k = res["cluster_audio"].shape[0]
 cols = st.columns(k)
 for j, col in enumerate(cols):
-    col.markdown(f"**Cluster {j + 1}**")
+    col.markdown(f"**{cluster_label(j + 1).capitalize()}**")
     col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
-which = st.radio("Show the mask of cluster", list(range(1, k + 1)), horizontal=True, key="w_emb_mask")
+which = st.radio("Show the mask of cluster", list(range(1, k + 1)), horizontal=True, key="w_emb_mask",
+                 format_func=lambda j: cluster_label(j).removeprefix("cluster "))
 mask_fig = build(cluster_mask_figure, clip, res["cluster_masks"], int(which) - 1,
-                 title=f"{clip.name}: cluster {which} of {k}")
+                 title=f"{clip.name}: {cluster_label(int(which))} of {k}")
 if mask_fig is not None:
     for a in mask_fig.layout.annotations:
-        a.text = a.text.replace(f"cluster {int(which) - 1}", f"cluster {which}")
+        a.text = a.text.replace(f"cluster {int(which) - 1}", cluster_label(int(which)))
     mask_fig.update_annotations(font_size=11)  # two panel titles side by side at the page's width
 plot(mask_fig, key="emb_mask")
 
@@ -153,7 +167,7 @@ c[0].download_button("Points + clusters (CSV)", dl.table_csv(table), f"{stem}_po
                      key="dl_emb_csv", on_click="ignore")
 c[1].download_button("Points + clusters (Parquet)", dl.table_parquet(table), f"{stem}_points.parquet",
                      "application/octet-stream", key="dl_emb_parquet", on_click="ignore")
-c[2].download_button("Cluster 1 (WAV)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
+c[2].download_button(f"{cluster_label(1).capitalize()} (WAV)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
                      f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav", on_click="ignore")
 if fig is not None:
     c[3].download_button("Map (HTML)", dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from apps import downloads as dl
 from apps import policy, selection, state, uploads
-from apps.cache import (cached_default_layer, cached_embeddings, cached_outputs, cached_spectrogram, get_example,
+from apps.cache import (cached_clustering, cached_default_layer, cached_outputs, cached_spectrogram, get_example,
                         get_model)
 from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_ERROR_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
 from probe.errors import ProbeError
-from probe.pipelines import EmbeddingOptions, model_card
+from probe.pipelines import model_card
 from probe.figures import clip as fc
 
 st.title("probe")
@@ -189,14 +189,15 @@ if outs.get("kind") == "masks" and "values" in outs:
             col.download_button("WAV", dl.wav_bytes(s, example.sr),
                                 dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}", on_click="ignore")
 if outs.get("kind") == "tf_embeddings":
-    # the same clustering as the Embeddings page's defaults (one cache entry, one numbering)
+    # the shared clustering (one cache entry, one numbering, names from the ground truth): as on Embeddings/Attribution
     try:
-        emb = cached_embeddings(model, example, EmbeddingOptions(
-            layer=cached_default_layer(model, example, "embeddings"), n_clusters=int(model.spec.n_sources or 2)))
+        emb = cached_clustering(model, example, cached_default_layer(model, example, "embeddings"),
+                                int(model.spec.n_sources or 2))
+        names = list(emb.cluster_names or [f"cluster {j}" for j in range(1, emb.n_clusters + 1)])
         st.markdown("**Model output: its embeddings clustered** (k-means; each cluster as a mask on the mixture)")
         cols = st.columns(emb.cluster_audio.shape[0])
         for j, col in enumerate(cols):
-            col.caption(f"cluster {j + 1}")
+            col.caption(f"cluster {j + 1}" + (f" ({names[j]})" if names[j] != f"cluster {j + 1}" else ""))
             col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
             col.download_button("WAV", dl.wav_bytes(emb.cluster_audio[j], emb.sr),
                                 dl.file_stem(model.name, example.name, f"cluster{j + 1}") + ".wav", "audio/wav",
