@@ -132,7 +132,7 @@ with tab_units:
                "units": [u for u in dis["units"] if u["layer"] == row["layer"] and u["unit"] == row["unit"]]}
         fig = build(dissection_figure, one, row["layer"])
         if fig is not None:
-            fig.update_layout(title=f"{row['layer']} unit {row['unit']}: score per concept", height=260)
+            fig.update_layout(title=f"{row['layer']} unit {row['unit']}: score per concept", height=320)
         plot(fig, key="corpus_unit_fig")
         with st.expander(f"All units of {row['layer']}"):
             plot(build(dissection_figure, {"pairs": dis["pairs"], "units": dis["units"]}, row["layer"]),
