@@ -5,6 +5,7 @@ dominant source of every STFT bin is known by construction.
 """
 
 import json
+import pickle
 import subprocess
 
 import numpy as np
@@ -48,6 +49,19 @@ def test_clusters_ordered_by_energy_and_named_from_oracle(dc):
     sizes = np.bincount(emb.clusters.labels_, minlength=2)
     assert emb.to_json()["cluster_sizes"] == sizes.tolist()
     assert emb.colourings["cluster"]["names"][0].startswith("1: ")
+    # the renumbered clustering survives a pickle round trip (the app's st.cache_data stores pickles)
+    again = pickle.loads(pickle.dumps(emb.clusters))
+    assert np.array_equal(again.predict_clip(clip), emb.clusters.predict_clip(clip))
+
+
+def test_library_cluster_target_still_runs_its_own_kmeans(dc):
+    """``probe.attribute(..., "cluster=1")`` (no pipeline) keeps its own k-means, also ordered by energy."""
+    spec, ex, emb = dc
+    a = probe.attribute(spec, ex, "cluster=1", method="saliency")
+    bins = np.asarray(a.target.bins, bool)
+    # the same loud cells and mostly the same members as the shared clustering's cluster 1
+    overlap = (bins & emb.cluster_bins[0]).sum() / max(bins.sum(), 1)
+    assert overlap > 0.9, overlap
 
 
 def test_attribution_cluster_target_is_the_embedding_cluster(dc):
