@@ -445,8 +445,9 @@ def unit_excerpts(run, layer: str, unit: int, *, k: int = 3, seconds: float = 1.
             y = load_clip(clip, sr, min_seconds=0.0)
         except Exception:  # the source moved or became unreadable since the run
             continue
-        a = max(0, int((t - seconds / 2) * sr))
-        b = min(len(y), a + int(seconds * sr))
+        n = int(seconds * sr)
+        a = max(0, min(len(y) - n, int((t - seconds / 2) * sr)))  # centred on the step, kept inside the clip
+        b = min(len(y), a + n)
         out.append((f"#{rank + 1}: {cid} at {t:.2f} s (activation {v:.3g})", y[a:b], sr))
     return out
 

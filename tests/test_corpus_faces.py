@@ -79,6 +79,10 @@ def test_page_table_lists_the_planted_units_and_a_unit_plays_its_excerpts(allowe
     labels = {(r.layer, int(r.unit)): r.label for r in table.itertuples() if isinstance(r.label, str) and r.label}
     assert labels[("units", 3)] == "onset" and labels[("units", 7)] == "band_1000_2000"
     assert not any(la == "units" and u in (0, 1, 2, 4, 5, 6, 8, 10, 11) for la, u in labels)  # noise units unlabelled
+    from probe.report import load_dissection
+
+    saved = load_dissection(allowed[0] / "run", compute=False).summary["labels"]
+    assert {f"{la}:{u}": v for (la, u), v in labels.items()} == saved  # the page shows what the pipeline wrote
     scores = [s for s in table["score"] if s == s]
     assert scores == sorted(scores, reverse=True)  # labelled units first, highest concept score first
     unit = at.selectbox(key="w_corpus_unit")
@@ -87,6 +91,10 @@ def test_page_table_lists_the_planted_units_and_a_unit_plays_its_excerpts(allowe
     assert not at.exception
     audio = at.get("audio")
     assert len(audio) == 3  # the unit's top-3 excerpts, cut from the clip files
+    from probe.report import unit_excerpts
+
+    items = unit_excerpts(allowed[0] / "run", "units", 7, k=3)
+    assert [len(y) for _, y, _ in items] == [16000] * 3  # one second each, inside the clip
     figs = at.get("plotly_chart")
     assert any("units unit 7" in json.loads(f.proto.spec)["layout"]["title"]["text"] for f in figs)
 
