@@ -15,8 +15,8 @@ Cold (first visit after the server started) and warm (second visit) page times a
 to ``app_timings.json`` next to the screenshots. Screenshots go to ``tmp_path`` or to
 ``$PROBE_SCREENSHOT_DIR`` (e.g. ``docs/img``) for the model named by
 ``$PROBE_SCREENSHOT_MODEL`` (default: the tiny model). ``$PROBE_BROWSER_MODELS`` (comma
-separated: ``tiny``, zoo names) narrows the models; by default every trained zoo model is
-walked, which takes minutes on a shared CPU (IG with ``steps="auto"`` on ``dc_blstm``).
+separated: ``tiny``, zoo names, or ``all``) chooses the models; by default the tiny model,
+``crnn_sed`` and ``dc_blstm`` are walked (``all`` takes many minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -49,12 +49,19 @@ COMPLETENESS_OK = 1.0  # percent
 MIN_AUC_GAIN = 0.05  # probe.analyze.faithfulness.MIN_AUC_GAIN: below it, "no better than random"
 
 
+#: walked by default: the tiny spec model, one detector and one embedding model (every page of the
+#: other zoo models is covered by AppTest in tests/test_app.py); PROBE_BROWSER_MODELS=all walks every one
+DEFAULT_BROWSER_MODELS = ("tiny", "crnn_sed", "dc_blstm")
+
+
 def _models() -> list[str]:
-    wanted = os.environ.get("PROBE_BROWSER_MODELS")
+    wanted = os.environ.get("PROBE_BROWSER_MODELS", "")
     zoo = trained_zoo_models()
+    if wanted.strip() == "all":
+        return ["tiny"] + zoo
     if wanted:
         return [m.strip() for m in wanted.split(",") if m.strip()]
-    return ["tiny"] + zoo
+    return [m for m in DEFAULT_BROWSER_MODELS if m == "tiny" or m in zoo]
 
 
 def _free_port() -> int:
