@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AnalysisError
+from .style import DB_COLORSCALE, db_scale
 
 __all__ = ["attribution_figure", "target_track_figure", "deletion_figure", "randomisation_figure", "DIVERGING"]
 
 #: colour scale for relevance: blue (lowers the target) – white (0) – red (raises it)
 DIVERGING = "RdBu_r"
-_SPEC = "gray_r"
+_SPEC = DB_COLORSCALE  # the spectrogram over a map: the one dB convention (probe.figures.style)
 
 
 def _go():
@@ -117,9 +118,9 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
         S = 20 * np.log10(np.asarray(attr.input_magnitude, np.float64) + 1e-9)
         S, st = _decimate(S, attr.times, max_frames)
         S, sf = _decimate_rows(S, attr.freqs, max_bins)
-        top = float(S.max())
-        fig.add_trace(go.Heatmap(x=st, y=sf, z=S.astype(np.float32), colorscale=_SPEC, zmin=top - 80, zmax=top,
-                                 colorbar=dict(title="dB", len=0.45, y=0.78), name="|X|",
+        S = S - float(S.max())  # dB re the loudest bin, as every dB heat map (probe.figures.style)
+        fig.add_trace(go.Heatmap(x=st, y=sf, z=S.astype(np.float32), **db_scale(0.0),
+                                 colorbar=dict(title="dB re max", len=0.45, y=0.78), name="|X|",
                                  hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(x=times, y=freqs, z=A.astype(np.float32), colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
                              colorbar=dict(title="relevance", len=0.45, y=0.22 if show_spectrogram else 0.5),

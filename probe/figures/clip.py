@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .style import db_scale
+
 __all__ = ["spectrogram_figure", "outputs_figure", "activation_figure", "EVENT_COLOURS"]
 
 #: colours of event boxes and class curves (plotly's qualitative "D3")
@@ -46,7 +48,7 @@ def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str
     if log_freq:
         keep = f > 0
         f, z = f[keep], z[keep]
-    fig = go.Figure(go.Heatmap(x=t, y=f, z=z, colorscale="Magma", zmin=float(z.min()), zmax=0.0,
+    fig = go.Figure(go.Heatmap(x=t, y=f, z=z, **db_scale(float(np.max(z)) if z.size else 0.0),
                                colorbar=dict(title="dB", len=0.9, thickness=12),
                                hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
     order = [str(c) for c in (classes or [])]
@@ -106,8 +108,8 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
         fig.update_yaxes(title_text="score")
     elif kind == "sources" and outputs.get("spectrograms"):
         return _stacked_heatmaps([(str(lab), d["times"], d["freqs"], d["db"]) for lab, d in
-                                  zip(outputs["labels"], outputs["spectrograms"])], colorscale="Magma", zmax=0.0,
-                                 unit="dB", title=title)
+                                  zip(outputs["labels"], outputs["spectrograms"])], unit="dB", title=title,
+                                 **db_scale(max(float(np.max(d["db"])) for d in outputs["spectrograms"])))
     elif kind == "masks" and "values" in outputs and outputs.get("freqs") is not None:
         return _stacked_heatmaps([(str(lab), outputs["times"], outputs["freqs"], m) for lab, m in
                                   zip(outputs["labels"], outputs["values"])], colorscale="Viridis", zmin=0.0,

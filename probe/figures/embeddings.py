@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .style import db_scale
+
 __all__ = ["embedding_scatter", "cluster_mask_figure", "scores_vs_separation", "PALETTE"]
 
 #: categorical colours (Okabe–Ito, colour-blind safe), then plotly's defaults
@@ -155,7 +157,8 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     S = np.abs(clip.stft[:, ::step])
     M = masks[cluster][:, ::step]
     db = 20 * np.log10(S + 1e-10)
-    top = float(db.max())
+    db = db - float(db.max())  # dB re the loudest bin, as every dB heat map (probe.figures.style)
+    top = 0.0
     lo = top - db_range
     t = clip.grid.frame_times(clip.stft.shape[1])[::step]
     f = clip.grid.bin_frequencies()
@@ -172,8 +175,8 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), zmin=lo, zmax=top,
                              colorscale=[[0, "#ffffff"], [1, colour]], showscale=False, hovertemplate=hover), 1, 1)
     # right: only the cluster's bins, on a white-to-dark scale with a colour bar
-    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), zmin=lo, zmax=top, colorscale="Magma",
-                             reversescale=True, colorbar=dict(title=dict(text="dB")), hovertemplate=hover), 1, 2)
+    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), **db_scale(top, db_range=db_range),
+                             colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover), 1, 2)
     fig.update_xaxes(title_text="time (s)")
     fig.update_yaxes(title_text="frequency (Hz)", row=1, col=1)
     fig.update_annotations(font_size=13)

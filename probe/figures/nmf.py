@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import AnalysisError
 from .filters import matching_matrix
+from .style import db_scale
 
 __all__ = ["bases_side_by_side", "activations_vs_h", "nmf_matching_matrix"]
 
@@ -55,7 +56,7 @@ def bases_side_by_side(cmp, freqs_hz, *, max_components: int = 64, title: str | 
     fig = make_subplots(rows=2, cols=2, row_heights=[0.8, 0.2], horizontal_spacing=0.05, vertical_spacing=0.14,
                         specs=[[{}, {}], [{"colspan": 2}, None]],
                         subplot_titles=("model bases", "matched NMF bases (W)", "matched cosine per pair"))
-    common = dict(zmin=-50, zmax=0, colorscale="Magma", x=x, y=f)
+    common = dict(**db_scale(0.0), x=x, y=f)
     fig.add_trace(go.Heatmap(z=learned, colorbar=dict(title="dB re peak", len=0.75, y=0.62),
                              customdata=np.broadcast_to(rows, learned.shape),
                              hovertemplate="model basis #%{customdata}<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>", **common),
