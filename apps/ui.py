@@ -119,6 +119,23 @@ def selection_caption(model, example) -> None:
                f"({example.duration:.2f} s at {example.sr} Hz) — change them on the Overview page.")
 
 
+def page_selection():
+    """The model and clip chosen on Overview, with the caption naming them; stops the page when either is missing.
+
+    Returns
+    -------
+    (SharedModel, AudioExample)
+    """
+    model = current_model()
+    if model is None:
+        st.stop()
+    example = current_audio(model)
+    if example is None:
+        st.stop()
+    selection_caption(model, example)
+    return model, example
+
+
 def build(builder, *args, **kwargs):
     """``builder(*args, **kwargs)`` (a ``probe.figures`` function); ``None`` after a message when it refuses the data."""
     try:

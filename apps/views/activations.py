@@ -4,19 +4,13 @@ import streamlit as st
 
 from apps.cache import cached_activation, cached_default_layer, cached_spectrogram
 from apps.menus import layer_names
-from apps.ui import align_time_axes, current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import align_time_axes, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.pipelines import ActivationOptions
 from probe.figures import clip as fc
 
 st.title("Activations")
-model = current_model()
-if model is None:
-    st.stop()
-example = current_audio(model)
-if example is None:
-    st.stop()
-selection_caption(model, example)
+model, example = page_selection()
 
 layers = layer_names(model.spec)
 first = cached_default_layer(model, example)

@@ -12,7 +12,7 @@ import streamlit as st
 from apps import downloads as dl
 from apps.cache import cached_attribution, cached_clustering, cached_randomisation, cached_report_html
 from apps.menus import ATTRIBUTION_METHODS, target_options
-from apps.ui import align_time_axes, build, current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import align_time_axes, build, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.attribution import attribution_figure, deletion_figure, randomisation_figure, target_track_figure
 from probe.pipelines import AttributionOptions
@@ -21,13 +21,7 @@ from probe.pipelines import AttributionOptions
 COMPLETENESS_OK = 0.01
 
 st.title("Attribution")
-model = current_model()
-if model is None:
-    st.stop()
-example = current_audio(model)
-if example is None:
-    st.stop()
-selection_caption(model, example)
+model, example = page_selection()
 
 defaults = AttributionOptions()
 targets = target_options(model.spec, example)

@@ -15,7 +15,7 @@ from apps import downloads as dl
 from apps import selection as sel
 from apps.cache import cached_default_layer, cached_embeddings, clustering_options
 from apps.menus import embedding_layers
-from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import build, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.embeddings import cluster_mask_figure, embedding_scatter
 from probe.pipelines import EmbeddingOptions
@@ -25,13 +25,7 @@ from probe.pipelines import EmbeddingOptions
 NEIGHBOURHOOD = 4
 
 st.title("Embeddings")
-model = current_model()
-if model is None:
-    st.stop()
-example = current_audio(model)
-if example is None:
-    st.stop()
-selection_caption(model, example)
+model, example = page_selection()
 
 layers = embedding_layers(model.spec)
 first = cached_default_layer(model, example, "embeddings")

@@ -5,19 +5,13 @@ import streamlit as st
 from apps import downloads as dl
 from apps.cache import cached_nmf
 from apps.menus import layer_names
-from apps.ui import build, current_audio, current_model, plot, selection_caption, show_error
+from apps.ui import build, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.nmf import activations_vs_h, bases_side_by_side, nmf_matching_matrix
 from probe.pipelines import NMFOptions
 
 st.title("NMF comparison")
-model = current_model()
-if model is None:
-    st.stop()
-example = current_audio(model)
-if example is None:
-    st.stop()
-selection_caption(model, example)
+model, example = page_selection()
 st.caption("NMF factorises the clip's magnitude spectrogram into spectral bases W and their activations H. A model "
            "that works like NMF has bases close to W (cosine near 1) and activations that follow H.")
 
