@@ -25,7 +25,7 @@ from .scenes import scene_set  # noqa: F401  (sound-event scenes: model_zoo/data
 
 __all__ = ["separation_set", "noisy_set", "scene_set", "SEPARATION_KINDS", "SPLITS", "MissingSourceError", "default_size"]
 
-SEPARATION_KINDS = ("instruments", "speech")
+SEPARATION_KINDS = ("instruments", "speech", "speakers")
 
 
 def _module(kind: str):
@@ -33,6 +33,8 @@ def _module(kind: str):
         from . import instruments as m
     elif kind == "speech":
         from . import speech as m
+    elif kind == "speakers":
+        from . import speakers as m
     elif kind == "noisy":
         from . import noisy as m
     else:
@@ -68,8 +70,10 @@ def separation_set(kind: str, split: str, *, n: int | None = None, sr: int = 800
 
     Parameters
     ----------
-    kind : {"instruments", "speech"}
-        ``"instruments"``: a low-register and a high-register FluidR3 instrument, each a random
+    kind : {"instruments", "speech", "speakers"}
+        ``"speakers"``: two REAL speakers (klettres-data folders, the asterisk voice in train
+        only) of different languages; test and val speakers are never heard in training
+        (:mod:`model_zoo.data.speakers`; 8 kHz only). ``"instruments"``: a low-register and a high-register FluidR3 instrument, each a random
         monophonic line (source_names ``["low", "high"]``). ``"speech"``: two different flite
         voices saying different generated sentences (source_names are the voice names; their
         order carries no meaning, use permutation-invariant losses).

@@ -20,7 +20,7 @@ Examples
 --------
 >>> from model_zoo.data import _sources as SRC
 >>> sorted(SRC.SOURCES)
-['alsa', 'asterisk', 'flite', 'freedesktop', 'soundfont', 'tinysoundfont', 'wesnoth']
+['alsa', 'asterisk', 'flite', 'freedesktop', 'klettres', 'soundfont', 'tinysoundfont', 'wesnoth']
 >>> SRC.SOURCES["asterisk"].package
 'asterisk-core-sounds-en-wav'
 >>> info = SRC.check("asterisk")          # never raises: {"status": "ok" | "missing", "path", "fix", ...}
@@ -129,6 +129,9 @@ SOURCES: dict[str, Source] = {s.key: s for s in [
             "/usr/share/games/wesnoth/*/data/core/sounds/ambient/birds1.ogg"), "*.ogg",
            "Battle for Wesnoth 1.16 sound effects", "GPL-2+",
            "sound-event scenes (crnn_sed, rawcnn_sed: most events and the ambiences)", _apt("wesnoth-1.16-data")),
+    Source("klettres", "klettres-data", "dir", "en/alpha/A.ogg", ("/usr/share/klettres/en/alpha/A.ogg",),
+           "*/alpha/*.ogg", "KLettres letters and syllables spoken by real people (one folder per language)",
+           "GPL-2+", "real two-speaker mixtures (dc_speech)", _apt("klettres-data")),
 ]}
 
 #: Test overrides: ``{key: path}``; a path set here is used as is (``monkeypatch.setitem``).
