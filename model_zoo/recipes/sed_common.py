@@ -30,7 +30,8 @@ import numpy as np
 from model_zoo.data.scenes import FRAME_SECONDS, SCENE_CLASSES, event_roll, scene, scene_manifest, scene_set
 
 __all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "HELD_OUT_NOTE", "scenes_description", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
-           "evaluate", "choose_median", "train_detector", "scene_arrays"]
+           "evaluate", "choose_median", "choose_rule", "train_detector", "scene_arrays", "spec_augment",
+           "add_learning_curves", "learning_curve_figure", "learning_curve_table", "AUGMENT"]
 
 #: Acceptance floors on the test split (segment-based, 1 s segments).
 FLOORS = {"crnn_sed": {"segment_f1": (">=", 0.80), "segment_er": ("<=", 0.40)},
@@ -220,6 +221,31 @@ def evaluate(model, split: str = "test", n: int | None = None, *, threshold: flo
     return out
 
 
+THRESHOLD_CHOICES = (0.3, 0.4, 0.5, 0.6)
+
+
+def choose_rule(spec, scenes: list[dict], *, thresholds=THRESHOLD_CHOICES, medians=MEDIAN_CHOICES
+                ) -> tuple[float, int, dict]:
+    """Threshold and median-filter length maximising segment F1 + event F1 on (validation) ``scenes``.
+
+    Returns
+    -------
+    threshold, median_frames, table
+        ``table["<threshold>/<median>"] = {"segment_f1", "segment_er", "event_f1"}``.
+    """
+    probs = predict(spec, np.stack([s["audio"] for s in scenes]))
+    table, keys = {}, []
+    for th in thresholds:
+        for k in medians:
+            r = evaluate(spec, scenes=scenes, probs=probs, threshold=th, median_frames=k, split="val")
+            table[f"{th:g}/{k}"] = {"segment_f1": r["segment_f1"], "segment_er": r["segment_er"],
+                                    "event_f1": r["event_f1"]}
+            keys.append((th, k))
+    best = max(keys, key=lambda q: (table[f"{q[0]:g}/{q[1]}"]["segment_f1"] + table[f"{q[0]:g}/{q[1]}"]["event_f1"],
+                                    -abs(q[0] - 0.5), -q[1]))
+    return float(best[0]), int(best[1]), table
+
+
 def choose_median(spec, scenes: list[dict], *, choices=MEDIAN_CHOICES, threshold: float = 0.5) -> tuple[int, dict]:
     """Median-filter length maximising the mean of segment F1 and event F1 on (validation) ``scenes``."""
     probs = predict(spec, np.stack([s["audio"] for s in scenes]))
@@ -273,29 +299,93 @@ class _Buffer:
             self._put(m % self.n, self.n + m)
 
 
-def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: float, crop_frames: int):
-    """Random crops of ``crop_frames`` frames (aligned to the 20 ms frame grid), some of them two scenes summed."""
+def _random_eq(y: np.ndarray, rng: np.random.Generator, sr: int, max_db: float) -> np.ndarray:
+    """A new recording chain: 1-3 random peaks/notches (Gaussian in log-frequency, up to ``max_db`` dB)."""
+    if max_db <= 0:
+        return y
+    spec = np.fft.rfft(y.astype(np.float32))
+    octv = np.log2(np.maximum(np.fft.rfftfreq(len(y), 1.0 / sr), 20.0))
+    gain_db = np.zeros_like(octv)
+    for _ in range(int(rng.integers(1, 4))):
+        c, w = rng.uniform(np.log2(100.0), np.log2(7000.0)), rng.uniform(0.3, 1.5)
+        gain_db += rng.uniform(-max_db, max_db) * np.exp(-0.5 * ((octv - c) / w) ** 2)
+    return np.fft.irfft(spec * (10 ** (gain_db / 20)).astype(np.float32), len(y)).astype(np.float32)
+
+
+#: Batch-time augmentation defaults (train only; val and test scenes are never touched).
+AUGMENT = {"gain_db": 6.0, "mix_snr_db": (-6.0, 0.0), "speed": 0.0, "eq_db": 0.0, "shift": False}
+
+
+def _batch(buf: _Buffer, rng: np.random.Generator, batch_size: int, mix_prob: float, crop_frames: int,
+           aug: dict | None = None):
+    """Random training crops, some of them two scenes summed, with the augmentations in ``aug``.
+
+    ``aug`` (see :data:`AUGMENT`): ``gain_db`` (overall level ±), ``mix_snr_db`` (level of the second
+    scene of a mixed crop), ``speed`` (play the crop ``f`` times faster, ``f`` log-uniform in
+    ``[1/(1+speed), 1+speed]``: pitch and tempo together, by linear-interpolation resampling; the frame
+    targets are read at the source positions), ``eq_db`` (random peaks/notches), ``shift`` (crops start
+    at any sample, not only on the 20 ms frame grid).
+    """
+    aug = {**AUGMENT, **(aug or {})}
     hop = int(round(FRAME_SECONDS * buf.sr))
     crop_frames = min(int(crop_frames), buf.n_frames)
     n = (crop_frames - 1) * hop
+    N = buf.audio.shape[1]
     y = np.zeros((batch_size, n), np.float32)
     t = np.zeros((batch_size, len(SCENE_CLASSES), crop_frames), np.float32)
 
     def crop(j):
-        f0 = int(rng.integers(buf.n_frames - crop_frames + 1))
-        return (buf.audio[j, f0 * hop:f0 * hop + n].astype(np.float32),
-                buf.targets[j, :, f0:f0 + crop_frames].astype(np.float32))
+        s = float(aug["speed"])
+        f = float(np.exp(rng.uniform(-np.log1p(s), np.log1p(s)))) if s > 0 else 1.0
+        L = min(N - 1, int(math.ceil(n * f)) + 1)
+        f = min(f, (L - 1) / n)
+        if aug["shift"] or f != 1.0:
+            s0 = int(rng.integers(N - L + 1))
+        else:
+            s0 = int(rng.integers(buf.n_frames - crop_frames + 1)) * hop
+        seg = buf.audio[j, s0:s0 + L].astype(np.float32)
+        if f == 1.0:
+            a = seg[:n]
+        else:
+            a = np.interp(np.arange(n) * f, np.arange(L), seg).astype(np.float32)
+        src_frames = np.clip(np.rint((s0 + np.arange(crop_frames) * hop * f) / hop).astype(int), 0, buf.n_frames - 1)
+        return a, buf.targets[j][:, src_frames].astype(np.float32)
 
+    lo, hi = aug["mix_snr_db"]
     for b in range(batch_size):
         y[b], t[b] = crop(int(rng.integers(buf.n)))
         if rng.random() < mix_prob:  # event mixing: two scenes at once, union of labels
             y2, t2 = crop(int(rng.integers(buf.n)))
-            y[b] = 0.7 * (y[b] + y2 * np.float32(10 ** (rng.uniform(-6, 0) / 20)))
+            y[b] = 0.7 * (y[b] + y2 * np.float32(10 ** (rng.uniform(lo, hi) / 20)))
             t[b] = np.maximum(t[b], t2)
-        y[b] *= np.float32(10 ** (rng.uniform(-6, 6) / 20))  # overall gain
+        if aug["eq_db"] > 0 and rng.random() < 0.8:
+            y[b] = _random_eq(y[b], rng, buf.sr, float(aug["eq_db"]))
+        g = float(aug["gain_db"])
+        y[b] *= np.float32(10 ** (rng.uniform(-g, g) / 20))  # overall gain
     peak = np.abs(y).max(axis=1, keepdims=True)
     y = np.where(peak > 0.99, y * (0.99 / np.maximum(peak, 1e-9)), y)
     return y, t
+
+
+def spec_augment(X, rng: np.random.Generator, *, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2,
+                 time_width: int = 10):
+    """SpecAugment (Park et al. 2019) on model inputs ``(batch, bands, frames)``: masks filled with the example's mean.
+
+    Labels are kept: a masked stretch inside an event must be bridged from its context.
+    """
+    X = X.clone()
+    b, F, T = X.shape
+    for i in range(b):
+        fill = X[i].mean()
+        for _ in range(freq_masks):
+            w = int(rng.integers(0, freq_width + 1))
+            f0 = int(rng.integers(0, max(1, F - w)))
+            X[i, f0:f0 + w, :] = fill
+        for _ in range(time_masks):
+            w = int(rng.integers(0, time_width + 1))
+            t0 = int(rng.integers(0, max(1, T - w)))
+            X[i, :, t0:t0 + w] = fill
+    return X
 
 
 # ---- training ----------------------------------------------------------------------------
@@ -325,10 +415,27 @@ def add_sed_options(p) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--max-pos-weight", type=float, default=3.0,
                    help="cap of the positive-frame weight sqrt((1 - p) / p) of a class with frame prevalence p")
+    p.add_argument("--warmup-steps", type=int, default=30, help="linear learning-rate warm-up (steps)")
+    p.add_argument("--init-from", default=None,
+                   help="start from the weights of this checkpoint (safetensors of the same architecture)")
+    p.add_argument("--gain-db", type=float, default=AUGMENT["gain_db"], help="random overall gain, +-dB")
+    p.add_argument("--mix-snr", type=float, nargs=2, default=list(AUGMENT["mix_snr_db"]),
+                   help="level (dB) of the second scene in a mixed crop: uniform in [LO, HI]")
+    p.add_argument("--speed", type=float, default=AUGMENT["speed"],
+                   help="speed/pitch perturbation of crops: factor in [1/(1+s), 1+s] (0 = off)")
+    p.add_argument("--eq-db", type=float, default=AUGMENT["eq_db"], help="random EQ peaks/notches up to +-dB (0 = off)")
+    p.add_argument("--shift", action="store_true", help="crops start at any sample (not only on the frame grid)")
+    p.add_argument("--spec-augment", action="store_true",
+                   help="SpecAugment time/frequency masks on log-mel inputs (CRNN only)")
+    p.add_argument("--choose-threshold", action="store_true",
+                   help="choose the threshold (0.3-0.6) with the median filter on validation (default: 0.5)")
+    p.add_argument("--train-check", type=int, default=40,
+                   help="score the final model on this many scenes of training recordings (generalisation gap)")
 
 
 def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, batch_size: int = 16,
-                   summary: str = "", architecture: list | None = None, notes: list | None = None) -> dict:
+                   summary: str = "", architecture: list | None = None, notes: list | None = None,
+                   defaults: dict | None = None) -> dict:
     """Train, select on val, score on test, save checkpoint + card. Returns the card.
 
     Parameters
@@ -346,6 +453,8 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
     parser = C.make_parser(mod.NAME, minutes=minutes, batch_size=batch_size, lr=lr,
                            description=f"Train the zoo's {mod.NAME} sound-event detector on the scene data.")
     add_sed_options(parser)
+    if defaults:
+        parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     if args.smoke:
         import tempfile
@@ -369,6 +478,19 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    init = None
+    if args.init_from:
+        import hashlib
+
+        sd0, meta0 = C.load_checkpoint(args.init_from)
+        model.load_state_dict(sd0, strict=True)
+        init = {"checkpoint": str(Path(args.init_from).name),
+                "sha256": hashlib.sha256(Path(args.init_from).read_bytes()).hexdigest(),
+                "postprocessing": (meta0.get("config") or {}).get("postprocessing")}
+        print(f"[{mod.NAME}] initialised from {args.init_from} (sha256 {init['sha256'][:12]})", flush=True)
+    aug = {"gain_db": args.gain_db, "mix_snr_db": tuple(args.mix_snr), "speed": args.speed, "eq_db": args.eq_db,
+           "shift": bool(args.shift)}
+    use_specaug = bool(args.spec_augment) and spec.input_kind == "logmel"
     state = C.TrainState(mod.NAME, model, opt, root=paths.train_root)
     best_path = state.dir / "best.safetensors"
     saved = state.restore() if args.resume else {}
@@ -407,16 +529,30 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
     bar = tqdm(total=max_steps, initial=step, desc=mod.NAME, mininterval=10.0, disable=args.smoke)
     model.train()
     losses = []
+    if init is not None and step == 0:  # the starting point is a candidate too: selection can only improve on it
+        v = validate()
+        model.train()
+        history.append({"step": 0, "seconds": 0.0, "loss": None, **v})
+        init["val"] = v
+        print(f"[{mod.NAME}] step 0 (initial weights) val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} "
+              f"ev-F1 {v['event_f1']:.3f}", flush=True)
+        best = {"score": v["segment_f1"], "step": 0, "val": v}
+        C.save_checkpoint(model, best_path, name=mod.NAME, config=config)
+        last_eval = timer.elapsed()
     while True:
         if (max_steps is not None and step >= max_steps) or timer.expired():
             break
         frac = max(step / max_steps if max_steps else 0.0, timer.elapsed() / timer.budget)
         for g in opt.param_groups:
-            g["lr"] = args.lr * _lr_factor(frac, step, warmup=30)
+            g["lr"] = args.lr * _lr_factor(frac, step, warmup=args.warmup_steps)
         buf.advance(step)
         rng = np.random.default_rng([rng_seed, step])
-        y, t = _batch(buf, rng, args.batch_size, args.mix_prob, int(round(args.crop_seconds / FRAME_SECONDS)) + 1)
-        out = spec.select_output(model(_features(spec, torch.from_numpy(y))))
+        y, t = _batch(buf, rng, args.batch_size, args.mix_prob, int(round(args.crop_seconds / FRAME_SECONDS)) + 1,
+                      aug)
+        X = _features(spec, torch.from_numpy(y))
+        if use_specaug:
+            X = spec_augment(X, rng)
+        out = spec.select_output(model(X))
         loss = bce(out, torch.from_numpy(t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -430,7 +566,8 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
             v = validate()
             model.train()
             last_eval = timer.elapsed()
-            history.append({"step": step, "seconds": round(timer.elapsed(), 1), "loss": float(np.mean(losses[-50:])), **v})
+            history.append({"step": step, "seconds": round(timer.elapsed(), 1), "loss": float(np.mean(losses[-50:])),
+                            "lr": float(opt.param_groups[0]["lr"]), **v})
             print(f"[{mod.NAME}] step {step} {timer.elapsed() / 60:.1f} min loss {np.mean(losses[-50:]):.4f} "
                   f"val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} ev-F1 {v['event_f1']:.3f}", flush=True)
             if v["segment_f1"] > best["score"]:
@@ -447,8 +584,12 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         model.load_state_dict(sd)
     model.eval()
     t_eval = time.perf_counter()
-    median, table = choose_median(spec, val_scenes)
-    config["postprocessing"] = {"threshold": 0.5, "median_frames": median}
+    if args.choose_threshold:
+        threshold, median, table = choose_rule(spec, val_scenes)
+    else:
+        threshold = 0.5
+        median, table = choose_median(spec, val_scenes)
+    config["postprocessing"] = {"threshold": threshold, "median_frames": median}
     model.postprocessing = dict(config["postprocessing"])
     model.config = config
     spec.info["postprocessing"] = dict(model.postprocessing)
@@ -460,12 +601,20 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
         k = min(SUBSET_N, len(test_scenes))
         subset = evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test")
+        train_check = None
+        if args.train_check and not args.smoke:
+            tr = evaluate(spec, "train", args.train_check)
+            train_check = {k_: tr[k_] for k_ in ("segment_f1", "segment_er", "event_f1")}
         card = make_card(mod, model, ckpt, config=config, args=args, step=step, train_seconds=train_seconds,
                          eval_seconds=time.perf_counter() - t_eval, best=best, median_table=table, test=test,
                          subset=subset, subset_n=k, n_val=len(val_scenes), history=history, summary=summary,
-                         pos_weight=pos_weight,
+                         pos_weight=pos_weight, init=init, aug=aug, use_specaug=use_specaug, train_check=train_check,
                          architecture=architecture or [], notes=notes or [])
         C.write_card(mod.NAME, card, out_dir=paths.cards)
+        try:
+            add_learning_curves(mod.NAME, paths.cards)
+        except Exception as exc:  # a figure must not cost the training
+            print(f"[{mod.NAME}] learning-curve figure not written: {exc}", flush=True)
         print(f"[{mod.NAME}] test: seg-F1 {test['segment_f1']:.3f} ER {test['segment_er']:.3f} "
               f"ev-F1 {test['event_f1']:.3f} (median {median} frames)", flush=True)
     state.clear()
@@ -501,7 +650,8 @@ def scenes_description(man: dict) -> str:
 
 
 def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval_seconds, best, median_table, test,
-              subset, subset_n, n_val, history, summary, architecture, notes, pos_weight) -> dict:
+              subset, subset_n, n_val, history, summary, architecture, notes, pos_weight, init=None, aug=None,
+              use_specaug=False, train_check=None) -> dict:
     """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
     from . import _common as C
 
@@ -515,6 +665,15 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
         notes.append("All acceptance floors are met on the test split.")
     if args.smoke:
         notes.append("SMOKE RUN: 2 steps on 2 scenes; the numbers mean nothing.")
+    if train_check is not None:
+        notes.append(f"Generalisation gap: on {args.train_check} scenes built from training recordings the same "
+                     f"checkpoint scores segment F1 {train_check['segment_f1']:.3f} (ER {train_check['segment_er']:.3f}); "
+                     f"on held-out recordings (test) {test['segment_f1']:.3f}. Validation (held-out recordings too) "
+                     f"peaked at {best['score']:.3f} at step {best['step']}.")
+    if init is not None:
+        notes.append(f"Training continued from the checkpoint {init['checkpoint']} (sha256 {init['sha256'][:16]}...), "
+                     f"whose validation segment F1 on the same {n_val} scenes was {init['val']['segment_f1']:.3f} "
+                     f"(step 0 of the history); steps count from there.")
     headline = {k: test[k] for k in ("segment_f1", "segment_er", "segment_precision", "segment_recall", "event_f1",
                                      "event_er")}
     return _round({
@@ -546,23 +705,86 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "eval_seconds": round(eval_seconds, 1), "device": C.device_description(), "batch_size": args.batch_size,
             "optimizer": "AdamW", "lr": f"{args.lr:g}", "weight_decay": f"{args.weight_decay:g}",
             "positive_weights": dict(zip(SCENE_CLASSES, pos_weight.flatten().tolist())),
-            "schedule": "30-step warm-up, cosine decay to 5 % over the time budget",
+            "schedule": f"{args.warmup_steps}-step warm-up, cosine decay to 5 % over the time budget",
+            "initialised_from": init,
+            "augmentation": {"scene_level": "per event: SNR, speed x0.9-1.1, spectral tilt, placement (data/scenes.py)",
+                             "batch_level": {**(aug or {}), "mix_prob": args.mix_prob},
+                             "spec_augment": ({"freq_masks": 2, "freq_width": 8, "time_masks": 2, "time_width": 10}
+                                              if use_specaug else None)},
             "loss": f"frame-wise BCE, positive frames of class c weighted min({args.max_pos_weight:g}, sqrt((1 - p_c) / p_c))",
             "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
             "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "
                          f"{args.eval_seconds:g} s", "best_step": best["step"], "best_val": best["val"],
-            "median_filter_on_val": {str(k): v for k, v in median_table.items()},
+            "decision_rule_on_val": {str(k): v for k, v in median_table.items()},
             "software": C.software_versions(),
         },
         "training_history": history,
         "postprocessing": config["postprocessing"],
         "metrics": {"test": headline, "test_per_class": test["per_class"]},
+        **({"train_recordings_check": {"n_scenes": args.train_check, **train_check}} if train_check else {}),
         "subset_metrics": {"n_scenes": subset_n, "split": "test",
                            **{k: subset[k] for k in ("segment_f1", "segment_er", "event_f1", "event_er")}},
         "floors": floors,
         "evaluation": "sed_eval 0.2.1: segment-based on 1 s segments; event-based with a 200 ms onset collar and "
-                      "an offset collar of max(200 ms, 20 % of the event length); threshold 0.5 after a median "
-                      "filter whose length was chosen on the validation split",
+                      "an offset collar of max(200 ms, 20 % of the event length); threshold "
+                      f"{config['postprocessing']['threshold']:g} after a median filter of "
+                      f"{config['postprocessing']['median_frames']} frames, both chosen on the validation split",
         "notes": notes,
     })
+
+
+# ---- learning curves ---------------------------------------------------------------------
+def learning_curve_table(history: list[dict]) -> list[str]:
+    """Markdown rows of a training history (one per validation)."""
+    lines = ["| step | minutes | train loss | lr | val segment F1 | val segment ER | val event F1 |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for h in history:
+        loss = "" if h.get("loss") is None else f"{h['loss']:.4f}"
+        lr = "" if h.get("lr") is None else f"{h['lr']:.2g}"
+        lines.append(f"| {h['step']} | {h['seconds'] / 60:.1f} | {loss} | {lr} | {h['segment_f1']:.3f} | "
+                     f"{h['segment_er']:.3f} | {h['event_f1']:.3f} |")
+    return lines
+
+
+def learning_curve_figure(history: list[dict], *, title: str = ""):
+    """Plotly figure: val segment F1 / ER / event F1 (left) and train loss (right) against optimiser steps."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    steps = [h["step"] for h in history]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("validation (held-out recordings)", "training loss"))
+    for key, name in (("segment_f1", "segment F1"), ("segment_er", "segment ER"), ("event_f1", "event F1")):
+        fig.add_trace(go.Scatter(x=steps, y=[h[key] for h in history], mode="lines+markers", name=name), 1, 1)
+    tr = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
+    fig.add_trace(go.Scatter(x=[a for a, _ in tr], y=[b for _, b in tr], mode="lines+markers", name="train loss (BCE)"),
+                  1, 2)
+    fig.update_xaxes(title_text="optimiser step")
+    fig.update_layout(title=title, width=1000, height=380, template="plotly_white", margin=dict(l=50, r=20, t=60, b=40))
+    return fig
+
+
+def add_learning_curves(name: str, cards_dir, *, png: bool = True) -> Path:
+    """Append the learning curves (table, and a PNG next to the card) to ``cards_dir/NAME.md``."""
+    cards_dir = Path(cards_dir)
+    card = json.loads((cards_dir / f"{name}.json").read_text())
+    hist = card.get("training_history") or []
+    md_path = cards_dir / f"{name}.md"
+    md = md_path.read_text()
+    marker = "\n## Learning curves\n"
+    md = md.split(marker)[0].rstrip("\n") + "\n"
+    section = [marker.strip("\n"), "", "Validation scores (threshold 0.5, no smoothing) and the mean training loss of "
+               "the last 50 batches (augmented crops) at each evaluation.", ""]
+    if png and hist:
+        import os
+
+        os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
+        fig = learning_curve_figure(hist, title=f"{name}: learning curves")
+        out = cards_dir / f"{name}.curves.png"
+        tmp = cards_dir / f".{name}.curves.tmp.png"
+        fig.write_image(str(tmp), scale=1)
+        os.replace(tmp, out)
+        section += [f"![learning curves of {name}]({out.name})", ""]
+    section += learning_curve_table(hist)
+    md_path.write_text(md + "\n" + "\n".join(section) + "\n")
+    return md_path
