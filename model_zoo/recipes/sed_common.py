@@ -653,6 +653,8 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
               subset, subset_n, n_val, history, summary, architecture, notes, pos_weight, init=None, aug=None,
               use_specaug=False, train_check=None) -> dict:
     """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
+    import hashlib
+
     from . import _common as C
 
     man = scene_manifest()
@@ -682,6 +684,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
         "params": C.count_params(model),
         "checkpoint": str(Path(ckpt).name),
         "checkpoint_bytes": Path(ckpt).stat().st_size,
+        "checkpoint_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(),
         "input_kind": as_spec(model).input_kind,
         "output_kind": "frame_probs",
         "classes": list(SCENE_CLASSES),
