@@ -224,6 +224,63 @@ def test_checkpoint_round_trip_gives_identical_outputs(mod, tmp_path, rng):
     assert torch.equal(a, b) and again.postprocessing["median_frames"] == 5
 
 
+# ---- training augmentation (batch level) -----------------------------------------------------------
+def _burst_buffer(n_frames: int = 501):
+    """A training buffer of three 10 s scenes, each a loud burst on frames 100-150 and 300-320 of class 0."""
+    buf = SC._Buffer.__new__(SC._Buffer)
+    buf.n, buf.refresh, buf.sr, buf.n_frames = 3, 0, SR, n_frames
+    buf.audio = np.zeros((3, 10 * SR), np.float16)
+    buf.targets = np.zeros((3, len(SCENE_CLASSES), n_frames), np.uint8)
+    for a, b in ((100, 150), (300, 320)):
+        buf.audio[:, a * 320:b * 320] = 0.5
+        buf.targets[:, 0, a:b + 1] = 1
+    buf.index = np.arange(3)
+    return buf
+
+
+def test_speed_and_shift_augmentation_keep_targets_on_the_sound():
+    buf = _burst_buffer()
+    aug = {"gain_db": 0.0, "speed": 0.15, "eq_db": 0.0, "shift": True}
+    y, t = SC._batch(buf, np.random.default_rng(0), 32, 0.0, 201, aug)
+    assert y.shape == (32, 200 * 320) and t.shape == (32, len(SCENE_CLASSES), 201)
+    assert t[:, 1:].sum() == 0 and t[:, 0].sum() > 0
+    mismatch = []
+    for b in range(32):  # a frame is "loud" when the 10 ms around its centre is; targets must agree but at edges
+        loud = np.array([np.abs(y[b, max(0, k * 320 - 80):k * 320 + 80]).mean() > 0.25 for k in range(200)])
+        mismatch.append(int((loud != (t[b, 0, :200] > 0)).sum()))
+    assert max(mismatch) <= 4 and np.mean(mismatch) <= 2.0
+    # lengths change with the speed: a 50-frame burst lasts between 50/1.15 and 50*1.15 frames
+    widths = [int((t[b, 0] > 0).sum()) for b in range(32)]
+    assert len(set(widths)) > 3
+
+
+def test_random_eq_bounded_and_mixing_keeps_union_of_labels():
+    rng = np.random.default_rng(1)
+    tone = np.sin(2 * np.pi * 1000 * np.arange(SR) / SR).astype(np.float32)
+    out = SC._random_eq(tone, rng, SR, 6.0)
+    gain_db = 20 * np.log10(np.std(out) / np.std(tone))
+    assert out.shape == tone.shape and abs(gain_db) <= 3 * 6.0 + 0.1  # at most three bumps of +-6 dB
+    assert np.array_equal(SC._random_eq(tone, rng, SR, 0.0), tone)
+    buf = _burst_buffer()
+    buf.targets[1, 0] = 0
+    buf.targets[1, 3, 50:400] = 1
+    y, t = SC._batch(buf, np.random.default_rng(2), 16, 1.0, 501, {"speed": 0.0, "shift": False})
+    assert np.abs(y).max() <= 0.99 + 1e-6
+    assert (t[:, 3].sum(axis=1) > 0).any() and (t[:, 0].sum(axis=1) > 0).any()
+
+
+def test_spec_augment_masks_bands_and_frames_without_touching_the_input():
+    X = torch.arange(2 * 64 * 100, dtype=torch.float32).reshape(2, 64, 100)
+    Z = SC.spec_augment(X, np.random.default_rng(3), freq_masks=1, freq_width=8, time_masks=1, time_width=10)
+    assert torch.equal(X, torch.arange(2 * 64 * 100, dtype=torch.float32).reshape(2, 64, 100))
+    for i in range(2):
+        changed = Z[i] != X[i]
+        rows = changed.all(dim=1).sum().item()
+        cols = changed.all(dim=0).sum().item()
+        assert rows <= 8 and cols <= 10
+        assert torch.all((Z[i] == X[i]) | (Z[i] == X[i].mean()))
+
+
 # ---- recipes ---------------------------------------------------------------------------------------
 @needs_data
 @pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)
@@ -259,6 +316,11 @@ def test_shipped_checkpoint_matches_its_card(mod):
     model = mod.build(meta["config"])
     model.load_state_dict(state, strict=True)
     model.eval()
+    assert card["checkpoint_bytes"] == path.stat().st_size
+    if "checkpoint_sha256" in card:
+        import hashlib
+
+        assert card["checkpoint_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     sub = card["subset_metrics"]
     got = SC.evaluate(model, "test", sub["n_scenes"])
     for k in ("segment_f1", "segment_er", "event_f1"):
