@@ -25,7 +25,9 @@ from .scenes import scene_set  # noqa: F401  (sound-event scenes: model_zoo/data
 
 __all__ = ["separation_set", "noisy_set", "scene_set", "SEPARATION_KINDS", "SPLITS", "MissingSourceError", "default_size"]
 
-SEPARATION_KINDS = ("instruments", "speech", "speakers")
+SEPARATION_KINDS = ("instruments", "speech")
+#: real two-speaker speech (model_zoo.data.speakers, dc_speech's set): built at 8 kHz only
+REAL_SPEECH_KIND = "speakers"
 
 
 def _module(kind: str):
@@ -73,10 +75,11 @@ def separation_set(kind: str, split: str, *, n: int | None = None, sr: int = 800
     kind : {"instruments", "speech", "speakers"}
         ``"speakers"``: two REAL speakers (klettres-data folders, the asterisk voice in train
         only) of different languages; test and val speakers are never heard in training
-        (:mod:`model_zoo.data.speakers`; 8 kHz only). ``"instruments"``: a low-register and a high-register FluidR3 instrument, each a random
-        monophonic line (source_names ``["low", "high"]``). ``"speech"``: two different flite
-        voices saying different generated sentences (source_names are the voice names; their
-        order carries no meaning, use permutation-invariant losses).
+        (:mod:`model_zoo.data.speakers`; 8 kHz only). ``"instruments"``: a low-register and a
+        high-register FluidR3 instrument, each a random monophonic line (source_names
+        ``["low", "high"]``). ``"speech"``: two different flite voices saying different
+        generated sentences (source_names are the voice names; their order carries no
+        meaning, use permutation-invariant losses).
     split : {"train", "val", "test"}
         Test uses GM programs (instruments) or sentences and words (speech) never used in
         train or val.
@@ -96,8 +99,8 @@ def separation_set(kind: str, split: str, *, n: int | None = None, sr: int = 800
         strings) and ``"meta"`` (notes with pitch/onset/offset/velocity and programs, or
         voice/text per source; source files and licences).
     """
-    if kind not in SEPARATION_KINDS:
-        raise ValueError(f"unknown separation kind {kind!r}; expected one of {SEPARATION_KINDS}")
+    if kind not in SEPARATION_KINDS + (REAL_SPEECH_KIND,):
+        raise ValueError(f"unknown separation kind {kind!r}; expected one of {SEPARATION_KINDS + (REAL_SPEECH_KIND,)}")
     module = _module(kind)
     n = _check(kind, split, n, sr, seconds, module)
     return module.build(split, n, sr=int(sr), seconds=float(seconds))

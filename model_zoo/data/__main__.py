@@ -16,7 +16,7 @@ import time
 from . import SPLITS, default_size, noisy_set, separation_set
 from ._common import build_dir
 
-_KINDS = ("instruments", "speech", "noisy")
+_KINDS = ("instruments", "speech", "noisy", "speakers")
 
 
 def _build(kinds, sr: int) -> dict:

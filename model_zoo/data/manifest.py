@@ -26,9 +26,11 @@ PACKAGES = {
                                 "what": "event sounds (bells, phone rings, crumpling, shutter)"},
     "asterisk-core-sounds-en-wav": {"source": "debian", "licence": "CC-BY-SA-3.0 (Allison Smith)", "data_source": "asterisk",
                                     "what": "568 recorded English prompts, one female speaker, 8 kHz"},
+    "klettres-data": {"source": "debian", "licence": "GPL-2+", "data_source": "klettres",
+                      "what": "letters and syllables spoken by real people, one folder per language and kind"},
 }
 
-_KINDS = ("instruments", "speech", "noisy")
+_KINDS = ("instruments", "speech", "noisy", "speakers")
 
 
 def _version(package: str):
@@ -98,10 +100,19 @@ def _noisy(split: str) -> dict:
     }
 
 
+def _speakers(split: str) -> dict:
+    from . import speakers as SP
+
+    return {"speakers": [{"speaker": s, "language": SP.language_of(s),
+                          "package": "asterisk-core-sounds-en-wav" if s == SP.ALLISON else "klettres-data",
+                          "licence": "CC-BY-SA-3.0" if s == SP.ALLISON else "GPL-2+"} for s in SP.speakers(split)]}
+
+
 def _held_out(kind: str) -> str:
     return {
         "instruments": "test uses GM programs never used in train/val (about a third of each family) and its own seeds; val uses the train programs with other seeds",
         "speech": "flite has only 4 voices, so all splits share the voices; test holds out TEXTS: its sentences are built around nouns never used in train/val; val sentences are not in the train pool",
+        "speakers": "test and val hold out whole LANGUAGES of klettres-data (every folder of a language, so no test or val speaker is heard in training); the asterisk voice is train only; the two sources of a mixture are of different languages",
         "noisy": "test uses asterisk prompts, freedesktop event recordings and shaped-noise spectra never used in train/val, held-out sentences and GM programs; the alsa Noise.wav bed is train/val only",
     }[kind]
 
@@ -122,6 +133,9 @@ def _count_used(kind: str) -> dict:
             if kind == "instruments":
                 for p in m["programs"]:
                     add(f"preset:{p}")
+            elif kind == "speakers":
+                for s in m["speakers"]:
+                    add(f"speaker:{s}")
             elif kind == "speech":
                 for s in m["sources"]:
                     add(f"voice:{s['voice']}")
@@ -150,7 +164,7 @@ def manifest(kind: str, *, used: bool = False) -> dict:
 
     Parameters
     ----------
-    kind : {"instruments", "speech", "noisy"}
+    kind : {"instruments", "speech", "noisy", "speakers"}
     used : bool
         Also build/read the default splits and count how often each source is used.
 
@@ -172,6 +186,10 @@ def manifest(kind: str, *, used: bool = False) -> dict:
         from . import speech as M
 
         pkgs, per_split, seconds = ["flite", "libflite1"], _speech, 4.0
+    elif kind == "speakers":
+        from . import speakers as M
+
+        pkgs, per_split, seconds = ["klettres-data", "asterisk-core-sounds-en-wav"], _speakers, 4.0
     else:
         from . import noisy as M
 

@@ -18,8 +18,8 @@ in training. Each source of a mixture is an *utterance stream*: the speaker's cl
 the first source at −26…−18 dBFS, the second at ±5 dB from it; a mixture louder than
 0.9 peak is scaled down (both stems alike). ``mixture == sources[0] + sources[1]`` exactly.
 
-Clips are decoded (soundfile), resampled with soxr (librosa) to 8 kHz and cached once in
-``_build/speaker_clips_sr8000_v1.npz``; mixtures are cached like the other zoo sets. The
+Clips are decoded (soundfile), resampled with soxr (librosa) to 8 kHz and cached once per
+split in ``_build/speaker_clips_<split>_sr8000_v1.npz``; mixtures are cached like the other zoo sets. The
 recordings are never committed (GPL / CC-BY-SA): everything is rebuilt from the packages.
 
 :class:`StreamSampler` draws training segments on the fly from the same clips (dynamic
@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _common as C
 
-__all__ = ["VERSION", "DEFAULT_SIZES", "SPLIT_LANGUAGES", "speakers", "language_of", "clips", "stream", "make_item",
+__all__ = ["VERSION", "DEFAULT_SIZES", "SPLIT_LANGUAGES", "speakers", "language_of", "split_of", "clips", "stream", "make_item",
            "build", "StreamSampler", "provenance"]
 
 VERSION = 1
@@ -100,27 +100,38 @@ def _load_clip(path: Path) -> np.ndarray | None:
     return (y * np.float32(10 ** ((CLIP_RMS_DB - C.rms_db(y)) / 20))).astype(np.float32)
 
 
-def _clip_cache() -> Path:
-    return C.build_dir() / f"speaker_clips_sr{SR}_v{VERSION}.npz"
+def _clip_cache(split: str) -> Path:
+    return C.build_dir() / f"speaker_clips_{split}_sr{SR}_v{VERSION}.npz"
 
 
-def clips() -> dict[str, list[np.ndarray]]:
-    """``{speaker: [clip, ...]}`` for every speaker of every split (8 kHz, trimmed, −20 dBFS RMS); cached."""
-    if _CLIPS:
-        return _CLIPS
-    want = [s for split in C.SPLITS for s in speakers(split)]
-    path = _clip_cache()
+def split_of(speaker: str) -> str:
+    """The split whose speakers include ``speaker``."""
+    lang = language_of(speaker)
+    if lang == "asterisk":
+        return "train"
+    for split, langs in SPLIT_LANGUAGES.items():
+        if lang in langs:
+            return split
+    raise KeyError(f"unknown speaker {speaker!r}")
+
+
+def clips(split: str) -> dict[str, list[np.ndarray]]:
+    """``{speaker: [clip, ...]}`` for the speakers of ``split`` (8 kHz, trimmed, −20 dBFS RMS); cached."""
+    key = (str(C.build_dir()), split)
+    if key in _CLIPS:
+        return _CLIPS[key]
+    want = speakers(split)
+    path = _clip_cache(split)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 index = json.loads(str(z["index_json"]))
                 audio = z["audio"]
             if sorted(index) == sorted(want):
-                for spk, bounds in index.items():
-                    _CLIPS[spk] = [audio[a:b].copy() for a, b in bounds]
-                return _CLIPS
+                _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
+                return _CLIPS[key]
         except Exception:  # torn or stale cache: rebuild
-            _CLIPS.clear()
+            pass
     parts, index, pos = [], {}, 0
     for spk in want:
         bounds = []
@@ -137,18 +148,18 @@ def clips() -> dict[str, list[np.ndarray]]:
     os.close(fd)
     try:
         np.savez(tmp, audio=audio, index_json=np.array(json.dumps(index)))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    for spk, bounds in index.items():
-        _CLIPS[spk] = [audio[a:b] for a, b in bounds]
-    return _CLIPS
+    _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
+    return _CLIPS[key]
 
 
 def stream(speaker: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
     """``n`` samples of ``speaker``: random clips with random gaps after a random lead; returns (audio, clip ids)."""
-    pool = clips()[speaker]
+    pool = clips(split_of(speaker))[speaker]
     out = np.zeros(n, np.float32)
     pos = int(rng.uniform(*LEAD_S) * SR)
     used = []
@@ -250,7 +261,7 @@ class StreamSampler:
         self.speakers = speakers(split)
         self.gain_db = float(gain_db)
         self.min_active = float(min_active)
-        clips()
+        clips(split)
 
     def _active(self, y: np.ndarray) -> float:
         fr = y[: len(y) // 64 * 64].reshape(-1, 64)
