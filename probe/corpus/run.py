@@ -392,26 +392,33 @@ def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
             "time_offset", "acts", "unit_sum", "unit_sumsq", "unit_max", "unit_argmax_time"]
     for f in sorted((out / "parts").glob("*.parquet")):
         t = pq.read_table(f, columns=cols)
-        for r in t.to_pylist():
-            if r["status"] != "ok":
-                bad[r["clip_id"]] = r["reason"]
+        # columns as numpy once (list columns as values + offsets); rows are then folded in one by
+        # one, in file order, so the sums and the quantile sample do not depend on the batch size
+        ids, status, reason = (t.column(c).to_pylist() for c in ("clip_id", "status", "reason"))
+        layer, variant = t.column("layer").to_pylist(), t.column("variant").to_pylist()
+        n_units, n_steps = (t.column(c).to_numpy(zero_copy_only=False) for c in ("n_units", "n_steps"))
+        sps, offset = t.column("seconds_per_step").to_pylist(), t.column("time_offset").to_pylist()
+        lists = {c: _list_values(t.column(c)) for c in ("acts", "unit_sum", "unit_sumsq", "unit_max",
+                                                        "unit_argmax_time")}
+        for i in range(t.num_rows):
+            if status[i] != "ok":
+                bad[ids[i]] = reason[i]
                 continue
-            ok.add(r["clip_id"])
-            key = (r["layer"], r["variant"])
-            u = int(r["n_units"])
+            ok.add(ids[i])
+            key = (layer[i], variant[i])
+            u = int(n_units[i])
             a = acc.get(key)
             if a is None:
                 a = acc[key] = {"n": 0, "sum": np.zeros(u), "sumsq": np.zeros(u), "top": [], "sample": [], "n_sample": 0}
-                layers_info.setdefault(r["layer"], {"n_units": u, "seconds_per_step": r["seconds_per_step"],
-                                                    "time_offset": r["time_offset"]})
-            a["n"] += int(r["n_steps"])
-            a["sum"] += np.asarray(r["unit_sum"])
-            a["sumsq"] += np.asarray(r["unit_sumsq"])
-            a["top"].append((r["clip_id"], np.asarray(r["unit_max"], dtype=np.float32),
-                             np.asarray(r["unit_argmax_time"], dtype=np.float32)))
+                layers_info.setdefault(layer[i], {"n_units": u, "seconds_per_step": sps[i], "time_offset": offset[i]})
+            row = {c: v[o[i]:o[i + 1]] for c, (v, o) in lists.items()}
+            a["n"] += int(n_steps[i])
+            a["sum"] += row["unit_sum"]
+            a["sumsq"] += row["unit_sumsq"]
+            a["top"].append((ids[i], row["unit_max"].astype(np.float32), row["unit_argmax_time"].astype(np.float32)))
             if len(a["top"]) > 4 * top_k:
                 a["top"] = _merge_top(a["top"], top_k)
-            a["sample"].append(np.asarray(r["acts"], dtype=np.float32).reshape(-1, u))
+            a["sample"].append(row["acts"].astype(np.float32).reshape(-1, u))
             a["n_sample"] += len(a["sample"][-1])
             if a["n_sample"] > 2 * quantile_frames:
                 s = np.concatenate(a["sample"])
@@ -437,6 +444,16 @@ def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
         bad.pop(cid, None)
     return {"clips": {"ok": len(ok), "bad": len(bad), "bad_reasons": dict(sorted(bad.items())[:100])},
             "layer_info": layers_info}
+
+
+def _list_values(col):
+    """A list column → ``(values, offsets)`` numpy arrays (null rows have zero length)."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy(zero_copy_only=False)
+    return values, offsets
 
 
 def _merge_top(entries: list, k: int) -> list:

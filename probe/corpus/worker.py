@@ -329,14 +329,33 @@ class CorpusWorker:
         return {"clip_id": clip.clip_id, "status": "bad", "reason": reason}
 
     def _table(self, rows):
+        """Rows → one pyarrow table, column by column: list columns are built from the numpy
+        arrays themselves (values + offsets), never through Python lists."""
         import pyarrow as pa
 
-        cols = {f.name: [] for f in self.schema}
-        for r in rows:
-            for name in cols:
-                v = r.get(name)
-                cols[name].append(v.tolist() if isinstance(v, np.ndarray) else v)
-        return pa.Table.from_pydict(cols, schema=self.schema)
+        arrays = []
+        for f in self.schema:
+            vals = [r.get(f.name) for r in rows]
+            if pa.types.is_list(f.type):
+                arrays.append(_list_array(vals, f.type))
+            else:
+                arrays.append(pa.array(vals, type=f.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _list_array(vals: list, typ):
+    """A pyarrow list array from per-row numpy arrays (``None`` = null row), without copying to Python."""
+    import pyarrow as pa
+
+    dtype = typ.value_type.to_pandas_dtype()
+    present = [v is not None for v in vals]
+    lengths = np.array([len(v) if v is not None else 0 for v in vals], dtype=np.int32)
+    offsets = np.zeros(len(vals) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    parts = [np.asarray(v, dtype=dtype).ravel() for v in vals if v is not None]
+    values = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    mask = None if all(present) else pa.array(~np.asarray(present, dtype=bool))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=typ.value_type), type=typ, mask=mask)
 
 
 def clips_table(clips):
