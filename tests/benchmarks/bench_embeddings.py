@@ -42,8 +42,9 @@ def _spearman_ci(x, y, *, n_boot: int = 2000, seed: int = 0):
     return {"rho": float(res.statistic), "ci95": [float(lo), float(hi)], "p": float(res.pvalue), "n": int(len(x))}
 
 
-def findings(n: int | None = None, *, img_dir=None, json_path=None, budget: int = 4000, progress: bool = True) -> dict:
-    """Deep clustering (zoo ``dc_blstm``) on its test split: mask accuracy vs the IBM, and how well
+def findings(n: int | None = None, *, img_dir=None, json_path=None, budget: int = 4000, progress: bool = True,
+             model: str = "dc_blstm") -> dict:
+    """Deep clustering (zoo ``dc_blstm``, or ``model="dc_speech"``) on its test split: mask accuracy vs the IBM, and how well
     reference-free clusterability scores rank mixtures by SI-SDRi.
 
     For every test mixture: embeddings → non-silent bins (−40 dB) → 4000-point stratified
@@ -55,27 +56,30 @@ def findings(n: int | None = None, *, img_dir=None, json_path=None, budget: int 
     ``embed_*.png`` there, with ``json_path`` saves everything as JSON (figures alone, from a
     saved JSON: ``_write_findings(json.load(...), img_dir)``).
     """
+    import importlib
+
     import torch
     from tqdm.auto import tqdm
 
-    from model_zoo import dc_blstm as M
+    M = importlib.import_module(f"model_zoo.{model}")
     from model_zoo.metrics import oracle_masks, separation_scores
     from model_zoo.registry import load_example, load_model
     from probe.analyze.embeddings import (EmbeddingClusters, clusterability, embeddings_from_model, oracle_agreement,
                                           select_points)
 
     torch.set_num_threads(1)
-    spec = load_model("dc_blstm")
+    spec = load_model(model)
     n_items = len(M.load_items("test"))
     n = n_items if n is None else min(int(n), n_items)
     rows = []
-    for i in tqdm(range(n), disable=not progress, desc="dc_blstm test"):
-        ex = load_example("dc_blstm", i)
+    for i in tqdm(range(n), disable=not progress, desc=f"{model} test"):
+        ex = load_example(model, i)
         t0 = time.perf_counter()
         clip = embeddings_from_model(spec, ex)
         pts = select_points(clip, budget=budget, seed=0)
         row = {"index": i, "name": ex.name, "families": ex.info.get("families"), "presets": ex.info.get("preset_names"),
-               "level_diff_db": ex.info.get("level_diff_db"), "n_nonsilent": int(round(pts.weight.sum()))}
+               "level_diff_db": ex.info.get("level_diff_db"), "n_nonsilent": int(round(pts.weight.sum())),
+               "speakers": ex.info.get("speakers")}
         for method in ("kmeans", "gmm"):
             km = EmbeddingClusters(2, method=method, random_state=0).fit(pts)
             agree = oracle_agreement(km, pts)
@@ -92,7 +96,7 @@ def findings(n: int | None = None, *, img_dir=None, json_path=None, budget: int 
     def col(key, sub=None):
         return np.array([r[sub][key] if sub else r[key] for r in rows], float)
 
-    summary = {"n_mixtures": n, "budget": budget, "threshold_db": 40.0,
+    summary = {"model": model, "n_mixtures": n, "budget": budget, "threshold_db": 40.0,
                "card_metrics": (spec.info.get("card") or {}).get("metrics")}
     for method in ("kmeans", "gmm"):
         acc = col("mask_accuracy", method)
@@ -190,7 +194,11 @@ def _write_findings(out: dict, img: Path, json_path: Path | None = None, spec=No
 
 
 if __name__ == "__main__":  # pragma: no cover
-    if "--findings" in sys.argv:
+    if "--findings" in sys.argv and "--model" in sys.argv:  # e.g. --model dc_speech: numbers only, no figures
+        name = sys.argv[sys.argv.index("--model") + 1]
+        res = findings(model=name, json_path=ROOT / "runs" / f"findings_embeddings_{name}.json")
+        print(json.dumps(res["summary"], indent=1, default=float))
+    elif "--findings" in sys.argv:
         res = findings(img_dir=ROOT / "docs" / "img", json_path=ROOT / "runs" / "findings_embeddings.json")
         print(json.dumps(res["summary"], indent=1, default=float))
     else:
