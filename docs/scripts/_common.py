@@ -1,0 +1,93 @@
+"""Shared helpers of the findings scripts: checkpoint hashes, result files, untrained twins, PNG export.
+
+Not part of the ``probe`` package: these scripts sit beside the docs they regenerate and use probe's public API
+and the zoo's registry (``model_zoo.registry``), as a user would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")  # kaleido's PNG export uses Debian's chromium
+
+CHECKPOINTS = ROOT / "model_zoo" / "checkpoints"
+RESULTS = Path(__file__).resolve().parent / "results"
+IMG = ROOT / "docs" / "img"
+
+
+def sha256(name: str) -> str:
+    """Full sha256 of the shipped checkpoint ``model_zoo/checkpoints/<name>.safetensors``."""
+    h = hashlib.sha256()
+    with open(CHECKPOINTS / f"{name}.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_line(name: str) -> str:
+    """The machine-readable line a findings doc carries for each zoo model (tests/test_findings_hashes.py)."""
+    return f"Checkpoint: {name} sha256 {sha256(name)[:12]}"
+
+
+def load_results(doc: str) -> dict:
+    path = RESULTS / f"{doc}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_results(doc: str, results: dict) -> Path:
+    """Write ``results/<doc>.json`` through a temporary file (never half a file)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{doc}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True, default=float))
+    tmp.replace(path)
+    return path
+
+
+def stamp(name: str) -> dict:
+    """What a result entry records about the weights it was measured on."""
+    return {"checkpoint_sha256": sha256(name), "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+
+
+def untrained_spec(name: str, seed: int = 0):
+    """The zoo model ``name`` built with its checkpoint's config and PyTorch's fresh initialisation (seeded)."""
+    import torch
+    from safetensors import safe_open
+
+    from model_zoo.registry import _module, checkpoint_path
+
+    with safe_open(str(checkpoint_path(name)), framework="pt") as f:
+        meta = f.metadata() or {}
+    config = json.loads(meta["config"]) if "config" in meta else None
+    mod = _module(name)
+    torch.manual_seed(seed)
+    model = mod.build(config)
+    model.eval()
+    spec = mod.make_spec(model)
+    spec.name = f"{name} (untrained)"
+    return spec
+
+
+def write_png(fig, path: Path, *, scale: float = 1) -> Path:
+    """Render a plotly figure to PNG through a temporary file, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.write_image(str(tmp), scale=scale)
+    tmp.replace(path)
+    return path
+
+
+def one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
