@@ -135,13 +135,11 @@ def bank_figures(name, bank_name, an, same_length_refs):
 
     fr = an.responses
     want = FIGURES.get((name, bank_name), ())
-    made = {"responses": lambda: ff.response_heatmap(fr, title=f"{name} · {bank_name}: responses sorted by centre"),
-            "gallery": lambda: ff.filter_gallery(an.bank, fr, title=f"{name} · {bank_name}: kernels"),
-            "centres": lambda: ff.centre_frequency_plot(fr, an.fit, title=f"{name} · {bank_name}: sorted centres"),
-            "octaves": lambda: ff.octave_density_plot(an.fit, sample_rate=fr.sample_rate_,
-                                                      title=f"{name} · {bank_name}: filters per octave"),
-            "pairs_mel": lambda: ff.matched_responses_plot(
-                fr, same_length_refs["mel"], title=f"{name} · {bank_name} vs mel filters of the same length")}
+    made = {"responses": lambda: ff.response_heatmap(fr),  # the builders' own titles name model, bank and size
+            "gallery": lambda: ff.filter_gallery(an.bank, fr),
+            "centres": lambda: ff.centre_frequency_plot(fr, an.fit),
+            "octaves": lambda: ff.octave_density_plot(an.fit, sample_rate=fr.sample_rate_),
+            "pairs_mel": lambda: ff.matched_responses_plot(fr, same_length_refs["mel"])}
     paths = []
     for key in want:
         paths.append(str(write_png(made[key](), IMG / f"filters_{name}_{bank_name}_{key}.png")))
@@ -242,9 +240,10 @@ def tables(res: dict) -> str:
     for name, e in res.items():
         for b, v in e["banks"].items():
             t, u = v["trained"], v["untrained"]
-            octs = " / ".join(f"{c}" for c in t["filters_per_octave"].values())
+            fpo = sorted(t["filters_per_octave"].items(), key=lambda kv: float(kv[0].split("-")[0]))
+            octs = " / ".join(f"{c}" for _, c in fpo)
             out.append(f"| {name} · {b} | {t['share_below_500']:.0%} | {t['share_below_1000']:.0%} | "
-                       f"{u['share_below_1000']:.0%} | {octs} ({', '.join(t['filters_per_octave'])}; "
+                       f"{u['share_below_1000']:.0%} | {octs} ({', '.join(k for k, _ in fpo)} Hz; "
                        f"{t['below_first_octave']} below) |")
     out.append("\n## 3. references (mel / gammatone / CQT)\n| model · bank | full band | learned span | same length "
                "| untrained: full · same length |\n|---|---|---|---|---|")
