@@ -98,7 +98,7 @@ def test_two_sources_masks_match_ideal_binary_mask_and_audio_matches_sources(cli
     import soundfile as sf
 
     paths = km.write_audio(clip, tmp_path / "wav")
-    assert [p.split("/")[-1] for p in paths] == ["cluster_0.wav", "cluster_1.wav"]
+    assert [p.split("/")[-1] for p in paths] == ["cluster_1.wav", "cluster_2.wav"]  # numbered from 1
     y0, sr = sf.read(paths[0], dtype="float32")
     assert sr == SR and np.allclose(y0, audio[0], atol=1e-6)
 

@@ -113,9 +113,11 @@ def test_embed_frame_layer_of_user_model(tmp_path, probe_exe, user_model):
     total = sum(sf.read(p, dtype="float32")[0] for p in out["audio_files"])
     assert np.allclose(total, y, atol=1e-3)
     names = {p.split("/")[-1] for p in out["figures"]}
-    assert {"map_cluster.html", "mask_cluster0.html", "mask_cluster1.html", "points.csv"} <= names
+    assert {"map_cluster.html", "mask_cluster1.html", "mask_cluster2.html", "points.csv"} <= names  # from 1
+    assert [p.split("/")[-1] for p in out["audio_files"]] == ["cluster_1.wav", "cluster_2.wav"]
     table = np.loadtxt(tmp_path / "fig" / "points.csv", delimiter=",", skiprows=1)
     assert table.shape == (200, 8)
+    assert set(np.unique(table[:, 6]).astype(int)) == {1, 2}  # the cluster column is numbered as everywhere else
     # clusters follow the segments: frames of the 300 Hz tone share one cluster
     seg_low = (np.floor(table[:, 1] / 0.25) % 2) == 0
     inner = np.abs(table[:, 1] / 0.25 - np.round(table[:, 1] / 0.25)) > 0.2  # away from segment edges

@@ -130,7 +130,7 @@ if len(picked_idx):
     mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells")
     if mfig is not None:
         for a in mfig.layout.annotations:
-            a.text = a.text.replace("cluster 0 bins", "picked bins").replace("what cluster 0 plays", "what they play")
+            a.text = a.text.replace("cluster 1 bins", "picked bins").replace("what cluster 1 plays", "what they play")
         mfig.update_annotations(font_size=11)
     plot(mfig, key="emb_pick_mask")
 
@@ -145,11 +145,9 @@ for j, col in enumerate(cols):
     col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
 which = st.radio("Show the mask of cluster", list(range(1, k + 1)), horizontal=True, key="w_emb_mask",
                  format_func=lambda j: cluster_label(j).removeprefix("cluster "))
-mask_fig = build(cluster_mask_figure, clip, res["cluster_masks"], int(which) - 1,
+mask_fig = build(cluster_mask_figure, clip, res["cluster_masks"], int(which) - 1, name=cluster_names[int(which) - 1],
                  title=f"{clip.name}: {cluster_label(int(which))} of {k}")
 if mask_fig is not None:
-    for a in mask_fig.layout.annotations:
-        a.text = a.text.replace(f"cluster {int(which) - 1}", cluster_label(int(which)))
     mask_fig.update_annotations(font_size=11)  # two panel titles side by side at the page's width
 plot(mask_fig, key="emb_mask")
 

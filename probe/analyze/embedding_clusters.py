@@ -10,7 +10,8 @@ from ..errors import AnalysisError
 from .embedding_points import DEFAULT_THRESHOLD_DB, ClipEmbeddings, EmbeddingPoints, _threads, _X, select_points
 
 __all__ = ["EmbeddingClusters", "cluster_embeddings", "separate_clusters", "mask_accuracy", "oracle_agreement",
-           "silhouette", "clusterability", "colourings", "write_cluster_audio"]
+           "silhouette", "clusterability", "colourings", "write_cluster_audio", "order_clusters", "cluster_clip",
+           "ClipClustering", "shared_clustering", "SHARED_CLUSTERING"]
 
 # =====================================================================================
 # Clustering and listening
@@ -115,9 +116,9 @@ class EmbeddingClusters:
         """Audio of every cluster, ``(k, n)``: ``istft(mask * STFT(mixture))`` with the mixture's phase."""
         return _resynthesise(clip, self.masks(clip))
 
-    def write_audio(self, clip: ClipEmbeddings, out_dir, *, prefix: str = "cluster") -> list:
-        """Write ``{prefix}_{j}.wav`` (float, at the grid's rate) for every cluster; returns the paths."""
-        return write_cluster_audio(self.separate(clip), clip.sr, out_dir, prefix=prefix)
+    def write_audio(self, clip: ClipEmbeddings, out_dir, *, prefix: str = "cluster", names=None) -> list:
+        """Write ``{prefix}_{j}.wav`` (j from 1, float, at the grid's rate) for every cluster; returns the paths."""
+        return write_cluster_audio(self.separate(clip), clip.sr, out_dir, prefix=prefix, names=names)
 
 
 def _cov_type(D: int) -> str:
@@ -133,15 +134,33 @@ def _resynthesise(clip: ClipEmbeddings, masks: np.ndarray) -> np.ndarray:
     return clip.grid.istft(M * X[None], length=len(clip.y)).numpy().astype(np.float32)
 
 
-def write_cluster_audio(audio: np.ndarray, sr: int, out_dir, *, prefix: str = "cluster") -> list:
-    """Write each row of ``audio (k, n)`` to ``out_dir/{prefix}_{j}.wav`` (32-bit float)."""
+def _file_part(name: str) -> str:
+    """A cluster name made safe for a file name (letters, digits, ``-``; else ``_``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9-]+", "_", str(name)).strip("_")[:40]
+
+
+def write_cluster_audio(audio: np.ndarray, sr: int, out_dir, *, prefix: str = "cluster", names=None) -> list:
+    """Write row ``j - 1`` of ``audio (k, n)`` to ``out_dir/{prefix}_{j}.wav`` (32-bit float), ``j`` from 1 — the
+    numbering every page and command shows; with ``names`` (e.g. the ground-truth ones) ``{prefix}_{j}_{name}.wav``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> [os.path.basename(p) for p in write_cluster_audio(np.zeros((2, 8)), 8000, d, names=["high", "cluster 2"])]
+    ['cluster_1_high.wav', 'cluster_2.wav']
+    """
     import soundfile as sf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for j, a in enumerate(np.asarray(audio, np.float32)):
-        p = out / f"{prefix}_{j}.wav"
+    for j, a in enumerate(np.asarray(audio, np.float32), start=1):
+        name = names[j - 1] if names is not None and j - 1 < len(names) else None
+        part = _file_part(name) if name and name != f"cluster {j}" else ""
+        p = out / (f"{prefix}_{j}_{part}.wav" if part else f"{prefix}_{j}.wav")
         sf.write(str(p), a, int(sr), subtype="FLOAT")
         paths.append(str(p))
     return paths
@@ -370,3 +389,141 @@ def colourings(points: EmbeddingPoints, *, clusters=None) -> dict:
             raise AnalysisError(f"{len(lab)} cluster labels for {len(points)} points")
         out["cluster"] = {"values": lab, "kind": "categorical", "names": [f"cluster {j}" for j in range(int(lab.max()) + 1)]}
     return out
+
+
+# =====================================================================================
+# One clustering per (model, clip, layer, k): numbered from 1 by energy, named from the truth
+# =====================================================================================
+#: defaults of the shared clustering (``probe.pipelines.EmbeddingOptions`` has the same; a test checks)
+SHARED_CLUSTERING = {"threshold_db": DEFAULT_THRESHOLD_DB, "budget": 4000, "seed": 0, "method": "kmeans"}
+
+
+class _Relabelled:
+    """An estimator whose predictions go through a label permutation (cluster order by energy)."""
+
+    def __init__(self, estimator, new_of_old):
+        self.estimator, self.new_of_old = estimator, np.asarray(new_of_old, np.int64)
+
+    def predict(self, X):
+        return self.new_of_old[np.asarray(self.estimator.predict(X), np.int64)]
+
+    def __getattr__(self, name):  # only reached for names not set here (and never during unpickling)
+        if name.startswith("__") or name in ("estimator", "new_of_old"):
+            raise AttributeError(name)
+        return getattr(self.estimator, name)
+
+
+def order_clusters(km, clip) -> list:
+    """Renumber fitted clusters by decreasing energy (in place) and name them; returns the names.
+
+    The energy of a cluster is the mixture power ``|STFT|²`` of the bins its mask holds. After
+    this, ``km.labels_ == 0`` is cluster 1 (the loudest), ``km.predict`` / ``km.masks`` follow
+    the same order. Names: with oracle sources (``clip.dominant_stft``), the source holding most
+    of the cluster's energy; else ``"cluster j"`` (1-based).
+
+    Examples
+    --------
+    >>> X = np.r_[np.zeros((5, 2)), np.ones((5, 2))]
+    >>> km = EmbeddingClusters(2).fit(X)
+    >>> class Clip:  # two cells: the second (cluster of the ones) is louder
+    ...     shape, stft, dominant_stft, source_names = (1, 2), np.array([[1.0, 3.0]]), None, None
+    ...     def flat(self): return np.array([[0.0, 0.0], [1.0, 1.0]])
+    ...     def to_stft_grid(self, v): return v
+    >>> order_clusters(km, Clip()), km.predict(np.array([[1.0, 1.0]])).tolist()
+    (['cluster 1', 'cluster 2'], [0])
+    """
+    k = int(km.n_clusters_)
+    power = np.abs(np.asarray(clip.stft)) ** 2
+    lab = clip.to_stft_grid(km.predict_clip(clip))
+    energy = np.array([float(power[lab == j].sum()) for j in range(k)])
+    order = np.argsort(-energy, kind="stable")  # new j -> old label
+    new_of_old = np.empty(k, np.int64)
+    new_of_old[order] = np.arange(k)
+    km.labels_ = new_of_old[np.asarray(km.labels_, np.int64)]
+    km.centers_ = np.asarray(km.centers_)[order]
+    km.estimator_ = _Relabelled(km.estimator_, new_of_old)
+    lab = new_of_old[lab]
+    dom = getattr(clip, "dominant_stft", None)
+    if dom is None:
+        return [f"cluster {j + 1}" for j in range(k)]
+    src_names = list(getattr(clip, "source_names", None) or [])
+    names, seen = [], {}
+    for j in range(k):
+        m = (lab == j) & (np.asarray(dom) >= 0)
+        if not m.any():
+            names.append(f"cluster {j + 1}")
+            continue
+        s = int(np.argmax(np.bincount(np.asarray(dom)[m], weights=power[m])))
+        name = src_names[s] if s < len(src_names) else f"source {s + 1}"
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names
+
+
+def cluster_clip(clip: ClipEmbeddings, points: EmbeddingPoints, n_clusters: int, *, method: str = "kmeans",
+                 seed: int = 0, threshold_db: float | None = DEFAULT_THRESHOLD_DB):
+    """Fit ``n_clusters`` clusters on ``points``, number them from 1 by energy, name them, and find their bins.
+
+    The one clustering step behind :func:`probe.pipelines.analyse_embeddings`, attribution's
+    ``cluster=j`` targets (library, CLI, report, app) and the sanity panel.
+
+    Returns
+    -------
+    clusters : EmbeddingClusters
+        Fitted and renumbered (:func:`order_clusters`).
+    names : list of str
+    bins : np.ndarray [shape=(k, F, T)], bool
+        Each cluster's cells on the embedding grid within ``threshold_db`` of the loudest.
+    """
+    km = EmbeddingClusters(int(n_clusters), method=method, random_state=seed).fit(points)
+    names = order_clusters(km, clip)
+    edb = clip.energy_db()
+    loud = edb - edb.max() >= -float(threshold_db) if threshold_db else np.ones(clip.shape, bool)
+    cells = km.predict_clip(clip)
+    bins = np.stack([(cells == j) & loud for j in range(int(n_clusters))])
+    return km, names, bins
+
+
+class ClipClustering:
+    """The shared clustering of one clip at one layer: ``clusters``, ``names``, ``bins``, ``clip``, ``n_clusters``.
+
+    Has the attributes :func:`probe.pipelines.explain.cluster_target` reads from an
+    :class:`~probe.pipelines.EmbeddingAnalysis` (``cluster_bins``, ``cluster_names``).
+    """
+
+    def __init__(self, clip, clusters, names, bins):
+        self.clip, self.clusters, self.cluster_names, self.cluster_bins = clip, clusters, list(names), bins
+        self.n_clusters = int(len(bins))
+        self.cluster_numbers = list(range(1, self.n_clusters + 1))
+
+
+def shared_clustering(spec, audio, *, n_clusters: int | None = None, layer: str | None = None,
+                      threshold_db: float | None = SHARED_CLUSTERING["threshold_db"],
+                      budget: int = SHARED_CLUSTERING["budget"], seed: int = SHARED_CLUSTERING["seed"],
+                      method: str = SHARED_CLUSTERING["method"]) -> ClipClustering:
+    """The clustering :func:`probe.pipelines.analyse_embeddings` makes with its default options, without the map.
+
+    ``probe.attribute(..., "cluster=j")`` uses it, so the library's cluster ``j`` is the
+    Embeddings page's and ``probe embed``'s cluster ``j`` (same points, same seed, same order).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 6, 64, stride=32), torch.nn.Tanh())
+    >>> spec = ModelSpec(net, input_kind="waveform", grid=TFGrid(8000, 256, 64), input_layout="bcn")
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32)
+    >>> c = shared_clustering(spec, y, layer="0", budget=200)
+    >>> c.cluster_numbers, c.cluster_names
+    ([1, 2], ['cluster 1', 'cluster 2'])
+    """
+    from .embedding_points import embeddings_from_layer
+
+    k = int(n_clusters or getattr(spec, "n_sources", None) or 2)
+    clip = embeddings_from_layer(spec, audio, None if layer in (None, "", "output", "tf_embeddings") else layer)
+    points = select_points(clip, threshold_db=threshold_db or None, budget=int(budget), seed=seed)
+    need = max(4 * k, 8)
+    if len(points) < need:
+        raise AnalysisError(f"only {len(points)} non-silent embedding points; need at least {need} to cluster")
+    km, names, bins = cluster_clip(clip, points, k, method=method, seed=seed, threshold_db=threshold_db)
+    return ClipClustering(clip, km, names, bins)

@@ -24,7 +24,7 @@ from .health import locate_nonfinite, map_warnings, nonfinite_message, target_wa
 from .isolation import preserved_model, seeded
 from .methods import AUTO_STEPS, COMPLETE, METHODS, MethodOptions, find_layer, method_name, run_method
 from .result import Attribution
-from .targets import ClassTarget, Target, TargetContext, as_target, default_target
+from .targets import ClassTarget, EmbeddingTarget, Target, TargetContext, as_target, default_target
 
 __all__ = ["Attribution", "attribute", "METHODS", "preserved_model", "TFForward", "analysis_stft"]
 
@@ -202,6 +202,13 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
                 raise AnalysisError(f"a {spec.output_kind!r} model needs an explicit target (a callable or Target)")
     else:
         tgt = as_target(target, spec)
+    if (isinstance(tgt, EmbeddingTarget) and tgt.cluster is not None and tgt.bins is None
+            and spec.output_kind == "tf_embeddings" and chunk_seconds is None):
+        # cluster j of the one shared clustering (the Embeddings page's, probe embed's), not a k-means of its own
+        from ..analyze.embedding_clusters import shared_clustering
+
+        tgt = EmbeddingTarget.from_clustering(shared_clustering(spec, example if example is not None else y,
+                                                                n_clusters=tgt.n_clusters), tgt.cluster, of=tgt.of)
     opts = MethodOptions(m, steps=n_steps, internal_batch_size=int(internal_batch_size), smooth=smooth,
                          nt_samples=int(nt_samples), nt_stdev=float(nt_stdev), layer=layer, layer_axes=layer_axes,
                          patch=patch, stride=stride, bands=int(bands), segment_seconds=float(segment_seconds),

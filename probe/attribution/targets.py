@@ -17,8 +17,10 @@ Targets are also written as strings (the CLI's ``--target``)::
     "source=1"                    energy of the FIRST source (sources are 1-based in strings)
     "source=1,f=200:1000,t=0:2"   … within 200–1000 Hz and 0–2 s
     "source=2,of=mask"            mean of source 2's mask instead of its output energy
-    "cluster=1"                   deep-clustering embeddings: bins of the loudest cluster vs its centroid
-    "embedding,t=1:2,f=0:500"     embeddings of a region vs that region's own centroid
+    "cluster=1"                   deep-clustering embeddings: the magnitude the loudest cluster's soft mask
+                                  assigns (0 for silence, like source=1 of a mask model)
+    "cluster=1,of=similarity"     … the cosine of the cluster's bins to its centroid instead
+    "embedding,t=1:2,f=0:500"     embeddings of a region vs that region's own centroid (of=energy: its mask's magnitude)
 """
 
 from __future__ import annotations
@@ -391,6 +393,12 @@ class SourceTarget(Target):
 
 
 # ---- embeddings ----------------------------------------------------------------------------
+#: what an embedding target explains: the energy its cluster's soft mask assigns, or a cosine similarity
+EMBEDDING_OF = ("energy", "similarity")
+#: inverse temperature of the soft mask ``softmax_k(s · cos(e, c_k))`` (cosines span [-1, 1])
+SOFTMASK_SHARPNESS = 10.0
+
+
 @dataclass
 class EmbeddingTarget(Target):
     """Mean cosine similarity of chosen T-F embeddings to a centroid (deep clustering).
@@ -412,6 +420,18 @@ class EmbeddingTarget(Target):
         passes the clustering of :func:`probe.pipelines.analyse_embeddings` this way.
     name : str, optional
         The cluster's name (e.g. the oracle source it holds), shown in descriptions.
+    of : {"energy", "similarity"}, optional
+        What is explained. ``"energy"`` (the default for ``cluster=j``): the magnitude the
+        cluster's soft mask assigns, ``mean over all bins of m_j · |X|`` with
+        ``m_j = softmax_k(SOFTMASK_SHARPNESS · cos(e, c_k))`` over the ``k`` centroids — the
+        separated source's level, zero for a silent input, so a silence baseline leaves the
+        whole value to explain (the deep-clustering analogue of ``source=j``).
+        ``"similarity"`` (the default for ``embedding,t=…,f=…`` regions): the mean cosine of the
+        chosen bins to the centroid; nearly unchanged between clip and a silent baseline
+        for log-magnitude models, so IG has little to explain.
+    centroids : array [shape=(k, D)], optional
+        All cluster centroids, in cluster order (the soft mask competes between them); set
+        from the clustering. Without them the mask is ``max(cos(e, c), 0)``.
     """
 
     centroid: Any = None
@@ -422,7 +442,34 @@ class EmbeddingTarget(Target):
     n_clusters: int | None = None
     seed: int = 0
     name: str | None = None
+    of: str | None = None
+    centroids: Any = None
     _bound: bool = field(default=False, repr=False)
+    _row: int = field(default=0, repr=False)
+
+    def __post_init__(self):
+        if self.of is None:
+            self.of = "energy" if self.cluster is not None else "similarity"
+        if self.of not in EMBEDDING_OF:
+            raise AnalysisError(f"of must be one of {', '.join(EMBEDDING_OF)} for an embedding target, given {self.of!r}")
+
+    @classmethod
+    def from_clustering(cls, clustering, cluster: int, *, of: str | None = None) -> "EmbeddingTarget":
+        """Cluster ``cluster`` (from 1) of a shared clustering: its bins, name and every centroid.
+
+        ``clustering`` is a :class:`probe.analyze.embedding_clusters.ClipClustering` or a
+        :class:`probe.pipelines.EmbeddingAnalysis` of the model's ``tf_embeddings`` output.
+        """
+        k = int(clustering.n_clusters)
+        if not 1 <= int(cluster) <= k:
+            raise AnalysisError(f"cluster must be in 1..{k} (numbered from 1 by decreasing energy), given {cluster}")
+        j = int(cluster)
+        names = clustering.cluster_names or [f"cluster {i}" for i in range(1, k + 1)]
+        centers = getattr(clustering.clusters, "centers_", None)
+        if centers is not None and (np.ndim(centers) != 2 or len(centers) != k):
+            centers = None  # no centroid per cluster in the embedding space
+        return cls(cluster=j, n_clusters=k, bins=np.asarray(clustering.cluster_bins[j - 1], bool), name=names[j - 1],
+                   of=of, centroids=centers, centroid=None if centers is None else centers[j - 1])
 
     def _region(self, F, T, ctx):
         spec = ctx.spec
@@ -451,8 +498,8 @@ class EmbeddingTarget(Target):
             raise AnalysisError(f"an embedding target needs a tf_embeddings model; this one emits {ctx.spec.output_kind!r}")
         e = torch.nn.functional.normalize(out[0].detach().float(), dim=0).cpu().numpy()  # (D, F, T)
         D, F, T = e.shape
-        bins, centroid = self.bins, self.centroid
-        if self.cluster is not None and self.bins is None:  # library path: its own k-means on this clip
+        bins, centroid, centroids = self.bins, self.centroid, self.centroids
+        if self.cluster is not None and self.bins is None:  # chunks of long audio: a k-means on this chunk
             from sklearn.cluster import KMeans
 
             k = int(self.n_clusters or ctx.spec.n_sources or 2)
@@ -472,6 +519,7 @@ class EmbeddingTarget(Target):
             j = int(order[self.cluster - 1])
             bins = (labels == j) & loud
             centroid = km.cluster_centers_[j]
+            centroids = km.cluster_centers_[order]
         else:
             bins = self._region(F, T, ctx) if bins is None else np.asarray(bins, bool)
             if not bins.any():
@@ -481,13 +529,37 @@ class EmbeddingTarget(Target):
         centroid = np.asarray(centroid, np.float32).ravel()
         if centroid.shape[0] != D:
             raise AnalysisError(f"centroid has {centroid.shape[0]} dims, the embeddings have {D}")
-        return dataclasses.replace(self, centroid=centroid / (np.linalg.norm(centroid) + 1e-12), bins=bins, _bound=True)
+        centroid = centroid / (np.linalg.norm(centroid) + 1e-12)
+        of, j = self.of, 0
+        if of == "energy":
+            mag = ctx.magnitude
+            if mag is None or tuple(mag.shape[-2:]) != (F, T):
+                of = "similarity"  # embeddings on another grid (mel, pooled): no bin-wise mask of |X|
+            if centroids is not None:
+                centroids = np.asarray(centroids, np.float32).reshape(-1, D)
+                centroids = centroids / (np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12)
+                j = (self.cluster - 1 if self.cluster is not None and 1 <= self.cluster <= len(centroids)
+                     else int(np.argmax(centroids @ centroid)))  # rows are in cluster order
+        return dataclasses.replace(self, centroid=centroid, centroids=centroids, bins=bins, of=of, _row=j, _bound=True)
+
+    def soft_mask(self, out):
+        """``m_j [shape=(B, F, T)]``: the cluster's soft mask from embeddings ``out [shape=(B, D, F, T)]``."""
+        import torch
+
+        e = torch.nn.functional.normalize(out, dim=1)
+        if self.centroids is None:
+            c = torch.as_tensor(self.centroid, dtype=e.dtype, device=e.device)
+            return torch.einsum("bdft,d->bft", e, c).clamp_min(0)
+        C = torch.as_tensor(np.asarray(self.centroids), dtype=e.dtype, device=e.device)
+        return torch.softmax(SOFTMASK_SHARPNESS * torch.einsum("bdft,kd->bkft", e, C), dim=1)[:, self._row]
 
     def __call__(self, out, ctx):
         import torch
 
         if not self._bound:
             raise AnalysisError("EmbeddingTarget must be bound to an input first (attribute() does this)")
+        if self.of == "energy":
+            return (self.soft_mask(out) * ctx.magnitude.to(out.dtype)).mean((-1, -2))
         e = torch.nn.functional.normalize(out, dim=1)
         c = torch.as_tensor(self.centroid, dtype=e.dtype, device=e.device)
         sim = torch.einsum("bdft,d->bft", e, c)
@@ -496,13 +568,21 @@ class EmbeddingTarget(Target):
             raise AnalysisError(f"bound bins {tuple(b.shape)} do not match embeddings {tuple(sim.shape[-2:])}")
         return (sim * b).sum((-1, -2)) / b.sum().clamp_min(1)
 
+    def track(self, out, ctx):
+        if not self._bound or self.of != "energy" or ctx.magnitude is None:
+            return None
+        v = (self.soft_mask(out[:1]) * ctx.magnitude[:1].to(out.dtype))[0].mean(0).detach().cpu().numpy()
+        times, _ = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)
+        return times + ctx.offset_seconds, v
+
     def describe(self) -> str:
         return f"{self}" + (f" ({self.name})" if self.name and self.cluster is not None else "")
 
     def __str__(self):
         if self.cluster is not None:
-            return f"cluster={self.cluster}"
-        return f"embedding{_fmt_span('t', self.t)}{_fmt_span('f', self.f)}"
+            return f"cluster={self.cluster}" + ("" if self.of == "energy" else f",of={self.of}")
+        s = f"embedding{_fmt_span('t', self.t)}{_fmt_span('f', self.f)}"
+        return s + ("" if self.of == "similarity" else f",of={self.of}")
 
 
 # ---- anything else -------------------------------------------------------------------------
@@ -595,8 +675,8 @@ def parse_target(text: str) -> Target:
             k = int(kv["cluster"])
         except ValueError:
             raise AnalysisError(f"cluster= needs a 1-based integer, given {kv['cluster']!r}") from None
-        return EmbeddingTarget(cluster=k)
-    return EmbeddingTarget(t=t, f=f)
+        return EmbeddingTarget(cluster=k, of=kv.get("of"))
+    return EmbeddingTarget(t=t, f=f, of=kv.get("of"))
 
 
 def default_target(spec, example=None) -> Target:

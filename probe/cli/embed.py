@@ -69,7 +69,7 @@ def run(args) -> dict:
     res = analyse_embeddings(spec, ex, options)
     result = {"model": spec.name, "audio": ex.name, **res.to_json()}
     if args.audio_out:
-        result["audio_files"] = write_into(args.audio_out, lambda d: res.clusters.write_audio(res.clip, d),
+        result["audio_files"] = write_into(args.audio_out, lambda d: res.clusters.write_audio(res.clip, d, names=res.cluster_names),
                                            kind="cluster-audio", overwrite=args.overwrite)
     if args.out:
         result["figures"] = write_into(args.out, lambda d: _write_outputs(args, res, d), kind="embed",
@@ -90,13 +90,15 @@ def _write_outputs(args, res, out) -> list:
     figs = {f"map_{colour}": embedding_scatter(points, coords, color=colour, clusters=clusters)}
     if colour != "cluster":
         figs["map_cluster"] = embedding_scatter(points, coords, color="cluster", clusters=clusters)
-    for j in range(res.cluster_masks.shape[0]):
-        figs[f"mask_cluster{j}"] = cluster_mask_figure(res.clip, res.cluster_masks, cluster=j)
+    names = res.cluster_names or []
+    for j in range(res.cluster_masks.shape[0]):  # files and titles number clusters from 1, as the JSON does
+        figs[f"mask_cluster{j + 1}"] = cluster_mask_figure(res.clip, res.cluster_masks, cluster=j,
+                                                           name=names[j] if j < len(names) else None)
     written = write_figures(figs, out, formats=(args.format,))
     table = np.column_stack([points.clip, points.time, points.freq, points.energy_db, coords,
-                             clusters.labels_, points.source if points.source is not None else np.full(len(points), -1)])
+                             np.asarray(clusters.labels_) + 1, points.source if points.source is not None else np.full(len(points), -1)])
     csv = out / "points.csv"
     np.savetxt(csv, table, delimiter=",", fmt=["%d", "%.4f", "%.1f", "%.2f", "%.5f", "%.5f", "%d", "%d"],
-               header="clip,time_s,freq_hz,energy_db,x,y,cluster,source", comments="")
+               header="clip,time_s,freq_hz,energy_db,x,y,cluster,source", comments="")  # cluster from 1, source from 0
     written.append(str(csv))
     return written

@@ -123,7 +123,7 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
 
 
 def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0, title: str | None = None,
-                        max_frames: int = 1200):
+                        max_frames: int = 1200, name: str | None = None):
     """One cluster's mask over the mixture spectrogram (left) and the masked spectrogram (right).
 
     Parameters
@@ -133,7 +133,10 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     masks : array [shape=(k, n_freqs, n_frames)]
         From :meth:`EmbeddingClusters.masks`.
     cluster : int
-        Which mask to show.
+        Which mask to show: the row of ``masks`` (from 0). Titles number clusters from 1, as every
+        page and command does (row 0 is cluster 1, the loudest).
+    name : str, optional
+        The cluster's name (e.g. ``"high"`` from the ground truth), shown beside its number.
     db_range : float
         Dynamic range of the spectrogram colour scale below its peak.
     max_frames : int
@@ -165,9 +168,10 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     share = float((np.abs(clip.stft) ** 2 * masks[cluster]).sum() / max((np.abs(clip.stft) ** 2).sum(), 1e-20))
     colour = PALETTE[cluster % len(PALETTE)]
     inside = M > 0.5
+    label = f"cluster {cluster + 1}" + (f" ({name})" if name and name != f"cluster {cluster + 1}" else "")
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=(f"mixture: cluster {cluster} bins in colour, the rest grey",
-                                        f"masked mixture, what cluster {cluster} plays ({100 * share:.0f}% of energy)"))
+                        subplot_titles=(f"mixture: {label} bins in colour, the rest grey",
+                                        f"masked mixture, what {label} plays ({100 * share:.0f}% of energy)"))
     hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
     # left: every bin shaded by level (white = silent), hue by membership
     fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, np.nan, db), zmin=lo, zmax=top, colorscale="Greys",
@@ -180,7 +184,7 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     fig.update_xaxes(title_text="time (s)")
     fig.update_yaxes(title_text="frequency (Hz)", row=1, col=1)
     fig.update_annotations(font_size=13)
-    fig.update_layout(title=dict(text=title or f"{clip.name}: cluster {cluster} of {masks.shape[0]}"),
+    fig.update_layout(title=dict(text=title or f"{clip.name}: {label} of {masks.shape[0]}"),
                       template="plotly_white", width=1000, height=420, plot_bgcolor="#ffffff")
     return fig
 

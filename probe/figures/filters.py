@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AnalysisError
+from .style import db_scale
 
 __all__ = ["filter_gallery", "response_heatmap", "centre_frequency_plot", "octave_density_plot", "matching_matrix",
            "matched_responses_plot", "SCALE_COLOURS"]
@@ -145,12 +146,17 @@ def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False,
     zmin = float(np.clip(np.floor(np.percentile(z, 2) / 10) * 10, -60, -20))
     x_unit = "Hz" if fr.is_spectral_ else "bin offset"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
-    fig.add_trace(go.Heatmap(x=f[cols], y=np.arange(len(z)), z=z, zmin=max(fr.db_floor, zmin), zmax=0, colorscale="Viridis",
-                             colorbar=dict(title="dB re peak", len=0.75, y=0.62),
+    # the one dB convention (probe.figures.style: Magma, bright = loud, zmax = 0 dB re peak); only the range
+    # adapts (20-60 dB, said in the colour bar) so loosely tuned filters keep their structure
+    rng = -max(fr.db_floor, zmin)
+    fig.add_trace(go.Heatmap(x=f[cols], y=np.arange(len(z)), z=z, **db_scale(0.0, db_range=rng),
+                             colorbar=dict(title=dict(text=f"dB re each<br>filter's peak<br>(0 to −{rng:.0f})"),
+                                           len=0.75, y=0.62),
                              hovertemplate="%{x:.0f} " + x_unit + "<br>rank %{y}<br>%{z:.1f} dB<extra></extra>"), row=1, col=1)
     if fr.is_spectral_:
         c = fr.centre_hz_[fr.order_]
-        fig.add_trace(go.Scatter(x=c, y=np.arange(len(c)), mode="markers", marker=dict(size=3, color="white"),
+        fig.add_trace(go.Scatter(x=c, y=np.arange(len(c)), mode="markers",
+                                 marker=dict(size=4, color="#00c8ff", line=dict(width=0.5, color="#003040")),
                                  name="centre (−3 dB midpoint)", showlegend=True), row=1, col=1)
     fig.add_trace(go.Scatter(x=f[cols], y=fr.cumulative_db_[cols], mode="lines", line=dict(color="#333"),
                              name="mean power response", showlegend=True), row=2, col=1)
@@ -258,8 +264,10 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
     a = np.asarray(assignment)[ro]
     ok = a >= 0
     signed = zmin < 0  # correlations: a diverging scale with white at 0
-    fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Greys",
-                               colorbar=dict(title=value_title),
+    # not dB: a sequential blue scale (dark = similar), unlike the Magma of every dB heat map, and said so
+    fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Blues",
+                               colorbar=dict(title=dict(text=f"{value_title}<br>({'diverging' if signed else 'sequential'},"
+                                                             f"<br>not dB)")),
                                customdata=np.broadcast_to(ro[:, None], Z.shape),
                                hovertemplate=row_title + " #%{customdata}<br>" + col_title + " %{x}<br>%{z:.3f}<extra></extra>"))
     matched_vals = np.where(ok, C[ro, np.where(ok, a, 0)], np.nan)

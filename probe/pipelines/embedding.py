@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AnalysisError
+from ..analyze.embedding_clusters import _Relabelled, cluster_clip, order_clusters  # noqa: F401 (re-exported)
 from ._base import Result, jsonable, locked, rounded
 
 __all__ = ["EmbeddingOptions", "EmbeddingAnalysis", "analyse_embeddings", "order_clusters"]
@@ -235,12 +236,7 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
         except Exception as exc:  # pragma: no cover - a read-only home only costs the cache
             warnings.append(f"numba cache not enabled ({type(exc).__name__}: {exc})")
     emap = E.EmbeddingMap(o.projection, random_state=o.seed, cache_dir=o.cache_dir).fit(points)
-    km = E.EmbeddingClusters(k, method=o.method, random_state=o.seed).fit(points)
-    names = order_clusters(km, clip)
-    loud = clip.energy_db() - clip.energy_db().max() >= -float(o.threshold_db) if o.threshold_db else \
-        np.ones(clip.shape, bool)
-    cells = km.predict_clip(clip)
-    bins = np.stack([(cells == j) & loud for j in range(k)])
+    km, names, bins = cluster_clip(clip, points, k, method=o.method, seed=o.seed, threshold_db=o.threshold_db)
     agreement = None
     if points.source is not None:
         try:
@@ -274,67 +270,3 @@ def _colourings(col: dict, names: list) -> dict:
         col["cluster"] = {**col["cluster"], "names": [f"{j + 1}: {n}" if n != f"cluster {j + 1}" else n
                                                       for j, n in enumerate(names)]}
     return col
-
-
-class _Relabelled:
-    """An estimator whose predictions go through a label permutation (cluster order by energy)."""
-
-    def __init__(self, estimator, new_of_old):
-        self.estimator, self.new_of_old = estimator, np.asarray(new_of_old, np.int64)
-
-    def predict(self, X):
-        return self.new_of_old[np.asarray(self.estimator.predict(X), np.int64)]
-
-    def __getattr__(self, name):  # only reached for names not set here (and never during unpickling)
-        if name.startswith("__") or name in ("estimator", "new_of_old"):
-            raise AttributeError(name)
-        return getattr(self.estimator, name)
-
-
-def order_clusters(km, clip) -> list:
-    """Renumber fitted clusters by decreasing energy (in place) and name them; returns the names.
-
-    The energy of a cluster is the mixture power ``|STFT|²`` of the bins its mask holds. After
-    this, ``km.labels_ == 0`` is cluster 1 (the loudest), ``km.predict`` / ``km.masks`` follow
-    the same order. Names: with oracle sources (``clip.dominant_stft``), the source holding most
-    of the cluster's energy; else ``"cluster j"`` (1-based).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from probe.analyze.embedding_clusters import EmbeddingClusters
-    >>> X = np.r_[np.zeros((5, 2)), np.ones((5, 2))]
-    >>> km = EmbeddingClusters(2).fit(X)
-    >>> class Clip:  # two cells: the second (cluster of the ones) is louder
-    ...     shape, stft, dominant_stft, source_names = (1, 2), np.array([[1.0, 3.0]]), None, None
-    ...     def flat(self): return np.array([[0.0, 0.0], [1.0, 1.0]])
-    ...     def to_stft_grid(self, v): return v
-    >>> order_clusters(km, Clip()), km.predict(np.array([[1.0, 1.0]])).tolist()
-    (['cluster 1', 'cluster 2'], [0])
-    """
-    k = int(km.n_clusters_)
-    power = np.abs(np.asarray(clip.stft)) ** 2
-    lab = clip.to_stft_grid(km.predict_clip(clip))
-    energy = np.array([float(power[lab == j].sum()) for j in range(k)])
-    order = np.argsort(-energy, kind="stable")  # new j -> old label
-    new_of_old = np.empty(k, np.int64)
-    new_of_old[order] = np.arange(k)
-    km.labels_ = new_of_old[np.asarray(km.labels_, np.int64)]
-    km.centers_ = np.asarray(km.centers_)[order]
-    km.estimator_ = _Relabelled(km.estimator_, new_of_old)
-    lab = new_of_old[lab]
-    dom = getattr(clip, "dominant_stft", None)
-    if dom is None:
-        return [f"cluster {j + 1}" for j in range(k)]
-    src_names = list(getattr(clip, "source_names", None) or [])
-    names, seen = [], {}
-    for j in range(k):
-        m = (lab == j) & (np.asarray(dom) >= 0)
-        if not m.any():
-            names.append(f"cluster {j + 1}")
-            continue
-        s = int(np.argmax(np.bincount(np.asarray(dom)[m], weights=power[m])))
-        name = src_names[s] if s < len(src_names) else f"source {s + 1}"
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return names

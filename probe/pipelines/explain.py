@@ -237,13 +237,11 @@ def cluster_target(spec, example, options: AttributionOptions = AttributionOptio
     bins and name of cluster ``j`` of the shared clustering; ``None`` when the target is no cluster.
 
     ``clustering`` (an :class:`EmbeddingAnalysis` of the output, e.g. a cached one) is used as given;
-    otherwise :func:`analyse_embeddings` runs with ``options.clusters``.
+    otherwise the same clustering step (:func:`probe.analyze.embedding_clusters.shared_clustering`) runs with
+    ``options.clusters`` (the same points, seed and order as :func:`analyse_embeddings`, without the map).
     """
-    import dataclasses
-
     from ..attribution import EmbeddingTarget, parse_target
-    from ..errors import AnalysisError
-    from .embedding import EmbeddingOptions, analyse_embeddings
+    from .embedding import EmbeddingOptions
 
     if spec.output_kind != "tf_embeddings" or options.chunk_seconds is not None:
         return None
@@ -251,16 +249,14 @@ def cluster_target(spec, example, options: AttributionOptions = AttributionOptio
     tgt = parse_target(text) if isinstance(text, str) else text
     if not isinstance(tgt, EmbeddingTarget) or tgt.cluster is None or tgt.bins is not None:
         return None
-    if clustering is None:
+    if clustering is None:  # the clustering analyse_embeddings makes with these options (no map needed)
+        from ..analyze.embedding_clusters import shared_clustering
+
         eo = options.clusters or EmbeddingOptions()
-        eo = dataclasses.replace(eo, layer=None, clusterability=False, labels=None)
-        clustering = analyse_embeddings(spec, example, eo, lock=lock)
-    k = int(clustering.n_clusters)
-    if not 1 <= tgt.cluster <= k:
-        raise AnalysisError(f"cluster must be in 1..{k} (numbered from 1 by decreasing energy), given {tgt.cluster}")
-    names = clustering.cluster_names or [f"cluster {j}" for j in range(1, k + 1)]
-    return EmbeddingTarget(cluster=tgt.cluster, n_clusters=k, bins=clustering.cluster_bins[tgt.cluster - 1],
-                           name=names[tgt.cluster - 1])
+        with locked(lock):
+            clustering = shared_clustering(spec, example, n_clusters=eo.n_clusters, threshold_db=eo.threshold_db,
+                                           budget=eo.budget, seed=eo.seed, method=eo.method)
+    return EmbeddingTarget.from_clustering(clustering, tgt.cluster, of=tgt.of)
 
 
 def analyse_attribution(spec, example, options: AttributionOptions = AttributionOptions(), *,
@@ -275,7 +271,7 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
         localisation and the stem the explanation is compared with.
     options : AttributionOptions
     lock : context manager, optional
-        Held while the model runs (attribution toggles ``requires_grad`` and restores it).
+        Held while the model runs (attribution runs on a shadow copy and never changes the model).
     clustering : EmbeddingAnalysis, optional
         For ``"cluster=j"`` targets: the clustering to take cluster ``j``'s bins from (it must be
         :func:`analyse_embeddings` of this clip at the output); by default computed with
