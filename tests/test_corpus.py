@@ -107,6 +107,34 @@ def test_pyin_concepts_voiced_register():
     assert np.isnan(ct.tracks["register"][ct.times > 1.2]).all()
 
 
+def test_coarse_pitch_grid_keeps_pyins_decisions_on_tones_and_noise():
+    """The quarter-semitone pYIN grid (the speed-up) against librosa's tenth-semitone default, frame by frame."""
+    import librosa
+
+    rng = np.random.default_rng(3)
+    t = np.arange(2 * SR) / SR
+    clicks = np.zeros(len(t))
+    clicks[:: SR // 10] = 1.0
+    signals = {f: sum((0.3 / h) * np.sin(2 * np.pi * h * f * t) for h in range(1, 5)) for f in (110, 440, 880)}
+    signals.update({"noise": 0.1 * rng.standard_normal(len(t)), "clicks": clicks})
+    for name, y in signals.items():
+        ct = concept_tracks(y, SR, concepts=("f0",))
+        f0, _, prob = librosa.pyin(y, fmin=65.0, fmax=1047.0, sr=SR, frame_length=1024, hop_length=int(0.04 * SR),
+                                   center=True)  # the slow reference: default resolution
+        ref_t = np.arange(len(f0)) * 0.04
+        idx = np.clip(np.searchsorted(ref_t, ct.times), 0, len(f0) - 1)
+        at_ref = np.isclose(ref_t[idx], ct.times)  # base frames that sit on a pYIN frame
+        ref_voiced = (prob >= 0.5)[idx][at_ref]
+        assert np.array_equal(ct.tracks["voiced"][at_ref] > 0, ref_voiced), name
+        if isinstance(name, int):  # by construction: voiced at its f0; noise and clicks are not
+            inner = (ct.times > 0.2) & (ct.times < 1.8)
+            assert ct.tracks["voiced"][inner].mean() > 0.95
+            assert np.nanmax(np.abs(ct.tracks["register"][inner] - np.log2(name))) < 0.02
+            both = at_ref & (ct.tracks["voiced"] > 0)
+            assert np.nanmax(np.abs(ct.tracks["register"][both] - np.log2(f0[idx][both]))) <= 0.0126
+        else:
+            assert ct.tracks["voiced"].mean() < 0.05
+
 def test_align_tracks_averages_over_each_step():
     from probe.corpus.concepts import ConceptTracks
 

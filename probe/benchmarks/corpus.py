@@ -1,28 +1,32 @@
 """``probe bench --only corpus``: clips/s of the corpus engines beside a bare batched forward loop.
 
-All figures come from one process, measured side by side on the same synthetic clips:
+All figures come from one process, measured side by side on the same synthetic clips, at the
+same core count: the bare loop and the in-process engine run with one torch thread, each Ray
+actor gets one CPU and one torch thread.
 
 * ``bare``: read each clip (soundfile), stack a batch, ``spec.features`` and the model's
-  forward under ``no_grad`` — the floor any engine pays;
+  forward under ``no_grad`` (model already loaded) — the floor any engine pays;
 * ``inprocess``: :func:`~probe.corpus.run_corpus` with capture, unit statistics and Parquet
   output, without concepts and without the random-init model (the engine's own cost);
-* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two single-threaded actors on a
-  local Ray (``ray.init`` excluded; actor start-up and model loading included);
-* ``inprocess_concepts``: the same with every acoustic concept (librosa, pYIN included), on
-  a quarter of the clips, so its cost is visible on its own.
+* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two actors on a local Ray
+  (``ray.init`` and the first Ray Data use of the process are timed apart; actor start-up and
+  model loading are part of every run);
+* ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
+  random-init control) on a few clips, and the cost of each concept per clip.
 
-``bare`` and ``inprocess`` are medians of ``repeats`` interleaved runs (the machines these run on are
-shared and noisy); the Ray runs are single. The in-process engine and the bare loop run with one torch thread, the core count of one
-Ray actor. Time-vs-clips linearity (R²) and the peak of traced Python allocations
-(``tracemalloc``: numpy and pyarrow buffers, not torch's allocator) come from in-process runs at
-a quarter, half and all of the clips.
+Every engine runs at three corpus sizes (a quarter, half and all of the clips). A straight line
+``seconds = start_up + clips / rate`` through the three times splits each engine's fixed
+start-up (intercept) from its steady-state throughput (1 / slope); its R² is the linearity
+check. ``bare`` and ``inprocess`` take the best of ``repeats`` interleaved runs (shared, noisy
+machines); the Ray runs are single. Whole-run clips/s at the full size (start-up included) are
+reported beside the steady-state ones. Peak traced Python allocations (``tracemalloc``: numpy and
+pyarrow buffers, not torch's allocator) come from separate in-process runs at the three sizes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import statistics
 import tempfile
 import time
 import tracemalloc
@@ -64,16 +68,54 @@ def _bare_loop(spec, paths, batch_size: int) -> float:
     return time.perf_counter() - t0
 
 
+def _fit(sizes, secs) -> dict:
+    """``seconds = start_up + clips / rate`` by least squares, with R²."""
+    x, y = np.asarray(sizes, float), np.asarray(secs, float)
+    slope, icpt = np.polyfit(x, y, 1)
+    pred = slope * x + icpt
+    r2 = 1 - np.sum((y - pred) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12)
+    return {"clips": [int(v) for v in x], "seconds": [round(float(v), 3) for v in y],
+            "steady_clips_per_second": round(1.0 / slope, 3) if slope > 0 else None,
+            "start_up_seconds": round(float(icpt), 3), "r2": round(float(r2), 4),
+            "whole_run_clips_per_second": round(float(x[-1] / y[-1]), 3)}
+
+
+def _subset(tmp: Path, paths: list, k: int) -> Path:
+    sub = tmp / f"sub{k}"
+    if not sub.is_dir():
+        sub.mkdir()
+        for p in paths[:k]:
+            (sub / p.name).symlink_to(p)
+    return sub
+
+
+def _concept_costs(y, sr: int) -> dict:
+    """Milliseconds per clip of each acoustic concept (best of 2)."""
+    from ..corpus.concepts import DEFAULT_CONCEPTS, concept_tracks
+
+    concept_tracks(y[: sr // 2], sr, concepts=DEFAULT_CONCEPTS)  # imports, caches
+    out = {}
+    for c in DEFAULT_CONCEPTS:
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            concept_tracks(y, sr, concepts=(c,))
+            best = min(best, time.perf_counter() - t0)
+        out[c] = round(1000 * best, 1)
+    return out
+
+
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
-                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 3) -> dict:
+                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 2,
+                 default_clips: int = 8) -> dict:
     """Measure the corpus engines (see the module docstring); returns clips/s and the goal ratios."""
+    import soundfile as sf
     import torch
 
-    from ..resolve import load
     from ..corpus.run import run_corpus
     from ..corpus.worker import RunOptions
-
     from ..errors import SpecError
+    from ..resolve import load
 
     try:
         spec = load(model)
@@ -85,72 +127,91 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
     sr = spec.sample_rate
     tmp = Path(tempfile.mkdtemp(prefix="probe-bench-corpus-"))
     threads = torch.get_num_threads()
-    out: dict = {"model": model if isinstance(model, str) else spec.name, "layers": list(layers), "clips": n_clips, "seconds_per_clip": seconds,
-                 "batch_size": batch_size, "torch_threads": 1}
+    sizes = sorted({max(2, int(round(f * n_clips))) for f in (0.25, 0.5, 1.0)})
+    out: dict = {"model": model if isinstance(model, str) else spec.name, "layers": list(layers), "clips": n_clips,
+                 "seconds_per_clip": seconds, "batch_size": batch_size, "sizes": sizes, "repeats": repeats,
+                 "threads": {"bare": 1, "inprocess": 1, "ray_actor": 1}}
     try:
         torch.set_num_threads(1)
         paths = _write_clips(tmp / "clips", n_clips, seconds, sr)
         opts = RunOptions(layers=tuple(layers), concepts=(), random_init=False, batch_size=batch_size)
         _bare_loop(spec, paths[:batch_size], batch_size)  # warm-up
-        bare, inproc = [], []
-        for r in range(repeats):  # interleaved, alternating order: the machine's load drifts
-            for which in (("bare", "inproc") if r % 2 == 0 else ("inproc", "bare")):
-                if which == "bare":
-                    bare.append(_bare_loop(spec, paths, batch_size))
-                else:
-                    t0 = time.perf_counter()
-                    run_corpus(model, tmp / "clips", tmp / f"inproc{r}", options=opts)
-                    inproc.append(time.perf_counter() - t0)
-        rates = {"bare": n_clips / statistics.median(bare), "inprocess": n_clips / statistics.median(inproc)}
-        out["repeats"] = repeats
-        # linearity and memory: a quarter, half and all of the clips
-        sizes, times, peaks = [], [], []
-        for frac in (0.25, 0.5, 1.0):
-            k = max(2, int(round(frac * n_clips)))
-            sub = tmp / f"sub{k}"
-            sub.mkdir()
-            for p in paths[:k]:
-                (sub / p.name).symlink_to(p)
+        run_corpus(model, _subset(tmp, paths, sizes[0]), tmp / "warm", options=opts)
+        times: dict = {"bare": {}, "inprocess": {}}
+        for k in sizes:
+            sub = _subset(tmp, paths, k)
+            for r in range(repeats):  # interleaved, alternating order: the machine's load drifts
+                for which in (("bare", "inprocess") if r % 2 == 0 else ("inprocess", "bare")):
+                    if which == "bare":
+                        t = _bare_loop(spec, paths[:k], batch_size)
+                    else:
+                        t0 = time.perf_counter()
+                        run_corpus(model, sub, tmp / f"inproc{k}-{r}", options=opts)
+                        t = time.perf_counter() - t0
+                    times[which][k] = min(times[which].get(k, float("inf")), t)
+        engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
+        # memory: traced peak of separate in-process runs at each size (tracemalloc slows them; not timed)
+        peaks = {}
+        for k in sizes:
             tracemalloc.start()
-            t0 = time.perf_counter()
-            run_corpus(model, sub, tmp / f"lin{k}", options=opts)
-            times.append(time.perf_counter() - t0)
-            peaks.append(tracemalloc.get_traced_memory()[1] / 2 ** 20)
+            run_corpus(model, _subset(tmp, paths, k), tmp / f"mem{k}", options=opts)
+            peaks[str(k)] = round(tracemalloc.get_traced_memory()[1] / 2 ** 20, 1)
             tracemalloc.stop()
-            sizes.append(k)
-        slope, icpt = np.polyfit(sizes, times, 1)
-        pred = slope * np.asarray(sizes) + icpt
-        r2 = 1 - np.sum((np.asarray(times) - pred) ** 2) / max(np.sum((np.asarray(times) - np.mean(times)) ** 2), 1e-12)
-        out["linearity"] = {"clips": sizes, "seconds": [round(x, 3) for x in times], "r2": round(float(r2), 4),
-                            "fixed_seconds": round(float(icpt), 3)}
-        rates["inprocess_marginal"] = 1.0 / slope if slope > 0 else float("nan")  # without start-up (model, axes)
-        out["peak_traced_mib"] = {str(k): round(p, 1) for k, p in zip(sizes, peaks)}
-        # what the concepts cost, on a quarter of the clips
-        k = sizes[0]
+        out["peak_traced_mib"] = peaks
+        # the defaults (every concept + random-init control) on a few clips, and each concept's cost
+        k = min(default_clips, n_clips)
         t0 = time.perf_counter()
-        run_corpus(model, tmp / f"sub{k}", tmp / "concepts", options=dataclasses.replace(opts, concepts=RunOptions().concepts))
-        rates["inprocess_concepts"] = k / (time.perf_counter() - t0)
+        run_corpus(model, _subset(tmp, paths, k), tmp / "defaults",
+                   options=dataclasses.replace(opts, concepts=RunOptions().concepts, random_init=True))
+        out["inprocess_default"] = {"clips": k, "clips_per_second": round(k / (time.perf_counter() - t0), 3),
+                                    "concept_ms_per_clip": _concept_costs(sf.read(paths[0], dtype="float32")[0], sr)}
         if ray:
             try:
                 import ray as _ray
+                import ray.data  # noqa: F401
             except ImportError:
                 out["ray"] = "skipped: ray[data] not installed"
             else:
+                t0 = time.perf_counter()
                 if not _ray.is_initialized():
                     _ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-                for w in (1, 2):
-                    t0 = time.perf_counter()
-                    run_corpus(model, tmp / "clips", tmp / f"ray{w}", options=dataclasses.replace(opts, engine="ray", workers=w))
-                    rates[f"ray_{w}"] = n_clips / (time.perf_counter() - t0)
-        out["clips_per_second"] = {k: round(v, 3) for k, v in rates.items()}
-        goals = {"inprocess_over_bare": round(rates["inprocess"] / rates["bare"], 3),
-                 "inprocess_marginal_over_bare": round(rates["inprocess_marginal"] / rates["bare"], 3)}
-        if "ray_1" in rates:
-            goals["inprocess_over_ray1"] = round(rates["inprocess"] / rates["ray_1"], 3)
-            goals["ray_scaling_efficiency_1_to_2"] = round(rates["ray_2"] / (2 * rates["ray_1"]), 3)
-        out["ratios"] = goals
+                out["ray_init_seconds"] = round(time.perf_counter() - t0, 3)
+                t0 = time.perf_counter()  # the process's first Ray Data run pays one-off imports and set-up
+                run_corpus(model, _subset(tmp, paths, 2), tmp / "ray-warm", options=dataclasses.replace(opts, engine="ray"))
+                out["ray_first_use_seconds"] = round(time.perf_counter() - t0, 3)
+                rt: dict = {"ray_1": [], "ray_2": []}
+                first: dict = {}
+                for k in sizes:
+                    for w in (1, 2):
+                        t0 = time.perf_counter()
+                        man = run_corpus(model, _subset(tmp, paths, k), tmp / f"ray{w}-{k}",
+                                         options=dataclasses.replace(opts, engine="ray", workers=w))
+                        rt[f"ray_{w}"].append(time.perf_counter() - t0)
+                        first[f"ray_{w}"] = man.get("timing", {}).get("first_part_s")
+                for e, secs in rt.items():
+                    engines[e] = _fit(sizes, secs)
+                    engines[e]["first_part_seconds_at_full_size"] = first[e]
+        out["engines"] = engines
+        steady = {e: v["steady_clips_per_second"] for e, v in engines.items()}
+        whole = {e: v["whole_run_clips_per_second"] for e, v in engines.items()}
+        out["clips_per_second"] = {"steady": steady, "whole_run": whole}
+
+        def ratio(a, b):
+            return round(a / b, 3) if a and b else None
+
+        ratios = {"inprocess_over_bare": {"steady": ratio(steady["inprocess"], steady["bare"]),
+                                          "whole_run": ratio(whole["inprocess"], whole["bare"])}}
+        if "ray_1" in engines:
+            ratios["inprocess_over_ray1"] = {"steady": ratio(steady["inprocess"], steady["ray_1"]),
+                                             "whole_run": ratio(whole["inprocess"], whole["ray_1"])}
+            ratios["ray_scaling_efficiency_1_to_2"] = {
+                "steady": ratio(steady["ray_2"], 2 * steady["ray_1"]) if steady["ray_1"] else None,
+                "whole_run": ratio(whole["ray_2"], 2 * whole["ray_1"])}
+        ratios["linearity_r2_inprocess"] = engines["inprocess"]["r2"]
+        out["ratios"] = ratios
         out["goals"] = {"inprocess_over_bare": ">= 0.8", "inprocess_over_ray1": "<= 1.25 (Ray within 1.25x)",
-                        "ray_scaling_efficiency_1_to_2": ">= 0.8", "linearity_r2": ">= 0.99"}
+                        "ray_scaling_efficiency_1_to_2": ">= 0.8", "linearity_r2_inprocess": ">= 0.99",
+                        "peak_traced_mib": "flat across sizes"}
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -129,6 +129,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     >>> man["clips"]["ok"], man["layer_info"]["units"]["n_units"]
     (2, 12)
     """
+    t_start = time.perf_counter()
     options = options or RunOptions()
     engine, workers, ray_address = options.engine, int(options.workers), options.ray_address
     if engine not in ENGINES:
@@ -171,21 +172,37 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     pending = [c for c in clips if c.clip_id not in done]
     t0 = time.perf_counter()
     n_new = 0
+    written: list = []  # (seconds since t0, clips) of every part as it lands
     if pending:
         index = {c.clip_id: i for i, c in enumerate(clips)}
         if engine == "inprocess":
-            n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index)
+            n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index,
+                                   written=written, t0=t0)
         else:
             model_arg = model if not hasattr(model, "model") else spec
             n_new = _run_ray(model_arg, pending, parts, options, workers=workers, ray_address=ray_address,
-                             progress=progress, index=index)
+                             progress=progress, index=index, written=written, t0=t0)
     elapsed = time.perf_counter() - t0
+    t_fin = time.perf_counter()
     summary = finalize_run(out, top_k=options.top_k)
     manifest.update(summary)
     manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
-                     "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None})
+                     "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None,
+                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin)})
     _write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _timing(written: list, *, setup: float, finalize: float) -> dict:
+    """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
+    the wait for the first part (engine start-up + one batch), the steady rate after it, and finalize."""
+    out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
+    if written:
+        out["first_part_s"] = round(written[0][0], 3)
+        rest = sum(k for _, k in written[1:])
+        span = written[-1][0] - written[0][0]
+        out["steady_clips_per_second"] = round(rest / span, 3) if rest and span > 0 else None
+    return out
 
 
 def _part_name(first_index: int) -> str:
@@ -203,18 +220,19 @@ def _bar(progress: bool, total: int):
     return tqdm(total=total, disable=not progress, desc="corpus", unit="clip", smoothing=0.1)
 
 
-def _run_inprocess(worker, pending, parts, options, *, progress, index) -> int:
+def _run_inprocess(worker, pending, parts, options, *, progress, index, written, t0) -> int:
     bs = int(options.batch_size)
     with _bar(progress, len(pending)) as bar:
         for i in range(0, len(pending), bs):
             batch = pending[i:i + bs]
             table = worker(clips_table(batch))
             _write_table(table, parts / _part_name(_first_index(table, index)))
+            written.append((time.perf_counter() - t0, len(batch)))
             bar.update(len(batch))
     return len(pending)
 
 
-def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index) -> int:
+def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, t0) -> int:
     try:
         import ray
     except ImportError:
@@ -228,7 +246,8 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     bs = int(options.batch_size)
     # one block per batch, so every actor of the pool gets work from the start
     ds = ray.data.from_items([c.to_row() for c in pending], override_num_blocks=max(1, -(-len(pending) // bs)))
-    ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict()},
+    # one CPU and one torch thread per actor: n workers use n cores, like n in-process runs would
+    ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict(), "threads": 1},
                         batch_size=bs, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=int(workers)), num_cpus=1, zero_copy_batch=True)
     n = 0
@@ -239,6 +258,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                 continue
             _write_table(table, parts / _part_name(_first_index(table, index)))
             k = len(set(table.column("clip_id").to_pylist()))
+            written.append((time.perf_counter() - t0, k))
             n += k
             bar.update(k)
     return n

@@ -203,13 +203,22 @@ class CorpusWorker:
         here, so a Ray actor loads the model itself, once.
     options : RunOptions or dict
 
+    threads : int, optional
+        Set torch's intra-op threads in this process (a Ray actor given one CPU uses one
+        thread, as the in-process engine does at one core); ``None`` leaves it alone.
+
     Call with a batch (a ``pyarrow.Table`` or dict of columns ``clip_id``, ``path``,
     ``label``, ``events``, ``split``, ``group``) and get a ``pyarrow.Table`` of
     :func:`output_schema` rows.
     """
 
-    def __init__(self, model, options):
+    def __init__(self, model, options, threads: int | None = None):
         from ..hooks import select_layers
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(int(threads))
 
         self.options = options if isinstance(options, RunOptions) else RunOptions.from_dict(options)
         self.spec = resolve_spec(model)
