@@ -9,6 +9,11 @@
 
 Every value comes from :mod:`probe.pipelines` with the options a page passes; nothing here
 computes anything of its own.
+
+Below the in-memory caches, every deterministic result also goes through :mod:`apps.diskcache`
+(safetensors + JSON in ``~/.cache/probe/app`` or ``probe app --cache-dir``), keyed by the model's
+content (checkpoint SHA-256), the clip's content hash, the options and the code, so a restarted
+server (or a second one) serves what the warm-up or an earlier visitor computed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import streamlit as st
 
 from probe import pipelines as P
 
-from . import state
+from . import diskcache, state
 from .policy import check_model_ref
 
 __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "cached_filter_banks",
@@ -56,9 +61,14 @@ def _model_key(model) -> str:
     return state.model_ref_key(model.ref)
 
 
+def _disk(kind: str, model, parts: tuple, compute):
+    """``compute()`` through the on-disk cache, keyed by the model's content and ``parts``."""
+    return diskcache.cached(kind, (state.model_content_key(model.ref),) + tuple(parts), compute)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def _spectrogram(audio_key: str, model_key: str, _y, _grid):
-    return P.spectrogram(_y, _grid)
+    return diskcache.cached("spectrogram", (audio_key, repr(_grid)), lambda: P.spectrogram(_y, _grid))
 
 
 def cached_spectrogram(model, example):
@@ -67,7 +77,7 @@ def cached_spectrogram(model, example):
 
 @st.cache_data(max_entries=32, show_spinner="Running the model…")
 def _outputs(model_key: str, audio_key: str, _model, _y):
-    return P.model_outputs(_model.spec, _y, lock=_model.lock)
+    return _disk("outputs", _model, (audio_key,), lambda: P.model_outputs(_model.spec, _y, lock=_model.lock))
 
 
 def cached_outputs(model, example):
@@ -84,18 +94,21 @@ def cached_filter_banks(model):
 
 
 @st.cache_data(max_entries=16, show_spinner="Analysing the filters…")
-def _filter_analysis(model_key: str, layer: str, options, _bank):
-    return P.analyse_bank(_bank, options)
+def _filter_analysis(model_key: str, layer: str, options, _bank, _model):
+    return _disk("filter_analysis", _model, (layer, options), lambda: P.analyse_bank(_bank, options))
 
 
 def cached_filter_analysis(model, bank, options=None):
     """:class:`probe.pipelines.BankAnalysis` of one bank (``options``: a :class:`~probe.pipelines.FilterOptions`)."""
-    return _filter_analysis(_model_key(model), bank.name, options or P.FilterOptions(), bank)
+    return _filter_analysis(_model_key(model), bank.name, options or P.FilterOptions(), bank, model)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _default_layer(model_key: str, purpose: str, _model, _y):
-    return P.default_layer(_model.spec, _y, purpose=purpose, lock=_model.lock)
+    from probe.audio import audio_hash
+
+    return _disk("default_layer", _model, (purpose, audio_hash(_y, _model.sample_rate)),
+                 lambda: P.default_layer(_model.spec, _y, purpose=purpose, lock=_model.lock))
 
 
 def cached_default_layer(model, example, purpose: str = "activations"):
@@ -105,7 +118,8 @@ def cached_default_layer(model, example, purpose: str = "activations"):
 
 @st.cache_data(max_entries=16, show_spinner="Capturing the layer…")
 def _activation(model_key: str, audio_key: str, layer: str, options, _model, _y):
-    return P.capture_layer(_model.spec, _y, layer, options, lock=_model.lock)
+    return _disk("activation", _model, (audio_key, layer, options),
+                 lambda: P.capture_layer(_model.spec, _y, layer, options, lock=_model.lock))
 
 
 def cached_activation(model, example, layer: str, options=None):
@@ -114,7 +128,8 @@ def cached_activation(model, example, layer: str, options=None):
 
 @st.cache_data(max_entries=8, show_spinner="Computing embeddings, map and clusters…")
 def _embeddings(model_key: str, audio_key: str, options, _model, _ex):
-    return P.analyse_embeddings(_model.spec, _ex, options, lock=_model.lock)
+    return _disk("embeddings", _model, (audio_key, options),
+                 lambda: P.analyse_embeddings(_model.spec, _ex, options, lock=_model.lock))
 
 
 def cached_embeddings(model, example, options=None):
@@ -144,7 +159,8 @@ def cached_clustering(model, example, layer=None, k=None):
 
 @st.cache_data(max_entries=8, show_spinner="Attributing (and running the deletion test)…")
 def _attribution(model_key: str, audio_key: str, options, _model, _ex, _clustering=None):
-    return P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock, clustering=_clustering)
+    return _disk("attribution", _model, (audio_key, options),
+                 lambda: P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock, clustering=_clustering))
 
 
 def cached_attribution(model, example, options=None):
@@ -158,7 +174,7 @@ def cached_attribution(model, example, options=None):
 
 @st.cache_data(max_entries=8, show_spinner="Fitting NMF and comparing it with the model…")
 def _nmf(model_key: str, audio_key: str, options, _model, _ex):
-    return P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)
+    return _disk("nmf", _model, (audio_key, options), lambda: P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock))
 
 
 def cached_nmf(model, example, options=None):
@@ -170,9 +186,12 @@ def cached_nmf(model, example, options=None):
 def _randomisation(model_key: str, audio_key: str, target: str, method: str, steps: int, _model, _ex):
     from probe.analyze.faithfulness import randomisation_test
 
-    with _model.lock:  # randomises a deep copy; the shared model is only read
-        return randomisation_test(_model.spec, _ex, target, method=method, mode="cascade", return_maps=True,
-                                  **({"steps": int(steps)} if method in ("ig", "gradshap") else {}))
+    def compute():
+        with _model.lock:  # randomises a deep copy; the shared model is only read
+            return randomisation_test(_model.spec, _ex, target, method=method, mode="cascade", return_maps=True,
+                                      **({"steps": int(steps)} if method in ("ig", "gradshap") else {}))
+
+    return _disk("randomisation", _model, (audio_key, target, method, steps), compute)
 
 
 def cached_randomisation(model, example, target: str, method: str = "saliency", steps: int = 16):

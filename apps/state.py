@@ -21,7 +21,7 @@ from pathlib import Path
 
 from probe.errors import ProbeError, SpecError
 
-__all__ = ["SharedModel", "Unavailable", "load_shared_model", "model_ref_key", "zoo_models", "default_model_ref",
+__all__ = ["SharedModel", "Unavailable", "load_shared_model", "model_ref_key", "model_content_key", "zoo_models", "default_model_ref",
            "example_refs", "load_example_ref"]
 
 
@@ -101,6 +101,25 @@ def model_ref_key(ref: str) -> str:
         stamps = [p.stat().st_mtime_ns] + [q.stat().st_mtime_ns for q in p.parent.glob("*") if q.is_file()]
         return f"{p.resolve()}@{max(stamps)}"
     return ref
+
+
+def model_content_key(ref: str) -> str:
+    """Key of a model's *content* for the on-disk cache: the SHA-256 of a zoo checkpoint, or of the spec folder's files.
+
+    Unlike :func:`model_ref_key` (modification times, for the in-memory caches), this stays the
+    same when a file is copied or touched and changes whenever a byte of the weights changes.
+    """
+    from .diskcache import file_digest
+    from .policy import check_model_ref
+
+    ref = check_model_ref(str(ref))
+    if ref.startswith("zoo:"):
+        entry = next((e for e in _catalogue() if e.get("name") == ref[4:]), None)
+        p = Path(entry["checkpoint"]) if entry and entry.get("checkpoint") else None
+        return f"{ref}#{file_digest(p) if p is not None and p.is_file() else 'untrained'}"
+    p = Path(ref)
+    files = sorted(q for q in p.parent.glob("*") if q.is_file())
+    return f"{p.name}#" + ",".join(f"{q.name}:{file_digest(q)[:16]}" for q in files)
 
 
 def load_shared_model(ref: str) -> SharedModel:

@@ -2,10 +2,16 @@
 
 ``probe app`` sets ``PROBE_APP_WARMUP=1``; the router then starts :func:`start` once per
 process (``st.cache_resource``). A background thread loads every trained zoo model and
-computes, for its first example, what the pages show first under their defaults — the
-spectrogram, the outputs, the default layer, the embedding map (PCA) — cheapest first, the
-default model before the others. Attribution is warmed last (IG with ``steps="auto"`` may take
-minutes on a shared CPU). Each step is timed into :data:`LOG` (the Overview can show it).
+computes, for its first example, exactly what each page computes under its defaults (the
+same cache calls with the same options, so the page finds them): spectrogram, outputs,
+default layers, the shared clustering and PCA map, the captured default layer, the filter
+analysis, the NMF comparison and, last, the attribution (IG until completeness ≤ 1 % may take
+minutes on a shared CPU). Cheap steps of every model come first (the default model before the
+others), then the attributions.
+
+Every result also lands in the on-disk cache (:mod:`apps.diskcache`), so after one warm-up a
+restarted server fills its memory caches from disk in seconds. Each step is timed into
+:data:`LOG`; :data:`DONE` is set when the thread has finished.
 """
 
 from __future__ import annotations
@@ -15,50 +21,93 @@ import threading
 import time
 
 ENV = "PROBE_APP_WARMUP"
-#: (what, model ref, seconds) of each warm-up step done so far
+#: (what, model ref, seconds or the error) of each warm-up step done so far
 LOG: list = []
+#: set when :func:`run` has finished (in the warm-up thread)
+DONE = threading.Event()
+#: the steps that run the model for seconds to minutes; done after every model's cheap steps
+HEAVY = ("attribution",)
 
 
 def enabled() -> bool:
     return os.environ.get(ENV, "") not in ("", "0", "false", "no")
 
 
-def _steps(ref):
-    from probe.pipelines import AttributionOptions, EmbeddingOptions
+def page_defaults(model, example) -> dict:
+    """What each page shows first under its defaults, as ``{step: callable}`` in page order.
 
-    from . import cache, state
+    The calls and options are the pages' own (``apps/views/*.py``): a change there needs the same
+    change here, which ``tests/test_app.py::test_warmup_covers_every_page`` catches.
+    """
+    from probe.pipelines import ActivationOptions, AttributionOptions, FilterOptions, NMFOptions
+
+    from . import cache
     from .menus import target_options
 
+    def embeddings():  # Overview (embedding models), Embeddings and Attribution share this clustering
+        first = cache.cached_default_layer(model, example, "embeddings")
+        return cache.cached_embeddings(model, example,
+                                       cache.clustering_options(model, first, int(model.spec.n_sources or 2)))
+
+    def filters():
+        banks = cache.cached_filter_banks(model)
+        return cache.cached_filter_analysis(model, next(iter(banks.values())), FilterOptions(span="full")) \
+            if banks else None
+
+    def activations():
+        return cache.cached_activation(model, example, cache.cached_default_layer(model, example),
+                                       ActivationOptions(view="auto"))
+
+    def nmf():
+        return cache.cached_nmf(model, example, NMFOptions(components=None, beta=NMFOptions().beta, layer=None))
+
+    def attribution():
+        targets = target_options(model.spec, example)
+        d = AttributionOptions()
+        return cache.cached_attribution(model, example, AttributionOptions(
+            target=targets[0] if targets else None, method=d.method, steps="auto", top_percent=float(int(d.top_percent))))
+
+    return {"spectrogram": lambda: cache.cached_spectrogram(model, example),
+            "outputs": lambda: cache.cached_outputs(model, example),
+            "default layer": lambda: cache.cached_default_layer(model, example),
+            "embeddings": embeddings,
+            "filters": filters,
+            "activations": activations,
+            "nmf": nmf,
+            "attribution": attribution}
+
+
+def _selection(ref, audio_ref=None):
+    from . import cache, state
+
     model = cache.get_model(ref)
-    ex = cache.get_example(state.example_refs(ref, 1)[0], model.sample_rate)
-    yield "spectrogram", lambda: cache.cached_spectrogram(model, ex)
-    yield "outputs", lambda: cache.cached_outputs(model, ex)
-    yield "default layer", lambda: cache.cached_default_layer(model, ex)
-    yield "embeddings", lambda: cache.cached_embeddings(
-        model, ex, EmbeddingOptions(layer=cache.cached_default_layer(model, ex, "embeddings"),
-                                    n_clusters=int(model.spec.n_sources or 2)))
-    targets = target_options(model.spec, ex)
-    yield "attribution", lambda: cache.cached_attribution(
-        model, ex, AttributionOptions(target=targets[0] if targets else None, top_percent=10.0))
+    audio_ref = audio_ref or state.example_refs(ref, 1)[0]
+    return model, cache.get_example(audio_ref, model.sample_rate)
 
 
 def run(refs=None) -> None:
-    """Warm every step for ``refs`` (default: trained zoo models, the default one first); errors are logged, not raised."""
+    """Warm every page's defaults for ``refs`` (default: trained zoo models, the default one first).
+
+    ``refs`` items are model references or ``(model ref, audio ref)`` pairs (a zoo model's first
+    example when no audio is given). Errors are logged, not raised: a model that cannot do a
+    step (no filter bank, no spectral bank for NMF) gets its message on the page.
+    """
     from . import state
 
-    refs = list(refs or [e["ref"] for e in state.zoo_models() if e.get("trained")])
-    first, rest = refs[:1], refs[1:]
-    plan = []
-    for ref in first:  # everything for the default model, attribution included
-        plan.append((ref, None))
-    for ref in rest:  # the cheap steps for the others, then their attributions
-        plan.append((ref, {"spectrogram", "outputs", "default layer", "embeddings"}))
-    for ref in rest:
-        plan.append((ref, {"attribution"}))
-    for ref, only in plan:
-        try:
-            for what, fn in _steps(ref):
-                if only is not None and what not in only:
+    try:
+        if refs is None:
+            refs = [e["ref"] for e in state.zoo_models() if e.get("trained")]
+        pairs = [r if isinstance(r, tuple) else (r, None) for r in refs]
+        plan = [(p, "cheap") for p in pairs] + [(p, "heavy") for p in pairs]
+        for (ref, audio), part in plan:
+            try:
+                model, example = _selection(ref, audio)
+                steps = page_defaults(model, example)
+            except Exception as exc:
+                LOG.append(("load", ref, f"{type(exc).__name__}: {exc}"))
+                continue
+            for what, fn in steps.items():
+                if (what in HEAVY) != (part == "heavy"):
                     continue
                 t0 = time.perf_counter()
                 try:
@@ -67,15 +116,15 @@ def run(refs=None) -> None:
                     LOG.append((what, ref, f"{type(exc).__name__}: {exc}"))
                     continue
                 LOG.append((what, ref, round(time.perf_counter() - t0, 2)))
-        except Exception as exc:
-            LOG.append(("load", ref, f"{type(exc).__name__}: {exc}"))
+    finally:
+        DONE.set()
 
 
 def start() -> threading.Thread:
     """Start :func:`run` in a daemon thread at low priority."""
     def target():
         try:
-            os.nice(5)  # visitors' requests first
+            os.nice(5)  # visitors' requests first (on Linux this lowers only this thread)
         except (AttributeError, OSError):
             pass
         run()

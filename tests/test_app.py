@@ -451,3 +451,91 @@ def test_attribution_sanity_panel_and_report_of_this_view(tiny_spec):
     at.button(key="w_attr_report").click().run()
     assert not _errors(at), _errors(at)
     assert any(b.proto.label == "Download report" for b in at.get("download_button"))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A fresh on-disk result cache for this test (never the user's ~/.cache/probe/app)."""
+    from apps import diskcache
+
+    folder = tmp_path / "probe-cache"
+    monkeypatch.setenv(diskcache.ENV, str(folder))
+    return folder
+
+
+def test_disk_cache_round_trips_pipeline_results_without_pickle(tiny_spec, cache_dir):
+    """Embeddings and attribution come back from disk with the same JSON, arrays and clustering; nothing else is built."""
+    import json
+
+    from apps import diskcache
+    from apps.state import load_shared_model
+    from probe import pipelines as P
+    from probe.audio import AudioExample
+
+    shared = load_shared_model(tiny_spec)
+    ex = AudioExample(y=tone_and_noise(1.5), sr=8000, name="clip")
+    results = {"embeddings": P.analyse_embeddings(shared.spec, ex, P.EmbeddingOptions(n_clusters=2)),
+               "attribution": P.analyse_attribution(shared.spec, ex, P.AttributionOptions(target="class=tone"))}
+    for kind, res in results.items():
+        key = diskcache.make_key(kind, "tiny", "clip")
+        assert diskcache.store(key, res), kind
+        files = list(cache_dir.rglob("*.safetensors"))
+        assert files and not list(cache_dir.rglob("*.tmp")), files  # written to a temporary name, then renamed
+        back = diskcache.load(key)
+        assert type(back) is type(res)
+        assert json.dumps(back.to_json(), default=str) == json.dumps(res.to_json(), default=str), kind
+    emb = diskcache.load(diskcache.make_key("embeddings", "tiny", "clip"))
+    X = results["embeddings"].points.X
+    assert np.array_equal(emb.clusters.predict(X), results["embeddings"].clusters.predict(X))
+    assert np.array_equal(emb.cluster_audio, results["embeddings"].cluster_audio)
+    att = diskcache.load(diskcache.make_key("attribution", "tiny", "clip"))
+    assert np.array_equal(att.attribution.map, results["attribution"].attribution.map)
+    assert att.attribution.grid == results["attribution"].attribution.grid
+    # a file naming a class outside probe/scikit-learn is a miss, never an import or a call
+    from safetensors.numpy import save_file
+
+    evil = diskcache.make_key("evil", "x")
+    path = cache_dir / evil[:2] / f"{evil}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"_empty": np.zeros(1, np.uint8)}, str(path), metadata={
+        "format": str(diskcache.FORMAT), "tree": json.dumps({"$obj": "os:system", "state": {}})})
+    assert diskcache.load(evil) is diskcache.MISS
+    # a changed option or model content is another key
+    assert diskcache.make_key("attribution", "tiny", P.AttributionOptions(steps=16)) != \
+        diskcache.make_key("attribution", "tiny", P.AttributionOptions())
+
+
+def test_warmup_covers_every_page(tiny_spec, cache_dir, tmp_path, monkeypatch):
+    """After the warm-up, every page's defaults come from the caches: no page computes anything new.
+
+    The memory caches are cleared after the warm-up (as after a server restart), so the pages
+    must find the warm-up's results on disk under the same keys.
+    """
+    import soundfile as sf
+    import streamlit as st
+
+    from apps import diskcache, warmup
+    from apps.policy import ENV_AUDIO
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    clip = audio / "clip.wav"
+    sf.write(str(clip), tone_and_noise(1.5), 8000, subtype="PCM_16")
+    monkeypatch.setenv(ENV_AUDIO, str(audio.resolve()))
+    st.cache_data.clear()
+    warmup.run([(tiny_spec, str(clip.resolve()))])
+    failed = [x for x in warmup.LOG if x[1] == tiny_spec and not isinstance(x[2], float)]
+    assert not failed, failed
+    stored = diskcache.STATS["store"]
+    assert diskcache.STATS["skip"] == 0, "a warm-up result could not be written to disk"
+    assert stored >= 6, warmup.LOG  # outputs, layers, embeddings, filters, activations, nmf, attribution
+    st.cache_data.clear()  # as a restarted server: only the disk remains
+    hits = diskcache.STATS["hit"]
+    at = _app_with_upload(tiny_spec, clip.read_bytes())  # the same samples as the server file: the same key
+    assert not _errors(at), _errors(at)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not _errors(at), (page, _errors(at))
+    assert diskcache.STATS["store"] == stored and diskcache.STATS["skip"] == 0, \
+        f"a page computed what the warm-up did not: {diskcache.STATS}"
+    assert diskcache.STATS["hit"] - hits >= 6, diskcache.STATS
