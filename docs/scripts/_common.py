@@ -52,6 +52,27 @@ def save_results(doc: str, results: dict) -> Path:
     return path
 
 
+def update_results(doc: str, name: str, fields: dict) -> dict:
+    """Merge ``fields`` into model ``name``'s entry of ``results/<doc>.json`` under a file lock.
+
+    Several processes may rerun different parts of one doc at once. An entry stamped with other weights is
+    replaced, never mixed with the new numbers.
+    """
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / f".{doc}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        res = load_results(doc)
+        entry = res.get(name, {})
+        if entry.get("checkpoint_sha256") != fields.get("checkpoint_sha256", entry.get("checkpoint_sha256")):
+            entry = {}
+        entry.update(fields)
+        res[name] = entry
+        save_results(doc, res)
+        return entry
+
+
 def stamp(name: str) -> dict:
     """What a result entry records about the weights it was measured on."""
     return {"checkpoint_sha256": sha256(name), "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}

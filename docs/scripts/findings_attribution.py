@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import IMG, checkpoint_line, load_results, one_thread, save_results, stamp, write_png  # noqa: E402
+from _common import IMG, checkpoint_line, load_results, one_thread, stamp, update_results, write_png  # noqa: E402
 
 DOC = "attribution"
 DETECTORS = ("crnn_sed", "rawcnn_sed")
@@ -52,22 +52,22 @@ def _shares(a, ev):
             "out_of_span": float(R[~span].sum() / tot)}
 
 
-def _events(spec, name, n_scenes):
+def _events(spec, name, n_scenes, first=0):
     from model_zoo.registry import load_example
 
-    for i in range(n_scenes):
+    for i in range(first, n_scenes):
         ex = load_example(name, i)
         for k, ev in enumerate(ex.events):
             if ev["label"] in spec.classes:
                 yield i, k, ex, ev
 
 
-def part_loc(spec, name, n_scenes, entry):
+def part_loc(spec, name, n_scenes, entry, first=0):
     from probe.analyze.faithfulness import localisation
     from probe.attribution import attribute, listen, snr_db
 
     rows = []
-    for i, k, ex, ev in _events(spec, name, n_scenes):
+    for i, k, ex, ev in _events(spec, name, n_scenes, first):
         row = {"scene": i, "event": k, "label": ev["label"], "seconds": round(ev["offset"] - ev["onset"], 3)}
         for base in BASELINES:
             t0 = time.process_time()
@@ -85,7 +85,7 @@ def part_loc(spec, name, n_scenes, entry):
         rows.append(row)
         print(f"  [{name}] scene {i} event {k} {ev['label']}: mass {row['noise:-30']['relevance_mass']:.2f} "
               f"steps {row['noise:-30']['steps_used']}", file=sys.stderr, flush=True)
-    entry["loc"] = {"n_scenes": n_scenes, "events": rows}
+    entry[f"loc_{first}_{n_scenes}"] = {"scenes": [first, n_scenes], "events": rows}
 
 
 def part_deletion(spec, name, n_scenes, entry, n_deletion=6):
@@ -266,46 +266,40 @@ def study_separator(name, n_items=3):
     return {"rows": rows}
 
 
-def run_model(name, parts, n_scenes=8) -> dict:
+def run_model(name, parts, n_scenes=8, first=0) -> dict:
+    """Run the parts for one model; each part's numbers are merged into the stored entry as soon as it ends."""
     from model_zoo.registry import load_model
 
-    res = load_results(DOC)
-    entry = res.get(name, {})
-    if entry.get("checkpoint_sha256") != stamp(name)["checkpoint_sha256"]:
-        entry = {}  # numbers of other weights are dropped, never mixed
-    entry.update(stamp(name))
     if name in SEPARATORS:
-        entry["sep"] = study_separator(name)
-    else:
-        spec = load_model(name)
-        for p in parts:
-            t0 = time.perf_counter()
-            print(f"[attribution] {name} {p} …", file=sys.stderr, flush=True)
-            if p == "loc":
-                part_loc(spec, name, n_scenes, entry)
-            elif p == "deletion":
-                part_deletion(spec, name, n_scenes, entry)
-            elif p == "example":
-                if name == "crnn_sed":
-                    part_example(spec, name, entry)
-            elif p == "random":
-                part_random(spec, name, entry)
-            elif p == "chunk":
-                part_chunk(spec, name, entry)
-            elif p == "steps":
-                part_steps(spec, name, entry)
-            entry.setdefault("wall_s", {})[p] = round(time.perf_counter() - t0, 1)
-            res = load_results(DOC)
-            res[name] = entry
-            save_results(DOC, res)
-    res = load_results(DOC)
-    res[name] = entry
-    save_results(DOC, res)
+        return update_results(DOC, name, {**stamp(name), "sep": study_separator(name)})
+    spec = load_model(name)
+    entry = {}
+    for p in parts:
+        t0 = time.perf_counter()
+        print(f"[attribution] {name} {p} …", file=sys.stderr, flush=True)
+        part = {}
+        fn = {"loc": lambda: part_loc(spec, name, n_scenes, part, first), "deletion": lambda: part_deletion(spec, name, n_scenes, part),
+              "example": lambda: part_example(spec, name, part) if name == "crnn_sed" else None,
+              "random": lambda: part_random(spec, name, part), "chunk": lambda: part_chunk(spec, name, part),
+              "steps": lambda: part_steps(spec, name, part)}[p]
+        fn()
+        part[f"wall_s_{p}"] = round(time.perf_counter() - t0, 1)
+        entry = update_results(DOC, name, {**stamp(name), **part})
     return entry
 
 
 # ---- tables --------------------------------------------------------------------------------------------------
-def tables(res: dict) -> str:
+def loc_events(entry: dict, max_scene=None) -> list:
+    """Localisation rows of every stored ``loc_*`` part (and an older single ``loc``), one per event, by scene."""
+    rows = {}
+    for key, part in entry.items():
+        if key == "loc" or key.startswith("loc_"):
+            for r in part["events"]:
+                rows[(r["scene"], r["event"])] = r
+    return [rows[k] for k in sorted(rows) if max_scene is None or k[0] < max_scene]
+
+
+def tables(res: dict, max_scene=None) -> str:
     out = [checkpoint_line(n) + f"   (stored: {res[n]['checkpoint_sha256'][:12]}, {res[n]['measured_utc']})"
            for n in res]
     for name in DETECTORS:
@@ -328,7 +322,7 @@ def tables(res: dict) -> str:
     out.append("\n| model | baseline | mass mean / median | pointing | rank acc | chance | in span, out of band | out of span "
                "| steps used (median, max) | completeness max |\n|---|---|---|---|---|---|---|---|---|---|")
     for name in DETECTORS:
-        rows = res.get(name, {}).get("loc", {}).get("events")
+        rows = loc_events(res.get(name, {}), max_scene)
         if not rows:
             continue
         for base in BASELINES:
@@ -398,14 +392,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(DETECTORS + SEPARATORS))
     ap.add_argument("--parts", default=",".join(DETECTOR_PARTS), help="detector parts (see above)")
-    ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--scenes", type=int, default=8, help="localisation over test scenes [first-scene, scenes)")
+    ap.add_argument("--first-scene", type=int, default=0, help="split the localisation over processes")
     ap.add_argument("--tables", action="store_true", help="only print the tables of the stored results")
+    ap.add_argument("--table-scenes", type=int, default=None, help="tables over scenes [0, N) only")
     a = ap.parse_args(argv)
     one_thread()
     if not a.tables:
         for name in a.models.split(","):
-            run_model(name, a.parts.split(","), a.scenes)
-    print(tables(load_results(DOC)))
+            run_model(name, a.parts.split(","), a.scenes, a.first_scene)
+    print(tables(load_results(DOC), a.table_scenes))
 
 
 if __name__ == "__main__":

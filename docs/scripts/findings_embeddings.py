@@ -42,6 +42,53 @@ def run(n=None) -> dict:
     return out
 
 
+def umap_settings(mixtures=(0, 20, 61, 92)) -> dict:
+    """Section 4: near-duplicate embeddings, and trustworthiness of probe's UMAP defaults vs umap-learn's and PCA."""
+    from model_zoo.registry import load_example, load_model
+    from probe.analyze.embeddings import EmbeddingMap, embeddings_from_model, enable_jit_cache, select_points
+
+    enable_jit_cache()
+    spec = load_model(MODEL)
+    out = {}
+    for i in mixtures:
+        clip = embeddings_from_model(spec, load_example(MODEL, i))
+        pts = select_points(clip, budget=2000, seed=0)
+        X = pts.X.astype(np.float64)
+        X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        C = X @ X.T
+        np.fill_diagonal(C, -np.inf)
+        dup = float(np.mean(1.0 - C.max(axis=1) <= 1e-3))
+        pts3 = select_points(clip, budget=3000, seed=0)
+        row = {"near_duplicate_share_2000": dup}
+        for key, m in (("probe", EmbeddingMap("umap")), ("umap_learn", EmbeddingMap("umap", n_neighbors=15, min_dist=0.1)),
+                       ("pca", EmbeddingMap("pca"))):
+            m.fit(pts3)
+            row[key] = float(m.trustworthiness_)
+        out[str(i)] = row
+    return out
+
+
+def speed(repeats: int = 3) -> dict:
+    """Section 5, warm path only: ``probe bench``'s embedding pipeline on dc_blstm example 0 (the cold-start
+    numbers measure numba's compilation, which does not depend on the weights; ``probe bench --only embeddings``)."""
+    import os
+    import statistics
+
+    from probe.analyze.embeddings import warm_up
+    from probe.benchmarks.embeddings import _inputs, pipeline
+
+    E, ex, grid, source, forward_s = _inputs()
+    warm_up(cache=False)
+    pipeline(E, ex, grid)  # first call compiles
+    runs = [pipeline(E, ex, grid) for _ in range(repeats)]
+    warm = statistics.median(r["seconds"] for r in runs)
+    best = min(runs, key=lambda r: abs(r["seconds"] - warm))
+    return {"warm_seconds": [round(r["seconds"], 3) for r in runs], "warm_median_seconds": round(warm, 3),
+            "warm_cpu_seconds": round(best["cpu_seconds"], 3), "trustworthiness": round(float(best["trustworthiness"]), 4),
+            "n_bins": best["n_bins"], "n_points": best["n_points"], "embeddings": source,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
 def report(e: dict) -> str:
     s, rows = e["summary"], e["rows"]
     lines = [checkpoint_line(MODEL) + f"   (measured {e['measured_utc']} UTC)"]
@@ -82,6 +129,11 @@ def report(e: dict) -> str:
     lines.append(f"worst 8: {worst8}")
     for name, f in (s.get("figures") or {}).items():
         lines.append(f"figure {name}: trust {f['trustworthiness']:.3f}")
+    for i, r in (e.get("umap") or {}).items():
+        lines.append(f"umap mixture {i}: duplicates {r['near_duplicate_share_2000']:.0%}, trust probe {r['probe']:.3f} "
+                     f"umap-learn {r['umap_learn']:.3f} pca {r['pca']:.3f}")
+    if e.get("speed"):
+        lines.append("speed: " + json.dumps(e["speed"]))
     return "\n".join(lines)
 
 
@@ -89,10 +141,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--print", action="store_true", help="only print the stored numbers")
     ap.add_argument("-n", type=int, default=None, help="first n test mixtures only (a quick look; the doc uses all)")
+    ap.add_argument("--parts", default="clusters,umap,speed", help="clusters (sections 1-3), umap (4), speed (5)")
     a = ap.parse_args(argv)
     one_thread()
-    if not a.print:
+    parts = [] if a.print else a.parts.split(",")
+    if "clusters" in parts:
         run(a.n)
+    for part, fn in (("umap", umap_settings), ("speed", speed)):
+        if part in parts:
+            res = load_results(DOC)
+            if res.get(MODEL, {}).get("checkpoint_sha256") != stamp(MODEL)["checkpoint_sha256"]:
+                sys.exit(f"run the clusters part first: the stored {MODEL} numbers are from other weights")
+            res[MODEL][part] = fn()
+            save_results(DOC, res)
     print(report(load_results(DOC)[MODEL]))
 
 
