@@ -138,18 +138,24 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         _bare_loop(spec, paths[:batch_size], batch_size)  # warm-up
         run_corpus(model, _subset(tmp, paths, sizes[0]), tmp / "warm", options=opts)
         times: dict = {"bare": {}, "inprocess": {}}
+        cpu: dict = {"bare": {}, "inprocess": {}}  # process CPU time: robust to other processes' load
         for k in sizes:
             sub = _subset(tmp, paths, k)
             for r in range(repeats):  # interleaved, alternating order: the machine's load drifts
                 for which in (("bare", "inprocess") if r % 2 == 0 else ("inprocess", "bare")):
+                    c0, t0 = time.process_time(), time.perf_counter()
                     if which == "bare":
-                        t = _bare_loop(spec, paths[:k], batch_size)
+                        _bare_loop(spec, paths[:k], batch_size)
                     else:
-                        t0 = time.perf_counter()
                         run_corpus(model, sub, tmp / f"inproc{k}-{r}", options=opts)
-                        t = time.perf_counter() - t0
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
                     times[which][k] = min(times[which].get(k, float("inf")), t)
+                    cpu[which][k] = min(cpu[which].get(k, float("inf")), c)
         engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
+        for e in cpu:
+            f = _fit(sizes, [cpu[e][k] for k in sizes])
+            engines[e]["cpu"] = {"seconds": f["seconds"], "steady_clips_per_cpu_second": f["steady_clips_per_second"],
+                                 "start_up_cpu_seconds": f["start_up_seconds"]}
         # memory: traced peak of separate in-process runs at each size (tracemalloc slows them; not timed)
         peaks = {}
         for k in sizes:
@@ -199,8 +205,10 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         def ratio(a, b):
             return round(a / b, 3) if a and b else None
 
-        ratios = {"inprocess_over_bare": {"steady": ratio(steady["inprocess"], steady["bare"]),
-                                          "whole_run": ratio(whole["inprocess"], whole["bare"])}}
+        ratios = {"inprocess_over_bare": {
+            "steady": ratio(steady["inprocess"], steady["bare"]), "whole_run": ratio(whole["inprocess"], whole["bare"]),
+            "steady_cpu": ratio(engines["inprocess"]["cpu"]["steady_clips_per_cpu_second"],
+                                engines["bare"]["cpu"]["steady_clips_per_cpu_second"])}}
         if "ray_1" in engines:
             ratios["inprocess_over_ray1"] = {"steady": ratio(steady["inprocess"], steady["ray_1"]),
                                              "whole_run": ratio(whole["inprocess"], whole["ray_1"])}

@@ -57,10 +57,14 @@ def _jsonable(o):
 
 
 def _write_table(table, path: Path) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
+    # dictionary-encode only the text columns (ids, layer names): on float lists it costs several
+    # times the rest of the write and makes the files larger, not smaller
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    pq.write_table(table, tmp, use_dictionary=text)
     os.replace(tmp, path)
 
 
