@@ -16,8 +16,11 @@ import io
 
 import numpy as np
 
-__all__ = ["map_safetensors", "map_csv", "wav_bytes", "figure_html", "points_table", "table_csv", "table_parquet",
-           "file_stem"]
+__all__ = ["map_safetensors", "map_csv", "wav_bytes", "figure_html", "figure_png", "png_later", "points_table",
+           "table_csv", "table_parquet", "file_stem"]
+
+#: Chromium that kaleido drives to render PNGs (used when BROWSER_PATH is not set and this file exists)
+CHROMIUM = "/usr/bin/chromium"
 
 
 def file_stem(*parts) -> str:
@@ -64,6 +67,38 @@ def wav_bytes(y, sr: int) -> bytes:
 def figure_html(fig) -> bytes:
     """A plotly figure as one self-contained HTML file (plotly.js inlined: opens offline)."""
     return fig.to_html(full_html=True, include_plotlyjs=True, config={"displaylogo": False}).encode()
+
+
+def figure_png(fig, *, scale: float = 2.0) -> bytes:
+    """A plotly figure as PNG bytes (kaleido driving a headless Chromium, offline).
+
+    Takes a few seconds (Chromium starts per call), so the app hands :func:`png_later` to its
+    download buttons: the PNG is only rendered when someone clicks.
+    """
+    import os
+
+    if not os.environ.get("BROWSER_PATH") and os.path.exists(CHROMIUM):
+        os.environ["BROWSER_PATH"] = CHROMIUM
+    return fig.to_image(format="png", scale=scale)
+
+
+def png_later(fig, *, scale: float = 2.0):
+    """A zero-argument callable returning :func:`figure_png` of a snapshot of ``fig`` — for Streamlit's
+    ``download_button(data=callable)``, which calls it only when the button is clicked (nothing is rendered
+    while the page loads).
+
+    Examples
+    --------
+    >>> import plotly.graph_objects as go
+    >>> fig = go.Figure(go.Scatter(y=[1, 2]))
+    >>> make = png_later(fig)  # nothing rendered yet
+    >>> make()[1:4] == b"PNG"  # rendered on the click
+    True
+    """
+    import plotly.graph_objects as go
+
+    snapshot = fig.to_dict()
+    return lambda: figure_png(go.Figure(snapshot), scale=scale)
 
 
 def points_table(res, coords=None) -> dict:

@@ -118,7 +118,8 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
         (comp.value, warned)
     # downloads: the map as safetensors and CSV, the explanation as WAV, the figure as HTML
     assert {b.proto.label for b in at.get("download_button")} >= {"Map (safetensors)", "Map (CSV)",
-                                                                   "Explanation (WAV)", "Map figure (HTML)"}
+                                                                   "Explanation (WAV)", "Map figure (HTML)",
+                                                                   "Map figure (PNG)"}
     # compare mode: a second method side by side, each with its completeness / deletion figures
     at.toggle(key="w_attr_compare").set_value(True).run()
     assert not _errors(at), _errors(at)
@@ -129,6 +130,17 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     # embeddings: one player per cluster
     at.switch_page("views/embeddings.py").run()
     assert len(at.get("audio")) == 2
+    # every page with figures offers them as PNG (rendered on the click) and a report of the view
+    assert {"Map (PNG)", "Mask of cluster 1 (PNG)", "Points + clusters (CSV)"} <= \
+        {b.proto.label for b in at.get("download_button")}
+    assert any(b.label == "Report of this view" for b in at.button)
+    at.switch_page("views/filters.py").run()
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Filters (CSV)", "Gallery (PNG)", "Responses (PNG)"} <= labels, labels
+    assert any(b.label == "Report of this view" for b in at.button)
+    at.switch_page("views/activations.py").run()
+    assert {"Activations (safetensors)", "Heat map (PNG)"} <= {b.proto.label for b in at.get("download_button")}
+    assert any(b.label == "Report of this view" for b in at.button)
 
 
 @pytest.mark.parametrize("name, data, message", [
@@ -300,6 +312,7 @@ def test_untrained_zoo_model_explains_itself(monkeypatch, tmp_path):
         if p.stem != name:
             (tmp_path / p.name).symlink_to(p)
     monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr("apps.state.CATALOGUE_TTL", 0.0)  # read the catalogue again now
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state[MODEL_KEY] = f"zoo:{name}"
     at.run()

@@ -227,3 +227,51 @@ def test_long_audio_is_chunked_automatically_and_says_so():
     assert a.map.shape == (GRID.n_freqs, GRID.n_frames(len(y)))
     short = attribute(spec, y[:SR], "class=a", method="saliency")
     assert short.chunk_seconds is None
+
+
+# ---- embedding targets: explain the energy a cluster's mask assigns ---------------------------------
+class BandEmbedder(nn.Module):
+    """Deep-clustering-like embeddings, (B, T, F) log-magnitude → (B, 2, F, T): bins below 2 kHz point one
+    way, bins above the other, each nudged a little by its own level (so the cosines barely move)."""
+
+    def __init__(self):
+        super().__init__()
+        low = torch.as_tensor(GRID.bin_frequencies() < 2000, dtype=torch.float32)
+        self.register_buffer("dirs", torch.stack([low, 1 - low]))  # (2, F)
+
+    def forward(self, x):  # (B, T, F)
+        nudge = 0.1 * torch.tanh(0.1 * x)  # the level enters, but hardly turns the unit vectors
+        e = self.dirs[None, :, None, :] + nudge[:, None] * self.dirs.flip(0)[None, :, None, :]
+        return e.permute(0, 1, 3, 2)  # (B, D, F, T)
+
+
+def _two_tones():
+    t = np.arange(SR) / SR
+    return (0.5 * np.sin(2 * np.pi * 500 * t) + 0.1 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+
+
+def test_default_cluster_target_explains_its_mask_energy():
+    """The default target of an embedding model is cluster 1 (the louder: the 500 Hz band here). It explains
+    mean(m_1 · |X|), which is 0 on a silent baseline: IG is complete by default, the relevance sits in that
+    band, and deletion beats random. The cosine target hardly differs between clip and silence: warned."""
+    from probe.analyze.embedding_clusters import shared_clustering
+
+    spec = ModelSpec(BandEmbedder(), input_kind="logmag", grid=GRID, input_layout="btf", output_kind="tf_embeddings",
+                     n_sources=2)
+    y = _two_tones()
+    a = attribute(spec, y)
+    assert str(a.target) == "cluster=1" and a.target.of == "energy"
+    low = GRID.bin_frequencies() < 2000
+    c = shared_clustering(spec, y)  # the same clustering: cluster 1 holds the loud low bins
+    assert np.array_equal(np.asarray(a.target.bins), c.cluster_bins[0]) and c.cluster_bins[0][low].sum() > 0
+    assert not c.cluster_bins[0][~low].any()
+    assert a.baseline_value == 0.0 and a.target_value > 0
+    assert a.completeness_error <= 0.01 and not any(w.startswith("completeness") for w in a.warnings), a.warnings
+    pos = np.clip(a.map, 0, None)
+    assert pos[low].sum() / pos.sum() > 0.95
+    d = deletion_test(spec, a, n_random=3, seed=0)
+    assert d["auc"] < d["auc_random"] - 0.2, d
+    # the cosine of the cluster's bins to its centroid: the same on the clip and on silence
+    s = attribute(spec, y, "cluster=1,of=similarity")
+    assert str(s.target) == "cluster=1,of=similarity"
+    assert any(w.startswith("near-zero difference") for w in s.warnings), s.warnings

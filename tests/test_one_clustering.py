@@ -54,14 +54,31 @@ def test_clusters_ordered_by_energy_and_named_from_oracle(dc):
     assert np.array_equal(again.predict_clip(clip), emb.clusters.predict_clip(clip))
 
 
-def test_library_cluster_target_still_runs_its_own_kmeans(dc):
-    """``probe.attribute(..., "cluster=1")`` (no pipeline) keeps its own k-means, also ordered by energy."""
-    spec, ex, emb = dc
-    a = probe.attribute(spec, ex, "cluster=1", method="saliency")
-    bins = np.asarray(a.target.bins, bool)
-    # the same loud cells and mostly the same members as the shared clustering's cluster 1
-    overlap = (bins & emb.cluster_bins[0]).sum() / max(bins.sum(), 1)
-    assert overlap > 0.9, overlap
+@pytest.fixture(scope="module")
+def dc_default(dc):
+    """The clustering every face uses by default: analyse_embeddings with its default options."""
+    spec, ex, _ = dc
+    return analyse_embeddings(spec, ex, EmbeddingOptions(clusterability=False))
+
+
+def test_shared_clustering_defaults_are_the_pipeline_defaults():
+    from probe.analyze.embedding_clusters import SHARED_CLUSTERING
+
+    d = EmbeddingOptions()
+    assert SHARED_CLUSTERING == {"threshold_db": d.threshold_db, "budget": d.budget, "seed": d.seed, "method": d.method}
+
+
+def test_library_cluster_target_is_the_shared_clustering(dc, dc_default):
+    """``probe.attribute(..., "cluster=j")`` (no pipeline) takes cluster j of the same clustering as the
+    Embeddings page / ``probe embed``: the same bins, the same name, every centroid for its soft mask."""
+    spec, ex, _ = dc
+    for j in (1, 2):
+        a = probe.attribute(spec, ex, f"cluster={j}", method="saliency")
+        assert np.array_equal(np.asarray(a.target.bins, bool), dc_default.cluster_bins[j - 1]), j
+        assert a.target.name == dc_default.cluster_names[j - 1] and a.target.describe() == \
+            f"cluster={j} ({dc_default.cluster_names[j - 1]})"
+        C = np.asarray(dc_default.clusters.centers_, np.float64)
+        assert np.allclose(np.asarray(a.target.centroids), C / np.linalg.norm(C, axis=1, keepdims=True), atol=1e-6)
 
 
 def test_attribution_cluster_target_is_the_embedding_cluster(dc):
@@ -96,8 +113,9 @@ def _json(probe_exe, *args):
     return json.loads(r.stdout)
 
 
-def test_cli_embed_and_attribute_agree(probe_exe):
-    emb = _json(probe_exe, "embed", "zoo:dc_blstm", "example:dc_blstm:0")
+def test_cli_embed_and_attribute_agree(probe_exe, tmp_path):
+    emb = _json(probe_exe, "embed", "zoo:dc_blstm", "example:dc_blstm:0", "--audio-out", str(tmp_path / "wav"),
+                "--out", str(tmp_path / "fig"))
     att = _json(probe_exe, "attribute", "zoo:dc_blstm", "example:dc_blstm:0", "--target", "cluster=1",
                 "--method", "saliency", "--no-deletion")
     assert emb["cluster_numbers"] == [1, 2]
@@ -105,3 +123,52 @@ def test_cli_embed_and_attribute_agree(probe_exe):
     assert att["target"] == "cluster=1" and att["target_name"] == emb["cluster_names"][0]
     assert att["target_bins"] == emb["cluster_bins"][0]
     assert emb["cluster_times"][0]["cluster"] == 1
+    # wav files and mask figures carry the same numbers (from 1) and the ground-truth names
+    names = emb["cluster_names"]
+    assert [p.split("/")[-1] for p in emb["audio_files"]] == [f"cluster_{j}_{n}.wav" for j, n in enumerate(names, 1)]
+    figs = {p.split("/")[-1] for p in emb["figures"]}
+    assert {"mask_cluster1.html", "mask_cluster2.html"} <= figs and "mask_cluster0.html" not in figs
+    html = (tmp_path / "fig" / "mask_cluster1.html").read_text()
+    assert f"cluster 1 ({names[0]})" in html
+
+
+def test_cli_library_report_and_app_agree_on_numbers_and_deletion(probe_exe, dc, dc_default, tmp_path, monkeypatch):
+    """The same options through every face: the CLI (a subprocess), probe.attribute + deletion_test, the
+    pipeline, the HTML report's data and the app's cache functions give one target, one name, one set of
+    bins and one deletion AUC."""
+    from probe.analyze.faithfulness import deletion_test
+    from probe.report import build_report
+
+    spec, ex, _ = dc
+    opts = AttributionOptions(target="cluster=2", method="saliency", random_orders=2)
+    cli = _json(probe_exe, "attribute", "zoo:dc_blstm", "example:dc_blstm:0", "--target", "cluster=2",
+                "--method", "saliency", "--random-orders", "2")
+    lib = probe.attribute(spec, ex, "cluster=2", method="saliency")
+    lib_del = deletion_test(spec, lib, n_random=2, seed=0)
+    pipe = analyse_attribution(spec, ex, opts)
+    rep = build_report(spec, ex, sections=("attribution",), options={"attribution": {"options": opts}})
+    rep_data = next(s for s in rep.sections if s.id == "attribution").data
+    assert rep_data is not None, [s.describe() for s in rep.sections]
+
+    from apps import diskcache
+    from apps.cache import cached_attribution, cached_clustering
+    from apps.state import load_shared_model
+
+    monkeypatch.setenv(diskcache.ENV, str(tmp_path / "app-cache"))
+    shared = load_shared_model("zoo:dc_blstm")
+    app_clusters = cached_clustering(shared, ex)
+    app = cached_attribution(shared, ex, opts)
+
+    name = dc_default.cluster_names[1]
+    bins = int(dc_default.cluster_bins[1].sum())
+    assert app_clusters.cluster_numbers == [1, 2] and app_clusters.cluster_names == dc_default.cluster_names
+    assert np.array_equal(app_clusters.cluster_bins, dc_default.cluster_bins)
+    for face, js in (("cli", cli), ("pipeline", pipe.to_json()), ("report", rep_data), ("app", app.to_json())):
+        assert js["target"] == "cluster=2" and js["target_name"] == name and js["target_bins"] == bins, face
+    assert lib.target.name == name and int(np.asarray(lib.target.bins).sum()) == bins
+    auc = lib_del["auc"]
+    assert auc is not None and auc < lib_del["auc_random"]
+    for face, d in (("cli", cli["deletion"]), ("pipeline", pipe.deletion), ("report", rep_data["deletion"]),
+                    ("app", app.deletion)):
+        assert d["auc"] == pytest.approx(auc, abs=2e-6), face
+        assert d["auc_random"] == pytest.approx(lib_del["auc_random"], abs=2e-6), face

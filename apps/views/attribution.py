@@ -45,7 +45,9 @@ def _controls(col_target, col_method, col_steps, suffix: str, method_default: st
     choice = col_target.selectbox("Target", targets + [custom], index=min(target_default, len(targets)),
                                   key=f"w_attr_target{suffix}", format_func=_target_label,
                                   help="What to explain: a class over a time span (detectors), a separated source, "
-                                       "an embedding cluster (1 = the loudest; the clustering of the Embeddings page at the output, k = sources). The example's events come first.")
+                                       "an embedding cluster (1 = the loudest; the clustering of the Embeddings page at the output, k = sources; "
+                                       "the map explains the magnitude the cluster's mask assigns, 0 for silence — add "
+                                       "',of=similarity' for the cosine to its centroid). The example's events come first.")
     target = col_target.text_input("Target string", value=targets[0] if targets else "", key=f"w_attr_custom{suffix}",
                                    placeholder="class=bell,t=3.0:3.5 · source=1,f=200:1000 · cluster=1") \
         if choice == custom else choice
@@ -175,7 +177,7 @@ if res.deletion and res.deletion.get("auc") is not None:
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, attr.method, res.target)
-c = st.columns(5)
+c = st.columns(6)
 c[0].download_button("Map (safetensors)", dl.map_safetensors(
     {"map": attr.map, "times": attr.times, "freqs": attr.freqs},
     {"model": model.name, "audio": example.name, "method": attr.method, "target": res.target,
@@ -188,14 +190,16 @@ c[2].download_button("Explanation (WAV)", dl.wav_bytes(res["explanation"], res["
 fig = build(attribution_figure, attr, boxes=example.events, mel=mel)
 if fig is not None:
     c[3].download_button("Map figure (HTML)", dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html", on_click="ignore")
-if c[4].button("Report of this view", key="w_attr_report", help="The HTML report (overview + attribution) with "
+    c[4].download_button("Map figure (PNG)", dl.png_later(fig), f"{stem}.png", "image/png", key="dl_attr_png",
+                         on_click="ignore", help="Rendered when clicked (a few seconds)")
+if c[5].button("Report of this view", key="w_attr_report", help="The HTML report (overview + attribution) with "
                "the options above; opens offline."):
     st.session_state["_attr_report"] = True
 if st.session_state.get("_attr_report"):
     try:
         html = cached_report_html(model, example, ("overview", "attribution"),
                                   {"attribution": {"options": _options(target, method, steps)}})
-        c[4].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_attr_report", on_click="ignore")
+        c[5].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_attr_report", on_click="ignore")
     except ProbeError as exc:
         show_error(exc, "Cannot write the report: ")
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from apps import downloads as dl
 from apps import selection as sel
-from apps.cache import cached_default_layer, cached_embeddings, clustering_options
+from apps.cache import cached_default_layer, cached_embeddings, cached_report_html, clustering_options
 from apps.menus import embedding_layers
 from apps.ui import build, plot, show_error, page_selection
 from probe.errors import ProbeError
@@ -41,8 +41,9 @@ use_umap = st.toggle("UMAP map (slower; the first run compiles numba kernels)", 
                      key="w_emb_umap")
 projection = "umap" if use_umap else "pca"
 
+options = clustering_options(model, layer, int(n_clusters), int(budget), projection)
 try:
-    res = cached_embeddings(model, example, clustering_options(model, layer, int(n_clusters), int(budget), projection))
+    res = cached_embeddings(model, example, options)
 except ProbeError as exc:
     show_error(exc, f"Cannot map {layer}: ")
     st.stop()
@@ -154,7 +155,7 @@ plot(mask_fig, key="emb_mask")
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, res.layer, projection)
 table = dl.points_table(res)
-c = st.columns(4)
+c = st.columns(6)
 c[0].download_button("Points + clusters (CSV)", dl.table_csv(table), f"{stem}_points.csv", "text/csv",
                      key="dl_emb_csv", on_click="ignore")
 c[1].download_button("Points + clusters (Parquet)", dl.table_parquet(table), f"{stem}_points.parquet",
@@ -163,3 +164,18 @@ c[2].download_button(f"{cluster_label(1).capitalize()} (WAV)", dl.wav_bytes(res[
                      f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav", on_click="ignore")
 if fig is not None:
     c[3].download_button("Map (HTML)", dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")
+    c[4].download_button("Map (PNG)", dl.png_later(fig), f"{stem}_map.png", "image/png", key="dl_emb_png",
+                         on_click="ignore", help="Rendered when clicked (a few seconds)")
+if mask_fig is not None:
+    c[4].download_button(f"Mask of cluster {int(which)} (PNG)", dl.png_later(mask_fig), f"{stem}_cluster{int(which)}.png",
+                         "image/png", key="dl_emb_mask_png", on_click="ignore", help="Rendered when clicked")
+if c[5].button("Report of this view", key="w_emb_report", help="The HTML report (overview + embeddings) with the "
+               "options above; opens offline."):
+    st.session_state["_emb_report"] = True
+if st.session_state.get("_emb_report"):
+    try:
+        html = cached_report_html(model, example, ("overview", "embeddings"), {"embeddings": {"options": options}})
+        c[5].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_emb_report",
+                             on_click="ignore")
+    except ProbeError as exc:
+        show_error(exc, "Cannot write the report: ")

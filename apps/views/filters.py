@@ -1,9 +1,11 @@
 """Filters: the learned filterbanks in filterbank terms — gallery, responses, centre frequencies, reference matching."""
 
+import numpy as np
 import streamlit as st
 
-from apps.cache import cached_filter_analysis, cached_filter_banks
-from apps.ui import build, current_model, plot, show_error
+from apps import downloads as dl
+from apps.cache import cached_filter_analysis, cached_filter_banks, cached_report_html
+from apps.ui import build, current_audio, current_model, plot, show_error
 from probe.errors import ProbeError
 from probe.figures.filters import (centre_frequency_plot, filter_gallery, matched_responses_plot, matching_matrix,
                                    octave_density_plot, response_heatmap)
@@ -55,9 +57,10 @@ elif res.note:
 st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels"].items()))
 
 n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
-plot(build(filter_gallery, bank, fr, max_filters=n_show), key="filters_gallery")
-if fr.is_spectral_:
-    plot(build(response_heatmap, fr), key="filters_responses")
+gallery = build(filter_gallery, bank, fr, max_filters=n_show)
+plot(gallery, key="filters_gallery")
+heat = build(response_heatmap, fr) if fr.is_spectral_ else None
+plot(heat, key="filters_responses")
 if res.fit is not None:
     st.subheader("Centre frequency vs filter rank")
     st.caption("Sorted centres with the best straight line on a linear, mel, ERB-rate and log scale: the bank is "
@@ -74,8 +77,45 @@ if res.fit is not None:
     match = refs[ref]
     c1, c2 = st.columns(2)
     with c1:
-        plot(build(matching_matrix, match.cosine_, match.assignment_, row_order=fr.order_,
-                    col_title=f"{ref} filter", title=f"{layer} × {ref} — mean matched cosine {match.mean_cosine_:.3f}"),
-             key="filters_matrix")
+        mfig = build(matching_matrix, match.cosine_, match.assignment_, row_order=fr.order_,
+                     col_title=f"{ref} filter", title=f"{layer} × {ref} — mean matched cosine {match.mean_cosine_:.3f}")
+        plot(mfig, key="filters_matrix")
     with c2:
         plot(build(matched_responses_plot, fr, match), key="filters_pairs")
+
+st.subheader("Downloads")
+stem = dl.file_stem(model.name, layer, "filters")
+order = np.asarray(fr.order_)
+table = {"filter": order, "rank": np.arange(len(order))}
+for k in ("centre_hz_", "peak_hz_", "bandwidth_hz_", "q_", "peak_gain_db_"):
+    v = getattr(fr, k, None)
+    if v is not None and np.ndim(v) == 1 and len(v) == len(order):
+        table[k.rstrip("_")] = np.asarray(v, np.float64)[order]
+c = st.columns(5)
+c[0].download_button("Filters (CSV)", dl.table_csv(table), f"{stem}.csv", "text/csv", key="dl_filt_csv",
+                     on_click="ignore", help="One row per filter, sorted by centre: centre, peak, bandwidth, Q, gain")
+c[1].download_button("Kernels + responses (safetensors)", dl.map_safetensors(
+    {"weights": np.asarray(bank.weights, np.float32), "responses_db": np.asarray(fr.responses_db_, np.float32),
+     "freqs_hz": np.asarray(fr.freqs_hz_, np.float64)},
+    {"model": model.name, "layer": layer, "sample_rate": fr.sample_rate_, "axis": bank.axis}),
+    f"{stem}.safetensors", "application/octet-stream", key="dl_filt_st", on_click="ignore")
+figs = {"gallery": gallery, "responses": heat, "matching": mfig if res.fit is not None else None}
+shown = [(k, f) for k, f in figs.items() if f is not None]
+for k, f in shown:
+    c[2].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",
+                         key=f"dl_filt_png_{k}", on_click="ignore", help="Rendered when clicked (a few seconds)")
+    c[3].download_button(f"{k.capitalize()} (HTML)", dl.figure_html(f), f"{stem}_{k}.html", "text/html",
+                         key=f"dl_filt_html_{k}", on_click="ignore")
+if c[4].button("Report of this view", key="w_filt_report", help="The HTML report (overview + filters) of this layer "
+               "with the options above; opens offline."):
+    st.session_state["_filt_report"] = True
+if st.session_state.get("_filt_report"):
+    example = current_audio(model)
+    if example is not None:
+        try:
+            html = cached_report_html(model, example, ("overview", "filters"),
+                                      {"filters": {"options": FilterOptions(span=span, layers=(layer,))}})
+            c[4].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_filt_report",
+                                 on_click="ignore")
+        except ProbeError as exc:
+            show_error(exc, "Cannot write the report: ")

@@ -60,8 +60,24 @@ if hasattr(cmp, "act_corr_"):
     plot(figs["activations"], key="nmf_activations")
 stem = dl.file_stem(model.name, example.name, "nmf")
 c = st.columns(3)
-c[0].download_button("NMF W and H (safetensors)", dl.map_safetensors({"W": cmp.W_, "H": cmp.H_, "freqs": res.freqs},
-                                                                      {"model": model.name, "audio": example.name}),
+# downloads are built when clicked (a callable), not on every rerun of the page
+c[0].download_button("NMF W and H (safetensors)", lambda: dl.map_safetensors(
+                         {"W": cmp.W_, "H": cmp.H_, "freqs": res.freqs}, {"model": model.name, "audio": example.name}),
                      f"{stem}.safetensors", "application/octet-stream", key="dl_nmf_st", on_click="ignore")
-c[1].download_button("Figures (HTML)", b"".join(dl.figure_html(f) for f in figs.values() if f is not None) or b"",
+c[1].download_button("Figures (HTML)", lambda: b"".join(dl.figure_html(f) for f in figs.values() if f is not None),
                      f"{stem}.html", "text/html", key="dl_nmf_html", on_click="ignore", disabled=not any(figs.values()))
+# PNGs (rendered on the click) and a report of this view (added by the attribution/downloads helper)
+for name_, f_ in figs.items():
+    if f_ is not None:
+        c[2].download_button(f"{name_.replace('_', ' ').capitalize()} (PNG)", dl.png_later(f_), f"{stem}_{name_}.png",
+                             "image/png", key=f"dl_nmf_png_{name_}", on_click="ignore", help="Rendered when clicked")
+if st.button("Report of this view", key="w_nmf_report", help="The HTML report (overview + NMF); opens offline."):
+    st.session_state["_nmf_report"] = True
+if st.session_state.get("_nmf_report"):
+    from apps.cache import cached_report_html
+
+    try:
+        st.download_button("Download report", cached_report_html(model, example, ("overview", "nmf"), {"nmf": {"options": options}}),
+                           f"{stem}_report.html", "text/html", key="dl_nmf_report", on_click="ignore")
+    except ProbeError as exc:
+        show_error(exc, "Cannot write the report: ")

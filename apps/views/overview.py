@@ -176,7 +176,7 @@ if outs.get("kind") == "sources" and "values" in outs:
     for j, (col, name, s) in enumerate(zip(cols, outs["labels"], outs["values"])):
         col.caption(str(name))
         col.audio(s, sample_rate=outs["sr"])
-        col.download_button("WAV", dl.wav_bytes(s, outs["sr"]), dl.file_stem(model.name, example.name, name) + ".wav",
+        col.download_button("WAV", lambda s=s: dl.wav_bytes(s, outs["sr"]), dl.file_stem(model.name, example.name, name) + ".wav",
                             "audio/wav", key=f"dl_out_{j}", on_click="ignore")
 if outs.get("kind") == "masks" and "values" in outs:
     audio = selection.masked_mixture(model.spec.grid, example.y, outs["values"])
@@ -186,7 +186,7 @@ if outs.get("kind") == "masks" and "values" in outs:
         for j, (col, name, s) in enumerate(zip(cols, outs["labels"], audio)):
             col.caption(str(name))
             col.audio(s, sample_rate=example.sr)
-            col.download_button("WAV", dl.wav_bytes(s, example.sr),
+            col.download_button("WAV", lambda s=s: dl.wav_bytes(s, example.sr),
                                 dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}", on_click="ignore")
 if outs.get("kind") == "tf_embeddings":
     # the shared clustering (one cache entry, one numbering, names from the ground truth): as on Embeddings/Attribution
@@ -199,7 +199,7 @@ if outs.get("kind") == "tf_embeddings":
         for j, col in enumerate(cols):
             col.caption(f"cluster {j + 1}" + (f" ({names[j]})" if names[j] != f"cluster {j + 1}" else ""))
             col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
-            col.download_button("WAV", dl.wav_bytes(emb.cluster_audio[j], emb.sr),
+            col.download_button("WAV", lambda j=j: dl.wav_bytes(emb.cluster_audio[j], emb.sr),
                                 dl.file_stem(model.name, example.name, f"cluster{j + 1}") + ".wav", "audio/wav",
                                 key=f"dl_cluster_{j}", on_click="ignore")
     except ProbeError as exc:
@@ -208,3 +208,20 @@ if fig is not None:
     plot(fig, key="overview_outputs")
 elif outs.get("kind") not in ("sources", "tf_embeddings"):
     st.caption(f"Model output: {outs.get('kind')} of shape {outs.get('shape')}")
+
+# figure PNG (rendered on the click) and a report of this view (added by the attribution/downloads helper)
+c = st.columns(2)
+if fig is not None:
+    c[0].download_button("Model output (PNG)", dl.png_later(fig), dl.file_stem(model.name, example.name, "output")
+                         + ".png", "image/png", key="dl_overview_png", on_click="ignore", help="Rendered when clicked")
+if c[1].button("Report of this view", key="w_overview_report", help="The HTML report (overview); opens offline."):
+    st.session_state["_overview_report"] = True
+if st.session_state.get("_overview_report"):
+    from apps.cache import cached_report_html
+
+    try:
+        c[1].download_button("Download report", cached_report_html(model, example, ("overview",), {}),
+                             dl.file_stem(model.name, example.name, "report") + ".html", "text/html",
+                             key="dl_overview_report", on_click="ignore")
+    except ProbeError as exc:
+        show_error(exc, "Cannot write the report: ")
