@@ -68,11 +68,13 @@ def test_shared_clustering_defaults_are_the_pipeline_defaults():
     assert SHARED_CLUSTERING == {"threshold_db": d.threshold_db, "budget": d.budget, "seed": d.seed, "method": d.method}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_library_cluster_target_is_the_shared_clustering(dc, dc_default):
     """``probe.attribute(..., "cluster=j")`` (no pipeline) takes cluster j of the same clustering as the
     Embeddings page / ``probe embed``: the same bins, the same name, every centroid for its soft mask."""
     spec, ex, _ = dc
-    for j in (1, 2):
+    for j in (2,):  # the quieter cluster: a numbering from 0 or by another order would pick the other one
         a = probe.attribute(spec, ex, f"cluster={j}", method="saliency")
         assert np.array_equal(np.asarray(a.target.bins, bool), dc_default.cluster_bins[j - 1]), j
         assert a.target.name == dc_default.cluster_names[j - 1] and a.target.describe() == \
@@ -108,7 +110,7 @@ def test_cluster_out_of_range(dc):
 
 
 def _json(probe_exe, *args):
-    r = subprocess.run([probe_exe, *args, "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([probe_exe, *args, "--json"], capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)
 
@@ -132,6 +134,8 @@ def test_cli_embed_and_attribute_agree(probe_exe, tmp_path):
     assert f"cluster 1 ({names[0]})" in html
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_cli_library_report_and_app_agree_on_numbers_and_deletion(probe_exe, dc, dc_default, tmp_path, monkeypatch):
     """The same options through every face: the CLI (a subprocess), probe.attribute + deletion_test, the
     pipeline, the HTML report's data and the app's cache functions give one target, one name, one set of

@@ -576,7 +576,8 @@ class EmbeddingTarget(Target):
         return times + ctx.offset_seconds, v
 
     def describe(self) -> str:
-        return f"{self}" + (f" ({self.name})" if self.name and self.cluster is not None else "")
+        named = self.name and self.cluster is not None and self.name != f"cluster {self.cluster}"
+        return f"{self}" + (f" ({self.name})" if named else "")
 
     def __str__(self):
         if self.cluster is not None:
