@@ -19,20 +19,43 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")  # kaleido's PNG export uses Debian's chromium
 
 CHECKPOINTS = ROOT / "model_zoo" / "checkpoints"
+#: a folder of candidate checkpoints not shipped yet (a retraining's output): measured ahead of time, in place of
+#: the shipped file of the same name; the results carry the candidate's sha256, so the hash test tells whether the
+#: file that finally ships is the one measured
+CANDIDATES = Path(os.environ["FINDINGS_CANDIDATES"]) if os.environ.get("FINDINGS_CANDIDATES") else None
 RESULTS = Path(__file__).resolve().parent / "results"
 IMG = ROOT / "docs" / "img"
 
 
+def checkpoint_file(name: str) -> Path:
+    if CANDIDATES is not None and (CANDIDATES / f"{name}.safetensors").is_file():
+        return CANDIDATES / f"{name}.safetensors"
+    return CHECKPOINTS / f"{name}.safetensors"
+
+
+def _use_candidates():
+    if CANDIDATES is None:
+        return
+    import model_zoo.registry as registry
+
+    registry.checkpoint_path = checkpoint_file
+    print(f"[findings] candidates from {CANDIDATES}: "
+          f"{sorted(p.stem for p in CANDIDATES.glob('*.safetensors'))}", file=sys.stderr)
+
+
+_use_candidates()
+
+
 def sha256(name: str) -> str:
-    """Full sha256 of the shipped checkpoint ``model_zoo/checkpoints/<name>.safetensors``."""
+    """Full sha256 of the checkpoint measured: ``model_zoo/checkpoints/<name>.safetensors`` (or a candidate)."""
     h = hashlib.sha256()
-    with open(CHECKPOINTS / f"{name}.safetensors", "rb") as f:
+    with open(checkpoint_file(name), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def checkpoint_line(name: str) -> str:
+def checkpoint_line(name: str) -> str:  # noqa: D103
     """The machine-readable line a findings doc carries for each zoo model (tests/test_findings_hashes.py)."""
     return f"Checkpoint: {name} sha256 {sha256(name)[:12]}"
 
@@ -59,9 +82,10 @@ def update_results(doc: str, name: str, fields: dict) -> dict:
     replaced, never mixed with the new numbers.
     """
     import fcntl
+    import tempfile
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / f".{doc}.lock", "w") as lock:
+    with open(Path(tempfile.gettempdir()) / f"probe-findings-{doc}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         res = load_results(doc)
         entry = res.get(name, {})
@@ -83,9 +107,9 @@ def untrained_spec(name: str, seed: int = 0):
     import torch
     from safetensors import safe_open
 
-    from model_zoo.registry import _module, checkpoint_path
+    from model_zoo.registry import _module
 
-    with safe_open(str(checkpoint_path(name)), framework="pt") as f:
+    with safe_open(str(checkpoint_file(name)), framework="pt") as f:
         meta = f.metadata() or {}
     config = json.loads(meta["config"]) if "config" in meta else None
     mod = _module(name)
@@ -102,7 +126,15 @@ def write_png(fig, path: Path, *, scale: float = 1) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.write_image(str(tmp), scale=scale)
+    for attempt in range(4):  # kaleido's headless browser sometimes is not ready on a loaded machine
+        try:
+            fig.write_image(str(tmp), scale=scale)
+            break
+        except Exception as exc:  # noqa: BLE001 - kaleido raises its own JavaScript errors
+            if attempt == 3:
+                raise
+            print(f"[findings] PNG export failed ({type(exc).__name__}); retrying", file=sys.stderr)
+            time.sleep(5)
     tmp.replace(path)
     return path
 
