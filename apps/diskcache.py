@@ -6,8 +6,10 @@ NMF, a captured layer) is stored under a key made of
 * the model's content: the SHA-256 of a zoo checkpoint, or of every file beside a spec file;
 * the clip's content hash (:func:`probe.audio.audio_hash`);
 * the options (the ``repr`` of a frozen options dataclass);
-* a stamp of the code that computed it: the SHA-256 of every ``.py`` file of ``probe`` and of
-  ``apps/cache.py`` (a changed default or fix makes new keys, never a stale answer).
+* a stamp of the code that computed it: the SHA-256 of every ``.py`` file of ``probe`` (except
+  the CLI, corpus, report and run-store code, which compute no app result) and of
+  ``apps/cache.py`` — a changed default or fix makes new keys, never a stale answer. The zoo's
+  code is not in the stamp: a zoo model is keyed by its checkpoint's SHA-256.
 
 A value is written as ONE safetensors file: the arrays as tensors and the rest of the object
 graph as JSON in the file's metadata. Objects are rebuilt only for classes defined in
@@ -48,6 +50,8 @@ MAX_BYTES = 2 * 1024 ** 3
 MISS = object()
 
 _ROOT = Path(__file__).resolve().parents[1]
+#: parts of ``probe`` that never compute a cached app result (their changes keep the cache)
+_NOT_APP_CODE = ("cli", "corpus", "benchmarks", "figures", "bench.py", "report", "report.py", "doctor.py", "outputs.py", "store.py")
 _lock = threading.Lock()
 _digests: dict = {}
 _stamp: list = []
@@ -89,7 +93,8 @@ def code_stamp() -> str:
         import probe
 
         pkg = Path(probe.__file__).resolve().parent
-        files = sorted(pkg.rglob("*.py")) + [Path(__file__).resolve().parent / "cache.py"]
+        files = sorted(p for p in pkg.rglob("*.py") if p.relative_to(pkg).parts[0] not in _NOT_APP_CODE)
+        files.append(Path(__file__).resolve().parent / "cache.py")
         for p in files:
             try:
                 data = p.read_bytes()

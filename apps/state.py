@@ -74,13 +74,26 @@ class SharedModel:
         return f"SharedModel({self.ref!r}, {self.spec.input_kind} → {self.spec.output_kind})"
 
 
+#: (time, entries) of the last catalogue read: every page asks for it several times per run
+_CATALOGUE: list = [0.0, []]
+#: seconds a catalogue read is reused (a newly trained model shows up after at most this long)
+CATALOGUE_TTL = 10.0
+
+
 def _catalogue() -> list:
+    import time
+
     from probe.resolve import zoo_entry
 
+    now = time.monotonic()
+    if now - _CATALOGUE[0] < CATALOGUE_TTL:
+        return list(_CATALOGUE[1])
     try:
-        return list(zoo_entry("catalogue")())
+        entries = list(zoo_entry("catalogue")())
     except (SpecError, ImportError):
-        return []
+        entries = []
+    _CATALOGUE[:] = [now, entries]
+    return list(entries)
 
 
 def model_ref_key(ref: str) -> str:

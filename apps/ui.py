@@ -150,13 +150,37 @@ def build(builder, *args, **kwargs):
 _PLACEHOLDER = re.compile(r'"#0000(0[1-9]|[1-3][0-9]|40)"', re.IGNORECASE)
 
 
-def _without_placeholders(fig):
-    import plotly.graph_objects as go
+def _fix_scale(scale):
+    """A colour scale with Streamlit's placeholder colours replaced by black, or ``None`` when it has none."""
+    if not scale or isinstance(scale, str):
+        return None
+    out, changed = [], False
+    for stop in scale:
+        v, c = stop
+        if isinstance(c, str) and _PLACEHOLDER.fullmatch(f'"{c}"'):
+            c, changed = "#000000", True
+        out.append([v, c])
+    return out if changed else None
 
-    text = fig.to_json()
-    if not _PLACEHOLDER.search(text):
-        return fig
-    return go.Figure(json.loads(_PLACEHOLDER.sub('"#000000"', text)))
+
+def _without_placeholders(fig):
+    """Nudge the colours Streamlit would take for theme placeholders (in colour scales) to black, in place.
+
+    Only colour scales are rewritten (where magma/inferno's "#000004" lives): serialising the whole
+    figure to find them cost more than drawing it.
+    """
+    for t in fig.data:
+        for part in (t, getattr(t, "marker", None), getattr(t, "line", None)):
+            scale = getattr(part, "colorscale", None) if part is not None else None
+            fixed = _fix_scale(scale)
+            if fixed is not None:
+                part.colorscale = fixed
+    layout = fig.layout
+    for name in [k for k in layout.to_plotly_json() if k.startswith("coloraxis")]:
+        fixed = _fix_scale(layout[name].colorscale)
+        if fixed is not None:
+            layout[name].colorscale = fixed
+    return fig
 
 
 def plot(fig, key: str | None = None, where=None, **kwargs):

@@ -1,22 +1,29 @@
 """The app in a real headless Chromium, per page and per model: `streamlit run` on a free port, driven with Playwright.
 
-For the tiny spec-file model (uploaded clip) and every trained zoo model (its first
-example), each page must load without an error box, and:
+ONE server (started as ``probe app`` starts it, warm-up on) and ONE browser walk the tiny
+spec-file model (uploaded clip) and every trained zoo model that the zoo lists (its first
+example). Each page must load without an error box, and:
 
 * Attribution under the defaults: IG with a completeness error ≤ 1 % (or a visible warning
   saying why there is none), and no warning-free degenerate map — when the deletion AUC is
   no better than random, a warning says so;
 * one cluster numbering (1..k) on Overview, Embeddings and Attribution for embedding models;
 * a click on a point of the embedding map produces an audio element (its neighbourhood);
-* a download button produces a file;
+* download buttons produce files (points CSV, attribution map CSV);
 * no request leaves the server (every request the page makes is recorded).
 
-Cold (first visit after the server started) and warm (second visit) page times are written
-to ``app_timings.json`` next to the screenshots. Screenshots go to ``tmp_path`` or to
-``$PROBE_SCREENSHOT_DIR`` (e.g. ``docs/img``) for the model named by
-``$PROBE_SCREENSHOT_MODEL`` (default: the tiny model). ``$PROBE_BROWSER_MODELS`` (comma
-separated: ``tiny``, zoo names, or ``all``) chooses the models; by default the tiny model,
-``crnn_sed`` and ``dc_blstm`` are walked (``all`` takes many minutes on 2 CPU cores).
+Waits are on the page's own state, never fixed sleeps: Streamlit marks its app root with
+``data-test-script-state``; an init script counts the runs that finish, so a page is "done"
+when a new run has finished, no spinner is left and its charts' SVG is drawn. That time
+(click → done) is the page time: the first visit in this server ("first") and the second
+("again") are written to ``app_timings.json`` with whether the on-disk result cache was empty
+when the server started.
+
+The result cache is the app's own (``$PROBE_APP_CACHE_DIR``, default ``~/.cache/probe/app``):
+the first walk after a change to the analysis code computes every default (minutes on a
+shared CPU: IG until completeness ≤ 1 %), later walks read it. ``$PROBE_BROWSER_MODELS``
+(comma separated: ``tiny``, zoo names) narrows the walk; ``$PROBE_SCREENSHOT_DIR`` (e.g.
+``docs/img``) receives full-page screenshots of the model named by ``$PROBE_SCREENSHOT_MODEL``.
 """
 
 from __future__ import annotations
@@ -47,21 +54,27 @@ HEADINGS = {"Overview": "probe", "Filters": "Learned filters", "Embeddings": "Em
             "Activations": "Activations", "NMF": "NMF comparison"}
 COMPLETENESS_OK = 1.0  # percent
 MIN_AUC_GAIN = 0.05  # probe.analyze.faithfulness.MIN_AUC_GAIN: below it, "no better than random"
+#: a page whose defaults must be computed (empty cache, IG until completeness ≤ 1 %) may take this long
+SLOW_MS = 900_000
 
-
-#: walked by default: the tiny spec model, one detector and one embedding model (every page of the
-#: other zoo models is covered by AppTest in tests/test_app.py); PROBE_BROWSER_MODELS=all walks every one
-DEFAULT_BROWSER_MODELS = ("tiny", "crnn_sed", "dc_blstm")
+#: counts Streamlit script runs that finished (the app root's data-test-script-state turning "notRunning")
+RUN_COUNTER = """
+window.__probeRuns = 0;
+new MutationObserver(ms => { for (const m of ms) {
+    if (m.target.getAttribute('data-test-script-state') === 'notRunning'
+        && m.oldValue !== 'notRunning') window.__probeRuns += 1; } })
+  .observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
 
 
 def _models() -> list[str]:
-    wanted = os.environ.get("PROBE_BROWSER_MODELS", "")
+    """The tiny spec model and every trained model the zoo lists (``probe zoo list``), or ``$PROBE_BROWSER_MODELS``."""
+    wanted = os.environ.get("PROBE_BROWSER_MODELS", "").strip()
     zoo = trained_zoo_models()
-    if wanted.strip() == "all":
-        return ["tiny"] + zoo
-    if wanted:
+    if wanted and wanted != "all":
         return [m.strip() for m in wanted.split(",") if m.strip()]
-    return [m for m in DEFAULT_BROWSER_MODELS if m == "tiny" or m in zoo]
+    return ["tiny"] + zoo
 
 
 def _free_port() -> int:
@@ -86,7 +99,7 @@ def _wait_healthy(url: str, proc, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A server started as `probe app` starts it, allowing one folder of spec files and one of audio."""
+    """A server started as `probe app` starts it (warm-up on), allowing one folder of spec files and one of audio."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -96,9 +109,12 @@ def server(tmp_path_factory):
                     "see `probe doctor`")
     import soundfile as sf
 
+    from apps.diskcache import ENV as ENV_CACHE
+    from apps.diskcache import cache_dir
     from probe.cli.app import ENV_AUDIO, ENV_MODELS, command
 
     port = _free_port()
+    cache = cache_dir()  # the app's own cache (before HOME is moved): what earlier walks computed is reused
     home = tmp_path_factory.mktemp("st_home")
     models, audio = home / "models", home / "audio"
     spec = write_tiny_spec(models / "tiny")
@@ -107,7 +123,9 @@ def server(tmp_path_factory):
     sf.write(str(clip), tone_and_noise(2.0), 8000)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            ENV_MODELS: str(models.resolve()), ENV_AUDIO: str(audio.resolve()),
-           "PROBE_APP_WARMUP": os.environ.get("PROBE_APP_WARMUP", "0")}
+           ENV_CACHE: str(cache) if cache is not None else "off",
+           "PROBE_APP_WARMUP": os.environ.get("PROBE_APP_WARMUP", "1")}
+    n_cached = len(list(cache.glob("*/*.safetensors"))) if cache is not None and cache.is_dir() else 0
     log = open(home / "streamlit.log", "w")
     cmd = command(port, "127.0.0.1")  # the exact command line `probe app` runs
     assert cmd[cmd.index("--server.headless") + 1] == "true" and str(APP) in cmd
@@ -115,7 +133,8 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        yield {"url": url, "spec": str(spec.resolve()), "clip": str(clip.resolve())}
+        yield {"url": url, "spec": str(spec.resolve()), "clip": str(clip.resolve()), "cache": str(cache),
+               "cached_files_at_start": n_cached}
     finally:
         proc.terminate()
         try:
@@ -139,28 +158,30 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def timings(tmp_path_factory):
-    out: dict = {}
+def timings(tmp_path_factory, server):
+    out: dict = {"_server": {"cache": server["cache"], "cached_files_at_start": server["cached_files_at_start"]}}
+    t0 = time.perf_counter()
     yield out
+    out["_server"]["walk_seconds"] = round(time.perf_counter() - t0, 1)
     folder = Path(os.environ.get("PROBE_SCREENSHOT_DIR") or tmp_path_factory.mktemp("timings"))
     (folder / "app_timings.json").write_text(json.dumps(out, indent=1))
-    print("\napp page times (s):", json.dumps(out))
+    print(f"\napp page times (s), written to {folder / 'app_timings.json'}:", json.dumps(out))
 
 
-def _idle(page, timeout_ms: int = 60000) -> None:
-    """Wait until the script run is over and the page shows a result (a chart or a message).
+def _runs(page) -> int:
+    """Script runs finished so far; also marks the time of the action that follows."""
+    return int(page.evaluate("() => { window.__probeClick = performance.now(); return window.__probeRuns || 0; }"))
 
-    While a script runs, the header shows the status widget (a running icon and "Stop"); it
-    appears only after a short delay, so the page must also show a chart or an alert twice
-    in a row, 1 s apart, with no status widget.
-    """
-    js = """() => !document.querySelector('[data-testid="stStatusWidget"]') &&
-                  (document.querySelector('[data-testid="stPlotlyChart"]') ||
-                   document.querySelector('[data-testid="stAlert"]') ||
-                   document.querySelector('[data-testid="stException"]'))"""
-    for _ in range(2):
-        page.wait_for_timeout(1000)
-        page.wait_for_function(js, timeout=timeout_ms)
+
+def _done(page, after: int, timeout_ms: int) -> None:
+    """Wait until a script run after the ``after``-th has finished and nothing is left spinning."""
+    # a run too short to render its "running" state counts once 3 s have passed quietly since the click
+    js = """n => { const app = document.querySelector('[data-testid="stApp"]');
+                   return app && (window.__probeRuns > n || performance.now() - (window.__probeClick || 0) > 3000)
+                          && app.getAttribute('data-test-script-state') === 'notRunning'
+                          && !document.querySelector('.stSpinner, [data-testid="stSpinner"]')
+                          && !document.querySelector('[data-stale="true"]'); }"""
+    page.wait_for_function(js, arg=after, timeout=timeout_ms, polling=100)
 
 
 def _check_clean(page, where: str) -> None:
@@ -176,7 +197,7 @@ def _charts_drawn(page, n: int, where: str, timeout_ms: int = 60000) -> None:
           " cs.forEach(c => { if (!c.querySelector('.main-svg')) c.scrollIntoView(); });"  # drawn when in view
           " return cs.filter(c => c.querySelector('.js-plotly-plot .main-svg')).length >= n; }")
     try:
-        page.wait_for_function(js, arg=n, timeout=timeout_ms)
+        page.wait_for_function(js, arg=n, timeout=timeout_ms, polling=100)
     except Exception:
         raise AssertionError(f"{where}: fewer than {n} plotly charts drawn "
                              f"({page.locator('[data-testid=stPlotlyChart]').count()} containers)") from None
@@ -210,7 +231,7 @@ def _shot(page, folder: Path, name: str) -> Path:
     tall = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]'); "
                          "return m ? m.scrollHeight : document.body.scrollHeight; }")
     page.set_viewport_size({"width": size["width"], "height": int(min(max(tall, size["height"]), 6000))})
-    page.wait_for_timeout(800)  # plotly redraws at the new size
+    page.wait_for_timeout(800)  # plotly redraws at the new size (a screenshot only, not a page time)
     page.screenshot(path=str(path), full_page=False)
     page.set_viewport_size(size)
     from PIL import Image
@@ -223,16 +244,26 @@ def _shot(page, folder: Path, name: str) -> Path:
     return path
 
 
-def _goto_page(page, nav: str, where: str, timeout_ms: int) -> float:
+def _n_charts_expected(page) -> int:
+    body = page.inner_text("main")
+    if "no filterbank to show" in body or "no spectral filter bank" in body or "no spectral bank" in body:
+        return 0  # said in an info box (Filters, NMF)
+    return 1
+
+
+def _goto_page(page, nav: str, timeout_ms: int) -> float:
+    """Click ``nav`` in the sidebar; seconds until its run has finished and its charts are drawn."""
     t0 = time.perf_counter()
+    n = _runs(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_text(nav, exact=True).click()
-    page.get_by_role("heading", name=HEADINGS[nav], exact=True).wait_for()
-    _idle(page, timeout_ms)
+    page.get_by_role("heading", name=HEADINGS[nav], exact=True).wait_for(timeout=timeout_ms)
+    _done(page, n, timeout_ms)
+    _charts_drawn(page, _n_charts_expected(page), nav)
     return time.perf_counter() - t0
 
 
 def _click_a_map_point(page) -> None:
-    """Click the first point of the embedding map where plotly drew it (pixel position from its axes)."""
+    """Click the point of the embedding map nearest the middle of its plot area (pixel position from its axes)."""
     xy = page.evaluate("""() => {
         const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'));
         const ok = t => (t.type === 'scattergl' || t.type === 'scatter') && t.x && t.x.length && t.visible !== false;
@@ -254,59 +285,60 @@ def _click_a_map_point(page) -> None:
     }""")
     assert xy, "no embedding map drawn"
     page.mouse.move(xy[0], xy[1])
-    page.wait_for_timeout(300)
     page.mouse.click(xy[0], xy[1])
 
 
-@pytest.mark.timeout(3600)  # IG until completeness ≤ 1 % on dc_blstm takes minutes on a shared CPU
+def _cluster_numbers(text: str, pattern: str) -> list[int]:
+    return sorted(set(int(x) for x in re.findall(pattern, text)))
+
+
+@pytest.mark.timeout(3600)  # an empty cache: IG until completeness ≤ 1 % for every model on a shared CPU
 @pytest.mark.parametrize("name", _models())
 def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
     url = server["url"]
     tiny = name == "tiny"
     model = server["spec"] if tiny else f"zoo:{name}"
     shots_for = os.environ.get("PROBE_SCREENSHOT_MODEL", "tiny")
-    shots = Path(os.environ.get("PROBE_SCREENSHOT_DIR") or tmp_path) if shots_for in (name, f"zoo:{name}") \
-        else tmp_path
+    shots = Path(os.environ["PROBE_SCREENSHOT_DIR"]) if os.environ.get("PROBE_SCREENSHOT_DIR") and \
+        shots_for in (name, f"zoo:{name}") else None
     requests: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    context.add_init_script(RUN_COUNTER)
     page = context.new_page()
     page.on("request", lambda r: requests.append(r.url))
     page.set_default_timeout(60000)
-    slow = 900_000  # IG until completeness ≤ 1 % on a shared CPU
     times = timings.setdefault(name, {})
     try:
         t0 = time.perf_counter()
         page.goto(f"{url}/?model={model}" + (f"&audio={server['clip']}" if tiny else ""))
-        page.get_by_role("heading", name="probe", exact=True).wait_for()
-        _idle(page, slow)
+        page.get_by_role("heading", name="probe", exact=True).wait_for(timeout=SLOW_MS)
+        _done(page, 0, SLOW_MS)
         _charts_drawn(page, 2 if tiny else 1, "overview")  # an embedding model's output has no figure of its own
-        times["Overview"] = {"cold": round(time.perf_counter() - t0, 2)}
-        _check_clean(page, "overview")
+        times["Overview"] = {"first": round(time.perf_counter() - t0, 2)}
+        _check_clean(page, f"{name} · Overview")
         assert _n_audio(page) >= 1
         clusters = {}
-        if page.get_by_text("its embeddings clustered").count():
-            clusters["Overview"] = sorted(set(int(x) for x in re.findall(r"\bcluster (\d+)\b", page.inner_text("main"))))
-        _shot(page, shots, "overview")
+        body = page.inner_text("main")
+        if "its embeddings clustered" in body:
+            clusters["Overview"] = _cluster_numbers(body, r"\bcluster (\d+)\b")
+        if shots:
+            _shot(page, shots, "overview")
         for nav in NAV[1:]:
             where = f"{name} · {nav}"
-            times[nav] = {"cold": round(_goto_page(page, nav, where, slow), 2)}
+            times[nav] = {"first": round(_goto_page(page, nav, SLOW_MS), 2)}
             _check_clean(page, where)
             body = page.inner_text("main")
-            if "no filterbank to show" in body or "no spectral filter bank" in body:
-                times[nav]["note"] = "no filterbank"  # said in an info box (Filters, NMF)
-            else:
-                _charts_drawn(page, 1, where)
             assert "on the Overview page" in body or nav == "Filters", f"{where}: the selection was lost"
             if nav == "Embeddings":
                 page.wait_for_function("() => document.querySelectorAll('audio').length >= 2", timeout=30000)
                 n_before = _n_audio(page)
                 assert n_before >= 2, f"{where}: one player per cluster"
-                body = page.inner_text("main")
-                clusters["Embeddings"] = sorted(set(int(x) for x in re.findall(r"\bCluster (\d+)\b", body)))
+                clusters["Embeddings"] = _cluster_numbers(body, r"\bCluster (\d+)\b")
+                n = _runs(page)
                 _click_a_map_point(page)
                 page.wait_for_function(f"() => document.querySelectorAll('audio').length > {n_before}",
                                        timeout=120000)
-                _idle(page)
+                _done(page, n, 120000)
                 assert page.get_by_text("Picked point").count() or page.get_by_text("Selection:").count()
                 with page.expect_download() as dl:
                     page.get_by_text("Points + clusters (CSV)").click()
@@ -315,25 +347,31 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
                 assert head[:3] == ["time_s", "freq_hz", "energy_db"] and "cluster" in head, head
             if nav == "Attribution":
                 _check_attribution_defaults(page, where)
-                targets = page.locator('[data-testid="stSelectbox"]').first.inner_text()
-                page.locator('[data-testid="stSelectbox"]').first.click()
+                box = page.locator('[data-testid="stSelectbox"]').first
+                targets = box.inner_text()
+                box.click()
                 options = [o.inner_text() for o in page.locator('[role="option"]').all()]
                 page.keyboard.press("Escape")
-                found = sorted(int(x) for x in re.findall(r"cluster=(\d+)", " ".join(options + [targets])))
+                found = _cluster_numbers(" ".join(options + [targets]), r"cluster=(\d+)")
                 if found:
-                    clusters["Attribution"] = sorted(set(found))
+                    clusters["Attribution"] = found
                 with page.expect_download() as dl:
                     page.get_by_text("Map (CSV)").click()
                 assert Path(dl.value.path()).read_text().startswith("time_s,freq_hz,relevance\n")
-            _shot(page, shots, nav.lower())
-        # warm: every page again
+            if shots:
+                _shot(page, shots, nav.lower())
+        # again: every page a second time (the session's and the server's caches hold everything)
         for nav in NAV[1:] + NAV[:1]:
-            times[nav]["warm"] = round(_goto_page(page, nav, nav, slow), 2)
-        if "Embeddings" in clusters and len(clusters) > 1:
+            times[nav]["again"] = round(_goto_page(page, nav, SLOW_MS), 2)
+        if "Embeddings" in clusters and "Attribution" in clusters:  # an embedding model: one numbering everywhere
             k = clusters["Embeddings"]
             assert k == list(range(1, len(k) + 1)), clusters
+            assert "Overview" in clusters, f"{name}: the Overview shows no clusters ({clusters})"
             assert all(v == k for v in clusters.values()), f"cluster numbering differs between pages: {clusters}"
         times["clusters"] = clusters
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"))
+        raise
     finally:
         context.close()
     outside = [u for u in requests if not (u.startswith(url) or u.startswith(("data:", "blob:")))]

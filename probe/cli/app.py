@@ -49,6 +49,9 @@ def add_parser(sub):
                    help="let web users open the audio files under DIR; repeatable")
     p.add_argument("--allow-runs", action="append", default=[], metavar="DIR",
                    help="let web users browse the corpus run folders under DIR (Corpus page); repeatable")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="folder of the app's on-disk result cache, reused across restarts (default "
+                        "~/.cache/probe/app; 'off' disables it)")
     p.add_argument("--dry-run", action="store_true", help="print the app's path and the command instead of running it")
     return p
 
@@ -123,6 +126,8 @@ def run(args) -> dict | None:
     # the allowed folders are exactly those given here: an inherited value never widens them
     env = {**os.environ, **allow, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     env.setdefault("PROBE_APP_WARMUP", "1")  # the zoo's first example computed while nobody waits (apps/warmup.py)
+    if getattr(args, "cache_dir", None):  # apps/diskcache.py: results kept across restarts
+        env["PROBE_APP_CACHE_DIR"] = args.cache_dir if args.cache_dir == "off" else str(Path(args.cache_dir).expanduser().resolve())
     proc = subprocess.Popen(cmd, env=env, cwd=root)
 
     def stop(signum, frame):  # `kill` on probe app stops the server too
