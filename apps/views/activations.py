@@ -45,12 +45,12 @@ stem = dl.file_stem(model.name, example.name, layer)
 vals = np.asarray(act.values, np.float32)
 times = act.times if act.times is not None else np.arange(vals.shape[-1], dtype=np.float64)
 c = st.columns(4)
-c[0].download_button("Activations (safetensors)", dl.map_safetensors(
+c[0].download_button("Activations (safetensors)", lambda: dl.map_safetensors(  # built when clicked
     {"values": vals, "times": np.asarray(times, np.float64)}, {"model": model.name, "audio": example.name,
                                                              "layer": layer, "axes": act.axes, "rows": act.row_label}),
     f"{stem}.safetensors", "application/octet-stream", key="dl_act_st", on_click="ignore")
 if vals.ndim == 2:
-    c[1].download_button("Activations (CSV)", dl.map_csv(vals, times=times, freqs=np.arange(vals.shape[0])),
+    c[1].download_button("Activations (CSV)", lambda: dl.map_csv(vals, times=times, freqs=np.arange(vals.shape[0])),
                          f"{stem}.csv", "text/csv", key="dl_act_csv", on_click="ignore",
                          help="Rows time_s, row index (in the freq_hz column: the row number), value")
 c[2].download_button("Heat map (PNG)", dl.png_later(afig), f"{stem}.png", "image/png", key="dl_act_png",

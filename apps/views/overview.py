@@ -214,13 +214,14 @@ c = st.columns(2)
 if fig is not None:
     c[0].download_button("Model output (PNG)", dl.png_later(fig), dl.file_stem(model.name, example.name, "output")
                          + ".png", "image/png", key="dl_overview_png", on_click="ignore", help="Rendered when clicked")
-if c[1].button("Report of this view", key="w_overview_report", help="The HTML report (overview); opens offline."):
+rep = c[1] if fig is not None else c[0]  # left-aligned when there is no figure to download
+if rep.button("Report of this view", key="w_overview_report", help="The HTML report (overview); opens offline."):
     st.session_state["_overview_report"] = True
 if st.session_state.get("_overview_report"):
     from apps.cache import cached_report_html
 
     try:
-        c[1].download_button("Download report", cached_report_html(model, example, ("overview",), {}),
+        rep.download_button("Download report", cached_report_html(model, example, ("overview",), {}),
                              dl.file_stem(model.name, example.name, "report") + ".html", "text/html",
                              key="dl_overview_report", on_click="ignore")
     except ProbeError as exc:
