@@ -178,18 +178,18 @@ if res.deletion and res.deletion.get("auc") is not None:
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, attr.method, res.target)
 c = st.columns(6)
-c[0].download_button("Map (safetensors)", dl.map_safetensors(
+c[0].download_button("Map (safetensors)", lambda: dl.map_safetensors(
     {"map": attr.map, "times": attr.times, "freqs": attr.freqs},
     {"model": model.name, "audio": example.name, "method": attr.method, "target": res.target,
      "completeness_error": attr.completeness_error, "steps_used": res.steps_used}),
     f"{stem}.safetensors", "application/octet-stream", key="dl_attr_st", on_click="ignore")
-c[1].download_button("Map (CSV)", dl.map_csv(attr.map, times=attr.times, freqs=attr.freqs, value="relevance"),
+c[1].download_button("Map (CSV)", lambda: dl.map_csv(attr.map, times=attr.times, freqs=attr.freqs, value="relevance"),
                      f"{stem}.csv", "text/csv", key="dl_attr_csv", on_click="ignore")
-c[2].download_button("Explanation (WAV)", dl.wav_bytes(res["explanation"], res["sr"]), f"{stem}_explanation.wav",
+c[2].download_button("Explanation (WAV)", lambda: dl.wav_bytes(res["explanation"], res["sr"]), f"{stem}_explanation.wav",
                      "audio/wav", key="dl_attr_wav", on_click="ignore")
 fig = build(attribution_figure, attr, boxes=example.events, mel=mel)
 if fig is not None:
-    c[3].download_button("Map figure (HTML)", dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html", on_click="ignore")
+    c[3].download_button("Map figure (HTML)", lambda: dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html", on_click="ignore")
     c[4].download_button("Map figure (PNG)", dl.png_later(fig), f"{stem}.png", "image/png", key="dl_attr_png",
                          on_click="ignore", help="Rendered when clicked (a few seconds)")
 if c[5].button("Report of this view", key="w_attr_report", help="The HTML report (overview + attribution) with "

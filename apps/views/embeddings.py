@@ -156,14 +156,14 @@ st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, res.layer, projection)
 table = dl.points_table(res)
 c = st.columns(6)
-c[0].download_button("Points + clusters (CSV)", dl.table_csv(table), f"{stem}_points.csv", "text/csv",
+c[0].download_button("Points + clusters (CSV)", lambda: dl.table_csv(table), f"{stem}_points.csv", "text/csv",
                      key="dl_emb_csv", on_click="ignore")
-c[1].download_button("Points + clusters (Parquet)", dl.table_parquet(table), f"{stem}_points.parquet",
+c[1].download_button("Points + clusters (Parquet)", lambda: dl.table_parquet(table), f"{stem}_points.parquet",
                      "application/octet-stream", key="dl_emb_parquet", on_click="ignore")
-c[2].download_button(f"{cluster_label(1).capitalize()} (WAV)", dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
+c[2].download_button(f"{cluster_label(1).capitalize()} (WAV)", lambda: dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
                      f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav", on_click="ignore")
 if fig is not None:
-    c[3].download_button("Map (HTML)", dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")
+    c[3].download_button("Map (HTML)", lambda: dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")
     c[4].download_button("Map (PNG)", dl.png_later(fig), f"{stem}_map.png", "image/png", key="dl_emb_png",
                          on_click="ignore", help="Rendered when clicked (a few seconds)")
 if mask_fig is not None:

@@ -92,9 +92,9 @@ for k in ("centre_hz_", "peak_hz_", "bandwidth_hz_", "q_", "peak_gain_db_"):
     if v is not None and np.ndim(v) == 1 and len(v) == len(order):
         table[k.rstrip("_")] = np.asarray(v, np.float64)[order]
 c = st.columns(5)
-c[0].download_button("Filters (CSV)", dl.table_csv(table), f"{stem}.csv", "text/csv", key="dl_filt_csv",
+c[0].download_button("Filters (CSV)", lambda: dl.table_csv(table), f"{stem}.csv", "text/csv", key="dl_filt_csv",
                      on_click="ignore", help="One row per filter, sorted by centre: centre, peak, bandwidth, Q, gain")
-c[1].download_button("Kernels + responses (safetensors)", dl.map_safetensors(
+c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safetensors(
     {"weights": np.asarray(bank.weights, np.float32), "responses_db": np.asarray(fr.responses_db_, np.float32),
      "freqs_hz": np.asarray(fr.freqs_hz_, np.float64)},
     {"model": model.name, "layer": layer, "sample_rate": fr.sample_rate_, "axis": bank.axis}),
@@ -104,7 +104,7 @@ shown = [(k, f) for k, f in figs.items() if f is not None]
 for k, f in shown:
     c[2].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",
                          key=f"dl_filt_png_{k}", on_click="ignore", help="Rendered when clicked (a few seconds)")
-    c[3].download_button(f"{k.capitalize()} (HTML)", dl.figure_html(f), f"{stem}_{k}.html", "text/html",
+    c[3].download_button(f"{k.capitalize()} (HTML)", (lambda f=f: dl.figure_html(f)), f"{stem}_{k}.html", "text/html",
                          key=f"dl_filt_html_{k}", on_click="ignore")
 if c[4].button("Report of this view", key="w_filt_report", help="The HTML report (overview + filters) of this layer "
                "with the options above; opens offline."):
