@@ -231,7 +231,7 @@ def decode(tree, arrays: dict):
     >>> arrays = {}
     >>> value = {"x": np.arange(3.0), (1, 2): [Fraction(1, 3), np.float32(2.5), None, float("nan")]}
     >>> back = decode(json.loads(json.dumps(encode(value, arrays))), arrays)
-    >>> back["x"].tolist(), back[(1, 2)][:3], type(back[(1, 2)][1]).__name__, np.isnan(back[(1, 2)][3])
+    >>> back["x"].tolist(), back[(1, 2)][:3], type(back[(1, 2)][1]).__name__, bool(np.isnan(back[(1, 2)][3]))
     ([0.0, 1.0, 2.0], [Fraction(1, 3), np.float32(2.5), None], 'float32', True)
     """
     if isinstance(tree, list):
