@@ -33,7 +33,7 @@ DOC = "corpus"
 LAYERS = {"crnn_sed": ("conv.0", "conv.1", "conv.2", "rnn", "classifier"),
           "rawcnn_sed": ("frontend", "body.2", "body.5", "body.8", "body.10", "classifier"),
           "dc_blstm": ("blstm", "embed")}
-PROBE = {"crnn_sed": {"layers": (), "control_repeats": 5, "folds": 5},
+PROBE = {"crnn_sed": {"layers": (), "control_repeats": 2, "folds": 5},
          "rawcnn_sed": {"layers": ("frontend", "body.5", "body.10", "classifier"), "control_repeats": 2, "folds": 5},
          "dc_blstm": {"layers": (), "control_repeats": 2, "folds": 4}}
 FRAMES = {"crnn_sed": 128, "rawcnn_sed": 128, "dc_blstm": 64}
@@ -82,25 +82,29 @@ def dc_corpus(folder: Path, n: int = 24) -> Path:
     return path
 
 
-def run_model(name: str, permutations: int, n_scenes: int, keep: Path | None) -> dict:
+def run_model(name: str, permutations: int, n_scenes: int, keep: Path | None, layers=None, control_repeats=None) -> dict:
     from probe.corpus.dissection import DissectOptions
     from probe.corpus.probing import ProbeOptions
     from probe.corpus.worker import RunOptions
     from probe.pipelines.corpus import corpus_dissect, corpus_probe, corpus_run
 
+    layers = tuple(layers) if layers else LAYERS[name]
+    p = dict(PROBE[name])
+    if control_repeats:
+        p["control_repeats"] = control_repeats
+    if layers != LAYERS[name]:
+        p["layers"] = tuple(x for x in (p["layers"] or layers) if x in layers)
     work = Path(tempfile.mkdtemp(prefix=f"findings_corpus_{name}_"))
     t0 = time.perf_counter()
     manifest = dc_corpus(work / "clips") if name == "dc_blstm" else sed_corpus(work / "clips", n_scenes)
     run = corpus_run(f"zoo:{name}", manifest, work / "run",
-                     options=RunOptions(layers=LAYERS[name], frames_per_clip=FRAMES[name]))
+                     options=RunOptions(layers=layers, frames_per_clip=FRAMES[name]))
     t_run = time.perf_counter() - t0
-    entry = {**stamp(name), "settings": {"clips": n_scenes if name != "dc_blstm" else 24, "layers": LAYERS[name],
-                                         "frames_per_clip": FRAMES[name], "permutations": permutations,
-                                         **{k: v for k, v in PROBE[name].items()}}}
+    entry = {**stamp(name), "settings": {"clips": n_scenes if name != "dc_blstm" else 24, "layers": layers,
+                                         "frames_per_clip": FRAMES[name], "permutations": permutations, **p}}
     if name != "dc_blstm":
         d = corpus_dissect(work / "run", options=DissectOptions(permutations=permutations, excerpts=0))
         entry["dissect"] = summarise_dissection(d.pairs, d.units)
-    p = PROBE[name]
     pr = corpus_probe(work / "run", options=ProbeOptions(label="event", layers=p["layers"], folds=p["folds"],
                                                          control_repeats=p["control_repeats"]))
     entry["probe"] = [{k: row.get(k) for k in ("layer", "n", "dim", "score", "random_init", "control", "chance", "cka",
@@ -171,13 +175,16 @@ def main(argv=None):
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--scenes", type=int, default=16)
     ap.add_argument("--keep", default=None, help="copy the corpus and run folders here")
+    ap.add_argument("--layers", default=None, help="comma-separated layers (default: the doc's)")
+    ap.add_argument("--control-repeats", type=int, default=None, help="control-task draws (default: the doc's)")
     ap.add_argument("--tables", action="store_true")
     a = ap.parse_args(argv)
     one_thread()
     if not a.tables:
         for name in a.models.split(","):
             print(f"[corpus] {name} …", file=sys.stderr, flush=True)
-            entry = run_model(name, a.permutations, a.scenes, Path(a.keep) if a.keep else None)
+            entry = run_model(name, a.permutations, a.scenes, Path(a.keep) if a.keep else None,
+                              a.layers.split(",") if a.layers else None, a.control_repeats)
             res = load_results(DOC)
             res[name] = entry
             save_results(DOC, res)
