@@ -62,14 +62,16 @@ def _events(spec, name, n_scenes, first=0):
                 yield i, k, ex, ev
 
 
-def part_loc(spec, name, n_scenes, entry, first=0):
+def part_loc(spec, name, n_scenes, entry, first=0, baselines=BASELINES):
+    """Localisation of every event of scenes [first, n_scenes); each event's row is stored as soon as it is done."""
     from probe.analyze.faithfulness import localisation
     from probe.attribution import attribute, listen, snr_db
 
     rows = []
+    key = f"loc_{first}_{n_scenes}"
     for i, k, ex, ev in _events(spec, name, n_scenes, first):
         row = {"scene": i, "event": k, "label": ev["label"], "seconds": round(ev["offset"] - ev["onset"], 3)}
-        for base in BASELINES:
+        for base in baselines:
             t0 = time.process_time()
             a = attribute(spec, ex.y, _target(ev), method="ig", baseline=base)
             loc = localisation(a, ev)
@@ -85,7 +87,8 @@ def part_loc(spec, name, n_scenes, entry, first=0):
         rows.append(row)
         print(f"  [{name}] scene {i} event {k} {ev['label']}: mass {row['noise:-30']['relevance_mass']:.2f} "
               f"steps {row['noise:-30']['steps_used']}", file=sys.stderr, flush=True)
-    entry[f"loc_{first}_{n_scenes}"] = {"scenes": [first, n_scenes], "events": rows}
+        update_results(DOC, name, {**stamp(name), key: {"scenes": [first, n_scenes], "events": rows, "partial": True}})
+    entry[key] = {"scenes": [first, n_scenes], "events": rows}
 
 
 def part_deletion(spec, name, n_scenes, entry, n_deletion=6):
@@ -210,11 +213,28 @@ def part_steps(spec, name, entry):
             row = {"scene": i, "label": ev["label"], "baseline": base, "auto_steps_used": a.steps_used,
                    "auto_completeness": a.completeness_error, "auto_steps_tried": a.info.get("steps_tried"),
                    "linear": {}}
-            for n in (32, 64, 128):
+            for n in (64,):  # the old fixed default, Gauss-Legendre on linear spacing
                 b = attribute(spec, ex.y, _target(ev), method="ig", baseline=base, steps=n, spacing="linear")
                 row["linear"][str(n)] = b.completeness_error
             rows.append(row)
     entry["steps"] = rows
+
+
+def part_converge(spec, name, entry):
+    """How far the default's map is from a converged one: relative L1 to a 511-node nested map (scene 0)."""
+    from model_zoo.registry import load_example
+    from probe.attribution import attribute
+
+    ex = load_example(name, 0)
+    ev = next(e for e in ex.events if e["label"] in spec.classes)
+    ref = attribute(spec, ex.y, _target(ev), method="ig", baseline="noise:-30", steps=511, quadrature="nested")
+    out = {"label": ev["label"], "reference_steps": 511, "rel_l1": {}}
+    for steps in ("auto", 127):
+        kw = {} if steps == "auto" else {"steps": steps, "quadrature": "nested"}
+        a = attribute(spec, ex.y, _target(ev), method="ig", baseline="noise:-30", **kw)
+        out["rel_l1"][str(a.steps_used if steps == "auto" else steps) + (" (auto)" if steps == "auto" else "")] = float(
+            np.abs(a.map - ref.map).sum() / np.abs(ref.map).sum())
+    entry["converge"] = out
 
 
 def study_separator(name, n_items=3):
@@ -266,7 +286,7 @@ def study_separator(name, n_items=3):
     return {"rows": rows}
 
 
-def run_model(name, parts, n_scenes=8, first=0) -> dict:
+def run_model(name, parts, n_scenes=8, first=0, baselines=BASELINES) -> dict:
     """Run the parts for one model; each part's numbers are merged into the stored entry as soon as it ends."""
     from model_zoo.registry import load_model
 
@@ -278,10 +298,10 @@ def run_model(name, parts, n_scenes=8, first=0) -> dict:
         t0 = time.perf_counter()
         print(f"[attribution] {name} {p} …", file=sys.stderr, flush=True)
         part = {}
-        fn = {"loc": lambda: part_loc(spec, name, n_scenes, part, first), "deletion": lambda: part_deletion(spec, name, n_scenes, part),
+        fn = {"loc": lambda: part_loc(spec, name, n_scenes, part, first, baselines), "deletion": lambda: part_deletion(spec, name, n_scenes, part),
               "example": lambda: part_example(spec, name, part) if name == "crnn_sed" else None,
               "random": lambda: part_random(spec, name, part), "chunk": lambda: part_chunk(spec, name, part),
-              "steps": lambda: part_steps(spec, name, part)}[p]
+              "steps": lambda: part_steps(spec, name, part), "converge": lambda: part_converge(spec, name, part)}[p]
         fn()
         part[f"wall_s_{p}"] = round(time.perf_counter() - t0, 1)
         entry = update_results(DOC, name, {**stamp(name), **part})
@@ -326,6 +346,10 @@ def tables(res: dict, max_scene=None) -> str:
         if not rows:
             continue
         for base in BASELINES:
+            if not all(base in r for r in rows):
+                out.append(f"| {name} | {base} | not measured on all events |")
+                continue
+
             def c(k):
                 return np.array([r[base][k] for r in rows], float)
             st = c("steps_used")
@@ -376,6 +400,8 @@ def tables(res: dict, max_scene=None) -> str:
             for m, r in e["random"].items():
                 out.append(f"  {m}: " + ", ".join(f"{k} {v}" for k, v in r.items() if not isinstance(v, (list, dict)))
                            + " | " + str({k: v for k, v in r.items() if isinstance(v, (list, dict))})[:600])
+        if "converge" in e:
+            out.append(f"converge {name}: {e['converge']}")
         if "chunk" in e:
             out.append(f"chunk {name}: {e['chunk']}")
         if "steps" in e:
@@ -394,13 +420,14 @@ def main(argv=None):
     ap.add_argument("--parts", default=",".join(DETECTOR_PARTS), help="detector parts (see above)")
     ap.add_argument("--scenes", type=int, default=8, help="localisation over test scenes [first-scene, scenes)")
     ap.add_argument("--first-scene", type=int, default=0, help="split the localisation over processes")
+    ap.add_argument("--baselines", default=",".join(BASELINES), help="localisation baselines (noise:-30 required)")
     ap.add_argument("--tables", action="store_true", help="only print the tables of the stored results")
     ap.add_argument("--table-scenes", type=int, default=None, help="tables over scenes [0, N) only")
     a = ap.parse_args(argv)
     one_thread()
     if not a.tables:
         for name in a.models.split(","):
-            run_model(name, a.parts.split(","), a.scenes, a.first_scene)
+            run_model(name, a.parts.split(","), a.scenes, a.first_scene, tuple(a.baselines.split(",")))
     print(tables(load_results(DOC), a.table_scenes))
 
 
