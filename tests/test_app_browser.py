@@ -23,7 +23,8 @@ The result cache is the app's own (``$PROBE_APP_CACHE_DIR``, default ``~/.cache/
 the first walk after a change to the analysis code computes every default (minutes on a
 shared CPU: IG until completeness ≤ 1 %), later walks read it. ``$PROBE_BROWSER_MODELS``
 (comma separated: ``tiny``, zoo names) narrows the walk; ``$PROBE_SCREENSHOT_DIR`` (e.g.
-``docs/img``) receives full-page screenshots of the model named by ``$PROBE_SCREENSHOT_MODEL``.
+``docs/img``) receives full-page screenshots of the models named by ``$PROBE_SCREENSHOT_MODEL``
+(comma separated: the first one's as ``app_PAGE.png``, the others' as ``app_PAGE_NAME.png``).
 """
 
 from __future__ import annotations
@@ -157,15 +158,27 @@ def browser():
             b.close()
 
 
+class _Timings(dict):
+    """Page times per model, written to ``app_timings.json`` after every model (a long walk cut short keeps them)."""
+
+    def __init__(self, path: Path, **kw):
+        super().__init__(**kw)
+        self.path, self.t0 = path, time.perf_counter()
+
+    def write(self) -> None:
+        self["_server"]["walk_seconds"] = round(time.perf_counter() - self.t0, 1)
+        self.path.write_text(json.dumps(self, indent=1))
+
+
 @pytest.fixture(scope="module")
 def timings(tmp_path_factory, server):
-    out: dict = {"_server": {"cache": server["cache"], "cached_files_at_start": server["cached_files_at_start"]}}
-    t0 = time.perf_counter()
-    yield out
-    out["_server"]["walk_seconds"] = round(time.perf_counter() - t0, 1)
     folder = Path(os.environ.get("PROBE_SCREENSHOT_DIR") or tmp_path_factory.mktemp("timings"))
-    (folder / "app_timings.json").write_text(json.dumps(out, indent=1))
-    print(f"\napp page times (s), written to {folder / 'app_timings.json'}:", json.dumps(out))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = _Timings(folder / "app_timings.json",
+                   _server={"cache": server["cache"], "cached_files_at_start": server["cached_files_at_start"]})
+    yield out
+    out.write()
+    print(f"\napp page times (s), written to {out.path}:", json.dumps(out))
 
 
 def _runs(page) -> int:
@@ -298,9 +311,11 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
     url = server["url"]
     tiny = name == "tiny"
     model = server["spec"] if tiny else f"zoo:{name}"
-    shots_for = os.environ.get("PROBE_SCREENSHOT_MODEL", "tiny")
+    # comma separated; the first model's pages are app_PAGE.png, the others' app_PAGE_NAME.png
+    shots_for = [m.strip().removeprefix("zoo:") for m in os.environ.get("PROBE_SCREENSHOT_MODEL", "tiny").split(",")]
     shots = Path(os.environ["PROBE_SCREENSHOT_DIR"]) if os.environ.get("PROBE_SCREENSHOT_DIR") and \
-        shots_for in (name, f"zoo:{name}") else None
+        name in shots_for else None
+    suffix = "" if not shots_for or name == shots_for[0] else f"_{name}"
     requests: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     context.add_init_script(RUN_COUNTER)
@@ -322,7 +337,7 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
         if "its embeddings clustered" in body:
             clusters["Overview"] = _cluster_numbers(body, r"\bcluster (\d+)\b")
         if shots:
-            _shot(page, shots, "overview")
+            _shot(page, shots, "overview" + suffix)
         for nav in NAV[1:]:
             where = f"{name} · {nav}"
             times[nav] = {"first": round(_goto_page(page, nav, SLOW_MS), 2)}
@@ -359,7 +374,7 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
                     page.get_by_text("Map (CSV)").click()
                 assert Path(dl.value.path()).read_text().startswith("time_s,freq_hz,relevance\n")
             if shots:
-                _shot(page, shots, nav.lower())
+                _shot(page, shots, nav.lower() + suffix)
         # again: every page a second time (the session's and the server's caches hold everything)
         for nav in NAV[1:] + NAV[:1]:
             times[nav]["again"] = round(_goto_page(page, nav, SLOW_MS), 2)
@@ -374,6 +389,7 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
         raise
     finally:
         context.close()
+        timings.write()
     outside = [u for u in requests if not (u.startswith(url) or u.startswith(("data:", "blob:")))]
     assert not outside, f"requests left the server: {sorted(set(outside))[:10]}"
     assert requests, "no request recorded"
