@@ -24,7 +24,7 @@ CHECKPOINTS = HERE / "checkpoints"
 CARDS = HERE / "cards"
 
 #: every model the zoo knows, in the order of the README table
-MODELS = ("dc_blstm", "chimera", "nmf_ae", "convtasnet_lite", "unfolded_nmf", "crnn_sed", "rawcnn_sed", "partitioned_ae")
+MODELS = ("dc_blstm", "dc_speech", "chimera", "nmf_ae", "convtasnet_lite", "unfolded_nmf", "crnn_sed", "rawcnn_sed", "partitioned_ae")
 
 
 def _module(name: str):

@@ -324,7 +324,7 @@ def test_chunked_capture_to_run_equals_in_memory_capture(kit, tmp_path):
     assert manifest["layers"]["rnn_drop"]["same_as"] == "rnn"
 
 
-ZOO = ["dc_blstm", "chimera", "nmf_ae", "convtasnet_lite", "unfolded_nmf", "crnn_sed", "rawcnn_sed", "partitioned_ae"]
+ZOO = ["dc_blstm", "dc_speech", "chimera", "nmf_ae", "convtasnet_lite", "unfolded_nmf", "crnn_sed", "rawcnn_sed", "partitioned_ae"]
 
 
 @pytest.mark.slow

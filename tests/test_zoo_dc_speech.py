@@ -1,0 +1,143 @@
+"""Zoo model ``dc_speech``: deep clustering on two REAL speakers (klettres-data + asterisk prompts).
+
+Ground truth by construction: the speaker split is checked on the items' own metadata (no test
+speaker, no test language in train or val), stems must add up to the mixture bit for bit, the
+mask accuracy is checked on masks built from the stems themselves, and the shipped checkpoint is
+re-evaluated on the card's fixed test subset. The data come from the Debian packages
+``klettres-data`` and ``asterisk-core-sounds-en-wav`` (installed by ``.ci/setup``); without them the
+tests fail with the install command.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model_zoo import dc_speech
+from model_zoo.data import MissingSourceError, separation_set
+from model_zoo.data import _common as C
+from model_zoo.data import _sources as SRC
+from model_zoo.data import speakers as SP
+from model_zoo.metrics import evaluate_separator
+from model_zoo.recipes._common import CARD_DIR, CHECKPOINT_DIR, load_checkpoint
+from model_zoo.recipes.dc_speech import mask_accuracy, mask_accuracy_items
+
+#: SI-SDRi (dB) of the shipped checkpoint on example:dc_speech:0, measured on the shipped weights
+EXAMPLE0_SI_SDRI = 3.97
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
+
+def test_speakers_and_languages_are_disjoint_between_splits():
+    spk = {s: set(SP.speakers(s)) for s in C.SPLITS}
+    langs = {s: {SP.language_of(x) for x in v} for s, v in spk.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not spk[a] & spk[b], (a, b)
+        assert not langs[a] & langs[b], (a, b)  # a language's folders may be one person: whole languages held out
+    assert SP.ALLISON in spk["train"] and all(SP.ALLISON not in spk[s] for s in ("val", "test"))
+    assert len(spk["test"]) >= 8 and len(spk["val"]) >= 4
+    for split, n in (("train", 6), ("val", 6), ("test", 12)):
+        for it in separation_set("speakers", split, n=n):
+            m = it["meta"]
+            assert m["split"] == split and set(m["speakers"]) <= spk[split], (split, m["speakers"])
+            assert it["source_names"] == m["speakers"]
+            assert m["languages"][0] != m["languages"][1]  # two different people
+            assert "klettres-data" in m["package"] and "GPL-2+" in m["licence"]
+
+
+def test_stems_sum_exactly_and_levels_follow_the_design():
+    for it in separation_set("speakers", "test", n=6):
+        assert it["sr"] == 8000 and it["mixture"].shape == (32000,) and it["sources"].shape == (2, 32000)
+        assert it["mixture"].dtype == np.float32 and it["sources"].dtype == np.float32
+        assert np.array_equal(it["sources"][0] + it["sources"][1], it["mixture"])  # exact
+        lv = [C.rms_db(s) for s in it["sources"]]
+        assert abs(lv[0] - lv[1]) <= 5.0 + 1e-3 and all(-40 < v < -10 for v in lv)
+        assert np.max(np.abs(it["mixture"])) <= 0.9 + 1e-6
+        for s in it["sources"]:  # real speech: clips with gaps, not a constant signal
+            fr = s.reshape(-1, 64)
+            active = np.sqrt((fr.astype(np.float64) ** 2).mean(1)) > 1e-4
+            assert 0.2 < active.mean() <= 1.0
+
+
+def test_training_sampler_mixes_exactly():
+    mix, src = SP.StreamSampler(4000, np.random.default_rng(0), split="val").batch(3)
+    assert mix.shape == (3, 4000) and src.shape == (3, 2, 4000)
+    assert np.array_equal(src.sum(1), mix)
+    assert not np.array_equal(src[0, 0], src[1, 0])
+
+
+def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBE_DATA_BUILD", str(tmp_path / "build"))  # no cache: must build from the package
+    monkeypatch.setitem(SRC.OVERRIDES, "klettres", str(tmp_path / "no-klettres"))
+    with pytest.raises(MissingSourceError, match=r"klettres-data.*apt-get install -y klettres-data"):
+        separation_set("speakers", "test", n=1)
+
+
+def test_mask_accuracy_counts_agreeing_non_silent_bins():
+    rng = np.random.default_rng(0)
+    S = np.abs(rng.normal(size=(2, 20, 30)))
+    label = S.argmax(0)
+    ibm = np.stack([label == 0, label == 1]).astype(np.float32)
+    mix = S.sum(0)
+    assert mask_accuracy(ibm, S, mix) == 1.0
+    assert mask_accuracy(ibm[::-1], S, mix) == 1.0  # cluster order is arbitrary
+    wrong = ibm.copy()
+    flip = np.zeros_like(label, bool)
+    flip[:5] = True  # 5 of 20 rows mislabelled
+    wrong[:, flip] = wrong[::-1][:, flip]
+    assert mask_accuracy(wrong, S, mix) == pytest.approx(0.75)
+    quiet = mix.copy()
+    quiet[:5] = 1e-9  # those rows are now silent (< -40 dB): they no longer count
+    assert mask_accuracy(wrong, S, quiet) == 1.0
+
+
+def _shipped():
+    ckpt, card_path = CHECKPOINT_DIR / "dc_speech.safetensors", CARD_DIR / "dc_speech.json"
+    assert ckpt.is_file() and card_path.is_file(), "dc_speech has no shipped checkpoint/card"
+    state, meta = load_checkpoint(ckpt)
+    model = dc_speech.build(meta["config"]).eval()
+    model.load_state_dict(state, strict=True)
+    return model, json.loads(card_path.read_text())
+
+
+def test_example_0_is_separated():
+    from model_zoo.metrics import separation_scores
+    from model_zoo.registry import load_example, load_model
+
+    spec = load_model("dc_speech")
+    ex = load_example("dc_speech", 0)
+    assert ex.name == "example:dc_speech:0" and ex.sources.shape == (2, 32000)
+    assert set(ex.info["speakers"]) <= set(SP.speakers("test"))
+    est = dc_speech.separate(spec.model, ex.y)
+    sc = separation_scores(est, ex.sources, ex.y)
+    assert sc["si_sdri"] >= EXAMPLE0_SI_SDRI - 1.0, sc  # measured on the shipped weights, 1 dB margin
+
+
+def test_card_numbers_hold_on_the_fixed_test_subset():
+    model, card = _shipped()
+    assert sum(p.numel() for p in model.parameters()) == card["params"]
+    sub = card["subset_metrics"]
+    items = dc_speech.load_items(sub["split"], n=sub["n_items"])
+    res = evaluate_separator({"dc_kmeans": lambda y: dc_speech.separate(model, y)}, items, dc_speech.GRID, oracles=())
+    for m in ("si_sdri", "sdri"):
+        assert res["dc_kmeans"][m] == pytest.approx(sub["systems"]["dc_kmeans"][m], abs=0.3), m
+    acc = float(np.mean(mask_accuracy_items(model, items)))
+    assert acc == pytest.approx(sub["mask_accuracy"], abs=0.01)
+    # the card states its floors as they are
+    test = card["metrics"]["test"]
+    f = card["floors"]
+    assert f["si_sdri"]["met"] == (test["dc_kmeans"]["si_sdri"] >= 0.6 * test["oracle_ibm"]["si_sdri"])
+    assert f["mask_accuracy"]["met"] == (card["metrics"]["mask_accuracy"]["dc_kmeans"] >= 0.85)
+    assert card["data"]["speakers"]["test"] == SP.speakers("test")
