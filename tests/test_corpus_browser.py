@@ -177,13 +177,21 @@ def test_corpus_page_sorts_units_and_plays_a_units_excerpts(server, tmp_path):
             # a click on the "layer" header sorts by it (ascending, then descending on a second click)
             box = page.locator('[data-testid="stDataFrame"] [data-testid="data-grid-canvas"]').bounding_box()
             orders = []
-            for _ in range(2):
-                prev = json.dumps([f"{a}:{b}" for a, b in (orders[-1] if orders else before)])
-                page.mouse.click(box["x"] + 12, box["y"] + 17)
-                page.wait_for_function(  # the grid redrawn in another order (an empty grid mid-redraw does not count)
-                    f"prev => {{ const g = ({GRID_ROWS})(); return g && g.rows.length > 0 "
-                    "&& JSON.stringify(g.rows.map(r => r[0] + ':' + r[1])) !== prev; }", arg=prev,
-                    timeout=30000, polling=100)
+            for descending in (False, True):
+                # sorted by layer (and no longer the table's own order); a click that lands while the grid is
+                # still settling is not taken, so a few clicks are allowed, then the order must hold
+                want = (f"() => {{ const g = ({GRID_ROWS})(); if (!g || g.rows.length === 0) return false; "
+                        "const l = g.rows.map(r => r[0]); const s = [...l].sort(); "
+                        f"{'s.reverse(); ' if descending else ''}"
+                        "return JSON.stringify(l) === JSON.stringify(s) && "
+                        f"JSON.stringify(g.rows.map(r => r[0] + ':' + r[1])) !== {json.dumps(json.dumps([f'{a}:{b}' for a, b in before]))}; }}")
+                for _attempt in range(4):
+                    page.mouse.click(box["x"] + 12, box["y"] + 17)
+                    try:
+                        page.wait_for_function(want, timeout=10000, polling=100)
+                        break
+                    except Exception:  # playwright's TimeoutError: click again
+                        continue
                 orders.append([(r[0], int(r[1])) for r in _grid(page)["rows"]])
             layers_1, layers_2 = [o[0] for o in orders[0]], [o[0] for o in orders[1]]
             assert layers_1 == sorted(layers_1) and layers_2 == sorted(layers_2, reverse=True), orders
