@@ -78,6 +78,66 @@ def test_training_sampler_mixes_exactly():
     assert not np.array_equal(src[0, 0], src[1, 0])
 
 
+def _peak_hz(y: np.ndarray, sr: int = 8000) -> float:
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.argmax(spec) * sr / len(y))
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.0, 1.25])
+def test_speed_perturbation_moves_the_pitch_by_the_factor(factor):
+    t = np.arange(16000) / 8000
+    harm = sum(np.sin(2 * np.pi * k * 180 * t) / k for k in (1, 2, 3)).astype(np.float32)  # f0 180 Hz + 2 harmonics
+    z = SP.perturb_speed(harm, factor)
+    assert z.dtype == np.float32 and len(z) == round(16000 / factor)
+    assert _peak_hz(z[1000:-1000]) == pytest.approx(180 * factor, abs=3.0)  # f0 (and every partial) × factor
+    spec = np.abs(np.fft.rfft(z[1000:-1000] * np.hanning(len(z) - 2000)))
+    k2 = int(round(2 * 180 * factor * (len(z) - 2000) / 8000))
+    assert spec[k2 - 2:k2 + 3].max() > 0.2 * spec.max()  # the 2nd harmonic moved with it
+
+
+def test_random_eq_is_a_bounded_smooth_gain():
+    y = np.random.default_rng(0).normal(size=8000).astype(np.float32)
+    z = SP.random_eq(y, np.random.default_rng(3))
+    gain_db = 20 * np.log10(np.abs(np.fft.rfft(z)) / np.abs(np.fft.rfft(y)))
+    assert np.all(np.abs(gain_db) <= SP.EQ_DB + 1e-3)  # within ±6 dB at every frequency
+    assert np.abs(np.diff(gain_db)).max() < 0.05  # smooth: interpolated between 6 anchor frequencies
+    assert np.ptp(gain_db) > 1.0  # and not a flat gain
+
+
+def test_augmentation_and_flite_voices_are_for_training_only():
+    for split in ("val", "test"):
+        for kw in ({"augment": True}, {"flite": True}):
+            with pytest.raises(ValueError, match="training split only"):
+                SP.StreamSampler(4000, np.random.default_rng(0), split=split, **kw)
+    flite = set(SP.flite_speakers())
+    assert len(flite) == 4 and all(SP.split_of(s) == "train" for s in flite)
+    for split in C.SPLITS:
+        assert not flite & set(SP.speakers(split)), split  # never a speaker of any built split
+    for split, n in (("val", 40), ("test", 60)):
+        for it in separation_set("speakers", split, n=n):
+            assert not any(s.startswith("flite:") for s in it["meta"]["speakers"]), (split, it["meta"]["speakers"])
+            assert "flite" not in it["meta"]["package"]
+
+
+def test_augmented_sampler_mixes_exactly_and_makes_new_speakers():
+    sampler = SP.StreamSampler(8000, np.random.default_rng(1), split="train", augment=True, flite=True)
+    mix, src = sampler.batch(4)
+    assert mix.shape == (4, 8000) and src.shape == (4, 2, 8000) and mix.dtype == np.float32
+    assert np.array_equal(src[:, 0] + src[:, 1], mix)  # mixture == s1 + s2 exactly, after augmentation
+    allowed = set(SP.speakers("train")) | set(SP.flite_speakers())
+    seen, speeds = set(), []
+    for _ in range(60):
+        sampler.one()
+        seen.update(sampler.last["speakers"])
+        speeds += sampler.last["speed"]
+    assert seen <= allowed and seen & set(SP.flite_speakers())  # flite voices do take part, in training
+    lo, hi = SP.SPEED_RANGE
+    assert all(lo - 0.005 <= f <= hi + 0.005 for f in speeds) and min(speeds) < 0.9 and max(speeds) > 1.1
+    plain = SP.StreamSampler(8000, np.random.default_rng(1), split="train")
+    plain.one()
+    assert plain.last["speed"] == [1.0, 1.0] and not set(plain.last["speakers"]) & set(SP.flite_speakers())
+
+
 def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBE_DATA_BUILD", str(tmp_path / "build"))  # no cache: must build from the package
     monkeypatch.setitem(SRC.OVERRIDES, "klettres", str(tmp_path / "no-klettres"))

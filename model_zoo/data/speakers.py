@@ -23,7 +23,13 @@ split in ``_build/speaker_clips_<split>_sr8000_v1.npz``; mixtures are cached lik
 recordings are never committed (GPL / CC-BY-SA): everything is rebuilt from the packages.
 
 :class:`StreamSampler` draws training segments on the fly from the same clips (dynamic
-mixing: any two training speakers of different languages, fresh streams every draw).
+mixing: any two training speakers of different languages, fresh streams every draw). For the
+TRAINING split only it can also manufacture new speakers (``augment=True``): every source is
+sped up or slowed down by resampling with a random factor (0.8–1.25, which moves f0 and the
+formants together, like a different vocal tract), gets a random smooth EQ and a random time
+shift; and it can add flite's four synthetic voices (``flite=True``, :data:`FLITE_VOICES`,
+sentences of the flite speech set's TRAINING text pool) as extra training speakers. Neither
+ever reaches the built items of any split, so validation and test stay real, unseen speakers.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ import numpy as np
 
 from . import _common as C
 
-__all__ = ["VERSION", "DEFAULT_SIZES", "SPLIT_LANGUAGES", "speakers", "language_of", "split_of", "clips", "stream", "make_item",
-           "build", "StreamSampler", "provenance"]
+__all__ = ["VERSION", "DEFAULT_SIZES", "SPLIT_LANGUAGES", "FLITE_VOICES", "SPEED_RANGE", "speakers", "flite_speakers",
+           "language_of", "split_of", "clips", "flite_clips", "stream", "perturb_speed", "random_eq", "make_item", "build",
+           "StreamSampler", "provenance"]
 
 VERSION = 1
 DEFAULT_SIZES = {"train": 600, "val": 40, "test": 60}
@@ -55,12 +62,30 @@ CLIP_RMS_DB = -20.0
 GAP_S = (0.05, 0.25)
 LEAD_S = (0.0, 0.4)
 SR = 8000
+#: flite voices used as extra TRAINING speakers by :class:`StreamSampler` (``flite=True``) only
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+#: sentences per flite voice (the first ones of the flite speech set's TRAINING text pool)
+FLITE_SENTENCES = 60
+#: speed factors of the speaker augmentation (log-uniform): >1 raises f0 and formants and shortens
+SPEED_RANGE = (0.8, 1.25)
+#: random EQ: gains (dB) drawn at this many frequencies, linearly interpolated over the band
+EQ_DB = 6.0
+EQ_POINTS = 6
+#: random time shift: the segment starts up to this many seconds into a longer stream
+SHIFT_S = 0.5
 _CLIPS: dict = {}
 
 
 def language_of(speaker: str) -> str:
-    """``"klettres:de/alpha"`` → ``"de"``; the asterisk voice is its own group ``"asterisk"``."""
+    """``"klettres:de/alpha"`` → ``"de"``; the asterisk voice is ``"asterisk"``; a flite voice is its own group."""
+    if speaker.startswith("flite:"):
+        return speaker
     return speaker.split(":", 1)[1].split("/", 1)[0] if speaker.startswith("klettres:") else "asterisk"
+
+
+def flite_speakers() -> list[str]:
+    """The synthetic extra training speakers (``"flite:VOICE"``); never part of :func:`speakers` of any split."""
+    return [f"flite:{v}" for v in FLITE_VOICES]
 
 
 def _klettres_root() -> Path:
@@ -88,11 +113,16 @@ def _files(speaker: str) -> list[Path]:
 
 
 def _load_clip(path: Path) -> np.ndarray | None:
-    import librosa
     import soundfile as sf
 
     y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    y = C.resample(y.mean(axis=1), sr, SR)
+    return _prepare(C.resample(y.mean(axis=1), sr, SR))
+
+
+def _prepare(y: np.ndarray) -> np.ndarray | None:
+    """Trim silence (35 dB), remove DC, normalise to −20 dBFS RMS; None for a clip too short."""
+    import librosa
+
     y, _ = librosa.effects.trim(y, top_db=TRIM_DB, frame_length=256, hop_length=64)
     if len(y) < int(0.08 * SR) or not np.any(y):
         return None
@@ -105,9 +135,9 @@ def _clip_cache(split: str) -> Path:
 
 
 def split_of(speaker: str) -> str:
-    """The split whose speakers include ``speaker``."""
+    """The split whose speakers include ``speaker`` (flite voices: ``"train"``, as extra training speakers)."""
     lang = language_of(speaker)
-    if lang == "asterisk":
+    if lang == "asterisk" or speaker.startswith("flite:"):
         return "train"
     for split, langs in SPLIT_LANGUAGES.items():
         if lang in langs:
@@ -132,11 +162,44 @@ def clips(split: str) -> dict[str, list[np.ndarray]]:
                 return _CLIPS[key]
         except Exception:  # torn or stale cache: rebuild
             pass
+    _CLIPS[key] = _build_clip_cache(path, {spk: (_load_clip(f) for f in _files(spk)) for spk in want})
+    return _CLIPS[key]
+
+
+def flite_clips() -> dict[str, list[np.ndarray]]:
+    """``{"flite:VOICE": [clip, ...]}``: :data:`FLITE_SENTENCES` training sentences per voice, prepared like
+    :func:`clips` (8 kHz, trimmed, −20 dBFS RMS); synthesised once with flite and cached."""
+    from . import speech
+
+    key = (str(C.build_dir()), "flite")
+    if key in _CLIPS:
+        return _CLIPS[key]
+    want = flite_speakers()
+    path = C.build_dir() / f"speaker_flite_clips_sr{SR}_n{FLITE_SENTENCES}_v{VERSION}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                index = json.loads(str(z["index_json"]))
+                audio = z["audio"]
+            if sorted(index) == sorted(want):
+                _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
+                return _CLIPS[key]
+        except Exception:  # torn or stale cache: rebuild
+            pass
+    texts = speech.text_pool("train")[:FLITE_SENTENCES]
+    def voice(v: str):
+        return [_prepare(speech.synthesize(t, v, sr=SR)) for t in texts]
+
+    _CLIPS[key] = _build_clip_cache(path, {f"flite:{v}": voice(v) for v in FLITE_VOICES})
+    return _CLIPS[key]
+
+
+def _build_clip_cache(path: Path, sources: dict) -> dict[str, list[np.ndarray]]:
+    """Concatenate the prepared clips of every speaker (``{speaker: iterable of clip or None}``) into ``path``."""
     parts, index, pos = [], {}, 0
-    for spk in want:
+    for spk, ys in sources.items():
         bounds = []
-        for f in _files(spk):
-            y = _load_clip(f)
+        for y in ys:
             if y is None:
                 continue
             parts.append(y)
@@ -153,13 +216,12 @@ def clips(split: str) -> dict[str, list[np.ndarray]]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
-    return _CLIPS[key]
+    return {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
 
 
 def stream(speaker: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
     """``n`` samples of ``speaker``: random clips with random gaps after a random lead; returns (audio, clip ids)."""
-    pool = clips(split_of(speaker))[speaker]
+    pool = flite_clips()[speaker] if speaker.startswith("flite:") else clips(split_of(speaker))[speaker]
     out = np.zeros(n, np.float32)
     pos = int(rng.uniform(*LEAD_S) * SR)
     used = []
@@ -171,6 +233,52 @@ def stream(speaker: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
         used.append(k)
         pos += len(y) + int(rng.uniform(*GAP_S) * SR)
     return out, used
+
+
+def perturb_speed(y: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``y`` ``factor`` times faster by band-limited resampling (f0 and formants × factor, length ÷ factor).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    factor : float
+        Speed factor, rounded to a ratio of integers with denominator 100.
+
+    Returns
+    -------
+    np.ndarray [shape=(round(n / factor),), dtype=float32]
+
+    Examples
+    --------
+    >>> t = np.arange(8000) / 8000
+    >>> z = perturb_speed(np.sin(2 * np.pi * 200 * t), 1.25)
+    >>> len(z), int(np.argmax(np.abs(np.fft.rfft(z))) * 8000 / len(z))
+    (6400, 250)
+    """
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    up, down = 100, int(round(100 * float(factor)))
+    g = gcd(up, down)
+    if down == up:
+        return np.asarray(y, np.float32).copy()
+    return resample_poly(np.asarray(y, np.float64), up // g, down // g).astype(np.float32)
+
+
+def random_eq(y: np.ndarray, rng: np.random.Generator, *, max_db: float = EQ_DB, points: int = EQ_POINTS) -> np.ndarray:
+    """Filter ``y`` with a random smooth zero-phase EQ: gains uniform in ±``max_db`` at ``points`` frequencies.
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).normal(size=800).astype(np.float32)
+    >>> random_eq(y, np.random.default_rng(1)).shape
+    (800,)
+    """
+    Y = np.fft.rfft(np.asarray(y, np.float64))
+    gains = rng.uniform(-max_db, max_db, size=int(points))
+    curve = np.interp(np.linspace(0, 1, len(Y)), np.linspace(0, 1, int(points)), gains)
+    return np.fft.irfft(Y * 10 ** (curve / 20), n=len(y)).astype(np.float32)
 
 
 def _pair(split_speakers: list[str], rng: np.random.Generator) -> list[str]:
@@ -246,6 +354,17 @@ class StreamSampler:
     min_active : float
         Redraw (up to 8 times) when a source has energy (RMS > 1e-3) in less than this
         share of its 8 ms frames.
+    augment : bool
+        Manufacture new speakers (TRAINING split only): per source, a speed factor drawn
+        log-uniformly in :data:`SPEED_RANGE` (:func:`perturb_speed`), a random EQ
+        (:func:`random_eq`) and a random start up to :data:`SHIFT_S` into its stream.
+    flite : bool
+        Add flite's voices (:func:`flite_speakers`) as extra speakers (TRAINING split only).
+
+    Attributes
+    ----------
+    last : dict
+        ``{"speakers": [...], "speed": [...]}`` of the last segment drawn by :meth:`one`.
 
     Examples
     --------
@@ -255,13 +374,31 @@ class StreamSampler:
     """
 
     def __init__(self, segment: int, rng: np.random.Generator, *, split: str = "train", gain_db: float = 5.0,
-                 min_active: float = 0.3):
+                 min_active: float = 0.3, augment: bool = False, flite: bool = False):
+        if (augment or flite) and split != "train":
+            raise ValueError(f"speaker augmentation and flite voices are for the training split only, given "
+                             f"split={split!r}, augment={augment}, flite={flite}")
         self.segment = int(segment)
         self.rng = rng
-        self.speakers = speakers(split)
+        self.speakers = speakers(split) + (flite_speakers() if flite else [])
         self.gain_db = float(gain_db)
         self.min_active = float(min_active)
+        self.augment = bool(augment)
+        self.last: dict = {}
         clips(split)
+        if flite:
+            flite_clips()
+
+    def _source(self, speaker: str) -> tuple[np.ndarray, float]:
+        if not self.augment:
+            return stream(speaker, self.segment, self.rng)[0], 1.0
+        lo, hi = np.log(SPEED_RANGE[0]), np.log(SPEED_RANGE[1])
+        factor = round(float(np.exp(self.rng.uniform(lo, hi))), 2)
+        shift = int(self.rng.uniform(0, SHIFT_S) * SR)
+        y = stream(speaker, int(np.ceil((self.segment + shift) * factor)) + 8, self.rng)[0]
+        y = perturb_speed(y, factor)[shift:shift + self.segment]
+        y = np.pad(y, (0, self.segment - len(y)))
+        return random_eq(y, self.rng), factor
 
     def _active(self, y: np.ndarray) -> float:
         fr = y[: len(y) // 64 * 64].reshape(-1, 64)
@@ -271,9 +408,11 @@ class StreamSampler:
     def one(self) -> np.ndarray:
         for _ in range(8):
             spk = _pair(self.speakers, self.rng)
-            src = np.stack([stream(s, self.segment, self.rng)[0] for s in spk])
+            drawn = [self._source(s) for s in spk]
+            src = np.stack([d[0] for d in drawn])
             if min(self._active(s) for s in src) >= self.min_active:
                 break
+        self.last = {"speakers": spk, "speed": [d[1] for d in drawn]}
         g = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
         src[1] *= np.float32(g)
         src *= np.float32(10 ** (self.rng.uniform(-10, 6) / 20))
@@ -294,5 +433,8 @@ def provenance() -> dict:
                                                         "what": "568 prompts, one real female speaker (train only)",
                                                         "path": str(C.source_path("asterisk"))}},
            "speakers": {s: speakers(s) for s in C.SPLITS},
+           "extra_training_speakers": {"flite": flite_speakers(), "note": (
+               f"flite voices (CMU permissive) saying the first {FLITE_SENTENCES} sentences of the flite speech "
+               "set's training text pool; dynamic mixing of the training split only (StreamSampler flite=True)")},
            "languages": {s: list(v) for s, v in SPLIT_LANGUAGES.items()}}
     return out
