@@ -32,23 +32,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests._app_fixtures import tone_and_noise, trained_zoo_models, write_tiny_spec
+from tests._browser import (ARGS, CHROMIUM, RUN_COUNTER, check_clean, free_port, mark_click, require_browser,
+                            streamlit_server, wait_done)
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "probe_app.py"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 NAV = ("Overview", "Filters", "Embeddings", "Attribution", "Activations", "NMF")
 #: nav title → page heading
 HEADINGS = {"Overview": "probe", "Filters": "Learned filters", "Embeddings": "Embeddings", "Attribution": "Attribution",
@@ -57,16 +53,6 @@ COMPLETENESS_OK = 1.0  # percent
 MIN_AUC_GAIN = 0.05  # probe.analyze.faithfulness.MIN_AUC_GAIN: below it, "no better than random"
 #: a page whose defaults must be computed (empty cache, IG until completeness ≤ 1 %) may take this long
 SLOW_MS = 900_000
-
-#: counts Streamlit script runs that finished (the app root's data-test-script-state turning "notRunning")
-RUN_COUNTER = """
-window.__probeRuns = 0;
-new MutationObserver(ms => { for (const m of ms) {
-    if (m.target.getAttribute('data-test-script-state') === 'notRunning'
-        && m.oldValue !== 'notRunning') window.__probeRuns += 1; } })
-  .observe(document, {subtree: true, attributes: true, attributeOldValue: true,
-                      attributeFilter: ['data-test-script-state']});
-"""
 
 
 def _models() -> list[str]:
@@ -85,43 +71,17 @@ def _models() -> list[str]:
     return ["tiny"] + [m for m in ("crnn_sed", "dc_blstm") if m in trained_zoo_models()]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc, timeout: float = 60.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server started as `probe app` starts it (warm-up on), allowing one folder of spec files and one of audio."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail("playwright is missing: bash .ci/setup installs it (pip install -e '.[dev]'); see `probe doctor`")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not installed: bash .ci/setup installs it (apt-get install -y chromium); "
-                    "see `probe doctor`")
+    require_browser()
     import soundfile as sf
 
     from apps.diskcache import ENV as ENV_CACHE
     from apps.diskcache import cache_dir
     from probe.cli.app import ENV_AUDIO, ENV_MODELS, command
 
-    port = _free_port()
+    port = free_port()
     cache = cache_dir()  # the app's own cache (before HOME is moved): what earlier walks computed is reused
     home = tmp_path_factory.mktemp("st_home")
     models, audio = home / "models", home / "audio"
@@ -134,23 +94,12 @@ def server(tmp_path_factory):
            ENV_CACHE: str(cache) if cache is not None else "off",
            "PROBE_APP_WARMUP": os.environ.get("PROBE_APP_WARMUP", "1")}
     n_cached = len(list(cache.glob("*/*.safetensors"))) if cache is not None and cache.is_dir() else 0
-    log = open(home / "streamlit.log", "w")
     cmd = command(port, "127.0.0.1")  # the exact command line `probe app` runs
     assert cmd[cmd.index("--server.headless") + 1] == "true" and str(APP) in cmd
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    log = home / "streamlit.log"
+    with streamlit_server(cmd, port=port, cwd=ROOT, env=env, log_path=log, timeout=60) as url:
         yield {"url": url, "spec": str(spec.resolve()), "clip": str(clip.resolve()), "cache": str(cache),
-               "cached_files_at_start": n_cached, "log": str(home / "streamlit.log")}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+               "cached_files_at_start": n_cached, "log": str(log)}
 
 
 @pytest.fixture(scope="module")
@@ -188,22 +137,6 @@ def timings(tmp_path_factory, server):
     print(f"\napp page times (s), written to {out.path}:", json.dumps(out))
 
 
-def _runs(page) -> int:
-    """Script runs finished so far; also marks the time of the action that follows."""
-    return int(page.evaluate("() => { window.__probeClick = performance.now(); return window.__probeRuns || 0; }"))
-
-
-def _done(page, after: int, timeout_ms: int) -> None:
-    """Wait until a script run after the ``after``-th has finished and nothing is left spinning."""
-    # a run too short to render its "running" state counts once 3 s have passed quietly since the click
-    js = """n => { const app = document.querySelector('[data-testid="stApp"]');
-                   return app && (window.__probeRuns > n || performance.now() - (window.__probeClick || 0) > 3000)
-                          && app.getAttribute('data-test-script-state') === 'notRunning'
-                          && !document.querySelector('.stSpinner, [data-testid="stSpinner"]')
-                          && !document.querySelector('[data-stale="true"]'); }"""
-    page.wait_for_function(js, arg=after, timeout=timeout_ms, polling=100)
-
-
 def _runs_so_far(page) -> int:
     return int(page.evaluate("() => window.__probeRuns || 0"))
 
@@ -213,13 +146,6 @@ def _busy(page) -> bool:
     return bool(page.evaluate("""() => { const a = document.querySelector('[data-testid="stApp"]');
         return (a && a.getAttribute('data-test-script-state') !== 'notRunning')
                || !!document.querySelector('.stSpinner, [data-testid="stSpinner"]'); }"""))
-
-
-def _check_clean(page, where: str) -> None:
-    exc = page.locator('[data-testid="stException"]')
-    assert exc.count() == 0, f"{where}: {exc.first.inner_text()[:500]}"
-    err = page.locator('[data-testid="stAlertContentError"]')
-    assert err.count() == 0, f"{where}: {err.first.inner_text()[:500]}"
 
 
 def _charts_drawn(page, n: int, where: str, timeout_ms: int = 60000) -> None:
@@ -299,13 +225,13 @@ def _n_charts_expected(page) -> int:
 def _goto_page(page, nav: str, timeout_ms: int) -> float:
     """Click ``nav`` in the sidebar; seconds until its run has finished and its charts are drawn."""
     t0 = time.perf_counter()
-    n = _runs(page)
+    n = mark_click(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_text(nav, exact=True).click()
     page.get_by_role("heading", name=HEADINGS[nav], exact=True).wait_for(timeout=timeout_ms)
     deadline = t0 + timeout_ms / 1000
     while True:
-        _done(page, n, max(1000, int((deadline - time.perf_counter()) * 1000)))
-        _check_clean(page, nav)  # an error box explains a missing chart better than a count does
+        wait_done(page, n, max(1000, int((deadline - time.perf_counter()) * 1000)))
+        check_clean(page, nav)  # an error box explains a missing chart better than a count does
         runs = _runs_so_far(page)
         try:
             _charts_drawn(page, _n_charts_expected(page), nav)
@@ -371,10 +297,10 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
         t0 = time.perf_counter()
         page.goto(f"{url}/?model={model}" + (f"&audio={server['clip']}" if tiny else ""))
         page.get_by_role("heading", name="probe", exact=True).wait_for(timeout=SLOW_MS)
-        _done(page, 0, SLOW_MS)
+        wait_done(page, 0, SLOW_MS)
         _charts_drawn(page, 2 if tiny else 1, "overview")  # an embedding model's output has no figure of its own
         times["Overview"] = {"first": round(time.perf_counter() - t0, 2)}
-        _check_clean(page, f"{name} · Overview")
+        check_clean(page, f"{name} · Overview")
         assert _n_audio(page) >= 1
         clusters = {}
         body = page.inner_text("main")
@@ -385,7 +311,7 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
         for nav in NAV[1:]:
             where = f"{name} · {nav}"
             times[nav] = {"first": round(_goto_page(page, nav, SLOW_MS), 2)}
-            _check_clean(page, where)
+            check_clean(page, where)
             body = page.inner_text("main")
             assert "on the Overview page" in body or nav == "Filters", f"{where}: the selection was lost"
             if nav == "Embeddings":
@@ -393,11 +319,11 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
                 n_before = _n_audio(page)
                 assert n_before >= 2, f"{where}: one player per cluster"
                 clusters["Embeddings"] = _cluster_numbers(body, r"\bCluster (\d+)\b")
-                n = _runs(page)
+                n = mark_click(page)
                 _click_a_map_point(page)
                 page.wait_for_function(f"() => document.querySelectorAll('audio').length > {n_before}",
                                        timeout=120000)
-                _done(page, n, 120000)
+                wait_done(page, n, 120000)
                 assert page.get_by_text("Picked point").count() or page.get_by_text("Selection:").count()
                 with page.expect_download() as dl:
                     page.get_by_text("Points + clusters (CSV)").click()

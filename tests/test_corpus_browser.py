@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,25 +20,14 @@ import pytest
 from probe.corpus import DissectOptions, RunOptions
 from probe.corpus.synthetic import make_event_corpus, planted_spec
 from probe.pipelines.corpus import corpus_dissect, corpus_run
+from tests._browser import (ARGS, CHROMIUM, RUN_COUNTER, check_clean, free_port, mark_click, require_browser,
+                            streamlit_server, wait_done)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 OPTS = RunOptions(layers=("units", "code"), concepts=("loudness", "onset", "bands", "flatness"), batch_size=4)
 TIMEOUT_MS = 180_000
-
-#: counts Streamlit script runs that finished (the app root's data-test-script-state turning "notRunning")
-RUN_COUNTER = """
-window.__probeRuns = 0;
-new MutationObserver(ms => { for (const m of ms) {
-    if (m.target.getAttribute('data-test-script-state') === 'notRunning'
-        && m.oldValue !== 'notRunning') window.__probeRuns += 1; } })
-  .observe(document, {subtree: true, attributes: true, attributeOldValue: true,
-                      attributeFilter: ['data-test-script-state']});
-"""
 
 #: the unit table's visible rows, as text, from the data grid's accessibility table (the grid itself is a canvas)
 GRID_ROWS = """() => {
@@ -55,20 +40,9 @@ GRID_ROWS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail("playwright is missing: bash .ci/setup installs it (pip install -e '.[dev]'); see `probe doctor`")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not installed: bash .ci/setup installs it (apt-get install -y chromium)")
+    require_browser()
     from apps.diskcache import ENV as ENV_CACHE
     from apps.policy import ENV_RUNS
     from probe.cli.app import command
@@ -79,55 +53,16 @@ def server(tmp_path_factory):
     corpus_dissect(root / "allowed" / "run", options=DissectOptions(permutations=200))
     home = root / "home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "OMP_NUM_THREADS": "1",
            ENV_RUNS: str((root / "allowed").resolve()), ENV_CACHE: "off", "PROBE_APP_WARMUP": "0"}
-    log = open(home / "streamlit.log", "w")
-    proc = subprocess.Popen(command(port, "127.0.0.1"), cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.monotonic()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with status {proc.returncode}: {(home / 'streamlit.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                if time.monotonic() - t0 > 90:
-                    raise TimeoutError("streamlit did not answer its health check within 90 s") from None
-                time.sleep(0.3)
+    with streamlit_server(command(port, "127.0.0.1"), port=port, cwd=ROOT, env=env,
+                          log_path=home / "streamlit.log") as url:
         yield {"url": url, "run": str((root / "allowed" / "run").resolve())}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _runs(page) -> int:
-    return int(page.evaluate("() => { window.__probeClick = performance.now(); return window.__probeRuns || 0; }"))
 
 
 def _done(page, after: int) -> None:
-    """A script run after the ``after``-th has finished (or 3 s passed quietly) and nothing spins."""
-    js = """n => { const app = document.querySelector('[data-testid="stApp"]');
-                   return app && (window.__probeRuns > n || performance.now() - (window.__probeClick || 0) > 3000)
-                          && app.getAttribute('data-test-script-state') === 'notRunning'
-                          && !document.querySelector('.stSpinner, [data-testid="stSpinner"]')
-                          && !document.querySelector('[data-stale="true"]'); }"""
-    page.wait_for_function(js, arg=after, timeout=TIMEOUT_MS, polling=100)
-
-
-def _check_clean(page, where: str) -> None:
-    exc = page.locator('[data-testid="stException"]')
-    assert exc.count() == 0, f"{where}: {exc.first.inner_text()[:500]}"
-    err = page.locator('[data-testid="stAlertContentError"]')
-    assert err.count() == 0, f"{where}: {err.first.inner_text()[:500]}"
+    wait_done(page, after, TIMEOUT_MS)
 
 
 def _grid(page) -> dict:
@@ -156,11 +91,11 @@ def test_corpus_page_sorts_units_and_plays_a_units_excerpts(server, tmp_path):
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(url)
             _done(page, 0)
-            n = _runs(page)
+            n = mark_click(page)
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Corpus", exact=True).click()
             page.get_by_role("heading", name="Corpus", exact=True).wait_for()
             _done(page, n)
-            _check_clean(page, "Corpus page")
+            check_clean(page, "Corpus page")
             assert "units labelled" in page.inner_text("main")
 
             # the unit table: labelled units first, in the order the pipeline wrote
@@ -199,11 +134,11 @@ def test_corpus_page_sorts_units_and_plays_a_units_excerpts(server, tmp_path):
 
             # picking another unit puts its excerpts in audio players and draws its concept plot
             old_audio = _audio_sources(page)
-            n = _runs(page)
+            n = mark_click(page)
             page.get_by_role("combobox", name="Unit").click()  # the unit menu; units:7 (top row) is shown first
             page.get_by_role("option").filter(has_text="units:3 ").first.click()
             _done(page, n)
-            _check_clean(page, "Corpus page, unit units:3")
+            check_clean(page, "Corpus page, unit units:3")
             page.wait_for_function("() => document.querySelectorAll('audio').length >= 3", timeout=60000)
             new_audio = _audio_sources(page)
             # new excerpts (one may coincide: with one-second clips an excerpt is the whole clip, and two units

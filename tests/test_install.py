@@ -12,21 +12,17 @@ import json
 import os
 import shutil
 import site
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests._browser import ARGS, CHROMIUM, free_port, require_browser, streamlit_server
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 _SKIP_COPY = shutil.ignore_patterns(".git", ".venv", "runs", "build", "_build", "_train", "__pycache__", "*.egg-info",
                                     ".pytest_cache", ".hypothesis", ".whl", ".cache", "*.log")
 
@@ -104,35 +100,15 @@ def test_pip_only_install_uses_the_shipped_example(installed, tmp_path):
     assert "example:dc_blstm:0 ships with probe" in bad.stderr and "apt-get install -y fluid-soundfont-gm" in bad.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.browser
 def test_probe_app_serves_the_installed_app_to_a_browser(installed):
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not installed: bash .ci/setup installs it (see `probe doctor`)"
+    require_browser()
     venv, env, outside, vsite = installed
-    port = _free_port()
-    log = open(outside / "app.log", "w")
-    proc = subprocess.Popen([str(venv / "bin" / "probe"), "app", "--port", str(port), "--address", "127.0.0.1"],
-                            cwd=outside, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, (outside / "app.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() - t0 < 90, "the installed app did not come up within 90 s"
-            time.sleep(0.3)
+    port = free_port()
+    cmd = [str(venv / "bin" / "probe"), "app", "--port", str(port), "--address", "127.0.0.1"]
+    with streamlit_server(cmd, port=port, cwd=outside, env=env, log_path=outside / "app.log") as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -149,11 +125,3 @@ def test_probe_app_serves_the_installed_app_to_a_browser(installed):
                 page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')", timeout=120000)
             finally:
                 browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
