@@ -3,13 +3,13 @@
 Each result of a pipeline call (model outputs, the default layer, embeddings, attribution,
 NMF, a captured layer) is stored under a key made of
 
-* the model's content: the SHA-256 of a zoo checkpoint, or of every file beside a spec file;
+* the model's content: the SHA-256 of a zoo checkpoint and of the zoo's model code, or of every
+  file beside a spec file (:func:`apps.state.model_content_key`);
 * the clip's content hash (:func:`probe.audio.audio_hash`);
 * the options (the ``repr`` of a frozen options dataclass);
 * a stamp of the code that computed it: the SHA-256 of every ``.py`` file of ``probe`` (except
   the CLI, corpus, report and run-store code, which compute no app result) and of
-  ``apps/cache.py`` — a changed default or fix makes new keys, never a stale answer. The zoo's
-  code is not in the stamp: a zoo model is keyed by its checkpoint's SHA-256.
+  ``apps/cache.py`` — a changed default or fix makes new keys, never a stale answer.
 
 A value is written as ONE safetensors file: the arrays as tensors and the rest of the object
 graph as JSON in the file's metadata. Objects are rebuilt only for classes defined in

@@ -15,6 +15,7 @@ streamlit, so scripts and tests can use it directly.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,10 +118,13 @@ def model_ref_key(ref: str) -> str:
 
 
 def model_content_key(ref: str) -> str:
-    """Key of a model's *content* for the on-disk cache: the SHA-256 of a zoo checkpoint, or of the spec folder's files.
+    """Key of a model's *content* for the on-disk cache: a zoo model's checkpoint and code, or the spec folder's files.
 
-    Unlike :func:`model_ref_key` (modification times, for the in-memory caches), this stays the
-    same when a file is copied or touched and changes whenever a byte of the weights changes.
+    A zoo model is keyed by the SHA-256 of its checkpoint and of the zoo's model code (the ``.py``
+    files at the top of the zoo package: networks, grids, heads — not its recipes or data
+    builders), so a changed network or grid never serves a stale result. Unlike
+    :func:`model_ref_key` (modification times, for the in-memory caches), this stays the same when
+    a file is copied or touched and changes whenever a byte of the weights or the code changes.
     """
     from .diskcache import file_digest
     from .policy import check_model_ref
@@ -129,7 +133,11 @@ def model_content_key(ref: str) -> str:
     if ref.startswith("zoo:"):
         entry = next((e for e in _catalogue() if e.get("name") == ref[4:]), None)
         p = Path(entry["checkpoint"]) if entry and entry.get("checkpoint") else None
-        return f"{ref}#{file_digest(p) if p is not None and p.is_file() else 'untrained'}"
+        if p is None or not p.is_file():
+            return f"{ref}#untrained"
+        code = sorted(p.parent.parent.glob("*.py"))  # the zoo package: checkpoints/NAME.safetensors → *.py
+        stamp = hashlib.sha256("".join(f"{q.name}:{file_digest(q)}" for q in code).encode()).hexdigest()
+        return f"{ref}#{file_digest(p)}#code:{stamp[:16]}"
     p = Path(ref)
     files = sorted(q for q in p.parent.glob("*") if q.is_file())
     return f"{p.name}#" + ",".join(f"{q.name}:{file_digest(q)[:16]}" for q in files)

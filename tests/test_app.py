@@ -518,6 +518,31 @@ def test_disk_cache_round_trips_pipeline_results_without_pickle(tiny_spec, cache
         diskcache.make_key("attribution", "tiny", P.AttributionOptions())
 
 
+def test_disk_cache_key_of_a_zoo_model_follows_its_weights_and_model_code(tmp_path, monkeypatch):
+    """A changed network or grid file of the zoo makes new cache keys; a recipe or data builder does not."""
+    from apps import policy, state
+
+    zoo = tmp_path / "zoo"
+    (zoo / "checkpoints").mkdir(parents=True)
+    (zoo / "recipes").mkdir()
+    ckpt = zoo / "checkpoints" / "net.safetensors"
+    ckpt.write_bytes(b"weights v1")
+    (zoo / "net.py").write_text("HOP = 128\n")
+    (zoo / "recipes" / "net.py").write_text("EPOCHS = 3\n")
+    monkeypatch.setattr(state, "_catalogue", lambda: [{"name": "net", "checkpoint": str(ckpt)}])
+    monkeypatch.setattr(policy, "_zoo_names", lambda: {"net"})
+    key = state.model_content_key("zoo:net")
+    (zoo / "recipes" / "net.py").write_text("EPOCHS = 30\n")
+    assert state.model_content_key("zoo:net") == key  # training code does not change what inference computes
+    (zoo / "net.py").write_text("HOP = 160\n")
+    assert state.model_content_key("zoo:net") != key
+    key2 = state.model_content_key("zoo:net")
+    ckpt.write_bytes(b"weights v22")
+    assert state.model_content_key("zoo:net") not in (key, key2)
+    ckpt.unlink()
+    assert state.model_content_key("zoo:net").endswith("#untrained")
+
+
 def test_warmup_covers_every_page(tiny_spec, cache_dir, tmp_path, monkeypatch):
     """After the warm-up, every page's defaults come from the caches: no page computes anything new.
 
