@@ -6,8 +6,9 @@ from ..audio import AudioExample
 from ..resolve import load as _load
 from ..resolve import resolve_audio as _resolve_audio
 
-__all__ = ["resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "add_overwrite_arg", "check_out", "write_into", "add_time_args", "apply_time_args", "attribution_options", "steps_arg",
-           "write_figure_set"]
+__all__ = ["describe", "resolve_model", "resolve_audio", "add_model_arg", "add_audio_arg", "add_overwrite_arg",
+           "add_figure_out_args", "check_out", "write_into", "add_time_args", "apply_time_args", "attribution_options",
+           "steps_arg", "write_figure_set"]
 
 
 def resolve_model(ref: str):
@@ -33,6 +34,25 @@ def add_overwrite_arg(p):
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder that is not a probe output (only probe's own file names are "
                         "replaced; the folder's other files stay)")
+
+
+def add_figure_out_args(p) -> None:
+    """``--out DIR`` (figures as HTML), ``--overwrite`` and ``--png``: the options of a command that writes figures."""
+    p.add_argument("--out", metavar="DIR", help="write figures here (HTML)")
+    add_overwrite_arg(p)
+    p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
+
+
+def describe(doc: str) -> str:
+    r"""A command module's docstring's first paragraph, without the command prefix, for ``--help``.
+
+    Examples
+    --------
+    >>> describe("``probe x MODEL``: what it does,\n   in two lines.\n\nMore.")
+    'What it does, in two lines.'
+    """
+    text = " ".join(doc.split("\n\n")[0].split()).split(": ", 1)[-1]
+    return text[:1].upper() + text[1:]
 
 
 def check_out(out, args) -> None:

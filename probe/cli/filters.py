@@ -11,17 +11,11 @@ from __future__ import annotations
 __all__ = ["add_parser", "run", "bank_figures"]
 
 
-def _describe() -> str:
-    """The module docstring's first paragraph, without the command prefix, for ``--help``."""
-    text = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[-1]
-    return text[:1].upper() + text[1:]
-
-
 def add_parser(subparsers):
-    from ._common import add_model_arg, add_time_args
+    from ._common import add_figure_out_args, add_model_arg, add_time_args, describe
 
     p = subparsers.add_parser("filters", help="relate learned filters to mel / ERB / gammatone filterbanks",
-                              description=_describe())
+                              description=describe(__doc__))
     add_model_arg(p)
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="analyse only this filter layer (repeatable; default: every filter layer); with --axis, "
@@ -34,10 +28,7 @@ def add_parser(subparsers):
     p.add_argument("--span", choices=("full", "bank"), default="full",
                    help="reference banks over 0 Hz–Nyquist (full) or over the learned centres' range (bank)")
     p.add_argument("--threshold", type=float, default=0.5, help="matched cosine below which a learned filter is 'unmatched'")
-    p.add_argument("--out", metavar="DIR", help="write figures here (HTML)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
-    p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
+    add_figure_out_args(p)
     add_time_args(p)
     return p
 

@@ -14,17 +14,11 @@ from ..errors import AnalysisError
 __all__ = ["add_parser", "run", "nmf_figures"]
 
 
-def _describe() -> str:
-    """The module docstring's first paragraph, without the command prefix, for ``--help``."""
-    text = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[-1]
-    return text[:1].upper() + text[1:]
-
-
 def add_parser(subparsers):
-    from ._common import add_audio_arg, add_model_arg, add_time_args
+    from ._common import add_audio_arg, add_figure_out_args, add_model_arg, add_time_args, describe
 
     p = subparsers.add_parser("nmf", help="compare a model's bases and activations with an NMF of the audio",
-                              description=_describe())
+                              description=describe(__doc__))
     add_model_arg(p)
     add_audio_arg(p)
     p.add_argument("--components", "-k", type=int, default=None,
@@ -36,10 +30,7 @@ def add_parser(subparsers):
                    help="filter layer giving the spectral bases (default: the synthesis bank, else the first spectral bank)")
     p.add_argument("--max-iter", type=int, default=400, help="NMF iterations (default 400)")
     p.add_argument("--threshold", type=float, default=0.5, help="matched cosine below which a basis is 'unmatched'")
-    p.add_argument("--out", metavar="DIR", help="write figures here (HTML)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty folder that is not a probe output (only probe's own file names are replaced)")
-    p.add_argument("--png", action="store_true", help="also write PNG figures (needs kaleido + Chromium)")
+    add_figure_out_args(p)
     add_time_args(p)
     return p
 
