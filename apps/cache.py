@@ -30,7 +30,8 @@ __all__ = ["get_model", "get_example", "cached_spectrogram", "cached_outputs", "
            "clustering_options", "cached_clustering", "cached_attribution", "cached_nmf", "cached_randomisation", "cached_report_html", "start_warmup"]
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+# every zoo model stays loaded after the warm-up (the zoo's checkpoints are 0.2-7 MB each)
+@st.cache_resource(max_entries=16, show_spinner="Loading model…")
 def _load_model(ref: str, stamp: str):
     return state.load_shared_model(ref)
 
@@ -84,16 +85,18 @@ def cached_outputs(model, example):
     return _outputs(_model_key(model), _audio_key(example), model, example.y)
 
 
-@st.cache_data(max_entries=8, show_spinner="Finding filter layers…")
+@st.cache_data(max_entries=24, show_spinner="Finding filter layers…")
 def _filter_banks(model_key: str, _model):
-    return P.find_banks(_model.spec, lock=_model.lock)
+    # the discovery runs shape and gradient probes through the model (seconds to a minute); the banks are
+    # plain arrays (FilterBank), so a restarted server reads them from disk like every other result
+    return _disk("filter_banks", _model, (), lambda: P.find_banks(_model.spec, lock=_model.lock))
 
 
 def cached_filter_banks(model):
     return _filter_banks(_model_key(model), model)
 
 
-@st.cache_data(max_entries=16, show_spinner="Analysing the filters…")
+@st.cache_data(max_entries=32, show_spinner="Analysing the filters…")
 def _filter_analysis(model_key: str, layer: str, options, _bank, _model):
     return _disk("filter_analysis", _model, (layer, options), lambda: P.analyse_bank(_bank, options))
 
@@ -103,7 +106,7 @@ def cached_filter_analysis(model, bank, options=None):
     return _filter_analysis(_model_key(model), bank.name, options or P.FilterOptions(), bank, model)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=48, show_spinner=False)
 def _default_layer(model_key: str, purpose: str, _model, _y):
     from probe.audio import audio_hash
 
@@ -116,7 +119,7 @@ def cached_default_layer(model, example, purpose: str = "activations"):
     return _default_layer(_model_key(model), purpose, model, example.y)
 
 
-@st.cache_data(max_entries=16, show_spinner="Capturing the layer…")
+@st.cache_data(max_entries=32, show_spinner="Capturing the layer…")
 def _activation(model_key: str, audio_key: str, layer: str, options, _model, _y):
     return _disk("activation", _model, (audio_key, layer, options),
                  lambda: P.capture_layer(_model.spec, _y, layer, options, lock=_model.lock))
@@ -126,7 +129,7 @@ def cached_activation(model, example, layer: str, options=None):
     return _activation(_model_key(model), _audio_key(example), layer, options or P.ActivationOptions(), model, example.y)
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing embeddings, map and clusters…")
+@st.cache_data(max_entries=24, show_spinner="Computing embeddings, map and clusters…")
 def _embeddings(model_key: str, audio_key: str, options, _model, _ex):
     return _disk("embeddings", _model, (audio_key, options),
                  lambda: P.analyse_embeddings(_model.spec, _ex, options, lock=_model.lock))
@@ -157,7 +160,7 @@ def cached_clustering(model, example, layer=None, k=None):
     return cached_embeddings(model, example, clustering_options(model, layer, k))
 
 
-@st.cache_data(max_entries=8, show_spinner="Attributing (and running the deletion test)…")
+@st.cache_data(max_entries=24, show_spinner="Attributing (and running the deletion test)…")
 def _attribution(model_key: str, audio_key: str, options, _model, _ex, _clustering=None):
     return _disk("attribution", _model, (audio_key, options),
                  lambda: P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock, clustering=_clustering))
@@ -172,14 +175,41 @@ def cached_attribution(model, example, options=None):
     return _attribution(_model_key(model), _audio_key(example), options, model, example, clustering)
 
 
-@st.cache_data(max_entries=8, show_spinner="Fitting NMF and comparing it with the model…")
+def _refusal(compute):
+    """``compute()``, or ``{"refused": error class, "message": ...}`` when the library refuses (a ProbeError).
+
+    A refusal that depends only on the model and options (no spectral bank for NMF) is as
+    deterministic as a result: caching it spares a restarted server the discovery that finds it.
+    """
+    from probe.errors import ProbeError
+
+    try:
+        return compute()
+    except ProbeError as exc:
+        if isinstance(exc, state.Unavailable):
+            raise
+        return {"refused": type(exc).__name__, "message": str(exc)}
+
+
+def _raise_refusal(value):
+    if isinstance(value, dict) and "refused" in value:
+        from probe import errors
+
+        cls = getattr(errors, str(value["refused"]), None)
+        raise (cls if isinstance(cls, type) and issubclass(cls, errors.ProbeError) else errors.ProbeError)(
+            value["message"])
+    return value
+
+
+@st.cache_data(max_entries=24, show_spinner="Fitting NMF and comparing it with the model…")
 def _nmf(model_key: str, audio_key: str, options, _model, _ex):
-    return _disk("nmf", _model, (audio_key, options), lambda: P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock))
+    return _disk("nmf", _model, (audio_key, options),
+                 lambda: _refusal(lambda: P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)))
 
 
 def cached_nmf(model, example, options=None):
-    """:class:`probe.pipelines.NMFAnalysis` of the model on the clip."""
-    return _nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example)
+    """:class:`probe.pipelines.NMFAnalysis` of the model on the clip (a refusal is cached and raised again)."""
+    return _raise_refusal(_nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example))
 
 
 @st.cache_data(max_entries=4, show_spinner="Randomising the layers one by one and attributing again…")

@@ -22,7 +22,7 @@ MODEL_KEY, AUDIO_KEY, UPLOAD_KEY = "probe_model_ref", "probe_audio_ref", "probe_
 UPLOAD_ERROR_KEY = "probe_upload_error"
 
 __all__ = ["MODEL_KEY", "AUDIO_KEY", "UPLOAD_KEY", "UPLOAD_ERROR_KEY", "current_model_ref", "current_model", "current_audio",
-           "selection_caption", "show_error", "build", "plot", "align_time_axes"]
+           "selection_caption", "show_error", "build", "plot", "align_time_axes", "button_columns"]
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
@@ -217,3 +217,16 @@ def align_time_axes(*figs, duration: float | None = None, left: int = 70, right:
         if duration:
             fig.update_xaxes(range=[0.0, float(duration)])
     return figs
+
+
+def button_columns(n: int, per_row: int = 3, where=None) -> list:
+    """``n`` column slots in rows of ``per_row``: download rows whose labels fit on a laptop-wide page.
+
+    Six buttons side by side cut labels such as "Points + clusters (Parquet)" at the page's width;
+    rows of three keep every label whole.
+    """
+    where = where or st
+    slots: list = []
+    while len(slots) < n:
+        slots += list(where.columns(per_row))
+    return slots[:n]

@@ -6,8 +6,10 @@ computes, for its first example, exactly what each page computes under its defau
 same cache calls with the same options, so the page finds them): spectrogram, outputs,
 default layers, the shared clustering and PCA map, the captured default layer, the filter
 analysis, the NMF comparison and, last, the attribution (IG until completeness ≤ 1 % may take
-minutes on a shared CPU). Cheap steps of every model come first (the default model before the
-others), then the attributions.
+minutes on a shared CPU). The work goes in three passes over the models (the default model
+first in each): the Overview of every model (model, spectrogram, outputs and, for an embedding
+model, the shared PCA clustering its Overview plays), so any model's first page is ready
+soonest; then the other cheap pages of every model; then the attributions.
 
 Every result also lands in the on-disk cache (:mod:`apps.diskcache`), so after one warm-up a
 restarted server fills its memory caches from disk in seconds. Each step is timed into
@@ -25,8 +27,12 @@ ENV = "PROBE_APP_WARMUP"
 LOG: list = []
 #: set when :func:`run` has finished (in the warm-up thread)
 DONE = threading.Event()
+#: the steps of the Overview page (the first page a visitor sees), done for every model before anything else
+OVERVIEW = ("spectrogram", "outputs", "overview clustering")
 #: the steps that run the model for seconds to minutes; done after every model's cheap steps
 HEAVY = ("attribution",)
+#: the passes of :func:`run`, in order
+PASSES = ("overview", "cheap", "heavy")
 
 
 def enabled() -> bool:
@@ -44,10 +50,13 @@ def page_defaults(model, example) -> dict:
     from . import cache
     from .menus import target_options
 
-    def embeddings():  # Overview (embedding models), Embeddings and Attribution share this clustering
+    def embeddings():  # Overview (embedding models), Embeddings and Attribution share this clustering (PCA map)
         first = cache.cached_default_layer(model, example, "embeddings")
         return cache.cached_embeddings(model, example,
                                        cache.clustering_options(model, first, int(model.spec.n_sources or 2)))
+
+    def overview_clustering():  # what the Overview plays for a model whose output is T-F embeddings
+        return embeddings() if model.spec.output_kind == "tf_embeddings" else None
 
     def filters():
         banks = cache.cached_filter_banks(model)
@@ -69,12 +78,17 @@ def page_defaults(model, example) -> dict:
 
     return {"spectrogram": lambda: cache.cached_spectrogram(model, example),
             "outputs": lambda: cache.cached_outputs(model, example),
+            "overview clustering": overview_clustering,
             "default layer": lambda: cache.cached_default_layer(model, example),
             "embeddings": embeddings,
             "filters": filters,
             "activations": activations,
             "nmf": nmf,
             "attribution": attribution}
+
+
+def _pass_of(step: str) -> str:
+    return "overview" if step in OVERVIEW else "heavy" if step in HEAVY else "cheap"
 
 
 def _selection(ref, audio_ref=None):
@@ -98,16 +112,20 @@ def run(refs=None) -> None:
         if refs is None:
             refs = [e["ref"] for e in state.zoo_models() if e.get("trained")]
         pairs = [r if isinstance(r, tuple) else (r, None) for r in refs]
-        plan = [(p, "cheap") for p in pairs] + [(p, "heavy") for p in pairs]
+        plan = [(p, part) for part in PASSES for p in pairs]
+        failed = set()
         for (ref, audio), part in plan:
+            if (ref, audio) in failed:
+                continue
             try:
                 model, example = _selection(ref, audio)
                 steps = page_defaults(model, example)
             except Exception as exc:
                 LOG.append(("load", ref, f"{type(exc).__name__}: {exc}"))
+                failed.add((ref, audio))
                 continue
             for what, fn in steps.items():
-                if (what in HEAVY) != (part == "heavy"):
+                if _pass_of(what) != part:
                     continue
                 t0 = time.perf_counter()
                 try:

@@ -12,7 +12,7 @@ import streamlit as st
 from apps import downloads as dl
 from apps.cache import cached_attribution, cached_clustering, cached_randomisation, cached_report_html
 from apps.menus import ATTRIBUTION_METHODS, target_options
-from apps.ui import align_time_axes, build, plot, show_error, page_selection
+from apps.ui import button_columns, align_time_axes, build, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.attribution import attribution_figure, deletion_figure, randomisation_figure, target_track_figure
 from probe.pipelines import AttributionOptions
@@ -126,6 +126,7 @@ def _summary(res, where, key: str):
     align_time_axes(amap, track, duration=example.duration)  # the track's seconds under the map's
     plot(amap, key=f"attr_map{key}", where=where)
     plot(track, key=f"attr_track{key}", where=where)
+    return amap
 
 
 res = _attribute(target, method, steps)
@@ -137,7 +138,7 @@ mel = st.toggle("Fold relevance onto mel bands", value=model.spec.input_kind == 
 if compare:
     left, right = st.columns(2)
     left.markdown(f"**A · {method} · {_target_label(res.target)}**")
-    _summary(res, left, "")
+    fig = _summary(res, left, "")
     with right:
         c1, c2, c3 = st.columns([3, 2, 1])
         second = next((m for m in ("saliency", "ixg", "ig") if m != method), "saliency")
@@ -155,7 +156,7 @@ if compare:
                           "insertion AUC": [res.deletion.get("insertion_auc"), res_b.deletion.get("insertion_auc")]},
                          hide_index=True)
 else:
-    _summary(res, st, "")
+    fig = _summary(res, st, "")
 
 attr = res.attribution
 st.subheader("Listen")
@@ -177,7 +178,7 @@ if res.deletion and res.deletion.get("auc") is not None:
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, attr.method, res.target)
-c = st.columns(6)
+c = button_columns(6)
 c[0].download_button("Map (safetensors)", lambda: dl.map_safetensors(
     {"map": attr.map, "times": attr.times, "freqs": attr.freqs},
     {"model": model.name, "audio": example.name, "method": attr.method, "target": res.target,
@@ -187,8 +188,7 @@ c[1].download_button("Map (CSV)", lambda: dl.map_csv(attr.map, times=attr.times,
                      f"{stem}.csv", "text/csv", key="dl_attr_csv", on_click="ignore")
 c[2].download_button("Explanation (WAV)", lambda: dl.wav_bytes(res["explanation"], res["sr"]), f"{stem}_explanation.wav",
                      "audio/wav", key="dl_attr_wav", on_click="ignore")
-fig = build(attribution_figure, attr, boxes=example.events, mel=mel)
-if fig is not None:
+if fig is not None:  # the map drawn above (built once per run)
     c[3].download_button("Map figure (HTML)", lambda: dl.figure_html(fig), f"{stem}.html", "text/html", key="dl_attr_html", on_click="ignore")
     c[4].download_button("Map figure (PNG)", dl.png_later(fig), f"{stem}.png", "image/png", key="dl_attr_png",
                          on_click="ignore", help="Rendered when clicked (a few seconds)")

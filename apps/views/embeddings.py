@@ -15,7 +15,7 @@ from apps import downloads as dl
 from apps import selection as sel
 from apps.cache import cached_default_layer, cached_embeddings, cached_report_html, clustering_options
 from apps.menus import embedding_layers
-from apps.ui import build, plot, show_error, page_selection
+from apps.ui import button_columns, build, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.embeddings import cluster_mask_figure, embedding_scatter
 from probe.pipelines import EmbeddingOptions
@@ -155,7 +155,7 @@ plot(mask_fig, key="emb_mask")
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, example.name, res.layer, projection)
 table = dl.points_table(res)
-c = st.columns(6)
+c = button_columns(6)
 c[0].download_button("Points + clusters (CSV)", lambda: dl.table_csv(table), f"{stem}_points.csv", "text/csv",
                      key="dl_emb_csv", on_click="ignore")
 c[1].download_button("Points + clusters (Parquet)", lambda: dl.table_parquet(table), f"{stem}_points.parquet",

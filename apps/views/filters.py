@@ -5,7 +5,7 @@ import streamlit as st
 
 from apps import downloads as dl
 from apps.cache import cached_filter_analysis, cached_filter_banks, cached_report_html
-from apps.ui import build, current_audio, current_model, plot, show_error
+from apps.ui import button_columns, build, current_audio, current_model, plot, show_error
 from probe.errors import ProbeError
 from probe.figures.filters import (centre_frequency_plot, filter_gallery, matched_responses_plot, matching_matrix,
                                    octave_density_plot, response_heatmap)
@@ -91,7 +91,7 @@ for k in ("centre_hz_", "peak_hz_", "bandwidth_hz_", "q_", "peak_gain_db_"):
     v = getattr(fr, k, None)
     if v is not None and np.ndim(v) == 1 and len(v) == len(order):
         table[k.rstrip("_")] = np.asarray(v, np.float64)[order]
-c = st.columns(5)
+c = button_columns(5)
 c[0].download_button("Filters (CSV)", lambda: dl.table_csv(table), f"{stem}.csv", "text/csv", key="dl_filt_csv",
                      on_click="ignore", help="One row per filter, sorted by centre: centre, peak, bandwidth, Q, gain")
 c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safetensors(

@@ -2,19 +2,21 @@
 
 Every figure is a ratio of medians measured side by side in one process (runs
 interleaved), because these machines are noisy. Sections: :mod:`.capture`,
-:mod:`.embeddings`, :mod:`.attribution`, :mod:`.corpus` — all inside the package, so an installed
+:mod:`.embeddings`, :mod:`.attribution`, :mod:`.corpus` (and, opt-in, :mod:`.app`) — all inside the package, so an installed
 ``probe bench`` runs every one of them.
 """
 
 from __future__ import annotations
 
-__all__ = ["run_all", "SECTIONS"]
+__all__ = ["run_all", "SECTIONS", "DEFAULT"]
 
 #: benchmark sections, in the order ``probe bench`` runs them
-SECTIONS = ("capture", "embeddings", "attribution", "corpus")
+SECTIONS = ("capture", "embeddings", "attribution", "corpus", "app")
+#: what a plain ``probe bench`` runs; ``app`` (page times of the Streamlit app, :mod:`.app`) is opt-in
+DEFAULT = ("capture", "embeddings", "attribution", "corpus")
 
 
-def run_all(*, quick: bool = False, include=SECTIONS) -> dict:
+def run_all(*, quick: bool = False, include=DEFAULT) -> dict:
     """Run the benchmark sections in ``include`` and return their numbers in one dict."""
     import torch
 
@@ -42,6 +44,10 @@ def run_all(*, quick: bool = False, include=SECTIONS) -> dict:
         out.update(bench(quick=quick))
     if "corpus" in include:
         from .corpus import bench
+
+        out.update(bench(quick=quick))
+    if "app" in include:
+        from .app import bench
 
         out.update(bench(quick=quick))
     return out
