@@ -46,9 +46,17 @@ def _same(a, b) -> bool:
     return True
 
 
-def test_ray_engine_writes_identical_tables(tmp_path):
+@pytest.mark.parametrize("writer", ["actors", "driver"])
+def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer):
+    """On one machine the actors write their own part files; joined to a cluster (``--ray-address``) the
+    driver writes them (``writer="driver"`` forces that path here). Either way: the in-process files."""
     _require_ray()
     import ray
+
+    import probe.corpus.run as run_mod
+
+    if writer == "driver":
+        monkeypatch.setattr(run_mod, "_ray_is_local", lambda ray: False)
 
     corpus = make_event_corpus(tmp_path / "clips", n_clips=5, seconds=1.0, manifest=True)
     with open(corpus, "a") as fh:
@@ -56,14 +64,24 @@ def test_ray_engine_writes_identical_tables(tmp_path):
     opts = RunOptions(layers=("units", "code"), batch_size=2, frames_per_clip=16)
     a = run_corpus(planted_spec, corpus, tmp_path / "inproc", options=opts)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ropts = dataclasses.replace(opts, engine="ray", workers=2)
     try:
-        b = run_corpus(planted_spec, corpus, tmp_path / "ray", options=dataclasses.replace(opts, engine="ray", workers=2))
+        b = run_corpus(planted_spec, corpus, tmp_path / "ray", options=ropts)
+        # resumable: lose one batch (a crash mid-run), run again: only its clips run, the tables stay the same
+        lost = sorted((tmp_path / "ray" / "parts").glob("part-00000002-*.parquet"))
+        assert len(lost) == 1
+        lost[0].unlink()
+        again = run_corpus(planted_spec, corpus, tmp_path / "ray", options=ropts)
     finally:
         ray.shutdown()
+    assert again["clips_this_pass"] == 2 and again["resumed"] == 4 and again["clips"] == b["clips"]
     assert a["clips"] == b["clips"] and b["clips"]["bad"] == 1 and b["engine"] == "ray"
     ta, tb = _sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray")
     assert ta.num_rows == 5 * 2 * 2 + 1
     assert _same(ta, tb)
+    # the same part files (one per batch, named by corpus position), so a resumed run sees the same batches
+    names = [sorted(f.name.rsplit("-", 1)[0] for f in (tmp_path / x / "parts").glob("*.parquet")) for x in ("inproc", "ray")]
+    assert names[0] == names[1] and len(names[0]) == 3
     import pyarrow.parquet as pq
 
     assert _same(pq.read_table(tmp_path / "inproc" / "unit_stats.parquet"),

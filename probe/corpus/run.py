@@ -236,31 +236,83 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
     return len(pending)
 
 
+#: Ray Data knobs (module level so a benchmark can compare): hand blocks out as actors free up
+#: (the part files are named by corpus position, so arrival order does not matter), and on one
+#: machine let each actor write its own part file instead of shipping rows to the driver
+_RAY_PRESERVE_ORDER = False
+_RAY_WRITE_IN_ACTORS = True
+
+
+class RayBatch:
+    """The body of a Ray Data actor: one :class:`~probe.corpus.worker.CorpusWorker` (model loaded
+    once), and, when ``parts`` is given (a Ray on this machine), each batch's part file written
+    where it was computed, atomically, returning only the clip ids; otherwise the rows themselves.
+
+    Input batches carry a ``_pos`` column (each clip's position in the corpus): a part file is
+    named after the smallest, as the in-process engine names it, so both engines write the same files.
+    """
+
+    def __init__(self, model, options, threads: int | None = None, parts: str | None = None):
+        self.worker = CorpusWorker(model, options, threads=threads)
+        self.parts = Path(parts) if parts else None
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        first = min(batch.column("_pos").to_pylist())
+        batch = batch.drop_columns(["_pos"])
+        table = self.worker(batch)
+        if self.parts is None:
+            return table.append_column("_first", pa.array([first] * table.num_rows, pa.int64()))
+        _write_table(table, self.parts / _part_name(first))
+        return pa.table({"clip_id": batch.column("clip_id"), "_first": pa.array([first] * batch.num_rows, pa.int64())})
+
+
+def _ray_is_local(ray) -> bool:
+    """True when the Ray this process is connected to is one node: this machine."""
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
+    except Exception:  # an unknown Ray: ship rows to the driver, which always works
+        return False
+
+
 def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, t0) -> int:
     try:
         import ray
+        import ray.data  # noqa: F401
     except ImportError:
         raise CorpusError("engine 'ray' needs Ray Data: pip install 'probe-audio[ray]' (ray[data])") from None
+    import pyarrow.compute as pc
+
     if not ray.is_initialized():
         kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    ctx.execution_options.preserve_order = True
+    ctx.print_on_execution_start = False
+    ctx.execution_options.preserve_order = _RAY_PRESERVE_ORDER
     bs = int(options.batch_size)
+    in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
     # one block per batch, so every actor of the pool gets work from the start
-    ds = ray.data.from_items([c.to_row() for c in pending], override_num_blocks=max(1, -(-len(pending) // bs)))
+    rows = [{**c.to_row(), "_pos": index[c.clip_id]} for c in pending]
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(pending) // bs)))
     # one CPU and one torch thread per actor: n workers use n cores, like n in-process runs would
-    ds = ds.map_batches(CorpusWorker, fn_constructor_kwargs={"model": model, "options": options.to_dict(), "threads": 1},
+    ds = ds.map_batches(RayBatch, fn_constructor_kwargs={"model": model, "options": options.to_dict(), "threads": 1,
+                                                         "parts": str(parts.resolve()) if in_actors else None},
                         batch_size=bs, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=int(workers)), num_cpus=1, zero_copy_batch=True)
     n = 0
     with _bar(progress, len(pending)) as bar:
-        # each block is one map_batches result: written on arrival, so a crash loses only batches in flight
+        # each block is one batch: written as it lands (by its actor, or here), so a crash loses
+        # only the batches in flight
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows == 0:
                 continue
-            _write_table(table, parts / _part_name(_first_index(table, index)))
+            if not in_actors:
+                for first in pc.unique(table.column("_first")).to_pylist():
+                    one = table.filter(pc.equal(table.column("_first"), first)).drop_columns(["_first"])
+                    _write_table(one, parts / _part_name(first))
             k = len(set(table.column("clip_id").to_pylist()))
             written.append((time.perf_counter() - t0, k))
             n += k
@@ -402,18 +454,137 @@ def open_run(path) -> CorpusRun:
 
 
 # ---- statistics over the finished parts (streamed: memory bounded by one part) ------------------
+_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (wrapping arithmetic): a well-spread hash."""
+    x = x + _GOLD
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+class FrameSample:
+    """A fixed-size sample of frames that does not depend on the order the frames arrive in.
+
+    Every frame gets a key hashed from its clip id and step index; the sample is the
+    ``capacity`` frames with the smallest keys (a bottom-k sample: uniform over frames, the
+    same whatever the batch size, engine or file order). The buffer is allocated once, at
+    ``capacity + chunk`` frames, so memory does not grow with the corpus; while fewer than
+    ``capacity`` frames have been seen, the sample is all of them.
+
+    Examples
+    --------
+    >>> s = FrameSample(2, capacity=3, chunk=2)
+    >>> for step in range(5):
+    ...     s.add("clip", [step], np.full((1, 2), step, dtype=np.float32))
+    >>> s.frames().shape, s.seen
+    ((3, 2), 5)
+    >>> t = FrameSample(2, capacity=3, chunk=4)  # another arrival order and chunking: the same frames
+    >>> t.add("clip", [4, 3, 2, 1, 0], np.arange(4, -1, -1, dtype=np.float32)[:, None].repeat(2, 1))
+    >>> sorted(s.frames()[:, 0]) == sorted(t.frames()[:, 0])
+    True
+    """
+
+    def __init__(self, n_units: int, capacity: int = 20000, chunk: int = 4096):
+        if capacity < 1 or chunk < 1:
+            raise ValueError("capacity and chunk must be positive")
+        self.capacity, self.chunk = int(capacity), int(chunk)
+        self._keys = np.empty(self.capacity + self.chunk, dtype=np.uint64)
+        self._vals = np.empty((self.capacity + self.chunk, int(n_units)), dtype=np.float32)
+        self._n = 0
+        self.seen = 0
+
+    @staticmethod
+    def keys(clip_id: str, steps) -> np.ndarray:
+        """The sampling keys of ``steps`` of clip ``clip_id`` (uint64)."""
+        import hashlib
+
+        h = np.uint64(int.from_bytes(hashlib.blake2b(str(clip_id).encode(), digest_size=8).digest(), "little"))
+        return _mix64(h ^ _mix64(np.asarray(steps, dtype=np.int64).astype(np.uint64)))
+
+    def add(self, clip_id: str, steps, acts: np.ndarray) -> None:
+        """Offer the frames ``acts`` (``[n, n_units]``) at step indices ``steps`` of one clip."""
+        keys = self.keys(clip_id, steps)
+        if len(keys) != len(acts):
+            raise ValueError(f"{len(keys)} step indices for {len(acts)} frames")
+        self.seen += len(keys)
+        for s in range(0, len(keys), self.chunk):
+            k = keys[s:s + self.chunk]
+            if self._n + len(k) > len(self._keys):
+                self._compact()
+            self._keys[self._n:self._n + len(k)] = k
+            self._vals[self._n:self._n + len(k)] = acts[s:s + self.chunk]
+            self._n += len(k)
+
+    def _compact(self) -> None:
+        if self._n <= self.capacity:
+            return
+        keep = np.argpartition(self._keys[:self._n], self.capacity - 1)[:self.capacity]
+        keep.sort()
+        self._keys[:self.capacity] = self._keys[keep]
+        self._vals[:self.capacity] = self._vals[keep]
+        self._n = self.capacity
+
+    def frames(self) -> np.ndarray:
+        """The sampled frames, ``[min(seen, capacity), n_units]`` (a view into the buffer)."""
+        self._compact()
+        return self._vals[:self._n]
+
+
+class TopK:
+    """Per unit, the ``k`` clips with the highest maximum activation (with its time): fixed size.
+
+    Ranked by (value, clip id, time), highest first, so ties are broken the same way whatever
+    the order the clips arrive in.
+
+    Examples
+    --------
+    >>> t = TopK(2, k=2)
+    >>> t.add("a", np.array([1.0, 5.0]), np.array([0.1, 0.2]))
+    >>> t.add("b", np.array([3.0, 0.0]), np.array([0.3, 0.4]))
+    >>> t.add("c", np.array([2.0, 0.0]), np.array([0.5, 0.6]))
+    >>> [[c for _, c, _ in b] for b in t.best]
+    [['b', 'c'], ['a', 'c']]
+    """
+
+    def __init__(self, n_units: int, k: int):
+        self.k = int(k)
+        self.best: list = [[] for _ in range(int(n_units))]  # per unit: (value, clip, time), best first
+        self._floor = np.full(int(n_units), -np.inf)  # the k-th best value once k are held
+
+    def add(self, clip_id: str, values, times) -> None:
+        v = np.asarray(values, dtype=np.float32)
+        tm = np.asarray(times, dtype=np.float32)
+        for u in np.nonzero(v >= self._floor)[0].tolist():  # only units this clip may enter
+            b = self.best[u]
+            b.append((float(v[u]), clip_id, float(tm[u])))
+            b.sort(reverse=True)
+            del b[self.k:]
+            if len(b) == self.k:
+                self._floor[u] = b[-1][0]
+
+
+_BAD_REASONS = 100  # bad clips whose reason the manifest lists (the first by id)
+
+
 def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
-    """Merge the parts into ``unit_stats.parquet`` and count clips; returns the manifest summary."""
+    """Merge the parts into ``unit_stats.parquet`` and count clips; returns the manifest summary.
+
+    Parts are streamed one at a time; the quantiles come from a fixed-size sample of at most
+    ``quantile_frames`` frames per layer and variant (:class:`FrameSample`: every frame while the
+    corpus has fewer), so memory does not grow with the corpus."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(out)
     acc: dict = {}
-    bad: dict = {}
-    ok: set = set()
+    bad: dict = {}  # the reasons of the first (by id) bad clips only; counts below
+    n_ok = n_bad = 0
     layers_info: dict = {}
     cols = ["clip_id", "status", "reason", "layer", "variant", "n_units", "n_steps", "seconds_per_step",
-            "time_offset", "acts", "unit_sum", "unit_sumsq", "unit_max", "unit_argmax_time"]
+            "time_offset", "step_index", "acts", "unit_sum", "unit_sumsq", "unit_max", "unit_argmax_time"]
     for f in sorted((out / "parts").glob("*.parquet")):
         t = pq.read_table(f, columns=cols)
         # columns as numpy once (list columns as values + offsets); rows are then folded in one by
@@ -422,51 +593,45 @@ def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
         layer, variant = t.column("layer").to_pylist(), t.column("variant").to_pylist()
         n_units, n_steps = (t.column(c).to_numpy(zero_copy_only=False) for c in ("n_units", "n_steps"))
         sps, offset = t.column("seconds_per_step").to_pylist(), t.column("time_offset").to_pylist()
-        lists = {c: _list_values(t.column(c)) for c in ("acts", "unit_sum", "unit_sumsq", "unit_max",
+        lists = {c: _list_values(t.column(c)) for c in ("step_index", "acts", "unit_sum", "unit_sumsq", "unit_max",
                                                         "unit_argmax_time")}
+        # a clip's rows all live in one part (one batch), so clips are counted part by part
+        n_ok += len({c for c, st in zip(ids, status) if st == "ok"})
+        n_bad += sum(st != "ok" for st in status)
         for i in range(t.num_rows):
             if status[i] != "ok":
                 bad[ids[i]] = reason[i]
+                if len(bad) > 2 * _BAD_REASONS:
+                    bad = dict(sorted(bad.items())[:_BAD_REASONS])
                 continue
-            ok.add(ids[i])
             key = (layer[i], variant[i])
             u = int(n_units[i])
             a = acc.get(key)
             if a is None:
-                a = acc[key] = {"n": 0, "sum": np.zeros(u), "sumsq": np.zeros(u), "top": [], "sample": [], "n_sample": 0}
+                a = acc[key] = {"n": 0, "sum": np.zeros(u), "sumsq": np.zeros(u), "top": TopK(u, top_k),
+                                "sample": FrameSample(u, quantile_frames)}
                 layers_info.setdefault(layer[i], {"n_units": u, "seconds_per_step": sps[i], "time_offset": offset[i]})
             row = {c: v[o[i]:o[i + 1]] for c, (v, o) in lists.items()}
             a["n"] += int(n_steps[i])
             a["sum"] += row["unit_sum"]
             a["sumsq"] += row["unit_sumsq"]
-            a["top"].append((ids[i], row["unit_max"].astype(np.float32), row["unit_argmax_time"].astype(np.float32)))
-            if len(a["top"]) > 4 * top_k:
-                a["top"] = _merge_top(a["top"], top_k)
-            a["sample"].append(row["acts"].astype(np.float32).reshape(-1, u))
-            a["n_sample"] += len(a["sample"][-1])
-            if a["n_sample"] > 2 * quantile_frames:
-                s = np.concatenate(a["sample"])
-                a["sample"] = [s[np.linspace(0, len(s) - 1, quantile_frames).round().astype(int)]]
-                a["n_sample"] = quantile_frames
+            a["top"].add(ids[i], row["unit_max"], row["unit_argmax_time"])
+            a["sample"].add(ids[i], row["step_index"], row["acts"].reshape(-1, u))
     rows = []
     qs = (0.01, 0.1, 0.5, 0.9, 0.99)
     for (layer, variant), a in sorted(acc.items()):
         mean = a["sum"] / a["n"]
         var = np.maximum(a["sumsq"] / a["n"] - mean ** 2, 0.0)
-        sample = np.concatenate(a["sample"])
-        quant = np.quantile(sample, qs, axis=0)
-        top = _merge_top(a["top"], top_k)
+        quant = np.quantile(a["sample"].frames(), qs, axis=0)
         for u in range(len(mean)):
-            best = sorted(((float(v[u]), cid, float(tm[u])) for cid, v, tm in top), reverse=True)[:top_k]
+            best = a["top"].best[u]
             rows.append({"layer": layer, "variant": variant, "unit": u, "count": a["n"], "mean": float(mean[u]),
                          "var": float(var[u]), **{f"q{int(q * 100):02d}": float(quant[i, u]) for i, q in enumerate(qs)},
                          "top_clips": [b[1] for b in best], "top_times": [b[2] for b in best],
                          "top_values": [b[0] for b in best]})
     if rows:
         _write_table(pa.Table.from_pylist(rows), out / "unit_stats.parquet")
-    for cid in ok:
-        bad.pop(cid, None)
-    return {"clips": {"ok": len(ok), "bad": len(bad), "bad_reasons": dict(sorted(bad.items())[:100])},
+    return {"clips": {"ok": n_ok, "bad": n_bad, "bad_reasons": dict(sorted(bad.items())[:_BAD_REASONS])},
             "layer_info": layers_info}
 
 
@@ -478,13 +643,3 @@ def _list_values(col):
     offsets = arr.offsets.to_numpy()
     values = arr.values.to_numpy(zero_copy_only=False)
     return values, offsets
-
-
-def _merge_top(entries: list, k: int) -> list:
-    """Keep, per unit, only the clips among the top ``k`` (entries are (clip, max[U], argmax_time[U]))."""
-    vals = np.stack([e[1] for e in entries])  # (n, U)
-    keep = set()
-    kk = min(k, len(entries))
-    for u in range(vals.shape[1]):
-        keep.update(np.argpartition(-vals[:, u], kk - 1)[:kk].tolist())
-    return [entries[i] for i in sorted(keep)]
