@@ -176,7 +176,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     pending = [c for c in clips if c.clip_id not in done]
     t0 = time.perf_counter()
     n_new = 0
-    written: list = []  # (seconds since t0, clips) of every part as it lands
+    written: list = []  # (seconds since t0, clips, worker CPU seconds) of every part as it lands
     if pending:
         index = {c.clip_id: i for i, c in enumerate(clips)}
         if engine == "inprocess":
@@ -192,20 +192,27 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     manifest.update(summary)
     manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
                      "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None,
-                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin)})
+                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin,
+                                       workers=workers if engine == "ray" else 1)})
     _write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _timing(written: list, *, setup: float, finalize: float) -> dict:
+def _timing(written: list, *, setup: float, finalize: float, workers: int = 1) -> dict:
     """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
-    the wait for the first part (engine start-up + one batch), the steady rate after it, and finalize."""
+    the wait for the first part and for every worker's first part (engine start-up + one batch each), the
+    steady rate after that, the worker CPU seconds per clip of those steady batches (compute + its part
+    file; on Ray, measured in the actor), and finalize."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
     if written:
+        w = max(1, min(int(workers), len(written)))
         out["first_part_s"] = round(written[0][0], 3)
-        rest = sum(k for _, k in written[1:])
-        span = written[-1][0] - written[0][0]
-        out["steady_clips_per_second"] = round(rest / span, 3) if rest and span > 0 else None
+        out["warm_s"] = round(written[w - 1][0], 3)
+        rest = written[w:]
+        clips = sum(k for _, k, _ in rest)
+        span = written[-1][0] - written[w - 1][0]
+        out["steady_clips_per_second"] = round(clips / span, 3) if clips and span > 0 else None
+        out["steady_cpu_s_per_clip"] = round(sum(c for _, _, c in rest) / clips, 5) if clips else None
     return out
 
 
@@ -229,9 +236,10 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
     with _bar(progress, len(pending)) as bar:
         for i in range(0, len(pending), bs):
             batch = pending[i:i + bs]
+            c0 = time.process_time()
             table = worker(clips_table(batch))
             _write_table(table, parts / _part_name(_first_index(table, index)))
-            written.append((time.perf_counter() - t0, len(batch)))
+            written.append((time.perf_counter() - t0, len(batch), time.process_time() - c0))
             bar.update(len(batch))
     return len(pending)
 
@@ -259,13 +267,18 @@ class RayBatch:
     def __call__(self, batch):
         import pyarrow as pa
 
+        c0 = time.process_time()
         first = min(batch.column("_pos").to_pylist())
         batch = batch.drop_columns(["_pos"])
         table = self.worker(batch)
         if self.parts is None:
-            return table.append_column("_first", pa.array([first] * table.num_rows, pa.int64()))
-        _write_table(table, self.parts / _part_name(first))
-        return pa.table({"clip_id": batch.column("clip_id"), "_first": pa.array([first] * batch.num_rows, pa.int64())})
+            n = table.num_rows
+        else:
+            _write_table(table, self.parts / _part_name(first))
+            table, n = pa.table({"clip_id": batch.column("clip_id")}), batch.num_rows
+        # the batch's first position (its part's name) and the CPU seconds this actor spent on it
+        table = table.append_column("_first", pa.array([first] * n, pa.int64()))
+        return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
 
 
 def _ray_is_local(ray) -> bool:
@@ -309,12 +322,14 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows == 0:
                 continue
+            firsts = table.column("_first").to_pylist()
+            cpu = dict(zip(firsts, table.column("_cpu").to_pylist()))  # one value per batch
             if not in_actors:
-                for first in pc.unique(table.column("_first")).to_pylist():
-                    one = table.filter(pc.equal(table.column("_first"), first)).drop_columns(["_first"])
+                for first in cpu:
+                    one = table.filter(pc.equal(table.column("_first"), first)).drop_columns(["_first", "_cpu"])
                     _write_table(one, parts / _part_name(first))
             k = len(set(table.column("clip_id").to_pylist()))
-            written.append((time.perf_counter() - t0, k))
+            written.append((time.perf_counter() - t0, k, sum(cpu.values())))
             n += k
             bar.update(k)
     return n
@@ -622,7 +637,10 @@ def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
     for (layer, variant), a in sorted(acc.items()):
         mean = a["sum"] / a["n"]
         var = np.maximum(a["sumsq"] / a["n"] - mean ** 2, 0.0)
-        quant = np.quantile(a["sample"].frames(), qs, axis=0)
+        frames = a["sample"].frames()
+        # one unit at a time: np.quantile copies its input, and a copy of the whole sample would grow
+        # with the corpus (up to the sample's capacity)
+        quant = np.stack([np.quantile(frames[:, j], qs) for j in range(frames.shape[1])], axis=1)
         for u in range(len(mean)):
             best = a["top"].best[u]
             rows.append({"layer": layer, "variant": variant, "unit": u, "count": a["n"], "mean": float(mean[u]),
