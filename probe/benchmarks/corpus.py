@@ -20,13 +20,17 @@ start-up (intercept) from its steady-state throughput (1 / slope); its R² is th
 check. Every engine takes the best of ``repeats`` interleaved runs per size (shared, noisy
 machines). Whole-run clips/s at the full size (start-up included) are reported beside the
 steady-state ones. Ray's per-run start-up (seconds of its few first batches) makes the line fit's
-slope noisy, so each engine also reports its *within-run* steady rate at the full size: the clips
-of every part after the first over the time between the first and the last part landing (the
-run manifest's ``timing``), and its start-up as the wait for the first part; the goal ratios use
-these (the line-fit ratios are beside them). ``cpu_seconds_per_clip`` is the CPU time of this
-process and all its descendants (Ray's raylet, GCS, actors) per clip at the full size (Linux),
-the engine's whole cost on one machine. Peak traced Python allocations (``tracemalloc``: numpy and
-pyarrow buffers, not torch's allocator) come from separate in-process runs at the three sizes.
+slope noisy, so each engine also reports its *within-run* steady rate at the full size (the run
+manifest's ``timing``): the clips of every part after each worker's first over the time from the
+last worker's first part to the last part, and its start-up as the wait until every worker has
+delivered its first part (``warm_seconds``); the goal ratios use these (the line-fit ratios are
+beside them). ``steady_cpu_seconds_per_clip`` is the worker's CPU time per clip in those steady
+batches (compute + its part file; measured inside the Ray actor), so Ray's per-batch cost can be
+compared with the in-process engine's whatever the machine's load; Ray's driver, raylet and GCS
+run beside it on other cores. Each Ray run starts once the previous run's actors are gone, and
+the in-process engine runs again at the full size between the Ray runs (its within-run figures
+are the best of all its full-size runs). Peak traced Python allocations (``tracemalloc``: numpy
+and pyarrow buffers, not torch's allocator) come from separate in-process runs at the three sizes.
 """
 
 from __future__ import annotations
@@ -62,34 +66,14 @@ def _write_clips(folder: Path, n: int, seconds: float, sr: int) -> list:
     return paths
 
 
-def _tree_cpu() -> float | None:
-    """CPU seconds of this process and all its descendants (live ones: Ray's actors included), Linux only."""
-    import os
-
-    try:
-        tck = os.sysconf("SC_CLK_TCK")
-        parent: dict = {}
-        cpu: dict = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                st = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            f = st[st.rfind(")") + 2:].split()
-            parent[int(d)] = int(f[1])
-            cpu[int(d)] = (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / tck
-    except (OSError, ValueError, AttributeError):
-        return None
-    me, total = os.getpid(), 0.0
-    for pid, c in cpu.items():
-        p, seen = pid, 0
-        while p not in (0, 1, me) and seen < 64:
-            p, seen = parent.get(p, 0), seen + 1
-        if p == me:
-            total += c
-    return total
+def _wait_ray_idle(ray, timeout: float = 60.0) -> None:
+    """Wait until the previous run's actors have given their CPUs back (Ray Data stops them asynchronously),
+    so that every Ray run starts on an idle Ray, as a command-line run would."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
+            return
+        time.sleep(0.1)
 
 
 def _bare_loop(spec, paths, batch_size: int) -> float:
@@ -145,9 +129,10 @@ def _keep_best(within: dict, engine: str, manifest: dict) -> None:
     """Keep the run timing (wait for the first part, steady rate after it) of an engine's fastest full-size run."""
     tm = manifest.get("timing") or {}
     rate = tm.get("steady_clips_per_second")
-    if rate and rate > (within.get(engine, {}).get("within_run_clips_per_second") or 0):
+    if engine not in within or (rate or 0) > (within[engine]["within_run_clips_per_second"] or 0):
         within[engine] = {"within_run_clips_per_second": rate, "first_part_seconds": tm.get("first_part_s"),
-                          "setup_seconds": tm.get("setup_s")}
+                          "warm_seconds": tm.get("warm_s"), "setup_seconds": tm.get("setup_s"),
+                          "steady_cpu_seconds_per_clip": tm.get("steady_cpu_s_per_clip")}
 
 
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
@@ -200,8 +185,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                     times[which][k] = min(times[which].get(k, float("inf")), t)
                     cpu[which][k] = min(cpu[which].get(k, float("inf")), c)
         engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
-        engines["inprocess"].update(within["inprocess"])
-        engines["inprocess"]["cpu_seconds_per_clip"] = round(cpu["inprocess"][sizes[-1]] / sizes[-1], 4)
+        engines["inprocess"].update(within.get("inprocess", {}))
         for e in cpu:
             f = _fit(sizes, [cpu[e][k] for k in sizes])
             engines[e]["cpu"] = {"seconds": f["seconds"], "steady_clips_per_cpu_second": f["steady_clips_per_second"],
@@ -236,25 +220,24 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                 run_corpus(model, _subset(tmp, paths, 2), tmp / "ray-warm", options=dataclasses.replace(opts, engine="ray"))
                 out["ray_first_use_seconds"] = round(time.perf_counter() - t0, 3)
                 rt: dict = {"ray_1": {}, "ray_2": {}}
-                rcpu: dict = {"ray_1": {}, "ray_2": {}}
                 for k in sizes:
                     for r in range(repeats):
+                        if k == sizes[-1]:  # the in-process engine again, between the Ray runs (load drifts)
+                            man = run_corpus(model, _subset(tmp, paths, k), tmp / f"inproc-between-{r}", options=opts)
+                            _keep_best(within, "inprocess", man)
                         for w in ((1, 2) if r % 2 == 0 else (2, 1)):
                             e = f"ray_{w}"
-                            c0, t0 = _tree_cpu(), time.perf_counter()
+                            _wait_ray_idle(_ray)
+                            t0 = time.perf_counter()
                             man = run_corpus(model, _subset(tmp, paths, k), tmp / f"ray{w}-{k}-{r}",
                                              options=dataclasses.replace(opts, engine="ray", workers=w))
-                            t, c1 = time.perf_counter() - t0, _tree_cpu()
-                            rt[e][k] = min(rt[e].get(k, float("inf")), t)
-                            if c0 is not None and c1 is not None:
-                                rcpu[e][k] = min(rcpu[e].get(k, float("inf")), c1 - c0)
+                            rt[e][k] = min(rt[e].get(k, float("inf")), time.perf_counter() - t0)
                             if k == sizes[-1]:
                                 _keep_best(within, e, man)
                 for e in rt:
                     engines[e] = _fit(sizes, [rt[e][k] for k in sizes])
-                    engines[e].update(within[e])
-                    if sizes[-1] in rcpu[e]:
-                        engines[e]["cpu_seconds_per_clip"] = round(rcpu[e][sizes[-1]] / sizes[-1], 4)
+                    engines[e].update(within.get(e, {}))
+                engines["inprocess"].update(within.get("inprocess", {}))
         out["engines"] = engines
         steady = {e: v["steady_clips_per_second"] for e, v in engines.items()}
         whole = {e: v["whole_run_clips_per_second"] for e, v in engines.items()}
@@ -272,8 +255,9 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             ratios["inprocess_over_ray1"] = {"within_run_steady": ratio(inrun["inprocess"], inrun["ray_1"]),
                                              "steady": ratio(steady["inprocess"], steady["ray_1"]),
                                              "whole_run": ratio(whole["inprocess"], whole["ray_1"]),
-                                             "cpu_per_clip": ratio(engines["ray_1"].get("cpu_seconds_per_clip"),
-                                                                   engines["inprocess"]["cpu_seconds_per_clip"])}
+                                             "worker_cpu_per_clip": ratio(
+                                                 engines["ray_1"].get("steady_cpu_seconds_per_clip"),
+                                                 engines["inprocess"].get("steady_cpu_seconds_per_clip"))}
             ratios["ray_scaling_efficiency_1_to_2"] = {
                 "within_run_steady": ratio(inrun["ray_2"], 2 * inrun["ray_1"]) if inrun["ray_1"] else None,
                 "steady": ratio(steady["ray_2"], 2 * steady["ray_1"]) if steady["ray_1"] else None,

@@ -176,7 +176,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     pending = [c for c in clips if c.clip_id not in done]
     t0 = time.perf_counter()
     n_new = 0
-    written: list = []  # (seconds since t0, clips, worker CPU seconds) of every part as it lands
+    written: list = []  # (seconds since t0, clips, worker CPU seconds, worker) of every part as it lands
     if pending:
         index = {c.clip_id: i for i, c in enumerate(clips)}
         if engine == "inprocess":
@@ -192,27 +192,31 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     manifest.update(summary)
     manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
                      "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None,
-                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin,
-                                       workers=workers if engine == "ray" else 1)})
+                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin)})
     _write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _timing(written: list, *, setup: float, finalize: float, workers: int = 1) -> dict:
+def _timing(written: list, *, setup: float, finalize: float) -> dict:
     """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
-    the wait for the first part and for every worker's first part (engine start-up + one batch each), the
-    steady rate after that, the worker CPU seconds per clip of those steady batches (compute + its part
-    file; on Ray, measured in the actor), and finalize."""
+    the wait for the first part and until every worker has delivered its first (engine start-up + one
+    batch each), the steady rate after that, the worker CPU seconds per clip of the batches that were not
+    a worker's first (compute + its part file; on Ray, measured in the actor), and finalize."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
     if written:
-        w = max(1, min(int(workers), len(written)))
+        first: dict = {}
+        for i, (_, _, _, who) in enumerate(written):
+            first.setdefault(who, i)
+        warm = written[max(first.values())][0]
         out["first_part_s"] = round(written[0][0], 3)
-        out["warm_s"] = round(written[w - 1][0], 3)
-        rest = written[w:]
-        clips = sum(k for _, k, _ in rest)
-        span = written[-1][0] - written[w - 1][0]
+        out["warm_s"] = round(warm, 3)
+        out["workers_seen"] = len(first)
+        clips = sum(k for t, k, _, _ in written if t > warm)
+        span = written[-1][0] - warm
         out["steady_clips_per_second"] = round(clips / span, 3) if clips and span > 0 else None
-        out["steady_cpu_s_per_clip"] = round(sum(c for _, _, c in rest) / clips, 5) if clips else None
+        later = [(k, c) for i, (_, k, c, _) in enumerate(written) if i not in set(first.values())]
+        n = sum(k for k, _ in later)
+        out["steady_cpu_s_per_clip"] = round(sum(c for _, c in later) / n, 5) if n else None
     return out
 
 
@@ -239,7 +243,7 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
             c0 = time.process_time()
             table = worker(clips_table(batch))
             _write_table(table, parts / _part_name(_first_index(table, index)))
-            written.append((time.perf_counter() - t0, len(batch), time.process_time() - c0))
+            written.append((time.perf_counter() - t0, len(batch), time.process_time() - c0, 0))
             bar.update(len(batch))
     return len(pending)
 
@@ -261,8 +265,11 @@ class RayBatch:
     """
 
     def __init__(self, model, options, threads: int | None = None, parts: str | None = None):
+        import socket
+
         self.worker = CorpusWorker(model, options, threads=threads)
         self.parts = Path(parts) if parts else None
+        self.who = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -276,8 +283,9 @@ class RayBatch:
         else:
             _write_table(table, self.parts / _part_name(first))
             table, n = pa.table({"clip_id": batch.column("clip_id")}), batch.num_rows
-        # the batch's first position (its part's name) and the CPU seconds this actor spent on it
+        # the batch's first position (its part's name), the CPU seconds this actor spent on it, and who
         table = table.append_column("_first", pa.array([first] * n, pa.int64()))
+        table = table.append_column("_worker", pa.array([self.who] * n, pa.string()))
         return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
 
 
@@ -324,14 +332,17 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                 continue
             firsts = table.column("_first").to_pylist()
             cpu = dict(zip(firsts, table.column("_cpu").to_pylist()))  # one value per batch
-            if not in_actors:
-                for first in cpu:
-                    one = table.filter(pc.equal(table.column("_first"), first)).drop_columns(["_first", "_cpu"])
-                    _write_table(one, parts / _part_name(first))
-            k = len(set(table.column("clip_id").to_pylist()))
-            written.append((time.perf_counter() - t0, k, sum(cpu.values())))
-            n += k
-            bar.update(k)
+            who = dict(zip(firsts, table.column("_worker").to_pylist()))
+            ids = table.column("clip_id").to_pylist()
+            now = time.perf_counter() - t0
+            for first in cpu:  # a block is one batch; should Ray ever merge blocks, each batch counts alone
+                if not in_actors:
+                    one = table.filter(pc.equal(table.column("_first"), first))
+                    _write_table(one.drop_columns(["_first", "_worker", "_cpu"]), parts / _part_name(first))
+                k = len({c for c, f in zip(ids, firsts) if f == first})
+                written.append((now, k, cpu[first], who[first]))
+                n += k
+                bar.update(k)
     return n
 
 
