@@ -91,7 +91,7 @@ for k in ("centre_hz_", "peak_hz_", "bandwidth_hz_", "q_", "peak_gain_db_"):
     v = getattr(fr, k, None)
     if v is not None and np.ndim(v) == 1 and len(v) == len(order):
         table[k.rstrip("_")] = np.asarray(v, np.float64)[order]
-c = button_columns(5)
+c = button_columns(5)  # row 1: tables and the report; row 2: figures as PNG | as HTML
 c[0].download_button("Filters (CSV)", lambda: dl.table_csv(table), f"{stem}.csv", "text/csv", key="dl_filt_csv",
                      on_click="ignore", help="One row per filter, sorted by centre: centre, peak, bandwidth, Q, gain")
 c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safetensors(
@@ -102,11 +102,11 @@ c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safeten
 figs = {"gallery": gallery, "responses": heat, "matching": mfig if res.fit is not None else None}
 shown = [(k, f) for k, f in figs.items() if f is not None]
 for k, f in shown:
-    c[2].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",
+    c[3].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",
                          key=f"dl_filt_png_{k}", on_click="ignore", help="Rendered when clicked (a few seconds)")
-    c[3].download_button(f"{k.capitalize()} (HTML)", (lambda f=f: dl.figure_html(f)), f"{stem}_{k}.html", "text/html",
+    c[4].download_button(f"{k.capitalize()} (HTML)", (lambda f=f: dl.figure_html(f)), f"{stem}_{k}.html", "text/html",
                          key=f"dl_filt_html_{k}", on_click="ignore")
-if c[4].button("Report of this view", key="w_filt_report", help="The HTML report (overview + filters) of this layer "
+if c[2].button("Report of this view", key="w_filt_report", help="The HTML report (overview + filters) of this layer "
                "with the options above; opens offline."):
     st.session_state["_filt_report"] = True
 if st.session_state.get("_filt_report"):
@@ -115,7 +115,7 @@ if st.session_state.get("_filt_report"):
         try:
             html = cached_report_html(model, example, ("overview", "filters"),
                                       {"filters": {"options": FilterOptions(span=span, layers=(layer,))}})
-            c[4].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_filt_report",
+            c[2].download_button("Download report", html, f"{stem}_report.html", "text/html", key="dl_filt_report",
                                  on_click="ignore")
         except ProbeError as exc:
             show_error(exc, "Cannot write the report: ")
