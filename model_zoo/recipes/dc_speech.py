@@ -52,6 +52,9 @@ TRIED = [
     "random smooth EQ +-6 dB, random time shift up to 0.5 s; flite voices kal16/awb/rms/slt (60 training "
     "sentences each) as 4 extra training speakers; 2 s segments, batch 8; dropout 0.2 between BLSTM layers; AdamW "
     "weight decay 1e-2; model selection on 40 val mixtures.",
+    "v2 outcome: 7163 steps in 5104 s; best val SI-SDRi 7.165 dB (40 val mixtures, best val score (val SI-SDRi), "
+    "step 4644) vs v1 5.269 dB on the same 40; shipped. Test (60): SI-SDRi 2.506 dB = 17% of IBM 14.386 dB; "
+    "k-means mask accuracy 0.736.",
 ]
 
 
