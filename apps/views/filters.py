@@ -77,11 +77,17 @@ if res.fit is not None:
     match = refs[ref]
     c1, c2 = st.columns(2)
     with c1:
+        # half-width columns: two-line titles, or the end of the title is cut off
         mfig = build(matching_matrix, match.cosine_, match.assignment_, row_order=fr.order_,
-                     col_title=f"{ref} filter", title=f"{layer} × {ref} — mean matched cosine {match.mean_cosine_:.3f}")
+                     col_title=f"{ref} filter", title=f"{layer} × {ref}<br>mean matched cosine {match.mean_cosine_:.3f}")
+        if mfig is not None:
+            mfig.update_layout(margin=dict(t=80))
         plot(mfig, key="filters_matrix")
     with c2:
-        plot(build(matched_responses_plot, fr, match), key="filters_pairs")
+        pfig = build(matched_responses_plot, fr, match, title=f"{layer}: learned vs<br>matched {ref} responses")
+        if pfig is not None:
+            pfig.update_layout(margin=dict(t=80, b=90), legend=dict(orientation="h", y=-0.1, yanchor="top", x=0, xanchor="left"))
+        plot(pfig, key="filters_pairs")
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, layer, "filters")
