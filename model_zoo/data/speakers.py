@@ -145,6 +145,21 @@ def split_of(speaker: str) -> str:
     raise KeyError(f"unknown speaker {speaker!r}")
 
 
+def _read_clip_cache(path, want) -> dict | None:
+    """The clips stored at ``path`` when it holds exactly the speakers ``want``; ``None`` when absent, torn or stale."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            index = json.loads(str(z["index_json"]))
+            audio = z["audio"]
+    except Exception:  # torn cache: rebuild
+        return None
+    if sorted(index) != sorted(want):
+        return None
+    return {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
+
+
 def clips(split: str) -> dict[str, list[np.ndarray]]:
     """``{speaker: [clip, ...]}`` for the speakers of ``split`` (8 kHz, trimmed, −20 dBFS RMS); cached."""
     key = (str(C.build_dir()), split)
@@ -152,16 +167,10 @@ def clips(split: str) -> dict[str, list[np.ndarray]]:
         return _CLIPS[key]
     want = speakers(split)
     path = _clip_cache(split)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                index = json.loads(str(z["index_json"]))
-                audio = z["audio"]
-            if sorted(index) == sorted(want):
-                _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
-                return _CLIPS[key]
-        except Exception:  # torn or stale cache: rebuild
-            pass
+    cached = _read_clip_cache(path, want)
+    if cached is not None:
+        _CLIPS[key] = cached
+        return cached
     _CLIPS[key] = _build_clip_cache(path, {spk: (_load_clip(f) for f in _files(spk)) for spk in want})
     return _CLIPS[key]
 
@@ -176,16 +185,10 @@ def flite_clips() -> dict[str, list[np.ndarray]]:
         return _CLIPS[key]
     want = flite_speakers()
     path = C.build_dir() / f"speaker_flite_clips_sr{SR}_n{FLITE_SENTENCES}_v{VERSION}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                index = json.loads(str(z["index_json"]))
-                audio = z["audio"]
-            if sorted(index) == sorted(want):
-                _CLIPS[key] = {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
-                return _CLIPS[key]
-        except Exception:  # torn or stale cache: rebuild
-            pass
+    cached = _read_clip_cache(path, want)
+    if cached is not None:
+        _CLIPS[key] = cached
+        return cached
     texts = speech.text_pool("train")[:FLITE_SENTENCES]
     def voice(v: str):
         return [_prepare(speech.synthesize(t, v, sr=SR)) for t in texts]
