@@ -105,12 +105,16 @@ if not keep.any():
     st.stop()
 shown = sel.subset_points(points, keep)
 coords = np.asarray(res["coords"])[keep]
+# SVG, not WebGL: the map holds at most 4,000 points (the "Points" budget), which SVG draws in about half the
+# time WebGL takes to start (and far sooner in a browser without a GPU)
 fig = build(embedding_scatter, shown, coords, color=colour, clusters=numbers[keep],
-            axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2"))
+            axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2"), webgl=False)
 if fig is not None:  # Streamlit makes clicks select only while dragging pans (box/lasso: from the mode bar)
     fig.update_layout(dragmode="pan")
-st.caption(f"{int(keep.sum()):,} of {len(points):,} points shown. Click a point to hear its neighbourhood; "
-           "draw a box or lasso to hear the selection.")
+n_cells = int(np.prod(clip.shape))
+st.caption(f"{int(keep.sum()):,} of {len(points):,} points shown: a sample of the clip's {n_cells:,} "
+           f"{'T-F bins' if res['kind'] == 'tf' else 'frames'} (the Points budget above the silence "
+           "threshold). Click a point to hear its neighbourhood; draw a box or lasso to hear the selection.")
 event = plot(fig, key="emb_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
 
 # ---- what was picked ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AnalysisError
+from .display import MAX_COLUMNS, MAX_ROWS, to_display
 from .style import DB_COLORSCALE, db_scale
 
 __all__ = ["attribution_figure", "target_track_figure", "deletion_figure", "randomisation_figure", "DIVERGING"]
@@ -27,25 +28,15 @@ def _go():
 
 
 def _decimate(M, times, max_frames):
-    """Average blocks of frames so at most ``max_frames`` columns are drawn (keeps HTML small)."""
-    T = M.shape[-1]
-    if T <= max_frames:
-        return M, times
-    k = int(np.ceil(T / max_frames))
-    n = T // k * k
-    Mb = M[:, :n].reshape(M.shape[0], -1, k).mean(-1)
-    tb = np.asarray(times[:n]).reshape(-1, k).mean(-1)
+    """Average blocks of frames so at most ``max_frames`` columns are drawn (display only)."""
+    Mb, tb, _ = to_display(M, times, max_columns=max_frames, max_rows=None, how="mean")
     return Mb, tb
 
 
 def _decimate_rows(M, freqs, max_bins):
     """Average blocks of frequency rows (display only)."""
-    F = M.shape[0]
-    if not max_bins or F <= max_bins:
-        return M, np.asarray(freqs)
-    k = int(np.ceil(F / max_bins))
-    n = F // k * k
-    return M[:n].reshape(-1, k, M.shape[1]).mean(1), np.asarray(freqs[:n]).reshape(-1, k).mean(1)
+    Mb, _, fb = to_display(M, None, freqs, max_columns=None, max_rows=max_bins, how="mean")
+    return Mb, fb
 
 
 def _symmetric_range(A, percentile):
@@ -54,7 +45,12 @@ def _symmetric_range(A, percentile):
 
 
 def _box_shapes(fig, boxes, rows, times, freqs, mel_rows=(), mel_freqs=None):
-    """Event boxes on every panel; on a mel panel (``mel_rows``) the Hz edges become band positions."""
+    """Event boxes on every panel; on a mel panel (``mel_rows``) the Hz edges become band positions.
+
+    Shapes and labels are collected as plain dicts and added in one layout update (one
+    ``add_shape`` per box and panel re-validated the whole layout each time).
+    """
+    shapes, notes = [], []
     for b in boxes or []:
         f0 = b.get("fmin") if b.get("fmin") is not None else float(freqs[0])
         f1 = b.get("fmax") if b.get("fmax") is not None else float(freqs[-1])
@@ -63,16 +59,20 @@ def _box_shapes(fig, boxes, rows, times, freqs, mel_rows=(), mel_freqs=None):
             if r in mel_rows:
                 idx = np.arange(len(mel_freqs))
                 y0, y1 = (float(np.interp(v, mel_freqs, idx)) for v in (f0, f1))
-            fig.add_shape(type="rect", x0=b["onset"], x1=b["offset"], y0=y0, y1=y1, line=dict(color="#2ca02c", width=2),
-                          fillcolor="rgba(0,0,0,0)", row=r, col=1)
+            sfx = "" if r == 1 else str(r)
+            shapes.append(dict(type="rect", x0=b["onset"], x1=b["offset"], y0=y0, y1=y1, xref=f"x{sfx}", yref=f"y{sfx}",
+                               line=dict(color="#2ca02c", width=2), fillcolor="rgba(0,0,0,0)"))
         if b.get("label"):
-            fig.add_annotation(x=b["onset"], y=f1, text=str(b["label"]), showarrow=False, xanchor="left",
-                               yanchor="bottom", font=dict(color="#2ca02c", size=11), row=rows[0], col=1)
+            sfx = "" if rows[0] == 1 else str(rows[0])
+            notes.append(dict(x=b["onset"], y=f1, text=str(b["label"]), showarrow=False, xanchor="left",
+                              yanchor="bottom", font=dict(color="#2ca02c", size=11), xref=f"x{sfx}", yref=f"y{sfx}"))
+    if shapes or notes:
+        fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
 
 
-def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram: bool = True, max_frames: int = 1500,
-                       max_bins: int | None = None, percentile: float = 99.5, fmax: float | None = None,
-                       title: str | None = None, width: int = 900):
+def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram: bool = True,
+                       max_frames: int | None = MAX_COLUMNS, max_bins: int | None = MAX_ROWS, percentile: float = 99.5,
+                       fmax: float | None = None, title: str | None = None, width: int = 900):
     """The clip's spectrogram and the relevance map over it, on shared seconds/Hz axes.
 
     Parameters
@@ -85,8 +85,10 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
         per band, labelled with the bands' centre frequencies.
     show_spectrogram : bool
         Add the spectrogram panel (dB, greys) above the relevance.
-    max_frames, max_bins : int
-        Columns / rows drawn at most (blocks of frames / bins are averaged; display only).
+    max_frames, max_bins : int or None
+        Columns / rows drawn at most (display resolution, :func:`~probe.figures.display.to_display`):
+        blocks of frames / bins are averaged in the relevance map, and the spectrogram shows each
+        block's loudest cell. Downloads keep every bin. ``None`` draws every frame / bin.
     percentile : float
         The colour range is ``±percentile(|relevance|)``, symmetric around 0.
     fmax : float, optional
@@ -109,15 +111,15 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
     A, times = _decimate(A, attr.times, max_frames)
     if not mel:
         A, freqs = _decimate_rows(A, freqs, max_bins)
-    lim = _symmetric_range(A, percentile)
+    lim = _symmetric_range(A, percentile)  # of the drawn (block-averaged) values, so the colours use their range
     rows = 2 if show_spectrogram else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=(["spectrogram (dB)"] if show_spectrogram else [])
                         + [f"relevance · {attr.method} · {attr.target}" + (" · mel view" if mel else "")])
     if show_spectrogram:
-        S = 20 * np.log10(np.asarray(attr.input_magnitude, np.float64) + 1e-9)
-        S, st = _decimate(S, attr.times, max_frames)
-        S, sf = _decimate_rows(S, attr.freqs, max_bins)
+        S, st, sf = to_display(np.asarray(attr.input_magnitude), attr.times, attr.freqs, max_columns=max_frames,
+                               max_rows=max_bins, how="max")
+        S = 20 * np.log10(S.astype(np.float64) + 1e-9)
         S = S - float(S.max())  # dB re the loudest bin, as every dB heat map (probe.figures.style)
         fig.add_trace(go.Heatmap(x=st, y=sf, z=S.astype(np.float32), **db_scale(0.0),
                                  colorbar=dict(title="dB re max", len=0.45, y=0.78), name="|X|",

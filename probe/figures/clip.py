@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .display import MAX_COLUMNS, MAX_ROWS, to_display
 from .style import db_scale
 
 __all__ = ["spectrogram_figure", "outputs_figure", "activation_figure", "EVENT_COLOURS"]
@@ -29,7 +30,7 @@ def _go():
 
 
 def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str | None = None, height: int = 380,
-                       log_freq: bool = False):
+                       log_freq: bool = False, max_frames: int | None = MAX_COLUMNS, max_bins: int | None = MAX_ROWS):
     """Log-magnitude spectrogram with seconds and Hz axes, optionally with event boxes.
 
     Parameters
@@ -42,12 +43,17 @@ def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str
         The model's classes: a box gets the colour of its class in :func:`outputs_figure`.
     log_freq : bool
         Logarithmic frequency axis (the 0 Hz row is dropped).
+    max_frames, max_bins : int or None
+        Columns / rows drawn at most (display resolution: each block shows its loudest cell,
+        :func:`~probe.figures.display.to_display`); ``None`` draws every frame / bin.
     """
     go = _go()
     t, f, z = np.asarray(spec_data["times"]), np.asarray(spec_data["freqs"]), np.asarray(spec_data["db"])
     if log_freq:
         keep = f > 0
         f, z = f[keep], z[keep]
+    if z.ndim == 2 and z.size:
+        z, t, f = to_display(z, t, f, max_columns=max_frames, max_rows=max_bins, how="max")
     fig = go.Figure(go.Heatmap(x=t, y=f, z=z, **db_scale(float(np.max(z)) if z.size else 0.0),
                                colorbar=dict(title="dB", len=0.9, thickness=12),
                                hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
@@ -132,6 +138,9 @@ def _stacked_heatmaps(panels, *, colorscale: str, unit: str, title=None, zmin=No
     lo = zmin if zmin is not None else min(float(np.min(p[3])) for p in panels)
     hi = zmax if zmax is not None else max(float(np.max(p[3])) for p in panels)
     for i, (lab, t, f, z) in enumerate(panels, start=1):
+        # display resolution: dB panels show each block's loudest cell, masks its mean
+        z, t, f = to_display(np.asarray(z), t, f, max_columns=MAX_COLUMNS, max_rows=MAX_ROWS,
+                             how="max" if unit == "dB" else "mean")
         fig.add_trace(go.Heatmap(x=t, y=f, z=z, colorscale=colorscale, zmin=lo, zmax=hi, showscale=(i == 1),
                                  colorbar=dict(title=unit, thickness=12, len=0.9),
                                  hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>%{{z:.2f}}<extra></extra>"),
@@ -166,7 +175,8 @@ def activation_figure(act, *, title: str | None = None, height: int = 420, norma
     else:
         y, y_title = np.arange(z.shape[0]), act.row_label
         hover = "%{x:.2f} s<br>row %{y}<br>%{z:.3f}<extra></extra>"
-    z = z.astype(np.float32)  # half the bytes of float64 in the figure's JSON, no visible difference
+    # display resolution along time only (rows are units: averaging neighbours would mix them); float32
+    z, x, _ = to_display(z, x, max_columns=MAX_COLUMNS, max_rows=None, how="mean")
     signed = bool(np.nanmin(z) < 0)
     fig = go.Figure(go.Heatmap(x=x, y=y, z=z, colorscale="RdBu_r" if signed else "Viridis",
                                zmid=0.0 if signed else None, colorbar=dict(title="rel." if normalise else "value",

@@ -1,6 +1,6 @@
 """Figures for embedding maps: pure functions from analysis results to ``go.Figure``.
 
-* :func:`embedding_scatter` — the 2-D map (WebGL), coloured by any colouring, with the
+* :func:`embedding_scatter` — the 2-D map (WebGL, or SVG for a few thousand points), coloured by any colouring, with the
   origin of every point (seconds, Hz, dB, source, cluster) on hover;
 * :func:`cluster_mask_figure` — one cluster's mask over the mixture spectrogram, next to
   the masked spectrogram (what "listen to a cluster" plays);
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .display import MAX_ROWS
 from .style import db_scale
 
 __all__ = ["embedding_scatter", "cluster_mask_figure", "scores_vs_separation", "PALETTE"]
@@ -48,8 +49,8 @@ def _hover_data(points, colouring: dict):
 
 def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, title: str | None = None,
                       marker_size: float = 4.0, opacity: float = 0.75, axis_names=("dim 1", "dim 2"),
-                      max_categories: int = 16):
-    """2-D map of embedding points, one WebGL trace per category (or one coloured trace).
+                      max_categories: int = 16, webgl: bool = True):
+    """2-D map of embedding points, one trace per category (or one coloured trace).
 
     Parameters
     ----------
@@ -63,6 +64,11 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
         Needed for ``color="cluster"`` and for the cluster shown on hover.
     max_categories : int
         Beyond this many categories, colour by index on a continuous scale.
+    webgl : bool
+        Draw with WebGL (``Scattergl``: fast for tens of thousands of points where the browser
+        has a GPU) or as SVG (``Scatter``: for a few thousand points it draws in about half the
+        time of starting WebGL, and in a browser without a GPU far sooner). Clicks, hover and
+        box/lasso selection work the same way on both.
 
     Returns
     -------
@@ -94,18 +100,19 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
     c = cols[color]
     custom, tmpl = _hover_data(points, cols)
     fig = go.Figure()
+    Trace = go.Scattergl if webgl else go.Scatter
     values = np.asarray(c["values"])
     if c["kind"] == "categorical" and len(c["names"]) <= max_categories:
         for j, name in enumerate(c["names"]):
             m = values == j
             if not m.any():
                 continue
-            fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=f"{name} ({int(m.sum())})",
+            fig.add_trace(Trace(x=coords[m, 0], y=coords[m, 1], mode="markers", name=f"{name} ({int(m.sum())})",
                                        marker=dict(size=marker_size, color=PALETTE[j % len(PALETTE)], opacity=opacity),
                                        customdata=custom[m], hovertemplate=tmpl))
     else:
         unit = c["names"] if isinstance(c["names"], str) else color
-        fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", name=color,
+        fig.add_trace(Trace(x=coords[:, 0], y=coords[:, 1], mode="markers", name=color,
                                    marker=dict(size=marker_size, color=values.astype(float), opacity=opacity,
                                                colorscale=_CONTINUOUS.get(color, "Viridis"), showscale=True,
                                                colorbar=dict(title=dict(text=unit))),
@@ -123,7 +130,7 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
 
 
 def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0, title: str | None = None,
-                        max_frames: int = 1200, name: str | None = None):
+                        max_frames: int = 400, max_bins: int | None = MAX_ROWS, name: str | None = None):
     """One cluster's mask over the mixture spectrogram (left) and the masked spectrogram (right).
 
     Parameters
@@ -139,54 +146,78 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
         The cluster's name (e.g. ``"high"`` from the ground truth), shown beside its number.
     db_range : float
         Dynamic range of the spectrogram colour scale below its peak.
-    max_frames : int
-        Frames beyond this are decimated for drawing (the figure stays light).
+    max_frames, max_bins : int
+        Columns / rows drawn at most per panel (display resolution, :func:`~probe.figures.display.to_display`):
+        a block of cells shows its loudest cell's level and is in the cluster when most of its
+        cells are. The energy share in the title is computed on the full-resolution mask.
 
     Returns
     -------
     plotly.graph_objects.Figure
+        Left: the mixture in greys with the cluster's bins tinted in its colour (a 0/1 overlay);
+        right: the cluster's bins only, on the dB scale. Both share the frequency axis.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> from probe.grid import TFGrid
+    >>> g = TFGrid(8000, 256, 64)
+    >>> X = np.asarray(g.stft(np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32)))
+    >>> masks = np.stack([np.abs(X) > 1.0, np.abs(X) <= 1.0]).astype(np.float32)
+    >>> fig = cluster_mask_figure(NS(stft=X, grid=g, name="tone"), masks, 0)
+    >>> [t.type for t in fig.data], fig.layout.xaxis.title.text
+    (['heatmap', 'heatmap', 'heatmap'], 'time (s)')
     """
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     from ..errors import AnalysisError
+    from .display import to_display
 
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[1:] != clip.stft.shape:
         raise AnalysisError(f"masks must be (k, {clip.stft.shape[0]}, {clip.stft.shape[1]}), given {masks.shape}")
     if not 0 <= cluster < masks.shape[0]:
         raise AnalysisError(f"cluster={cluster} out of range for {masks.shape[0]} masks")
-    step = max(1, int(np.ceil(clip.stft.shape[1] / max_frames)))
-    S = np.abs(clip.stft[:, ::step])
-    M = masks[cluster][:, ::step]
-    db = 20 * np.log10(S + 1e-10)
-    db = db - float(db.max())  # dB re the loudest bin, as every dB heat map (probe.figures.style)
-    top = 0.0
-    lo = top - db_range
-    t = clip.grid.frame_times(clip.stft.shape[1])[::step]
-    f = clip.grid.bin_frequencies()
-    share = float((np.abs(clip.stft) ** 2 * masks[cluster]).sum() / max((np.abs(clip.stft) ** 2).sum(), 1e-20))
+    mag = np.abs(np.asarray(clip.stft))
+    power = mag.astype(np.float64) ** 2
+    share = float((power * masks[cluster]).sum() / max(power.sum(), 1e-20))
+    t_all = clip.grid.frame_times(clip.stft.shape[1])
+    f_all = clip.grid.bin_frequencies()
+    # display resolution: the loudest cell of each block, and the block in the cluster when most of it is
+    S, t, f = to_display(mag, t_all, f_all, max_columns=max_frames, max_rows=max_bins, how="max")
+    inside = to_display(masks[cluster] > 0.5, max_columns=max_frames, max_rows=max_bins, how="majority")[0] > 0.5
+    db = 20 * np.log10(S.astype(np.float64) + 1e-10)
+    db = (db - float(db.max())).astype(np.float32)  # dB re the loudest bin, as every dB heat map (probe.figures.style)
+    top, lo = 0.0, -float(db_range)
     colour = PALETTE[cluster % len(PALETTE)]
-    inside = M > 0.5
     label = f"cluster {cluster + 1}" + (f" ({name})" if name and name != f"cluster {cluster + 1}" else "")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=(f"mixture: {label} bins in colour, the rest grey",
-                                        f"masked mixture, what {label} plays ({100 * share:.0f}% of energy)"))
     hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
-    # left: every bin shaded by level (white = silent), hue by membership
-    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, np.nan, db), zmin=lo, zmax=top, colorscale="Greys",
-                             showscale=False, hovertemplate=hover), 1, 1)
-    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), zmin=lo, zmax=top,
-                             colorscale=[[0, "#ffffff"], [1, colour]], showscale=False, hovertemplate=hover), 1, 1)
-    # right: only the cluster's bins, on a white-to-dark scale with a colour bar
-    fig.add_trace(go.Heatmap(x=t, y=f, z=np.where(inside, db, np.nan), **db_scale(top, db_range=db_range),
-                             colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover), 1, 2)
-    fig.update_xaxes(title_text="time (s)")
-    fig.update_yaxes(title_text="frequency (Hz)", row=1, col=1)
-    fig.update_annotations(font_size=13)
-    fig.update_layout(title=dict(text=title or f"{clip.name}: {label} of {masks.shape[0]}"),
-                      template="plotly_white", width=1000, height=420, plot_bgcolor="#ffffff")
-    return fig
+    r, g_, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    data = [
+        # left: every bin shaded by level (white = silent) in greys ...
+        go.Heatmap(x=t, y=f, z=db, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
+                   xaxis="x", yaxis="y"),
+        # ... and the cluster's bins tinted in its colour (0/1, one byte per cell, no hover of its own)
+        go.Heatmap(x=t, y=f, z=inside.astype(np.uint8), zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+                   colorscale=[[0, "rgba(255,255,255,0)"], [1, f"rgba({r},{g_},{b},0.7)"]], xaxis="x", yaxis="y"),
+        # right: only the cluster's bins, on the dB scale with a colour bar
+        go.Heatmap(x=t, y=f, z=np.where(inside, db, np.float32(np.nan)), **db_scale(top, db_range=db_range),
+                   colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover, xaxis="x2", yaxis="y2"),
+    ]
+    gap = 0.04
+    half = (1 - gap) / 2
+    titles = (f"mixture: {label} bins in colour, the rest grey",
+              f"masked mixture, what {label} plays ({100 * share:.0f}% of energy)")
+    annotations = [dict(text=txt, x=x0 + half / 2, y=1.0, xref="paper", yref="paper", xanchor="center",
+                        yanchor="bottom", showarrow=False, font=dict(size=13))
+                   for txt, x0 in zip(titles, (0.0, half + gap))]
+    layout = dict(title=dict(text=title or f"{clip.name}: {label} of {masks.shape[0]}"), template="plotly_white",
+                  width=1000, height=420, plot_bgcolor="#ffffff", annotations=annotations,
+                  xaxis=dict(domain=[0.0, half], anchor="y", title=dict(text="time (s)")),
+                  xaxis2=dict(domain=[half + gap, 1.0], anchor="y2", title=dict(text="time (s)")),
+                  yaxis=dict(domain=[0.0, 1.0], anchor="x", title=dict(text="frequency (Hz)")),
+                  yaxis2=dict(domain=[0.0, 1.0], anchor="x2", matches="y", showticklabels=False))
+    return go.Figure(data=data, layout=layout)
 
 
 def scores_vs_separation(rows, *, scores=("silhouette", "gmm_ll_gain", "bic_gain", "kmeans_ratio"),

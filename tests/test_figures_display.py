@@ -1,0 +1,213 @@
+"""Heat maps drawn at display resolution, and the embedding map drawn as SVG, keep what they show true.
+
+The app sends every figure to the browser; full-resolution maps (250,000+ cells) made warm pages
+take seconds. These tests plant content at known cells (a tone at a known bin, a mask over a
+known rectangle, relevance in a known box) and check that the reduced figure shows it at the
+right seconds and Hz, that the size caps hold, that the reduction is deterministic, and that a
+point clicked on the SVG map still names its own T-F cell.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace as NS
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from probe.figures.display import MAX_COLUMNS, MAX_ROWS, block_factor, to_display
+from probe.grid import TFGrid
+
+SR = 16000
+GRID = TFGrid(SR, n_fft=512, hop_length=160)  # 257 bins × 1001 frames for 10 s: crnn_sed's size
+
+
+def _z(trace) -> np.ndarray:
+    """A heatmap trace's z as the array the browser gets (typed arrays decoded)."""
+    return np.asarray(trace.z, dtype=float)
+
+
+# ---- to_display ------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(257, 1001), (129, 501), (1025, 3001), (64, 40), (201, 601)])
+def test_caps_hold_and_untouched_maps_stay_exact(shape):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(shape)
+    d, x, y = to_display(z, np.arange(shape[1]) * 0.01, np.arange(shape[0]) * 10.0)
+    assert d.shape[0] <= MAX_ROWS and d.shape[1] <= MAX_COLUMNS and d.dtype == np.float32
+    assert d.shape == (len(y), len(x))
+    if shape[0] <= MAX_ROWS and shape[1] <= MAX_COLUMNS:  # small enough: every cell as it was
+        np.testing.assert_array_equal(d, z.astype(np.float32))
+        np.testing.assert_array_equal(x, np.arange(shape[1]) * 0.01)
+    d2, _, _ = to_display(z, np.arange(shape[1]) * 0.01, np.arange(shape[0]) * 10.0)
+    np.testing.assert_array_equal(d, d2)  # deterministic
+
+
+def test_blocks_keep_their_cells_values_and_coordinates():
+    # 257 rows → blocks of 2 (129 rows, the last one a single row); 1001 columns → blocks of 2 (501)
+    z = np.zeros((257, 1001))
+    z[100, :] = 1.0  # a one-bin tone
+    z[256, 1000] = 5.0  # the last cell: alone in its block on both axes
+    t = GRID.frame_times(1001)
+    f = GRID.bin_frequencies()
+    d, x, y = to_display(z, t, f, how="max")
+    assert d.shape == (129, 501) and block_factor(257, MAX_ROWS) == 2
+    row = int(np.argmax(d[:, 10]))
+    assert row == 50 and f[100] in (f[2 * row], f[2 * row + 1])  # the tone's block holds its bin
+    assert abs(y[row] - f[100]) <= SR / 512  # within one bin of the tone
+    assert d[50].min() == 1.0  # max keeps a one-bin tone at its level
+    assert d[-1, -1] == 5.0 and y[-1] == f[-1] and x[-1] == t[-1]  # a short last block: its own cell
+    assert x[0] == pytest.approx((t[0] + t[1]) / 2)
+    m, _, _ = to_display(z, how="mean")
+    assert m[50, 10] == pytest.approx(0.5)  # the mean of the tone's bin and its silent neighbour
+
+
+def test_majority_marks_blocks_mostly_inside_a_planted_rectangle():
+    mask = np.zeros((400, 1200), bool)
+    mask[100:300, 240:720] = True  # rows 100-299, frames 240-719: whole blocks of 2 × 2
+    d, _, _ = to_display(mask, how="majority")
+    assert d.shape == (200, 600) and set(np.unique(d)) == {0.0, 1.0}
+    expect = np.zeros((200, 600))
+    expect[50:150, 120:360] = 1.0
+    np.testing.assert_array_equal(d, expect)
+
+
+def test_nan_cells_are_left_out_and_an_all_nan_block_stays_nan():
+    z = np.full((4, 1200), np.nan)
+    z[0, 0] = -10.0  # one finite cell in the first 1 × 2 block
+    d, _, _ = to_display(z, max_rows=None)
+    assert d[0, 0] == -10.0 and np.isnan(d[0, 1]) and np.isnan(d[1:]).all()
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="how must be"):
+        to_display(np.zeros((2, 2)), how="median")
+    with pytest.raises(ValueError, match="2-D"):
+        to_display(np.zeros(5))
+
+
+# ---- the figures that use it -----------------------------------------------------------------
+def _clip_with_two_tones(seconds: float = 10.0):
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    y = (np.sin(2 * np.pi * 500 * t) + 0.5 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    X = np.asarray(GRID.stft(y))
+    return NS(stft=X, grid=GRID, name="two tones", y=y, sr=SR)
+
+
+def test_cluster_mask_figure_is_light_and_tints_the_right_bins():
+    from probe.figures.embeddings import cluster_mask_figure
+
+    clip = _clip_with_two_tones()
+    F, T = clip.stft.shape
+    f = GRID.bin_frequencies()
+    high = np.zeros((F, T), np.float32)
+    high[f >= 1500] = 1.0  # cluster 1 = everything above 1.5 kHz: holds the 3 kHz tone
+    masks = np.stack([high, 1 - high])
+    fig = cluster_mask_figure(clip, masks, 0, name="high")
+    grey, tint, right = fig.data
+    assert all(isinstance(t, go.Heatmap) for t in fig.data)
+    for tr in fig.data:
+        assert _z(tr).shape[0] <= MAX_ROWS and _z(tr).shape[1] <= 400
+    # the tint covers exactly the blocks above 1.5 kHz, the right panel shows only those
+    rows_in = np.asarray(tint.y) >= 1500
+    zt = _z(tint)
+    assert (zt[rows_in] == 1).all() and (zt[~rows_in] == 0).all()
+    zr = _z(right)
+    assert np.isnan(zr[~rows_in]).all() and np.isfinite(zr[rows_in]).all()
+    # the 3 kHz tone is the right panel's loudest row; the energy share is the full-resolution one
+    assert abs(np.asarray(right.y)[np.argmax(np.where(np.isnan(zr), -np.inf, zr).mean(axis=1))] - 3000) < 2 * SR / 512
+    P = np.abs(clip.stft) ** 2
+    share = 100 * (P * high).sum() / P.sum()  # 0.25 / 1.25 of the power: 20 %
+    assert f"({share:.0f}% of energy)" in fig.layout.annotations[1].text and round(share) == 20
+    assert "cluster 1 (high) bins" in fig.layout.annotations[0].text
+    assert len(pio.to_json(fig, validate=False)) < 1_000_000  # was 4.9 MB at full resolution
+
+
+def test_spectrogram_figure_is_capped_and_shows_a_tone_at_its_frequency():
+    from probe.figures.clip import spectrogram_figure
+
+    clip = _clip_with_two_tones()
+    db = 20 * np.log10(np.abs(clip.stft) + 1e-9)
+    data = {"times": GRID.frame_times(db.shape[1]), "freqs": GRID.bin_frequencies(), "db": db}
+    fig = spectrogram_figure(data)
+    z = _z(fig.data[0])
+    assert z.shape[0] <= MAX_ROWS and z.shape[1] <= MAX_COLUMNS
+    loudest = np.asarray(fig.data[0].y)[np.argmax(z.mean(axis=1))]
+    assert abs(loudest - 500) < 2 * SR / 512
+    assert z.max() == pytest.approx(db.max(), abs=1e-3)  # the loudest cell keeps its level
+    full = spectrogram_figure(data, max_frames=None, max_bins=None)
+    assert _z(full.data[0]).shape == db.shape
+
+
+def test_attribution_figure_draws_relevance_where_it_was_planted():
+    from probe.figures.attribution import attribution_figure
+
+    clip = _clip_with_two_tones()
+    F, T = clip.stft.shape
+    times, freqs = GRID.frame_times(T), GRID.bin_frequencies()
+    A = np.zeros((F, T))
+    box = (times >= 2.0) & (times <= 3.0)
+    band = (freqs >= 2800) & (freqs <= 3200)
+    A[np.ix_(band, box)] = 1.0
+    attr = NS(map=A, freqs=freqs, times=times, input_magnitude=np.abs(clip.stft), method="ig", target="class=x",
+              completeness_error=0.001, reconstruction_error_db=None)
+    fig = attribution_figure(attr, boxes=[{"onset": 2.0, "offset": 3.0, "fmin": 2800, "fmax": 3200, "label": "x"}])
+    spec, rel = fig.data
+    z = _z(rel)
+    assert z.shape[0] <= MAX_ROWS and z.shape[1] <= MAX_COLUMNS and _z(spec).shape == z.shape
+    hot = np.argwhere(z > 0.5)
+    ys, xs = np.asarray(rel.y)[hot[:, 0]], np.asarray(rel.x)[hot[:, 1]]
+    assert ys.min() >= 2800 - 32 and ys.max() <= 3200 + 32 and xs.min() >= 2.0 - 0.02 and xs.max() <= 3.0 + 0.02
+    assert rel.zmin == -rel.zmax and rel.zmid == 0
+    # the event box on both panels, each on its own axes, and its label once
+    assert [(s.xref, s.yref) for s in fig.layout.shapes] == [("x", "y"), ("x2", "y2")]
+    assert sum(a.text == "x" for a in fig.layout.annotations) == 1
+    assert len(pio.to_json(fig, validate=False)) < 1_500_000
+
+
+def test_matched_responses_are_capped_at_real_samples():
+    from probe.figures.filters import matched_responses_plot
+
+    f = np.linspace(0, 8000, 2049)
+    centres = np.array([500.0, 1500.0, 3000.0])
+    resp = np.exp(-0.5 * ((f[None] - centres[:, None]) / 100) ** 2)
+    fr = NS(order_=np.arange(3), freqs_hz_=f, responses_=resp, name_="bank")
+    match = NS(assignment_=np.arange(3), reference_responses_=resp, matched_cosine_=np.ones(3), reference="gauss")
+    fig = matched_responses_plot(fr, match, n_show=3)
+    for tr in fig.data:
+        x = np.asarray(tr.x, float)
+        assert len(x) <= 400 and np.isin(x.astype(np.float32), f.astype(np.float32)).all()
+    # each learned curve still peaks at 0 dB at its centre (within the kept grid's spacing)
+    learned = [t for t in fig.data if t.name == "learned"]
+    for tr, c in zip(learned, centres):
+        x, y = np.asarray(tr.x, float), np.asarray(tr.y, float)
+        assert abs(x[np.argmax(y)] - c) <= 8000 / 399 and y.max() > -0.5
+
+
+# ---- the embedding map as SVG ----------------------------------------------------------------
+def test_svg_map_has_the_same_points_and_a_click_names_its_own_cell():
+    from apps.selection import picked_indices
+    from probe.analyze.embeddings import clip_embeddings, select_points
+    from probe.figures.embeddings import embedding_scatter
+
+    g = TFGrid(8000, 256, 64)
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(16000).astype(np.float32)
+    E = rng.standard_normal((4, 129, 251)).astype(np.float32)
+    p = select_points(clip_embeddings(E, y, g), budget=4000, seed=0)
+    coords = p.X[:, :2]
+    gl = embedding_scatter(p, coords, color="energy")
+    svg = embedding_scatter(p, coords, color="energy", webgl=False)
+    assert {t.type for t in gl.data} == {"scattergl"} and {t.type for t in svg.data} == {"scatter"}
+    assert len(p) == 4000 and sum(len(t.x) for t in svg.data) == 4000  # the budget holds
+    np.testing.assert_array_equal(np.asarray(svg.data[0].x), np.asarray(gl.data[0].x))
+    # a click event as Streamlit reports it: the point's position and its customdata (time, Hz, ...)
+    tr = svg.data[0]
+    for i in (0, 123, 3999):
+        event = {"selection": {"points": [{"x": float(tr.x[i]), "y": float(tr.y[i]),
+                                           "customdata": json.loads(json.dumps(list(tr.customdata[i]), default=float))}]}}
+        got = picked_indices(event, coords, p)
+        assert got.tolist() == [i]
+        assert (p.row[i], p.frame[i]) == (p.row[got[0]], p.frame[got[0]])
