@@ -75,6 +75,11 @@ def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer):
     finally:
         ray.shutdown()
     assert again["clips_this_pass"] == 2 and again["resumed"] == 4 and again["clips"] == b["clips"]
+    # each actor reports its start-up with its first batch; a resume with one batch starts one actor, not two
+    starts = b["timing"]["actors"]
+    assert len(starts) == 2 and len(again["timing"]["actors"]) == 1
+    for st in starts:
+        assert 0 <= st["born_s"] <= st["first_part_s"] and st["init_cpu_s"] >= 0 and st["first_call_cpu_s"] > 0
     assert a["clips"] == b["clips"] and b["clips"]["bad"] == 1 and b["engine"] == "ray"
     ta, tb = _sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray")
     assert ta.num_rows == 5 * 2 * 2 + 1
@@ -105,3 +110,51 @@ def test_ray_engine_missing_is_an_error_not_a_crash(tmp_path, monkeypatch):
     with pytest.raises(CorpusError, match=r"probe-audio\[ray\]"):
         run_corpus(planted_spec, corpus, tmp_path / "run",
                    options=RunOptions(layers=("units",), concepts=(), engine="ray"))
+
+
+def test_actors_get_the_drivers_checked_spec(monkeypatch):
+    """Each actor gets the spec the driver checked the layers with, caches included (the model's time-axis probe,
+    the mel filterbank): unpickled, it probes nothing again and computes no filterbank (what made an actor's first
+    batch cost ~1.7 s of CPU); a spec that cannot be pickled is sent as the reference given, as before."""
+    _require_ray()
+    import threading
+
+    import librosa
+    from ray import cloudpickle
+
+    import probe._shapes as shapes
+    from probe import TFGrid
+    from probe.corpus.run import _actor_model, _Shipped
+    from probe.corpus.worker import CorpusWorker
+
+    spec = dataclasses.replace(planted_spec(), grid=TFGrid(16000, n_fft=512, hop_length=160, n_mels=40))
+    opts = RunOptions(layers=("units", "code"), concepts=(), random_init=False)
+    driver = CorpusWorker(spec, opts)
+    geometry = driver.describe_layers()
+    mel = spec.grid.mel_basis()
+    shipped = _actor_model(driver.spec, planted_spec)
+    assert isinstance(shipped, _Shipped) and "planted" in repr(shipped)
+    actor_spec = cloudpickle.loads(cloudpickle.dumps(shipped)).spec
+    fresh = planted_spec()  # (building the planted model itself uses librosa's filterbank)
+    locked = planted_spec()
+    locked.model.lock = threading.Lock()  # not picklable
+
+    calls = {"probe": 0, "mel": 0}
+
+    def counted(key, fn):
+        def wrapper(*args, **kwargs):
+            calls[key] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(shapes.TimeProbe, "run", counted("probe", shapes.TimeProbe.run))
+    monkeypatch.setattr(librosa.filters, "mel", counted("mel", librosa.filters.mel))
+    assert CorpusWorker(actor_spec, opts).describe_layers() == geometry
+    assert np.array_equal(actor_spec.grid.mel_basis(), mel)
+    assert calls == {"probe": 0, "mel": 0}
+    # a fresh spec probes its model (the count above can fail), and a fresh grid computes its filterbank
+    CorpusWorker(fresh, opts).describe_layers()
+    TFGrid(16000, n_fft=512, hop_length=160, n_mels=40).mel_basis()
+    assert calls["probe"] >= 1 and calls["mel"] == 1
+    assert _actor_model(locked, planted_spec) is planted_spec
+    assert _actor_model(locked, "zoo:some_model") == "zoo:some_model"

@@ -9,8 +9,9 @@ actor gets one CPU and one torch thread.
 * ``inprocess``: :func:`~probe.corpus.run_corpus` with capture, unit statistics and Parquet
   output, without concepts and without the random-init model (the engine's own cost);
 * ``ray_1`` / ``ray_2``: the Ray Data engine with one and two actors on a local Ray
-  (``ray.init`` and the first Ray Data use of the process are timed apart; actor start-up and
-  model loading are part of every run, as Ray Data starts a fresh actor pool per run);
+  (``ray.init`` and the process's first Ray Data run, at full size with one actor, are timed
+  apart, as a new ``probe corpus run --engine ray`` process pays them; actor start-up is part
+  of every run, as Ray Data starts a fresh actor pool per run);
 * ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
   random-init control) on a few clips, and the cost of each concept per clip.
 
@@ -18,8 +19,12 @@ Every engine runs at three corpus sizes (a quarter, half and all of the clips). 
 ``seconds = start_up + clips / rate`` through the three times splits each engine's fixed
 start-up (intercept) from its steady-state throughput (1 / slope); its R² is the linearity
 check. Every engine takes the best of ``repeats`` interleaved runs per size (shared, noisy
-machines). Whole-run clips/s at the full size (start-up included) are reported beside the
-steady-state ones. Ray's per-run start-up (seconds of its few first batches) makes the line fit's
+machines). Whole-run clips/s at the full size are reported beside the steady-state ones
+(``whole_run``): each run is timed from the call to the finished run folder, so it includes
+the engine's own start-up (in-process: loading the model and checking the layers; Ray: the
+same on the driver, plus the actor pool), and ``start_up_seconds`` is what the fastest full-size
+run took beyond ``clips ÷ its steady rate``, with its parts (and, on Ray, each actor's own
+account: when its constructor began, the CPU its process spent before, its first batch). Ray's per-run start-up (seconds of its few first batches) makes the line fit's
 slope noisy, so each engine also reports its *within-run* steady rate at the full size (the run
 manifest's ``timing``): the clips of every part after each worker's first over the time from the
 last worker's first part to the last part, and its start-up as the wait until every worker has
@@ -125,14 +130,39 @@ def _concept_costs(y, sr: int) -> dict:
     return out
 
 
-def _keep_best(within: dict, engine: str, manifest: dict) -> None:
-    """Keep the run timing (wait for the first part, steady rate after it) of an engine's fastest full-size run."""
+def _keep_best(within: dict, engine: str, manifest: dict, seconds: float, full: dict) -> None:
+    """Record a full-size run (``full[engine]``: its wall seconds and the manifest's timing), and keep
+    the run timing (wait for the first part, steady rate after it) of the engine's fastest one."""
     tm = manifest.get("timing") or {}
+    full.setdefault(engine, []).append({"seconds": round(seconds, 3), **tm})
     rate = tm.get("steady_clips_per_second")
     if engine not in within or (rate or 0) > (within[engine]["within_run_clips_per_second"] or 0):
         within[engine] = {"within_run_clips_per_second": rate, "first_part_seconds": tm.get("first_part_s"),
                           "warm_seconds": tm.get("warm_s"), "setup_seconds": tm.get("setup_s"),
                           "steady_cpu_seconds_per_clip": tm.get("steady_cpu_s_per_clip")}
+
+
+def _whole_runs(full: dict, clips: int) -> dict:
+    """Per engine, from its full-size runs (each timed from the call to the finished run folder: the
+    engine's own set-up, model load and layer check included, in-process as on Ray): the fastest whole
+    run, and its start-up, the seconds it took beyond ``clips ÷ its steady rate``, with the parts of it
+    (set-up before the first batch, the wait until every worker delivered its first part, finalize; on
+    Ray each actor's start-up as the actor measured it)."""
+    out = {}
+    for engine, runs in full.items():
+        best = min(runs, key=lambda r: r["seconds"])
+        rate = best.get("steady_clips_per_second")
+        row = {"whole_run_seconds": best["seconds"], "whole_run_clips_per_second": round(clips / best["seconds"], 3),
+               "steady_clips_per_second": rate,
+               "start_up_seconds": round(best["seconds"] - clips / rate, 3) if rate else None,
+               "setup_seconds": best.get("setup_s"), "warm_seconds": best.get("warm_s"),
+               "finalize_seconds": best.get("finalize_s"),
+               "all_runs": [{k: r.get(k) for k in ("seconds", "setup_s", "first_part_s", "warm_s",
+                                                   "steady_clips_per_second", "finalize_s")} for r in runs]}
+        if best.get("actors"):
+            row["actors"] = best["actors"]
+        out[engine] = row
+    return out
 
 
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
@@ -168,6 +198,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         _bare_loop(spec, paths[:batch_size], batch_size)  # warm-up
         run_corpus(model, _subset(tmp, paths, sizes[0]), tmp / "warm", options=opts)
         within: dict = {}  # per engine, the within-run timing of its best full-size run
+        full: dict = {}  # per engine, every full-size run: wall seconds + the manifest's timing
         times: dict = {"bare": {}, "inprocess": {}}
         cpu: dict = {"bare": {}, "inprocess": {}}  # process CPU time: robust to other processes' load
         for k in sizes:
@@ -179,9 +210,9 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                         _bare_loop(spec, paths[:k], batch_size)
                     else:
                         man = run_corpus(model, sub, tmp / f"inproc{k}-{r}", options=opts)
-                        if k == sizes[-1]:
-                            _keep_best(within, "inprocess", man)
                     t, c = time.perf_counter() - t0, time.process_time() - c0
+                    if which == "inprocess" and k == sizes[-1]:
+                        _keep_best(within, "inprocess", man, t, full)
                     times[which][k] = min(times[which].get(k, float("inf")), t)
                     cpu[which][k] = min(cpu[which].get(k, float("inf")), c)
         engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
@@ -216,31 +247,43 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                 if not _ray.is_initialized():
                     _ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
                 out["ray_init_seconds"] = round(time.perf_counter() - t0, 3)
-                t0 = time.perf_counter()  # the process's first Ray Data run pays one-off imports and set-up
-                run_corpus(model, _subset(tmp, paths, 2), tmp / "ray-warm", options=dataclasses.replace(opts, engine="ray"))
-                out["ray_first_use_seconds"] = round(time.perf_counter() - t0, 3)
+                # the process's first Ray Data run pays one-off imports and Ray Data's helper actors: a
+                # full-size run with one actor, as `probe corpus run --engine ray` in a new process would
+                t0 = time.perf_counter()
+                man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / "ray-first",
+                                 options=dataclasses.replace(opts, engine="ray"))
+                first = time.perf_counter() - t0
+                out["ray_first_run"] = {"clips": sizes[-1], "seconds": round(first, 3),
+                                        "with_ray_init_seconds": round(first + out["ray_init_seconds"], 3),
+                                        "timing": man.get("timing")}
                 rt: dict = {"ray_1": {}, "ray_2": {}}
                 for k in sizes:
                     for r in range(repeats):
                         if k == sizes[-1]:  # the in-process engine again, between the Ray runs (load drifts)
+                            t0 = time.perf_counter()
                             man = run_corpus(model, _subset(tmp, paths, k), tmp / f"inproc-between-{r}", options=opts)
-                            _keep_best(within, "inprocess", man)
+                            _keep_best(within, "inprocess", man, time.perf_counter() - t0, full)
                         for w in ((1, 2) if r % 2 == 0 else (2, 1)):
                             e = f"ray_{w}"
                             _wait_ray_idle(_ray)
                             t0 = time.perf_counter()
                             man = run_corpus(model, _subset(tmp, paths, k), tmp / f"ray{w}-{k}-{r}",
                                              options=dataclasses.replace(opts, engine="ray", workers=w))
-                            rt[e][k] = min(rt[e].get(k, float("inf")), time.perf_counter() - t0)
+                            t = time.perf_counter() - t0
+                            rt[e][k] = min(rt[e].get(k, float("inf")), t)
                             if k == sizes[-1]:
-                                _keep_best(within, e, man)
+                                _keep_best(within, e, man, t, full)
                 for e in rt:
                     engines[e] = _fit(sizes, [rt[e][k] for k in sizes])
                     engines[e].update(within.get(e, {}))
                 engines["inprocess"].update(within.get("inprocess", {}))
         out["engines"] = engines
+        out["whole_run"] = _whole_runs(full, sizes[-1])
         steady = {e: v["steady_clips_per_second"] for e, v in engines.items()}
-        whole = {e: v["whole_run_clips_per_second"] for e, v in engines.items()}
+        # whole run: the fastest full-size run of each engine, start-up included (the bare loop: its line fit's)
+        whole = {e: (out["whole_run"][e]["whole_run_clips_per_second"] if e in out["whole_run"]
+                     else v["whole_run_clips_per_second"]) for e, v in engines.items()}
+        out["start_up_seconds"] = {e: v["start_up_seconds"] for e, v in out["whole_run"].items()}
         inrun = {e: v.get("within_run_clips_per_second") for e, v in engines.items() if e != "bare"}
         out["clips_per_second"] = {"steady": steady, "within_run_steady": inrun, "whole_run": whole}
 

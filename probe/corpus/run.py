@@ -177,31 +177,35 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     t0 = time.perf_counter()
     n_new = 0
     written: list = []  # (seconds since t0, clips, worker CPU seconds, worker) of every part as it lands
+    starts: list = []  # Ray: each actor's start-up, as its first batch reports it
     if pending:
         index = {c.clip_id: i for i, c in enumerate(clips)}
         if engine == "inprocess":
             n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index,
                                    written=written, t0=t0)
         else:
-            model_arg = model if not hasattr(model, "model") else spec
-            n_new = _run_ray(model_arg, pending, parts, options, workers=workers, ray_address=ray_address,
-                             progress=progress, index=index, written=written, t0=t0)
+            n_new = _run_ray(_actor_model(spec, model), pending, parts, options, workers=workers, ray_address=ray_address,
+                             progress=progress, index=index, written=written, starts=starts, t0=t0)
     elapsed = time.perf_counter() - t0
     t_fin = time.perf_counter()
     summary = finalize_run(out, top_k=options.top_k)
     manifest.update(summary)
     manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
                      "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None,
-                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin)})
+                     "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin,
+                                       actors=starts)})
     _write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _timing(written: list, *, setup: float, finalize: float) -> dict:
+def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) -> dict:
     """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
     the wait for the first part and until every worker has delivered its first (engine start-up + one
     batch each), the steady rate after that, the worker CPU seconds per clip of the batches that were not
-    a worker's first (compute + its part file; on Ray, measured in the actor), and finalize."""
+    a worker's first (compute + its part file; on Ray, measured in the actor), and finalize.
+    On Ray, ``actors`` lists each actor's start-up: when its constructor began (seconds after the
+    engine started), the CPU its process spent before that (Python, Ray worker, unpickling), the
+    constructor's wall and CPU seconds (imports, model), and its first batch's wall and CPU seconds."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
     if written:
         first: dict = {}
@@ -217,6 +221,8 @@ def _timing(written: list, *, setup: float, finalize: float) -> dict:
         later = [(k, c) for i, (_, k, c, _) in enumerate(written) if i not in set(first.values())]
         n = sum(k for k, _ in later)
         out["steady_cpu_s_per_clip"] = round(sum(c for _, c in later) / n, 5) if n else None
+    if actors:
+        out["actors"] = [{k: round(v, 3) for k, v in a.items()} for a in sorted(actors, key=lambda a: a["born_s"])]
     return out
 
 
@@ -256,8 +262,8 @@ _RAY_WRITE_IN_ACTORS = True
 
 
 class RayBatch:
-    """The body of a Ray Data actor: one :class:`~probe.corpus.worker.CorpusWorker` (model loaded
-    once), and, when ``parts`` is given (a Ray on this machine), each batch's part file written
+    """The body of a Ray Data actor: one :class:`~probe.corpus.worker.CorpusWorker`, built once from
+    the driver's checked spec (see ``_actor_model``), and, when ``parts`` is given (a Ray on this machine), each batch's part file written
     where it was computed, atomically, returning only the clip ids; otherwise the rows themselves.
 
     Input batches carry a ``_pos`` column (each clip's position in the corpus): a part file is
@@ -267,14 +273,25 @@ class RayBatch:
     def __init__(self, model, options, threads: int | None = None, parts: str | None = None):
         import socket
 
-        self.worker = CorpusWorker(model, options, threads=threads)
+        # start-up of this actor: when its constructor began (epoch seconds), the CPU its process had
+        # spent before (Python, Ray worker, unpickling), and the constructor's own wall and CPU seconds
+        born, pre_cpu, w0 = time.time(), time.process_time(), time.perf_counter()
+        try:
+            import psutil  # a Ray dependency
+
+            spawned = psutil.Process().create_time()
+        except Exception:
+            spawned = float("nan")
+        self.worker = CorpusWorker(model.spec if isinstance(model, _Shipped) else model, options, threads=threads)
         self.parts = Path(parts) if parts else None
         self.who = f"{socket.gethostname()}:{os.getpid()}"
+        self.start_up = {"born": born, "spawned": spawned, "pre_cpu_s": pre_cpu, "init_s": time.perf_counter() - w0,
+                         "init_cpu_s": time.process_time() - pre_cpu}
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        c0 = time.process_time()
+        c0, w0 = time.process_time(), time.perf_counter()
         first = min(batch.column("_pos").to_pylist())
         batch = batch.drop_columns(["_pos"])
         table = self.worker(batch)
@@ -286,7 +303,39 @@ class RayBatch:
         # the batch's first position (its part's name), the CPU seconds this actor spent on it, and who
         table = table.append_column("_first", pa.array([first] * n, pa.int64()))
         table = table.append_column("_worker", pa.array([self.who] * n, pa.string()))
+        # the actor's start-up (JSON) rides with its first batch only
+        start, self.start_up = (json.dumps({**self.start_up, "call_s": time.perf_counter() - w0})
+                                if self.start_up else None), None
+        table = table.append_column("_start", pa.array([start] * n, pa.string()))
         return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
+
+
+def _actor_model(spec, model):
+    """What each Ray actor builds its worker from: the driver's spec itself, as the driver's layer
+    check left it (weights, plus the caches that check filled: the mel filterbank and the model's
+    time-axis probe, both fixed by the spec), so no actor recomputes them or imports what they need
+    (``librosa.filters`` pulls in ``scipy.signal``); the reference or factory given when the spec
+    cannot be pickled."""
+    try:
+        from ray import cloudpickle
+
+        cloudpickle.dumps(spec)
+    except Exception:  # an unpicklable model: each actor resolves the reference itself, as before
+        return spec if hasattr(model, "model") else model
+    return _Shipped(spec)
+
+
+class _Shipped:
+    """A spec handed to the actors as is. Ray Data describes every operator's arguments for its
+    dashboard, and would otherwise deep-copy a dataclass spec (the model included) on the way."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"<the driver's ModelSpec {self.spec.name!r}>"
 
 
 def _ray_is_local(ray) -> bool:
@@ -298,7 +347,7 @@ def _ray_is_local(ray) -> bool:
         return False
 
 
-def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, t0) -> int:
+def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, starts, t0) -> int:
     try:
         import ray
         import ray.data  # noqa: F401
@@ -317,13 +366,17 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
     # one block per batch, so every actor of the pool gets work from the start
     rows = [{**c.to_row(), "_pos": index[c.clip_id]} for c in pending]
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(pending) // bs)))
+    blocks = max(1, -(-len(pending) // bs))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
     # one CPU and one torch thread per actor: n workers use n cores, like n in-process runs would
     ds = ds.map_batches(RayBatch, fn_constructor_kwargs={"model": model, "options": options.to_dict(), "threads": 1,
                                                          "parts": str(parts.resolve()) if in_actors else None},
                         batch_size=bs, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=int(workers)), num_cpus=1, zero_copy_batch=True)
+                        # no more actors than batches (a short resume): each would start, load and idle
+                        compute=ray.data.ActorPoolStrategy(size=min(int(workers), blocks)), num_cpus=1,
+                        zero_copy_batch=True)
     n = 0
+    epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the actors report in
     with _bar(progress, len(pending)) as bar:
         # each block is one batch: written as it lands (by its actor, or here), so a crash loses
         # only the batches in flight
@@ -333,14 +386,20 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
             firsts = table.column("_first").to_pylist()
             cpu = dict(zip(firsts, table.column("_cpu").to_pylist()))  # one value per batch
             who = dict(zip(firsts, table.column("_worker").to_pylist()))
+            start = dict(zip(firsts, table.column("_start").to_pylist()))
             ids = table.column("clip_id").to_pylist()
             now = time.perf_counter() - t0
             for first in cpu:  # a block is one batch; should Ray ever merge blocks, each batch counts alone
                 if not in_actors:
                     one = table.filter(pc.equal(table.column("_first"), first))
-                    _write_table(one.drop_columns(["_first", "_worker", "_cpu"]), parts / _part_name(first))
+                    _write_table(one.drop_columns(["_first", "_worker", "_start", "_cpu"]), parts / _part_name(first))
                 k = len({c for c, f in zip(ids, firsts) if f == first})
                 written.append((now, k, cpu[first], who[first]))
+                if start[first]:
+                    st = json.loads(start[first])
+                    starts.append({"spawned_s": st["spawned"] - epoch0, "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"], "init_s": st["init_s"],
+                                   "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
+                                   "first_call_cpu_s": cpu[first], "first_part_s": now})
                 n += k
                 bar.update(k)
     return n

@@ -199,8 +199,9 @@ class CorpusWorker:
     Parameters
     ----------
     model : ModelSpec, str or callable
-        A reference (``zoo:NAME``, spec ``.toml``) or zero-argument factory is resolved
-        here, so a Ray actor loads the model itself, once.
+        A spec, or a reference (``zoo:NAME``, spec ``.toml``) or zero-argument factory,
+        resolved here. (The Ray engine hands each actor the spec the driver checked the
+        layers with, its caches included; the reference only when that spec cannot be pickled.)
     options : RunOptions or dict
 
     threads : int, optional
