@@ -13,7 +13,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["subset_points", "filter_mask", "picked_indices", "cell_mask", "resynthesise", "masked_mixture"]
+__all__ = ["subset_points", "filter_mask", "picked_indices", "region_indices", "cell_mask", "resynthesise",
+           "masked_mixture"]
 
 
 def subset_points(points, keep):
@@ -96,6 +97,57 @@ def picked_indices(selection, coords, points=None) -> np.ndarray:
     coords = np.asarray(coords, float)
     idx = np.array([int(np.argmin(((coords - q) ** 2).sum(-1))) for q in xy])
     return np.unique(idx)
+
+
+def _inside_polygon(xy, px, py) -> np.ndarray:
+    """Even-odd rule: which of the points ``xy [shape=(n, 2)]`` lie inside the polygon (px, py)."""
+    x, y = xy[:, 0][:, None], xy[:, 1][:, None]
+    x0, y0 = np.asarray(px, float)[None], np.asarray(py, float)[None]
+    x1, y1 = np.roll(x0, -1, axis=1), np.roll(y0, -1, axis=1)
+    crosses = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return ((crosses & (x < xc)).sum(axis=1) % 2) == 1
+
+
+def region_indices(selection, coords) -> np.ndarray:
+    """Indices of every point of ``coords`` inside the selection's boxes and lassos (drawn on the map or not).
+
+    A map may draw only a sample of its points (:func:`probe.figures.embeddings.display_subset`);
+    a box or lasso still selects every point in its region. Empty when the event has no region
+    (a click).
+
+    Examples
+    --------
+    >>> coords = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    >>> region_indices({"selection": {"box": [{"x": [-1, 2], "y": [-1, 2]}]}}, coords).tolist()
+    [0, 1]
+    >>> lasso = {"x": [0.5, 6, 6, 0.5], "y": [0.5, 0.5, 6, 6]}
+    >>> region_indices({"selection": {"lasso": [lasso]}}, coords).tolist()
+    [1, 2]
+    """
+    try:
+        sel = selection["selection"]
+    except (KeyError, TypeError):
+        sel = getattr(selection, "selection", None)
+    if sel is None:
+        return np.zeros(0, int)
+    xy = np.asarray(coords, float)
+    inside = np.zeros(len(xy), bool)
+
+    def regions(name):
+        try:
+            return list(sel[name] or [])
+        except (KeyError, TypeError):
+            return list(getattr(sel, name, None) or [])
+
+    for b in regions("box"):
+        (xa, xb), (ya, yb) = sorted(map(float, b["x"]))[:2], sorted(map(float, b["y"]))[:2]
+        inside |= (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
+    for poly in regions("lasso"):
+        if len(poly.get("x", ())) >= 3:
+            inside |= _inside_polygon(xy, poly["x"], poly["y"])
+    return np.flatnonzero(inside)
 
 
 def cell_mask(clip, points, idx, *, spread: int = 0) -> np.ndarray:

@@ -358,7 +358,9 @@ def test_figures_carry_origin_on_hover_and_axes_in_units(clip):
     assert len(cont.data) == 1 and cont.data[0].marker.showscale
     mf = cluster_mask_figure(clip, km.masks(clip), cluster=1)
     hm = mf.data[0]
-    assert hm.type == "heatmap" and hm.y[-1] == pytest.approx(SR / 2) and hm.x[1] == pytest.approx(GRID.seconds_per_frame)
+    # cells placed by a start and a step (drawn as one image): the top row at Nyquist, one frame per column
+    top = hm.y0 + hm.dy * (np.shape(hm.z)[0] - 1)
+    assert hm.type == "heatmap" and top == pytest.approx(SR / 2) and hm.x0 + hm.dx == pytest.approx(GRID.seconds_per_frame)
     assert mf.layout.xaxis.title.text == "time (s)" and mf.layout.yaxis.title.text == "frequency (Hz)"
     rows = [{"silhouette": s, "kmeans_ratio": 1 - s, "si_sdri": 10 * s} for s in np.linspace(0, 1, 6)]
     sf = scores_vs_separation(rows, scores=("silhouette", "kmeans_ratio"))

@@ -540,7 +540,8 @@ def test_figure_builders():
     fig = attribution_figure(a, boxes=[BOX], max_frames=100, max_bins=64)
     heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert len(heat) == 2 and heat[1].zmid == 0 and heat[1].zmin == -heat[1].zmax  # diverging, symmetric
-    assert len(heat[1].x) <= 100 and len(heat[1].y) <= 64 and max(heat[1].y) <= SR / 2
+    rows, cols = np.shape(heat[1].z)  # cells placed by a start and a step (drawn as one image)
+    assert cols <= 100 and rows <= 64 and heat[1].y0 + heat[1].dy * (rows - 1) <= SR / 2
     assert len(fig.layout.shapes) == 2  # the box on both panels
     assert isinstance(target_track_figure(a), go.Figure)
     d = deletion_test(spec, a, n_random=1)

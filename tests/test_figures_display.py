@@ -29,6 +29,15 @@ def _z(trace) -> np.ndarray:
     return np.asarray(trace.z, dtype=float)
 
 
+def _axis(trace, name: str) -> np.ndarray:
+    """A heatmap's cell centres along ``x`` or ``y``: its array, or its start and step (``x0``/``dx``)."""
+    v = getattr(trace, name)
+    if v is not None:
+        return np.asarray(v, float)
+    n = _z(trace).shape[1 if name == "x" else 0]
+    return trace[f"{name}0"] + trace[f"d{name}"] * np.arange(n)
+
+
 # ---- to_display ------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(257, 1001), (129, 501), (1025, 3001), (64, 40), (201, 601)])
 def test_caps_hold_and_untouched_maps_stay_exact(shape):
@@ -57,7 +66,8 @@ def test_blocks_keep_their_cells_values_and_coordinates():
     assert row == 50 and f[100] in (f[2 * row], f[2 * row + 1])  # the tone's block holds its bin
     assert abs(y[row] - f[100]) <= SR / 512  # within one bin of the tone
     assert d[50].min() == 1.0  # max keeps a one-bin tone at its level
-    assert d[-1, -1] == 5.0 and y[-1] == f[-1] and x[-1] == t[-1]  # a short last block: its own cell
+    assert d[-1, -1] == 5.0  # a short last block holds its own cell's value ...
+    assert np.allclose(np.diff(y), 2 * (f[1] - f[0])) and np.allclose(np.diff(x), 2 * (t[1] - t[0]))  # ... evenly spaced
     assert x[0] == pytest.approx((t[0] + t[1]) / 2)
     m, _, _ = to_display(z, how="mean")
     assert m[50, 10] == pytest.approx(0.5)  # the mean of the tone's bin and its silent neighbour
@@ -87,6 +97,15 @@ def test_bad_input_is_refused():
         to_display(np.zeros(5))
 
 
+def test_uniform_axes_only_for_evenly_spaced_coordinates():
+    from probe.figures.display import uniform_axes
+
+    assert uniform_axes(GRID.frame_times(1001)) == {"x0": 0.0, "dx": pytest.approx(0.01)}
+    mel_like = np.geomspace(50, 8000, 64)
+    out = uniform_axes(None, mel_like)
+    assert set(out) == {"y"} and np.array_equal(out["y"], mel_like)
+
+
 # ---- the figures that use it -----------------------------------------------------------------
 def _clip_with_two_tones(seconds: float = 10.0):
     n = int(seconds * SR)
@@ -111,18 +130,19 @@ def test_cluster_mask_figure_is_light_and_tints_the_right_bins():
     for tr in fig.data:
         assert _z(tr).shape[0] <= MAX_ROWS and _z(tr).shape[1] <= 400
     # the tint covers exactly the blocks above 1.5 kHz, the right panel shows only those
-    rows_in = np.asarray(tint.y) >= 1500
+    rows_in = _axis(tint, "y") >= 1500
     zt = _z(tint)
     assert (zt[rows_in] == 1).all() and (zt[~rows_in] == 0).all()
     zr = _z(right)
     assert np.isnan(zr[~rows_in]).all() and np.isfinite(zr[rows_in]).all()
     # the 3 kHz tone is the right panel's loudest row; the energy share is the full-resolution one
-    assert abs(np.asarray(right.y)[np.argmax(np.where(np.isnan(zr), -np.inf, zr).mean(axis=1))] - 3000) < 2 * SR / 512
+    assert abs(_axis(right, "y")[np.argmax(np.where(np.isnan(zr), -np.inf, zr).mean(axis=1))] - 3000) < 2 * SR / 512
     P = np.abs(clip.stft) ** 2
     share = 100 * (P * high).sum() / P.sum()  # 0.25 / 1.25 of the power: 20 %
     assert f"({share:.0f}% of energy)" in fig.layout.annotations[1].text and round(share) == 20
     assert "cluster 1 (high) bins" in fig.layout.annotations[0].text
     assert len(pio.to_json(fig, validate=False)) < 1_000_000  # was 4.9 MB at full resolution
+    assert all(t.x is None and t.dx > 0 for t in fig.data)  # a start and a step: drawn as one image
 
 
 def test_spectrogram_figure_is_capped_and_shows_a_tone_at_its_frequency():
@@ -134,9 +154,10 @@ def test_spectrogram_figure_is_capped_and_shows_a_tone_at_its_frequency():
     fig = spectrogram_figure(data)
     z = _z(fig.data[0])
     assert z.shape[0] <= MAX_ROWS and z.shape[1] <= MAX_COLUMNS
-    loudest = np.asarray(fig.data[0].y)[np.argmax(z.mean(axis=1))]
+    loudest = _axis(fig.data[0], "y")[np.argmax(z.mean(axis=1))]
     assert abs(loudest - 500) < 2 * SR / 512
     assert z.max() == pytest.approx(db.max(), abs=1e-3)  # the loudest cell keeps its level
+    assert fig.data[0].x is None and fig.data[0].dx == pytest.approx(2 * 160 / SR)  # two 10-ms frames per column
     full = spectrogram_figure(data, max_frames=None, max_bins=None)
     assert _z(full.data[0]).shape == db.shape
 
@@ -158,7 +179,7 @@ def test_attribution_figure_draws_relevance_where_it_was_planted():
     z = _z(rel)
     assert z.shape[0] <= MAX_ROWS and z.shape[1] <= MAX_COLUMNS and _z(spec).shape == z.shape
     hot = np.argwhere(z > 0.5)
-    ys, xs = np.asarray(rel.y)[hot[:, 0]], np.asarray(rel.x)[hot[:, 1]]
+    ys, xs = _axis(rel, "y")[hot[:, 0]], _axis(rel, "x")[hot[:, 1]]
     assert ys.min() >= 2800 - 32 and ys.max() <= 3200 + 32 and xs.min() >= 2.0 - 0.02 and xs.max() <= 3.0 + 0.02
     assert rel.zmin == -rel.zmax and rel.zmid == 0
     # the event box on both panels, each on its own axes, and its label once
@@ -211,3 +232,41 @@ def test_svg_map_has_the_same_points_and_a_click_names_its_own_cell():
         got = picked_indices(event, coords, p)
         assert got.tolist() == [i]
         assert (p.row[i], p.frame[i]) == (p.row[got[0]], p.frame[got[0]])
+
+
+# ---- the map draws a sample; a box or lasso still selects every point in its region ----------
+def test_display_subset_caps_keeps_shares_and_is_deterministic():
+    from probe.figures.embeddings import display_subset
+
+    groups = np.repeat([3, 1, 2, 7], [2500, 1000, 499, 1])  # a one-point group must survive
+    idx = display_subset(groups, 1500)
+    assert len(idx) == 1500 and len(np.unique(idx)) == 1500 and (np.diff(idx) > 0).all()
+    counts = {g: int((groups[idx] == g).sum()) for g in (1, 2, 3, 7)}
+    assert counts[7] == 1 and abs(counts[3] - 2500 * 1500 / 4000) <= 1 and abs(counts[1] - 375) <= 1
+    np.testing.assert_array_equal(idx, display_subset(groups, 1500))  # same seed, same points
+    assert not np.array_equal(idx, display_subset(groups, 1500, seed=1))
+    np.testing.assert_array_equal(display_subset(groups[:900], 1500), np.arange(900))  # under the cap: all
+    with pytest.raises(ValueError, match="cap must be positive"):
+        display_subset(groups, 0)
+
+
+def test_a_lasso_selects_every_point_inside_drawn_or_not_and_each_names_its_cell():
+    from apps.selection import cell_mask, region_indices
+    from probe.figures.embeddings import display_subset
+
+    # 4,000 points laid out on the map at (frame, row) of their own cell: the map position names the cell
+    rows, frames = np.divmod(np.arange(4000), 100)  # 40 rows × 100 frames
+    coords = np.stack([frames, rows], axis=1).astype(float)
+    points = NS(row=rows, frame=frames)
+    drawn = display_subset(rows % 2, 1500)
+    # a lasso (a square as a polygon) over frames 10-20, rows 5-8
+    lasso = {"x": [9.5, 20.5, 20.5, 9.5], "y": [4.5, 4.5, 8.5, 8.5]}
+    got = region_indices({"selection": {"lasso": [lasso], "box": [], "points": []}}, coords)
+    assert len(got) == 11 * 4 and not np.isin(got, drawn).all()  # undrawn points are selected too
+    m = cell_mask(NS(shape=(40, 100)), points, got)
+    expect = np.zeros((40, 100), bool)
+    expect[5:9, 10:21] = True
+    np.testing.assert_array_equal(m, expect)
+    box = region_indices({"selection": {"box": [{"x": [20.5, 9.5], "y": [8.5, 4.5]}]}}, coords)  # any corner order
+    np.testing.assert_array_equal(box, got)
+    assert region_indices({"selection": {"points": [{"x": 1.0, "y": 1.0}], "box": [], "lasso": []}}, coords).size == 0

@@ -17,12 +17,15 @@ from apps.cache import cached_default_layer, cached_embeddings, cached_report_ht
 from apps.menus import embedding_layers
 from apps.ui import button_columns, build, plot, show_error, page_selection
 from probe.errors import ProbeError
-from probe.figures.embeddings import cluster_mask_figure, embedding_scatter
+from probe.figures.embeddings import cluster_mask_figure, display_subset, embedding_scatter
 from probe.pipelines import EmbeddingOptions
 
 #: a clicked point plays its cell and this many cells either side (in time and frequency): one
 #: 16-ms cell is too short to hear, 9 × 9 cells (~0.1 s × ~300 Hz on the zoo's 8 kHz grid) is not
 NEIGHBOURHOOD = 4
+#: points the map draws at most (a stratified sample by cluster; the analysis keeps every point). An SVG map of
+#: 4,000 points took ~0.2 s of the browser's time per visit, 1,500 take ~0.08 s
+MAP_POINTS = 1500
 
 st.title("Embeddings")
 model, example = page_selection()
@@ -105,20 +108,37 @@ if not keep.any():
     st.stop()
 shown = sel.subset_points(points, keep)
 coords = np.asarray(res["coords"])[keep]
-# SVG, not WebGL: the map holds at most 4,000 points (the "Points" budget), which SVG draws in about half the
-# time WebGL takes to start (and far sooner in a browser without a GPU)
-fig = build(embedding_scatter, shown, coords, color=colour, clusters=numbers[keep],
-            axis_names=(f"{projection.upper()} 1", f"{projection.upper()} 2"), webgl=False)
+# the map draws a stratified sample of at most MAP_POINTS (display only: the clustering, the masks, the
+# downloads and a box/lasso selection keep every point); SVG, not WebGL: for this many points SVG draws in
+# about half the time WebGL takes to start (and far sooner in a browser without a GPU)
+drawn = display_subset(numbers[keep], MAP_POINTS)
+drawn_points = sel.subset_points(shown, np.isin(np.arange(len(shown)), drawn))
+axis_names = (f"{projection.upper()} 1", f"{projection.upper()} 2")
+what = "T-F bins" if res["kind"] == "tf" else "frames"
+fig = build(embedding_scatter, drawn_points, coords[drawn], color=colour, clusters=numbers[keep][drawn],
+            axis_names=axis_names, webgl=False,
+            title=f"{model.name} · {res.layer}: " + (f"showing {len(drawn):,} of {int(keep.sum()):,} {what}"
+                                                    if len(drawn) < keep.sum() else f"{len(drawn):,} {what}")
+            + f", coloured by {colour}")
 if fig is not None:  # Streamlit makes clicks select only while dragging pans (box/lasso: from the mode bar)
     fig.update_layout(dragmode="pan")
 n_cells = int(np.prod(clip.shape))
-st.caption(f"{int(keep.sum()):,} of {len(points):,} points shown: a sample of the clip's {n_cells:,} "
-           f"{'T-F bins' if res['kind'] == 'tf' else 'frames'} (the Points budget above the silence "
-           "threshold). Click a point to hear its neighbourhood; draw a box or lasso to hear the selection.")
+st.caption((f"Showing {len(drawn):,} of {int(keep.sum()):,} points" if len(drawn) < keep.sum() else
+            f"{int(keep.sum()):,} points shown")
+           + (f" (of {len(points):,} before the filters)" if keep.sum() < len(points) else "")
+           + f"; the points are a sample of the clip's {n_cells:,} {what} (the Points budget). Click a point to hear "
+           "its neighbourhood; draw a box or lasso to hear every point inside it, drawn or not.")
 event = plot(fig, key="emb_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
 
 # ---- what was picked ------------------------------------------------------------------------
-picked_idx = np.flatnonzero(keep)[sel.picked_indices(event, coords, shown)] if event is not None else np.zeros(0, int)
+picked_idx = np.zeros(0, int)
+if event is not None:
+    region = sel.region_indices(event, coords)  # a box or lasso: every point inside, drawn or not
+    if len(region):
+        picked_idx = np.flatnonzero(keep)[region]
+    else:  # a click: the drawn point, named by its (s, Hz) in the hover data
+        on_map = sel.picked_indices(event, coords[drawn], drawn_points)
+        picked_idx = np.flatnonzero(keep)[drawn[on_map]]
 if len(picked_idx):
     single = len(picked_idx) == 1
     mask = sel.cell_mask(clip, points, picked_idx, spread=NEIGHBOURHOOD if single else 0)
@@ -132,7 +152,9 @@ if len(picked_idx):
     else:
         st.markdown(f"**Selection**: {len(picked_idx)} points, {int(mask.sum())} cells")
     st.audio(audio, sample_rate=clip.sr)
-    mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells")
+    # a coarser display than the cluster masks below (a selection is a few regions; the figure stays light)
+    mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells",
+                 max_frames=250, max_bins=100)
     if mfig is not None:
         for a in mfig.layout.annotations:
             a.text = a.text.replace("cluster 1 bins", "picked bins").replace("what cluster 1 plays", "what they play")
@@ -166,10 +188,15 @@ c[1].download_button("Points + clusters (Parquet)", lambda: dl.table_parquet(tab
                      "application/octet-stream", key="dl_emb_parquet", on_click="ignore")
 c[2].download_button(f"{cluster_label(1).capitalize()} (WAV)", lambda: dl.wav_bytes(res["cluster_audio"][0], res["sr"]),
                      f"{stem}_cluster1.wav", "audio/wav", key="dl_emb_wav", on_click="ignore")
-if fig is not None:
-    c[3].download_button("Map (HTML)", lambda: dl.figure_html(fig), f"{stem}_map.html", "text/html", key="dl_emb_html", on_click="ignore")
-    c[4].download_button("Map (PNG)", dl.png_later(fig), f"{stem}_map.png", "image/png", key="dl_emb_png",
-                         on_click="ignore", help="Rendered when clicked (a few seconds)")
+if fig is not None:  # the downloads draw every point (built when clicked; WebGL in the HTML file)
+    def _full_map():
+        full = embedding_scatter(shown, coords, color=colour, clusters=numbers[keep], axis_names=axis_names)
+        return full.update_layout(dragmode="pan")
+
+    c[3].download_button("Map (HTML)", lambda: dl.figure_html(_full_map()), f"{stem}_map.html", "text/html",
+                         key="dl_emb_html", on_click="ignore", help="Every point, not only the drawn sample")
+    c[4].download_button("Map (PNG)", lambda: dl.png_later(_full_map())(), f"{stem}_map.png", "image/png",
+                         key="dl_emb_png", on_click="ignore", help="Every point; rendered when clicked (a few seconds)")
 if mask_fig is not None:
     c[4].download_button(f"Mask of cluster {int(which)} (PNG)", dl.png_later(mask_fig), f"{stem}_cluster{int(which)}.png",
                          "image/png", key="dl_emb_mask_png", on_click="ignore", help="Rendered when clicked")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .display import MAX_COLUMNS, MAX_ROWS, to_display
+from .display import MAX_COLUMNS, MAX_ROWS, to_display, uniform_axes
 from .style import db_scale
 
 __all__ = ["spectrogram_figure", "outputs_figure", "activation_figure", "EVENT_COLOURS"]
@@ -54,7 +54,7 @@ def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str
         f, z = f[keep], z[keep]
     if z.ndim == 2 and z.size:
         z, t, f = to_display(z, t, f, max_columns=max_frames, max_rows=max_bins, how="max")
-    fig = go.Figure(go.Heatmap(x=t, y=f, z=z, **db_scale(float(np.max(z)) if z.size else 0.0),
+    fig = go.Figure(go.Heatmap(**uniform_axes(t, f), z=z, **db_scale(float(np.max(z)) if z.size else 0.0),
                                colorbar=dict(title="dB", len=0.9, thickness=12),
                                hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
     order = [str(c) for c in (classes or [])]
@@ -141,7 +141,7 @@ def _stacked_heatmaps(panels, *, colorscale: str, unit: str, title=None, zmin=No
         # display resolution: dB panels show each block's loudest cell, masks its mean
         z, t, f = to_display(np.asarray(z), t, f, max_columns=MAX_COLUMNS, max_rows=MAX_ROWS,
                              how="max" if unit == "dB" else "mean")
-        fig.add_trace(go.Heatmap(x=t, y=f, z=z, colorscale=colorscale, zmin=lo, zmax=hi, showscale=(i == 1),
+        fig.add_trace(go.Heatmap(**uniform_axes(t, f), z=z, colorscale=colorscale, zmin=lo, zmax=hi, showscale=(i == 1),
                                  colorbar=dict(title=unit, thickness=12, len=0.9),
                                  hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>%{{z:.2f}}<extra></extra>"),
                       row=i, col=1)
@@ -178,7 +178,7 @@ def activation_figure(act, *, title: str | None = None, height: int = 420, norma
     # display resolution along time only (rows are units: averaging neighbours would mix them); float32
     z, x, _ = to_display(z, x, max_columns=MAX_COLUMNS, max_rows=None, how="mean")
     signed = bool(np.nanmin(z) < 0)
-    fig = go.Figure(go.Heatmap(x=x, y=y, z=z, colorscale="RdBu_r" if signed else "Viridis",
+    fig = go.Figure(go.Heatmap(**uniform_axes(x, y), z=z, colorscale="RdBu_r" if signed else "Viridis",
                                zmid=0.0 if signed else None, colorbar=dict(title="rel." if normalise else "value",
                                                                             thickness=12),
                                hovertemplate=hover))

