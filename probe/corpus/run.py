@@ -259,6 +259,7 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
 #: machine let each actor write its own part file instead of shipping rows to the driver
 _RAY_PRESERVE_ORDER = False
 _RAY_WRITE_IN_ACTORS = True
+_RAY_SHIP_SPEC = True  # hand actors the driver's checked spec (see _actor_model); False: the reference
 
 
 class RayBatch:
@@ -319,6 +320,8 @@ def _actor_model(spec, model):
     try:
         from ray import cloudpickle
 
+        if not _RAY_SHIP_SPEC:
+            raise TypeError("shipping the spec is switched off")
         cloudpickle.dumps(spec)
     except Exception:  # an unpicklable model: each actor resolves the reference itself, as before
         return spec if hasattr(model, "model") else model
