@@ -8,6 +8,7 @@ browser). Waits never sleep a fixed time: Streamlit marks its app root with
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -51,10 +52,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(cmd: list, *, port: int, cwd, env: dict, log_path: Path, timeout: float = 90.0):
-    """Start ``cmd`` (a server listening on ``port``), yield its URL once its health check answers, stop it after."""
+def streamlit_server(cmd: list, *, port: int, cwd, env: dict, log_path: Path, timeout: float = 90.0,
+                     info: dict | None = None):
+    """Start ``cmd`` (a server listening on ``port``), yield its URL once its health check answers, stop it after.
+
+    ``info``, when given, receives the server's process id (``info["pid"]``), e.g. for :func:`wait_quiet`.
+    """
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=log, stderr=subprocess.STDOUT)
+    if info is not None:
+        info["pid"] = proc.pid
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.monotonic()
@@ -80,6 +87,29 @@ def streamlit_server(cmd: list, *, port: int, cwd, env: dict, log_path: Path, ti
             proc.kill()
             proc.wait()
         log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, *, busy: float = 0.1, window: float = 2.0, timeout: float = 300.0) -> dict:
+    """Wait until process ``pid`` uses under ``busy`` CPU seconds per second for ``window`` seconds.
+
+    The app's warm-up thread reads or computes every model's defaults for a minute or more after
+    the server starts; page times measured while it runs measure the warm-up as much as the page.
+    Returns ``{"waited_s", "quiet"}`` (``quiet`` false when ``timeout`` passed first).
+    """
+    t0 = time.monotonic()
+    while True:
+        c0 = cpu_seconds(pid)
+        time.sleep(window)
+        if (cpu_seconds(pid) - c0) / window < busy:
+            return {"waited_s": round(time.monotonic() - t0, 1), "quiet": True}
+        if time.monotonic() - t0 > timeout:
+            return {"waited_s": round(time.monotonic() - t0, 1), "quiet": False}
 
 
 def mark_click(page) -> int:

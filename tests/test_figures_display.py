@@ -131,8 +131,10 @@ def test_cluster_mask_figure_is_light_and_tints_the_right_bins():
         assert _z(tr).shape[0] <= MAX_ROWS and _z(tr).shape[1] <= 400
     # the tint covers exactly the blocks above 1.5 kHz, the right panel shows only those
     rows_in = _axis(tint, "y") >= 1500
-    zt = _z(tint)
-    assert (zt[rows_in] == 1).all() and (zt[~rows_in] == 0).all()
+    zt = _z(tint)  # 0 = not in the cluster; 1-255 = the block's level, white (silent) to the cluster's colour
+    assert (zt[rows_in] >= 1).all() and (zt[~rows_in] == 0).all() and np.asarray(tint.z).dtype == np.uint8
+    # the cluster's loudest bin is the 3 kHz tone at half the 500 Hz tone's amplitude: -6 dB re max on an 80-dB scale
+    assert abs(zt[rows_in].max() - (1 + 254 * (80 + 20 * np.log10(0.5)) / 80)) <= 2
     zr = _z(right)
     assert np.isnan(zr[~rows_in]).all() and np.isfinite(zr[rows_in]).all()
     # the 3 kHz tone is the right panel's loudest row; the energy share is the full-resolution one
@@ -141,6 +143,12 @@ def test_cluster_mask_figure_is_light_and_tints_the_right_bins():
     share = 100 * (P * high).sum() / P.sum()  # 0.25 / 1.25 of the power: 20 %
     assert f"({share:.0f}% of energy)" in fig.layout.annotations[1].text and round(share) == 20
     assert "cluster 1 (high) bins" in fig.layout.annotations[0].text
+    # a few picked cells: a majority of each display block would hide them, "any" keeps them
+    few = np.zeros((1, F, T), np.float32)
+    few[0, 100:103, 500:503] = 1.0
+    hidden = _z(cluster_mask_figure(clip, few, 0).data[1])
+    shown = _z(cluster_mask_figure(clip, few, 0, mask_reduce="any").data[1])
+    assert (shown > 0).sum() >= 1 and (shown > 0).sum() >= (hidden > 0).sum()
     assert len(pio.to_json(fig, validate=False)) < 1_000_000  # was 4.9 MB at full resolution
     assert all(t.x is None and t.dx > 0 for t in fig.data)  # a start and a step: drawn as one image
 

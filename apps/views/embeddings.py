@@ -152,9 +152,10 @@ if len(picked_idx):
     else:
         st.markdown(f"**Selection**: {len(picked_idx)} points, {int(mask.sum())} cells")
     st.audio(audio, sample_rate=clip.sr)
-    # a coarser display than the cluster masks below (a selection is a few regions; the figure stays light)
+    # a coarser display than the cluster masks below (the figure stays light); a block with any picked cell is
+    # shown, so a 9 × 9-cell neighbourhood stays visible
     mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells",
-                 max_frames=250, max_bins=100)
+                 max_frames=250, max_bins=100, mask_reduce="any")
     if mfig is not None:
         for a in mfig.layout.annotations:
             a.text = a.text.replace("cluster 1 bins", "picked bins").replace("what cluster 1 plays", "what they play")

@@ -179,7 +179,8 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
 
 
 def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0, title: str | None = None,
-                        max_frames: int = 400, max_bins: int | None = MAX_ROWS, name: str | None = None):
+                        max_frames: int = 400, max_bins: int | None = MAX_ROWS, name: str | None = None,
+                        mask_reduce: str = "majority"):
     """One cluster's mask over the mixture spectrogram (left) and the masked spectrogram (right).
 
     Parameters
@@ -199,6 +200,9 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
         Columns / rows drawn at most per panel (display resolution, :func:`~probe.figures.display.to_display`):
         a block of cells shows its loudest cell's level and is in the cluster when most of its
         cells are. The energy share in the title is computed on the full-resolution mask.
+    mask_reduce : {"majority", "any"}
+        A display block is in the mask when most of its cells are, or when any is (for a few
+        picked cells, which a majority would hide).
 
     Returns
     -------
@@ -234,7 +238,10 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     f_all = clip.grid.bin_frequencies()
     # display resolution: the loudest cell of each block, and the block in the cluster when most of it is
     S, t, f = to_display(mag, t_all, f_all, max_columns=max_frames, max_rows=max_bins, how="max")
-    inside = to_display(masks[cluster] > 0.5, max_columns=max_frames, max_rows=max_bins, how="majority")[0] > 0.5
+    if mask_reduce not in ("majority", "any"):
+        raise AnalysisError(f"mask_reduce must be 'majority' or 'any', given {mask_reduce!r}")
+    inside = to_display(masks[cluster] > 0.5, max_columns=max_frames, max_rows=max_bins,
+                        how="majority" if mask_reduce == "majority" else "max")[0] > 0.5
     db = 20 * np.log10(S.astype(np.float64) + 1e-10)
     db = (db - float(db.max())).astype(np.float32)  # dB re the loudest bin, as every dB heat map (probe.figures.style)
     top, lo = 0.0, -float(db_range)
@@ -242,14 +249,16 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     label = f"cluster {cluster + 1}" + (f" ({name})" if name and name != f"cluster {cluster + 1}" else "")
     hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
     cells = uniform_axes(t, f)  # a start and a step: plotly.js draws the map as one image (see uniform_axes)
-    r, g_, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    level = np.where(inside, 1 + np.round(254 * np.clip((db - lo) / (top - lo), 0, 1)), 0).astype(np.uint8)
     data = [
         # left: every bin shaded by level (white = silent) in greys ...
         go.Heatmap(**cells, z=db, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
                    xaxis="x", yaxis="y"),
-        # ... and the cluster's bins tinted in its colour (0/1, one byte per cell, no hover of its own)
-        go.Heatmap(**cells, z=inside.astype(np.uint8), zmin=0, zmax=1, showscale=False, hoverinfo="skip",
-                   colorscale=[[0, "rgba(255,255,255,0)"], [1, f"rgba({r},{g_},{b},0.7)"]], xaxis="x", yaxis="y"),
+        # ... with the cluster's bins drawn over them, white (silent) to its colour (loud): one byte per cell,
+        # 0 = not in the cluster (transparent), 1-255 = the level; hover reads the grey map's dB underneath
+        go.Heatmap(**cells, z=level, zmin=0, zmax=255, showscale=False, hoverinfo="skip", xaxis="x", yaxis="y",
+                   colorscale=[[0, "rgba(255,255,255,0)"], [0.5 / 255, "rgba(255,255,255,0)"], [1 / 255, "#ffffff"],
+                               [1, colour]]),
         # right: only the cluster's bins, on the dB scale with a colour bar
         go.Heatmap(**cells, z=np.where(inside, db, np.float32(np.nan)), **db_scale(top, db_range=db_range),
                    colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover, xaxis="x2", yaxis="y2"),
