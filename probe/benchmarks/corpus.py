@@ -24,8 +24,9 @@ machines). Whole-run clips/s at the full size are reported beside the steady-sta
 the engine's own start-up (in-process: loading the model and checking the layers; Ray: the
 same on the driver, plus the actor pool), and ``start_up_seconds`` is what the fastest full-size
 run took beyond ``clips ÷ its steady rate``, with its parts (and, on Ray, each actor's own
-account: when its constructor began, the CPU its process spent before, its first batch). Ray's per-run start-up (seconds of its few first batches) makes the line fit's
-slope noisy, so each engine also reports its *within-run* steady rate at the full size (the run
+account: when its constructor began, the CPU its process spent before, its first batch).
+Ray's per-run start-up (seconds of its few first batches) makes the line fit's slope noisy,
+so each engine also reports its *within-run* steady rate at the full size (the run
 manifest's ``timing``): the clips of every part after each worker's first over the time from the
 last worker's first part to the last part, and its start-up as the wait until every worker has
 delivered its first part (``warm_seconds``); the goal ratios use these (the line-fit ratios are

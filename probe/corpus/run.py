@@ -184,8 +184,9 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
             n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index,
                                    written=written, t0=t0)
         else:
-            n_new = _run_ray(_actor_model(spec, model), pending, parts, options, workers=workers, ray_address=ray_address,
-                             progress=progress, index=index, written=written, starts=starts, t0=t0)
+            n_new = _run_ray(_actor_model(spec, model), pending, parts, options, workers=workers,
+                             ray_address=ray_address, progress=progress, index=index, written=written,
+                             starts=starts, t0=t0)
     elapsed = time.perf_counter() - t0
     t_fin = time.perf_counter()
     summary = finalize_run(out, top_k=options.top_k)
@@ -222,7 +223,8 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) 
         n = sum(k for k, _ in later)
         out["steady_cpu_s_per_clip"] = round(sum(c for _, c in later) / n, 5) if n else None
     if actors:
-        out["actors"] = [{k: round(v, 3) for k, v in a.items()} for a in sorted(actors, key=lambda a: a["born_s"])]
+        out["actors"] = [{k: None if v is None else round(v, 3) for k, v in a.items()}
+                         for a in sorted(actors, key=lambda a: a["born_s"])]
     return out
 
 
@@ -264,8 +266,9 @@ _RAY_SHIP_SPEC = True  # hand actors the driver's checked spec (see _actor_model
 
 class RayBatch:
     """The body of a Ray Data actor: one :class:`~probe.corpus.worker.CorpusWorker`, built once from
-    the driver's checked spec (see ``_actor_model``), and, when ``parts`` is given (a Ray on this machine), each batch's part file written
-    where it was computed, atomically, returning only the clip ids; otherwise the rows themselves.
+    the driver's checked spec (see ``_actor_model``), and, when ``parts`` is given (a Ray on this
+    machine), each batch's part file written where it was computed, atomically, returning only the
+    clip ids; otherwise the rows themselves.
 
     Input batches carry a ``_pos`` column (each clip's position in the corpus): a part file is
     named after the smallest, as the in-process engine names it, so both engines write the same files.
@@ -282,7 +285,7 @@ class RayBatch:
 
             spawned = psutil.Process().create_time()
         except Exception:
-            spawned = float("nan")
+            spawned = None
         self.worker = CorpusWorker(model.spec if isinstance(model, _Shipped) else model, options, threads=threads)
         self.parts = Path(parts) if parts else None
         self.who = f"{socket.gethostname()}:{os.getpid()}"
@@ -400,8 +403,10 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                 written.append((now, k, cpu[first], who[first]))
                 if start[first]:
                     st = json.loads(start[first])
-                    starts.append({"spawned_s": st["spawned"] - epoch0, "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"], "init_s": st["init_s"],
-                                   "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
+                    # seconds after the engine started (the actor's wall clock: exact on one machine)
+                    starts.append({"spawned_s": None if st["spawned"] is None else st["spawned"] - epoch0,
+                                   "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"],
+                                   "init_s": st["init_s"], "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
                                    "first_call_cpu_s": cpu[first], "first_part_s": now})
                 n += k
                 bar.update(k)
