@@ -498,6 +498,8 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
     best = {"score": float(saved.get("best_score", -1.0)), "step": int(saved.get("best_step", -1)),
             "val": saved.get("best_val", {})}
     history = list(saved.get("history", []))
+    if init is not None and history and history[0].get("step") == 0:  # resumed: the initial weights' val score
+        init["val"] = {k: history[0][k] for k in ("segment_f1", "segment_er", "event_f1")}
     timer = C.Timer(args.minutes, already=float(saved.get("elapsed", 0.0)))
     print(f"[{mod.NAME}] {C.count_params(model):,} params; {'resuming at step ' + str(step) if step else 'fresh start'}; "
           f"budget {args.minutes} min, device {C.device_description()}", flush=True)
