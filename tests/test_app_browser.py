@@ -18,7 +18,9 @@ when a new run has finished, no spinner is left and its charts' SVG is drawn. Th
 (click → done) is the page time: the first visit in this server ("first", while the warm-up
 thread may still be running) and the second ("again", once the server process is idle: the
 warm-up done, the time waited and the load average recorded under ``_again``) are written to
-``app_timings.json`` with whether the on-disk result cache was empty when the server started.
+``app_timings.json`` with the kilobytes the second visit received over the websocket
+(``again_kB``: the page's figures are most of it) and whether the on-disk result cache was empty
+when the server started.
 
 The result cache is the app's own (``$PROBE_APP_CACHE_DIR``, default ``~/.cache/probe/app``):
 the first walk after a change to the analysis code computes every default (minutes on a
@@ -293,6 +295,8 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
     context.add_init_script(RUN_COUNTER)
     page = context.new_page()
     page.on("request", lambda r: requests.append(r.url))
+    received: list = []  # websocket bytes the page receives (figures travel as JSON in Streamlit's messages)
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.append(len(data))))
     page.set_default_timeout(60000)
     times = timings.setdefault(name, {})
     try:
@@ -353,7 +357,9 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
         times["_again"] = wait_quiet(server["pid"])
         times["_again"]["load_1min"] = round(os.getloadavg()[0], 2)
         for nav in NAV[1:] + NAV[:1]:
+            received.clear()
             times[nav]["again"] = round(_goto_page(page, nav, SLOW_MS), 2)
+            times[nav]["again_kB"] = round(sum(received) / 1000)  # what this visit sent to the browser
         if "Embeddings" in clusters and "Attribution" in clusters:  # an embedding model: one numbering everywhere
             k = clusters["Embeddings"]
             assert k == list(range(1, len(k) + 1)), clusters
