@@ -370,4 +370,5 @@ def test_figures_build_with_units():
     assert "erb-spaced fit" in names and "(best)" in names
     P = np.random.default_rng(0).standard_normal((5, 1, 3, 3))
     g = ff.filter_gallery(FilterBank("c", P, "spectrotemporal", SR, freqs_hz=np.linspace(0, 8000, 64)))
-    assert sum(isinstance(t, go.Heatmap) for t in g.data) == 5
+    heat = [t for t in g.data if isinstance(t, go.Heatmap)]  # the 5 patches tiled in one heat map
+    assert len(heat) == 1 and [c["filter"] for c in heat[0].meta["cells"]] == [0, 1, 2, 3, 4]

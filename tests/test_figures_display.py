@@ -205,14 +205,19 @@ def test_matched_responses_are_capped_at_real_samples():
     fr = NS(order_=np.arange(3), freqs_hz_=f, responses_=resp, name_="bank")
     match = NS(assignment_=np.arange(3), reference_responses_=resp, matched_cosine_=np.ones(3), reference="gauss")
     fig = matched_responses_plot(fr, match, n_show=3)
-    for tr in fig.data:
-        x = np.asarray(tr.x, float)
-        assert len(x) <= 400 and np.isin(x.astype(np.float32), f.astype(np.float32)).all()
-    # each learned curve still peaks at 0 dB at its centre (within the kept grid's spacing)
-    learned = [t for t in fig.data if t.name == "learned"]
-    for tr, c in zip(learned, centres):
-        x, y = np.asarray(tr.x, float), np.asarray(tr.y, float)
-        assert abs(x[np.argmax(y)] - c) <= 8000 / 399 and y.max() > -0.5
+    # the pairs share one trace per kind (curves separated by gaps; the hover data name each point's filter)
+    curves = [t for t in fig.data if t.customdata is not None]
+    assert [t.name for t in curves] == ["learned", "matched gauss"]
+    for tr in curves:
+        x, cd = np.asarray(tr.x, float), np.asarray(tr.customdata, float)
+        for i in range(3):
+            xi = x[cd[:, 0] == i]
+            assert len(xi) <= 400 and np.isin(xi.astype(np.float32), f.astype(np.float32)).all()
+    # each learned curve still peaks at 0 dB (its band's top) at its centre (within the kept grid's spacing)
+    x, y, cd = (np.asarray(v, float) for v in (curves[0].x, curves[0].y, curves[0].customdata))
+    for band, c in zip(curves[0].meta["bands"], centres):
+        m = (cd[:, 0] == band["filter"]) & np.isfinite(y)
+        assert abs(x[m][np.argmax(y[m])] - c) <= 8000 / 399 and y[m].max() - band["offset"] > -0.5
 
 
 # ---- the embedding map as SVG ----------------------------------------------------------------

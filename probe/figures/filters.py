@@ -50,81 +50,158 @@ def _band_label(a, b) -> str:
 
 
 def filter_gallery(bank, responses=None, *, max_filters: int = 32, n_cols: int = 8, title: str | None = None):
-    """Grid of kernels: impulse responses (ms), profiles over Hz, or T-F patches.
+    """Kernels side by side in one chart: impulse responses (ms), profiles over Hz, or T-F patches.
+
+    Every kernel gets a cell of one shared axis (row by row, ``n_cols`` per row), labelled above it;
+    one axis and a few traces draw in a fraction of the time a grid of subplots takes in a browser
+    (each subplot's axes and title cost ~10–25 ms there).
 
     Parameters
     ----------
     bank : FilterBank
     responses : FilterResponses, optional
-        Sorts panels by centre frequency and titles them with it (spectro-temporal patches:
+        Sorts the cells by centre frequency and labels them with it (spectro-temporal patches:
         with their ridge orientation and coherence).
     max_filters : int
-        Panels shown, spread evenly over the (sorted) bank.
+        Cells shown, spread evenly over the (sorted) bank.
+    n_cols : int
+        Cells per row.
 
     Returns
     -------
     plotly.graph_objects.Figure
+        Waveform or frequency kernels: each kernel scaled by its largest magnitude to fill its cell
+        (its sign kept), drawn as one trace; hover gives the filter, the time or frequency and the
+        kernel's own value. Spectro-temporal kernels: one heat map of all patches on one colour
+        scale (gaps between patches are empty). The trace's ``meta`` holds each cell's filter
+        index, offsets and scale.
+
+    Notes
+    -----
+    The x axis ticks each column's first and last sample in the kernel's own unit (ms or Hz).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probe.filterbank import FilterBank
+    >>> from probe.figures.filters import filter_gallery
+    >>> t = np.arange(64) / 16000
+    >>> k = np.stack([np.sin(2 * np.pi * f * t) * np.hanning(64) for f in (500, 1000, 2000)])
+    >>> fig = filter_gallery(FilterBank("demo", k[:, None], "samples", 16000))
+    >>> kernels = [t for t in fig.data if t.name == "kernels"][0]
+    >>> [c["filter"] for c in kernels.meta["cells"]]
+    [0, 1, 2]
     """
     go = _go()
     n = bank.n_filters
     order = responses.order_ if responses is not None else np.arange(n)
-    idx = _pick(order, max_filters)
+    idx = [int(i) for i in _pick(order, max_filters)]
     n_cols = max(1, min(n_cols, len(idx)))
     n_rows = int(np.ceil(len(idx) / n_cols))
-    titles = []
+    labels = []
     for i in idx:
         if responses is not None and responses.is_spectral_:
-            titles.append(f"#{i} · {_fmt_hz(responses.centre_hz_[i])}")
+            labels.append(f"#{i} · {_fmt_hz(responses.centre_hz_[i])}")
         elif responses is not None and hasattr(responses, "orientation_deg_"):  # ridge angle and coherence
-            titles.append(f"#{i} · {responses.orientation_deg_[i]:+.0f}° c={responses.coherence_[i]:.2f}")
+            labels.append(f"#{i} · {responses.orientation_deg_[i]:+.0f}° c={responses.coherence_[i]:.2f}")
         else:
-            titles.append(f"#{i}")
-    if bank.axis == "samples":
-        K = bank.kernels
-        t_ms = np.arange(K.shape[-1]) / bank.sample_rate * 1000.0
-        x_title, y_title = "time (ms)", "amplitude"
-    elif bank.axis == "frequency":
-        K = bank.kernels
-        t_ms = np.asarray(bank.freqs_hz, dtype=float)
-        x_title, y_title = "frequency (Hz)", "weight"
-    else:
-        P = np.asarray(bank.weights, dtype=float)
-        P = P.sum(1) if P.ndim == 4 else P
-        vmax = float(np.abs(P).max()) or 1.0
-        x_title, y_title = "frame", "bin"
-    # the grid's axes, titles and traces are laid out here in one pass (what make_subplots + per-panel
-    # update_xaxes/update_yaxes did, at a fraction of the cost: those calls are quadratic in the panels)
-    hs, vs = 0.02, 0.25 / max(n_rows, 1) + 0.02
-    w = (1.0 - (n_cols - 1) * hs) / n_cols
-    h = (1.0 - (n_rows - 1) * vs) / n_rows
-    layout, traces, notes = {}, [], []
+            labels.append(f"#{i}")
+    role = f"{bank.role} " if bank.role else ""
+    head = title or f"{bank.name}: {role}kernels ({n} filters, {bank.sample_rate} Hz)"
     small = dict(size=10)
+    if bank.axis == "spectrotemporal":
+        return _patch_mosaic(go, bank, idx, labels, n_cols, n_rows, head)
+    K = np.asarray(bank.kernels, dtype=float)
+    if bank.axis == "samples":
+        u = np.arange(K.shape[-1]) / bank.sample_rate * 1000.0
+        x_title, unit, fmt = "time (ms)", "ms", (lambda v: f"{v:.3g}")
+        hover = "%{customdata[1]:.3g} ms"
+    else:
+        u = np.asarray(bank.freqs_hz, dtype=float)
+        x_title, unit, fmt = "frequency (Hz)", "Hz", (lambda v: f"{v / 1000:.3g}k" if v >= 1000 else f"{v:.0f}")
+        hover = "%{customdata[1]:.0f} Hz"
+    span = float(u[-1] - u[0]) or 1.0
+    gap = 0.2 * span
+    pitch = 3.0  # a cell's height in y units: the kernel in [−1, 1], then its label
+    xs, ys, cd, frame_x, frame_y, zero_x, zero_y, cells = [], [], [], [], [], [], [], []
     for j, i in enumerate(idx):
         r, c = j // n_cols, j % n_cols
-        k = "" if j == 0 else str(j + 1)
-        x0, y1 = c * (w + hs), 1.0 - r * (h + vs)
-        bottom = r == n_rows - 1
-        xa = dict(domain=[max(0.0, x0), min(1.0, x0 + w)], anchor=f"y{k}", showticklabels=bottom)
-        if bottom:
-            xa.update(title=dict(text=x_title, font=small), tickfont=dict(size=8), nticks=3)
-        ya = dict(domain=[max(0.0, y1 - h), min(1.0, y1)], anchor=f"x{k}", showticklabels=False, zeroline=True,
-                  zerolinecolor="#ccc")
-        if c == 0:
-            ya.update(title=dict(text=y_title, font=small))
-        layout[f"xaxis{k}"], layout[f"yaxis{k}"] = xa, ya
-        notes.append(dict(text=titles[j], x=x0 + w / 2, y=y1, xref="paper", yref="paper", xanchor="center",
-                          yanchor="bottom", showarrow=False, font=dict(size=9)))
-        if bank.axis == "spectrotemporal":
-            traces.append(go.Heatmap(z=P[i], zmin=-vmax, zmax=vmax, colorscale="RdBu_r", showscale=(j == 0),
-                                     colorbar=dict(title="weight", len=0.5 if n_rows > 1 else 0.9) if j == 0 else None,
-                                     xaxis=f"x{k}", yaxis=f"y{k}"))
-        else:
-            traces.append(go.Scatter(x=t_ms, y=K[i], mode="lines", line=dict(width=1, color="#1f77b4"),
-                                     showlegend=False, xaxis=f"x{k}", yaxis=f"y{k}"))
-    role = f"{bank.role} " if bank.role else ""
-    layout.update(title=dict(text=title or f"{bank.name}: {role}kernels ({n} filters, {bank.sample_rate} Hz)"),
-                  height=130 * n_rows + 110, width=130 * n_cols + 120, margin=dict(l=50, r=20, t=70, b=50),
-                  template="plotly_white", annotations=notes)
+        dx, dy = c * (span + gap) - u[0], -r * pitch
+        k = K[i]
+        scale = float(np.abs(k).max()) or 1.0
+        xs += [u + dx, [np.nan]]
+        ys += [k / scale + dy, [np.nan]]
+        cd += [np.column_stack([np.full(len(k), i), u, k]), np.full((1, 3), np.nan)]
+        a, b = u[0] + dx, u[-1] + dx
+        frame_x += [a, b, b, a, a, None]
+        frame_y += [dy - 1.1, dy - 1.1, dy + 1.1, dy + 1.1, dy - 1.1, None]
+        zero_x += [a, b, None]
+        zero_y += [dy, dy, None]
+        cells.append(dict(filter=i, row=r, col=c, x_offset=float(dx), y_offset=float(dy), scale=scale))
+    traces = [
+        go.Scatter(x=frame_x, y=frame_y, mode="lines", line=dict(width=0.6, color="#d9d9d9"), hoverinfo="skip",
+                   showlegend=False),
+        go.Scatter(x=zero_x, y=zero_y, mode="lines", line=dict(width=0.6, color="#bbbbbb"), hoverinfo="skip",
+                   showlegend=False),
+        go.Scatter(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.float32), mode="lines",
+                   line=dict(width=1, color="#1f77b4"), name="kernels", showlegend=False, connectgaps=False,
+                   customdata=np.concatenate(cd).astype(np.float32),
+                   hovertemplate="filter #%{customdata[0]:.0f}<br>" + hover + "<br>%{customdata[2]:.4g}<extra></extra>",
+                   meta=dict(cells=cells)),
+        go.Scatter(x=[c["x_offset"] + u[0] + span / 2 for c in cells], y=[c["y_offset"] + 1.15 for c in cells],
+                   text=labels, mode="text", textposition="top center", textfont=dict(size=9), hoverinfo="skip",
+                   showlegend=False)]
+    # the last row's cells carry the ticks: each column's first and last sample in its own unit
+    tv, tt = [], []
+    for c in range(n_cols):
+        dx = c * (span + gap)
+        tv += [dx, dx + span]
+        tt += [fmt(u[0]), fmt(u[-1])]
+    xaxis = dict(tickvals=tv, ticktext=tt, tickfont=dict(size=8), tickangle=0, showgrid=False, zeroline=False,
+                 range=[-0.3 * gap, n_cols * (span + gap) - 0.7 * gap],
+                 title=dict(text=f"{x_title}: each cell {fmt(u[0])}–{fmt(u[-1])} {unit}", font=small))
+    yaxis = dict(showticklabels=False, showgrid=False, zeroline=False,
+                 range=[-(n_rows - 1) * pitch - 1.3, 1.1 + 0.9],
+                 title=dict(text=("amplitude" if bank.axis == "samples" else "weight") + " (each kernel ÷ its peak |·|)",
+                            font=small))
+    layout = dict(title=dict(text=head), height=110 * n_rows + 130, width=130 * n_cols + 120,
+                  margin=dict(l=50, r=20, t=70, b=50), template="plotly_white", xaxis=xaxis, yaxis=yaxis,
+                  hovermode="closest")
+    return go.Figure(data=traces, layout=layout)
+
+
+def _patch_mosaic(go, bank, idx, labels, n_cols, n_rows, head):
+    """Spectro-temporal kernels as one heat map: patches tiled row by row, one blank cell between them."""
+    P = np.asarray(bank.weights, dtype=float)
+    P = P.sum(1) if P.ndim == 4 else P
+    vmax = float(np.abs(P[idx]).max()) or 1.0
+    h, w = P.shape[-2:]
+    gx, gy = 1, max(1, int(np.ceil(0.3 * h)))  # room above each patch for its label
+    H, W = n_rows * (h + gy), n_cols * (w + gx) - gx
+    Z = np.full((H, W), np.nan, dtype=np.float32)
+    text = np.full((H, W), "", dtype=object)
+    cells = []
+    fr_, bn_ = np.meshgrid(np.arange(w), np.arange(h))
+    for j, i in enumerate(idx):
+        r, c = j // n_cols, j % n_cols
+        y0, x0 = (n_rows - 1 - r) * (h + gy), c * (w + gx)
+        Z[y0:y0 + h, x0:x0 + w] = P[i]
+        text[y0:y0 + h, x0:x0 + w] = np.char.add(np.char.add(f"filter #{i}<br>frame ", fr_.astype(str)),
+                                                 np.char.add("<br>bin ", bn_.astype(str)))
+        cells.append(dict(filter=i, row=r, col=c, x_offset=x0, y_offset=y0, scale=1.0))
+    traces = [go.Heatmap(z=Z, x0=0, dx=1, y0=0, dy=1, zmin=-vmax, zmax=vmax, colorscale="RdBu_r", text=text,
+                         hovertemplate="%{text}<br>weight %{z:.3g}<extra></extra>", hoverongaps=False,
+                         colorbar=dict(title="weight", len=0.9), meta=dict(cells=cells, patch_shape=[h, w])),
+              go.Scatter(x=[c["x_offset"] + (w - 1) / 2 for c in cells], y=[c["y_offset"] + h - 0.5 for c in cells],
+                         text=labels, mode="text", textposition="top center", textfont=dict(size=9),
+                         hoverinfo="skip", showlegend=False)]
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False)
+    layout = dict(title=dict(text=head), height=110 * n_rows + 130, width=130 * n_cols + 160,
+                  margin=dict(l=50, r=20, t=70, b=50), template="plotly_white", hovermode="closest",
+                  xaxis=dict(axis, title=dict(text=f"frame (each patch {w} frames)", font=dict(size=10)),
+                             range=[-0.5, W - 0.5]),
+                  yaxis=dict(axis, title=dict(text=f"bin (each patch {h} bins)", font=dict(size=10)),
+                             range=[-0.5, H - 0.5]))
     return go.Figure(data=traces, layout=layout)
 
 
@@ -301,43 +378,69 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
 
 
 def matched_responses_plot(fr, match, *, n_show: int = 6, title: str | None = None):
-    """A few learned responses over their matched reference responses (dB re peak), spread across frequency."""
+    """A few learned responses over their matched reference responses (dB re peak), spread across frequency.
+
+    The pairs are stacked in one chart on one frequency axis: pair ``j`` (from the top) is drawn
+    ``j × 50`` dB lower, each band spanning 0 to −40 dB of its own (grid lines every 10 dB) and
+    labelled with the learned filter and its cosine. One trace per kind (learned, matched) holds
+    every pair; hover gives the filter, the frequency and the curve's own dB.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The learned and matched traces' ``meta`` holds each band's filter index and dB offset.
+    """
     go = _go()
     order = [i for i in fr.order_ if match.assignment_[i] >= 0]
-    idx = _pick(np.array(order), n_show)
+    idx = [int(i) for i in _pick(np.array(order), n_show)]
     n = len(idx)
     f = np.asarray(fr.freqs_hz_)
     # at most 400 frequencies per curve (a panel is ~700 px wide): 12 curves at full resolution weighed
     # ~280 kB in the page for no visible difference
     cols = np.arange(len(f)) if len(f) <= 400 else np.unique(np.linspace(0, len(f) - 1, 400).round().astype(int))
     fx = f[cols].astype(np.float32)
-    vs = 0.02
-    h = (1.0 - (n - 1) * vs) / max(n, 1)
-    bottom = str(n) if n > 1 else ""
-    layout, traces, notes = {}, [], []
-    # stacked panels on one shared frequency axis, laid out in one pass (make_subplots + per-row updates cost
-    # seconds for six rows)
+    pitch, floor = 50.0, -40.0  # one pair per 50 dB of the shared y axis, each shown from 0 to −40 dB
+    curves = {"learned": ([], [], []), "matched": ([], [], [])}
+    bands, tv, tt = [], [], []
     for j, i in enumerate(idx):
-        k = "" if j == 0 else str(j + 1)
-        y1 = 1.0 - j * (h + vs)
-        last = j == n - 1
-        xa = dict(domain=[0.0, 1.0], anchor=f"y{k}", showticklabels=last)
-        if not last:
-            xa["matches"] = f"x{bottom}"
-        else:
-            xa["title"] = dict(text="frequency (Hz)")
-        layout[f"xaxis{k}"] = xa
-        layout[f"yaxis{k}"] = dict(domain=[max(0.0, y1 - h), min(1.0, y1)], anchor=f"x{k}", range=[-40, 3],
-                                   title=dict(text="dB", font=dict(size=9)))
+        off = -j * pitch
         ref = match.reference_responses_[match.assignment_[i]]
-        for y, name, col in ((fr.responses_[i], "learned", "#1f77b4"), (ref, f"matched {match.reference}", "#d62728")):
-            db = 20 * np.log10(np.maximum(y / max(y.max(), 1e-30), 1e-4))
-            # the peak-normalised curve at display resolution: every kept point is a real sample
-            traces.append(go.Scatter(x=fx, y=db[cols].astype(np.float32), mode="lines", line=dict(color=col, width=1.2), name=name,
-                                     showlegend=(j == 0), xaxis=f"x{k}", yaxis=f"y{k}"))
-        notes.append(dict(text=f"#{i}, cos={match.matched_cosine_[i]:.2f}", xref=f"x{k} domain", yref=f"y{k} domain",
-                          x=0.99, y=0.1, showarrow=False, font=dict(size=10)))
-    layout.update(title=dict(text=title or f"{fr.name_}: learned vs matched {match.reference} responses"),
-                  height=110 * n + 120, width=760, template="plotly_white",
-                  margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=1.02, x=0.6), annotations=notes)
+        for y, kind in ((fr.responses_[i], "learned"), (ref, "matched")):
+            db = 20 * np.log10(np.maximum(y / max(y.max(), 1e-30), 1e-4))[cols]
+            xs, ys, cd = curves[kind]
+            # the peak-normalised curve at display resolution: every kept point is a real sample; below −40 dB
+            # the curve leaves its band (as off a panel's edge): drawn down to the floor, then broken
+            below = db < floor
+            near = below & ~(np.r_[below[1:], True] & np.r_[True, below[:-1]])
+            shown = np.where(below, np.where(near, floor, np.nan), db)
+            xs += [fx, [np.nan]]
+            ys += [shown + off, [np.nan]]
+            cd += [np.column_stack([np.full(len(db), i), db]), np.full((1, 2), np.nan)]
+        bands.append(dict(filter=i, offset=off, cosine=float(match.matched_cosine_[i])))
+        tv += [off, off - 10, off - 20, off - 30, off + floor]
+        tt += ["0 dB", "", "−20", "", "−40"]
+    hover = "filter #%{customdata[0]:.0f}<br>%{x:.0f} Hz<br>%{customdata[1]:.1f} dB<extra>%{fullData.name}</extra>"
+    traces = []
+    for kind, name, col in (("learned", "learned", "#1f77b4"), ("matched", f"matched {match.reference}", "#d62728")):
+        xs, ys, cd = curves[kind]
+        traces.append(go.Scatter(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.float32),
+                                 mode="lines", line=dict(color=col, width=1.2), name=name, connectgaps=False,
+                                 customdata=np.concatenate(cd).astype(np.float32), hovertemplate=hover,
+                                 meta=dict(bands=bands)))
+    # band separators and labels: one trace each, not one layout item per pair
+    sep_x, sep_y = [], []
+    for b in bands[1:]:
+        sep_x += [float(fx[0]), float(fx[-1]), None]
+        sep_y += [b["offset"] + (pitch + floor) / 2] * 2 + [None]
+    traces.append(go.Scatter(x=sep_x, y=sep_y, mode="lines", line=dict(color="#cccccc", width=0.8),
+                             hoverinfo="skip", showlegend=False))
+    traces.append(go.Scatter(x=[float(fx[-1])] * n, y=[b["offset"] - 30 for b in bands],
+                             text=[f"#{b['filter']}, cos={b['cosine']:.2f}" for b in bands], mode="text",
+                             textposition="middle left", textfont=dict(size=10), hoverinfo="skip", showlegend=False))
+    layout = dict(title=dict(text=title or f"{fr.name_}: learned vs matched {match.reference} responses"),
+                  height=110 * n + 120, width=760, template="plotly_white", hovermode="closest",
+                  xaxis=dict(title=dict(text="frequency (Hz)"), range=[float(fx[0]), float(fx[-1])]),
+                  yaxis=dict(tickvals=tv, ticktext=tt, tickfont=dict(size=9), gridcolor="#f0f0f0", zeroline=False,
+                             range=[-(n - 1) * pitch + floor - 3, 5], title=dict(text="dB re each curve's peak")),
+                  margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=1.02, x=0.6))
     return go.Figure(data=traces, layout=layout)

@@ -1,0 +1,172 @@
+"""The filter gallery and the matched responses, drawn on one axis each, still show every kernel in its place.
+
+Both figures used to be grids of subplots (32 axes and 16 titles for a 16-filter bank); a browser
+spends ~10–25 ms on each axis or title, so they now tile the kernels in one axis. These tests plant
+kernels whose identity is known by construction (gammatone kernels at known centres, in shuffled
+order; T-F patches with one marked cell; Gaussian responses at known Hz) and read the figure back
+as the browser gets it: which points belong to which filter (from the hover data), where each cell
+sits, what its label says, and that each drawn curve is the planted kernel, scaled.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import numpy as np
+import plotly.graph_objects as go
+
+from probe.analyze.filters import filter_responses
+from probe.figures.filters import filter_gallery, matched_responses_plot
+from probe.filterbank import FilterBank
+
+SR = 16000
+
+
+def _gammatone(centres, n_taps=128, order=4):
+    t = np.arange(n_taps) / SR
+    erb = 24.7 + 0.108 * np.asarray(centres)[:, None]
+    k = t ** (order - 1) * np.exp(-2 * np.pi * 1.019 * erb * t) * np.cos(2 * np.pi * np.asarray(centres)[:, None] * t)
+    return k / np.abs(k).max(1, keepdims=True)
+
+
+def _axes(fig) -> list[str]:
+    """The layout's axis names (``xaxis``, ``yaxis2``, ...)."""
+    return sorted(k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis")))
+
+
+def _kernel_points(trace):
+    """Per filter index: (x, y, customdata rows) of the points drawn for it (gaps dropped)."""
+    cd = np.asarray(trace.customdata, float)
+    x, y = np.asarray(trace.x, float), np.asarray(trace.y, float)
+    keep = np.isfinite(cd[:, 0])
+    out = {}
+    for i in np.unique(cd[keep, 0]).astype(int):
+        m = keep & (cd[:, 0] == i)
+        out[i] = (x[m], y[m], cd[m])
+    return out
+
+
+def test_gallery_puts_every_planted_kernel_in_its_cell_sorted_by_centre():
+    centres = np.array([3000.0, 400.0, 1500.0, 700.0, 5000.0, 250.0, 2200.0, 1000.0, 4000.0, 550.0])
+    amps = np.arange(1, 11) * 0.1  # each kernel its own amplitude: the hover must give it back
+    K = _gammatone(centres) * amps[:, None]
+    bank = FilterBank("planted", K[:, None], "samples", SR)
+    fr = filter_responses(bank)
+    fig = filter_gallery(bank, fr, max_filters=10, n_cols=4)
+    # one axis, no subplot grid, no layout annotations
+    assert not fig.layout.annotations and _axes(fig) == ["xaxis", "yaxis"]
+    lines = [t for t in fig.data if t.customdata is not None]
+    assert len(lines) == 1 and len(fig.data) <= 4
+    points = _kernel_points(lines[0])
+    assert sorted(points) == list(range(10))  # every kernel drawn, once
+    expected_order = np.argsort(centres)  # cells run row by row in order of the planted centres
+    t_ms = np.arange(K.shape[1]) / SR * 1000
+    cell = {}
+    for i, (x, y, cd) in points.items():
+        assert len(x) == K.shape[1]
+        # the drawn curve is the planted kernel scaled by a positive factor, sign kept, peak |y| = 1
+        # (offset-free: correlation, and the span it is drawn with against the kernel's peak magnitude)
+        assert np.corrcoef(y, K[i])[0, 1] > 0.999
+        assert abs(np.ptp(y) * np.abs(K[i]).max() / np.ptp(K[i]) - 1) < 1e-3
+        # hover gives the kernel's own time (ms) and value, and x runs over the kernel's taps in order
+        np.testing.assert_allclose(cd[:, 1], t_ms, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(cd[:, 2], K[i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.diff(x), np.diff(t_ms), rtol=1e-3)
+        cell[i] = (x.min(), x.max(), y.min(), y.max())
+    # positions: rank j of the sorted centres sits at row j // 4, column j % 4
+    col_x = {}
+    row_y = {}
+    for j, i in enumerate(expected_order):
+        r, c = divmod(j, 4)
+        col_x.setdefault(c, []).append(cell[i][0])
+        row_y.setdefault(r, []).append((cell[i][2] + cell[i][3]) / 2)
+    starts = [np.mean(col_x[c]) for c in range(4)]
+    assert all(np.ptp(col_x[c]) < 1e-6 for c in range(4)) and np.all(np.diff(starts) > t_ms[-1])  # left to right
+    for c in range(3):  # no two columns overlap
+        assert max(cell[i][1] for i in expected_order[c::4]) < min(cell[i][0] for i in expected_order[c + 1::4])
+    mids = [np.mean(row_y[r]) for r in range(3)]
+    assert np.all(np.diff(mids) <= -2.0)  # top to bottom, kernels in [−1, 1] cannot reach the next row
+    # labels: one text trace, each label above its own kernel and naming it with its centre
+    text = [t for t in fig.data if isinstance(t, go.Scatter) and t.mode == "text"][0]
+    for j, i in enumerate(expected_order):
+        label, lx, ly = text.text[j], text.x[j], text.y[j]
+        assert label.startswith(f"#{i} · ")
+        assert cell[i][0] <= lx <= cell[i][1] and ly >= cell[i][3] - 1e-6
+        assert ly < cell[i][2] + 3.0  # and below the row above
+    hz = [float(lbl.split("· ")[1].replace(" kHz", "e3").replace(" Hz", "")) for lbl in text.text]
+    assert np.all(np.diff(hz) > 0) and abs(hz[0] - 250) < 60 and abs(hz[-1] - 5000) < 600
+    # the meta record agrees with what is drawn
+    for m in lines[0].meta["cells"]:
+        x, y, _ = points[m["filter"]]
+        np.testing.assert_allclose(x - m["x_offset"], t_ms, atol=1e-3)
+        np.testing.assert_allclose((y - m["y_offset"]) * m["scale"], K[m["filter"]], atol=1e-5)
+        assert abs(m["scale"] - amps[m["filter"]]) < 1e-6
+
+
+def test_gallery_spreads_a_capped_selection_and_ticks_the_time_axis():
+    K = _gammatone(np.geomspace(200, 6000, 40), n_taps=64)
+    bank = FilterBank("many", K[:, None], "samples", SR)
+    fig = filter_gallery(bank, max_filters=16, n_cols=8)
+    shown = sorted(_kernel_points([t for t in fig.data if t.customdata is not None][0]))
+    assert shown == sorted(np.linspace(0, 39, 16).round().astype(int).tolist())
+    # each of the 8 columns is ticked at its first and last tap, in ms
+    assert list(fig.layout.xaxis.ticktext) == ["0", f"{63 / SR * 1000:.3g}"] * 8
+    assert "time (ms)" in fig.layout.xaxis.title.text
+
+
+def test_patch_mosaic_holds_each_planted_patch_at_its_cell():
+    h, w, n = 5, 7, 12
+    P = np.zeros((n, 1, h, w))
+    for i in range(n):  # patch i: one marked cell at (i mod h, i mod w) with value ±(i + 1)
+        P[i, 0, i % h, i % w] = (i + 1) * (-1) ** i
+    fig = filter_gallery(FilterBank("c", P, "spectrotemporal", SR, freqs_hz=np.linspace(0, 8000, 64)), n_cols=5)
+    heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heat) == 1 and not fig.layout.annotations and _axes(fig) == ["xaxis", "yaxis"]
+    Z = np.asarray(heat[0].z, float)
+    assert heat[0].zmin == -12 and heat[0].zmax == 12
+    text = [t for t in fig.data if isinstance(t, go.Scatter) and t.mode == "text"][0]
+    covered = np.zeros(Z.shape, bool)
+    for j in range(n):
+        r, c = divmod(j, 5)
+        cells = [m for m in heat[0].meta["cells"] if m["filter"] == j]
+        assert len(cells) == 1 and (cells[0]["row"], cells[0]["col"]) == (r, c)
+        x0, y0 = cells[0]["x_offset"], cells[0]["y_offset"]
+        np.testing.assert_array_equal(Z[y0:y0 + h, x0:x0 + w], P[j, 0])
+        covered[y0:y0 + h, x0:x0 + w] = True
+        # rows go top to bottom (y grows upwards), columns left to right
+        assert x0 == c * (w + 1) and y0 == (2 - r) * (Z.shape[0] // 3)
+        assert heat[0].text[y0 + j % h][x0 + j % w].startswith(f"filter #{j}<br>frame {j % w}<br>bin {j % h}")
+        assert text.text[j] == f"#{j}" and x0 <= text.x[j] <= x0 + w - 1 and text.y[j] >= y0 + h - 1
+    assert np.isnan(Z[~covered]).all()  # gaps and the empty end of the last row are blank
+
+
+def test_matched_responses_stack_each_pair_in_its_band():
+    f = np.linspace(0, 8000, 2049)
+    centres = np.array([500.0, 1500.0, 3000.0, 5000.0])
+    resp = np.exp(-0.5 * ((f[None] - centres[:, None]) / 150) ** 2)
+    ref = np.exp(-0.5 * ((f[None] - centres[::-1, None] - 100) / 200) ** 2)  # reference k is centred at centres[3-k]+100
+    fr = NS(order_=np.array([2, 0, 3, 1]), freqs_hz_=f, responses_=resp, name_="bank")
+    match = NS(assignment_=np.array([3, 2, 1, 0]), reference_responses_=ref,
+               matched_cosine_=np.array([0.9, 0.8, 0.7, 0.6]), reference="gauss")
+    fig = matched_responses_plot(fr, match, n_show=4)
+    assert not fig.layout.annotations and _axes(fig) == ["xaxis", "yaxis"]
+    learned = [t for t in fig.data if t.name == "learned"]
+    matched = [t for t in fig.data if t.name == "matched gauss"]
+    assert len(learned) == len(matched) == 1
+    bands = learned[0].meta["bands"]
+    assert [b["filter"] for b in bands] == [2, 0, 3, 1]  # top to bottom in the responses' order
+    offs = [b["offset"] for b in bands]
+    assert np.all(np.diff(offs) <= -45)  # a band spans 0 to −40 dB: bands never overlap
+    text = [t for t in fig.data if isinstance(t, go.Scatter) and t.mode == "text"][0]
+    for (i, off), label, ly in zip([(b["filter"], b["offset"]) for b in bands], text.text, text.y):
+        assert label == f"#{i}, cos={match.matched_cosine_[i]:.2f}" and off - 40 <= ly <= off
+        for trace, c in ((learned[0], centres[i]), (matched[0], centres[3 - match.assignment_[i]] + 100)):
+            x, y, cd = _kernel_points(trace)[i]
+            assert len(x) <= 400 and np.isin(x.astype(np.float32), f.astype(np.float32)).all()
+            shown = np.isfinite(y)
+            # drawn within the band, peaking at 0 dB at the planted centre
+            assert np.all(y[shown] <= off + 1e-3) and np.all(y[shown] >= off - 40 - 1e-3)
+            assert abs(x[shown][np.argmax(y[shown])] - c) <= 8000 / 399 and y[shown].max() > off - 0.5
+            # hover reads the curve's own dB, including below the band's floor
+            np.testing.assert_allclose(cd[shown & (cd[:, 1] >= -40), 1] + off, y[shown & (cd[:, 1] >= -40)], atol=1e-3)
+            assert cd[:, 1].min() < -40
