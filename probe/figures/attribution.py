@@ -224,7 +224,8 @@ def randomisation_figure(result, *, max_maps: int = 5, title: str | None = None)
         n = len(idx)
         fig = make_subplots(rows=2, cols=n, row_heights=[0.5, 0.5], vertical_spacing=0.18,
                             specs=[[{} for _ in range(n)], [{"colspan": n}] + [None] * (n - 1)],
-                            subplot_titles=[("trained" if i == 0 else f"random ↓ {layers[i]}") for i in idx] + [""])
+                            subplot_titles=[("trained" if i == 0 else f"random down to<br>{layers[i]}") for i in idx] + [""])
+        fig.update_annotations(font_size=12)  # two-line panel titles, side by side
         for j, i in enumerate(idx):
             M = np.asarray(maps[i], np.float64)
             M, _ = _decimate(M, np.arange(M.shape[-1]), 300)
@@ -247,6 +248,6 @@ def randomisation_figure(result, *, max_maps: int = 5, title: str | None = None)
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=layers, title_text="randomised down to layer", row=row, col=1)
     fig.update_yaxes(title_text="similarity to trained", range=[-0.3, 1.05], row=row, col=1)
     fig.update_layout(title=title or f"randomisation test ({result.get('mode', 'cascade')}) · {result.get('method', '')}",
-                      height=620 if maps else 360, width=900, margin=dict(l=70, r=20, t=70, b=60),
+                      height=640 if maps else 360, width=900, margin=dict(l=70, r=20, t=100 if maps else 70, b=60),
                       legend=dict(x=1.02, y=0.0, xanchor="left", yanchor="bottom"))
     return fig
