@@ -302,6 +302,73 @@ def test_recipe_smoke_trains_two_steps_and_writes_checkpoint_and_card(mod, tmp_p
     assert not (tmp_path / "_train" / mod.NAME / "state.safetensors").exists()  # cleared after a finished run
 
 
+@needs_data
+def test_card_only_rescores_without_training_and_keeps_hand_written_blocks(tmp_path):
+    import hashlib
+
+    from model_zoo.recipes import crnn_sed as recipe
+
+    assert recipe.main(["--smoke", "--out-dir", str(tmp_path), "--eval-seconds", "1000"]) == 0
+    ckpt = tmp_path / "checkpoints" / "crnn_sed.safetensors"
+    card_path = tmp_path / "cards" / "crnn_sed.json"
+    card = json.loads(card_path.read_text())
+    true_f1 = card["metrics"]["test"]["segment_f1"]
+    before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    card["notes"].append("hand-written: what was tried in run 7")
+    card["selection_vs_previous"] = {"previous": 0.5, "this": 0.6}
+    card["metrics"]["test"]["segment_f1"] = 0.123456  # stale number: must be measured again
+    card["training"]["steps"] = 99999                   # training facts are kept, not recomputed
+    card_path.write_text(json.dumps(card))
+
+    assert recipe.main(["--smoke", "--card-only", "--out-dir", str(tmp_path)]) == 0
+    after = json.loads(card_path.read_text())
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before == after["checkpoint_sha256"]  # nothing trained
+    assert after["metrics"]["test"]["segment_f1"] == pytest.approx(true_f1, abs=1e-4)
+    assert after["training"]["steps"] == 99999
+    assert after["selection_vs_previous"] == {"previous": 0.5, "this": 0.6}
+    assert "hand-written: what was tried in run 7" in after["notes"]
+    assert sum(str(n).startswith("FLOOR NOT MET") for n in after["notes"]) == len(
+        [f for f in after["floors"].values() if not f["met"]])
+    assert "Selection vs previous" in (tmp_path / "cards" / "crnn_sed.md").read_text()
+
+
+def test_card_only_without_a_card_is_one_clear_error(tmp_path):
+    from model_zoo.recipes import rawcnn_sed as recipe
+    from probe.errors import ProbeError
+
+    with pytest.raises(ProbeError, match="needs an existing card"):
+        recipe.main(["--card-only", "--out-dir", str(tmp_path)])
+    assert not (tmp_path / "checkpoints").exists()  # and it wrote nothing
+
+
+def test_learning_curves_carry_the_earlier_runs_each_from_its_selected_step(tmp_path):
+    from model_zoo.recipes import sed_common as S
+
+    def hist(steps, f1s):
+        return [{"step": s, "seconds": s / 10, "loss": None if s == 0 else 0.3, "segment_f1": f, "segment_er": 0.5,
+                 "event_f1": 0.2} for s, f in zip(steps, f1s)]
+
+    run1 = {"checkpoint_sha256": "a" * 64, "best_step": 300, "steps": 400, "history": hist([100, 300, 400],
+                                                                                               [0.4, 0.5, 0.45])}
+    shipped = {"checkpoint_sha256": "b" * 64, "earlier_runs": [run1],
+               "training": {"steps": 500, "best_step": 200, "lr": "0.002", "initialised_from": {"sha256": "a" * 64}},
+               "data": {"sizes": {"val": 80}}, "metrics": {"test": {"segment_f1": 0.6}},
+               "training_history": hist([0, 200, 500], [0.5, 0.55, 0.52])}
+    (tmp_path / "m.json").write_text(json.dumps(shipped))
+    assert S.earlier_runs_for("m", {"sha256": "c" * 64}, tmp_path) == []  # the card describes other weights
+    runs = S.earlier_runs_for("m", {"sha256": "b" * 64}, tmp_path)
+    assert [r["checkpoint_sha256"][0] for r in runs] == ["a", "b"]
+    assert runs[1]["initialised_from"] == "a" * 64 and runs[1]["n_val"] == 80 and runs[1]["test_segment_f1"] == 0.6
+    assert S._run_offsets(runs) == [0, 300, 500]  # run 2 starts at run 1's step 300, run 3 at 300 + 200
+
+    fig = S.learning_curve_figure(hist([0, 100], [0.55, 0.6]), earlier=runs)
+    f1 = next(t for t in fig.data if t.name == "segment F1")
+    assert list(f1.x) == [100, 300, 400, None, 300, 500, 800, None, 500, 600, None]
+    assert list(f1.y)[-3:-1] == [0.55, 0.6]
+    assert sorted({s.x0 for s in fig.layout.shapes}) == [300, 500]  # run boundaries, on both panels
+    assert len(fig.layout.shapes) == 4
+
+
 # ---- shipped checkpoints ---------------------------------------------------------------------------
 @needs_data
 @pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)

@@ -132,7 +132,7 @@ def render_card_md(card: dict) -> str:
         out.append("")
     known = {"name", "summary", "task", "params", "checkpoint", "checkpoint_bytes", "input_kind", "output_kind", "grid",
              "architecture", "config", "data", "training", "metrics", "floors", "notes", "subset_metrics",
-             "val_history"}
+             "val_history", "earlier_runs"}  # earlier_runs: drawn with the learning curves (sed_common)
     for key, val in card.items():
         if key in known:
             continue

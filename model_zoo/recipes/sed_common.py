@@ -468,6 +468,8 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
     rng_seed = int(args.seed)
     C.seed_everything(rng_seed)
 
+    if args.card_only:
+        return rescore_card(mod, paths, n_test=args.n_test, train_check=0 if args.smoke else args.train_check)
     config = dict(mod.DEFAULT_CONFIG)
     model = mod.build(config)
     spec = mod.make_spec(model)
@@ -611,7 +613,8 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
                          eval_seconds=time.perf_counter() - t_eval, best=best, median_table=table, test=test,
                          subset=subset, subset_n=k, n_val=len(val_scenes), history=history, summary=summary,
                          pos_weight=pos_weight, init=init, aug=aug, use_specaug=use_specaug, train_check=train_check,
-                         architecture=architecture or [], notes=notes or [])
+                         architecture=architecture or [], notes=notes or [],
+                         earlier=earlier_runs_for(mod.NAME, init))
         C.write_card(mod.NAME, card, out_dir=paths.cards)
         try:
             add_learning_curves(mod.NAME, paths.cards)
@@ -620,6 +623,63 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         print(f"[{mod.NAME}] test: seg-F1 {test['segment_f1']:.3f} ER {test['segment_er']:.3f} "
               f"ev-F1 {test['event_f1']:.3f} (median {median} frames)", flush=True)
     state.clear()
+    return card
+
+
+def rescore_card(mod, paths, *, n_test: int | None = None, train_check: int = 40) -> dict:
+    """``--card-only``: score the saved checkpoint on test again and rewrite the measured parts of its card.
+
+    Nothing is trained. The checkpoint's own decision rule (its ``postprocessing``) is used. The card's metrics,
+    floors, fixed-subset scores, checkpoint hash and the generated floor notes are replaced; everything else in the
+    existing card (training facts, history, earlier runs, hand-written notes and blocks) is kept as it is.
+    """
+    import hashlib
+
+    from . import _common as C
+
+    card_path = Path(paths.cards) / f"{mod.NAME}.json"
+    if not card_path.is_file():
+        raise C.CheckpointError(f"--card-only needs an existing card, none at {card_path}")
+    card = json.loads(card_path.read_text())
+    state, meta = C.load_checkpoint(paths.checkpoint)
+    model = mod.build(meta["config"])
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    spec = mod.make_spec(model)
+    test_scenes = scene_set("test", n=n_test, sr=spec.sample_rate, stems=False)
+    probs = predict(spec, np.stack([s["audio"] for s in test_scenes]))
+    test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
+    k = min(SUBSET_N, len(test_scenes))
+    subset = evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test")
+    floors = floor_report(mod.NAME, test)
+    generated = ("FLOOR NOT MET:", "All acceptance floors are met")
+    notes = [n for n in card.get("notes", []) if not str(n).startswith(generated)]
+    notes += [f"FLOOR NOT MET: test {m} = {f['value']:.3f}, floor {f['floor']}." for m, f in floors.items()
+              if not f["met"]]
+    if floors and all(f["met"] for f in floors.values()):
+        notes.append("All acceptance floors are met on the test split.")
+    card.update(_round({
+        "checkpoint_bytes": Path(paths.checkpoint).stat().st_size,
+        "checkpoint_sha256": hashlib.sha256(Path(paths.checkpoint).read_bytes()).hexdigest(),
+        "metrics": {"test": {m: test[m] for m in ("segment_f1", "segment_er", "segment_precision", "segment_recall",
+                                                   "event_f1", "event_er")},
+                    "test_per_class": test["per_class"]},
+        "subset_metrics": {"n_scenes": k, "split": "test",
+                           **{m: subset[m] for m in ("segment_f1", "segment_er", "event_f1", "event_er")}},
+        "floors": floors,
+        "notes": notes,
+    }))
+    if train_check:
+        tr = evaluate(spec, "train", train_check)
+        card["train_recordings_check"] = _round({"n_scenes": train_check,
+                                                 **{m: tr[m] for m in ("segment_f1", "segment_er", "event_f1")}})
+    C.write_card(mod.NAME, card, out_dir=paths.cards)
+    try:
+        add_learning_curves(mod.NAME, paths.cards)
+    except Exception as exc:  # a figure must not cost the card
+        print(f"[{mod.NAME}] learning-curve figure not written: {exc}", flush=True)
+    print(f"[{mod.NAME}] card rewritten from the saved checkpoint: test seg-F1 {test['segment_f1']:.3f} "
+          f"ER {test['segment_er']:.3f} ev-F1 {test['event_f1']:.3f}", flush=True)
     return card
 
 
@@ -653,8 +713,11 @@ def scenes_description(man: dict) -> str:
 
 def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval_seconds, best, median_table, test,
               subset, subset_n, n_val, history, summary, architecture, notes, pos_weight, init=None, aug=None,
-              use_specaug=False, train_check=None) -> dict:
-    """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores."""
+              use_specaug=False, train_check=None, earlier=None) -> dict:
+    """The model card (JSON-able): what the checkpoint is, what it was trained on, how it scores.
+
+    ``earlier``: the runs behind the initial weights (:func:`earlier_runs_for`), kept with their histories.
+    """
     import hashlib
 
     from . import _common as C
@@ -725,6 +788,7 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "software": C.software_versions(),
         },
         "training_history": history,
+        **({"earlier_runs": earlier} if earlier else {}),
         "postprocessing": config["postprocessing"],
         "metrics": {"test": headline, "test_per_class": test["per_class"]},
         **({"train_recordings_check": {"n_scenes": args.train_check, **train_check}} if train_check else {}),
@@ -752,28 +816,103 @@ def learning_curve_table(history: list[dict]) -> list[str]:
     return lines
 
 
-def learning_curve_figure(history: list[dict], *, title: str = ""):
-    """Plotly figure: val segment F1 / ER / event F1 (left) and train loss (right) against optimiser steps."""
+def earlier_runs_for(name: str, init: dict | None, cards_dir=None) -> list[dict]:
+    """The runs behind the weights a training continued from, read from the card that describes those weights.
+
+    A continued training starts from a shipped checkpoint; that checkpoint's card holds its own run's validation
+    history (and, in ``earlier_runs``, the runs before it). They are carried into the new card so its learning
+    curves show the whole path, not only the last leg. Empty when the training started from scratch or the card
+    in ``cards_dir`` describes other weights (its ``checkpoint_sha256`` is not ``init["sha256"]``).
+
+    Examples
+    --------
+    >>> earlier_runs_for("crnn_sed", None)
+    []
+    >>> earlier_runs_for("crnn_sed", {"sha256": "0" * 64})  # weights no card describes
+    []
+    """
+    if not init or not init.get("sha256"):
+        return []
+    from . import _common as C
+
+    path = Path(cards_dir or C.CARD_DIR) / f"{name}.json"
+    if not path.is_file():
+        return []
+    card = json.loads(path.read_text())
+    if card.get("checkpoint_sha256") != init["sha256"]:
+        return []
+    tr = card.get("training", {})
+    run = {"checkpoint_sha256": card["checkpoint_sha256"],
+           "initialised_from": (tr.get("initialised_from") or {}).get("sha256"),
+           "steps": tr.get("steps"), "best_step": tr.get("best_step"), "lr": tr.get("lr"),
+           "n_val": (card.get("data", {}).get("sizes") or {}).get("val"),
+           "test_segment_f1": (card.get("metrics", {}).get("test") or {}).get("segment_f1"),
+           "history": card.get("training_history") or []}
+    return list(card.get("earlier_runs") or []) + [run]
+
+
+def _run_offsets(earlier: list[dict]) -> list[int]:
+    """Step offset of each run (earlier runs, then the current one): a run starts from its predecessor's best step."""
+    offsets = [0]
+    for run in earlier:
+        best = run.get("best_step")
+        if best is None or best < 0:
+            best = run["history"][-1]["step"] if run.get("history") else 0
+        offsets.append(offsets[-1] + int(best))
+    return offsets
+
+
+def learning_curve_figure(history: list[dict], *, earlier: list[dict] | None = None, title: str = ""):
+    """Plotly figure: val segment F1 / ER / event F1 (left) and train loss (right) against optimiser steps.
+
+    ``earlier`` (a card's ``earlier_runs``) are drawn first, each run shifted so that it starts at the step of its
+    predecessor's selected (best-on-validation) weights, with a dotted line where each run begins.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    steps = [h["step"] for h in history]
+    runs = list(earlier or []) + [{"history": history}]
+    offsets = _run_offsets(runs[:-1])
     fig = make_subplots(rows=1, cols=2, subplot_titles=("validation (held-out recordings)", "training loss"))
+    colours = {"segment_f1": "#1f77b4", "segment_er": "#d62728", "event_f1": "#2ca02c", "loss": "#7f7f7f"}
     for key, name in (("segment_f1", "segment F1"), ("segment_er", "segment ER"), ("event_f1", "event F1")):
-        fig.add_trace(go.Scatter(x=steps, y=[h[key] for h in history], mode="lines+markers", name=name), 1, 1)
-    tr = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
-    fig.add_trace(go.Scatter(x=[a for a, _ in tr], y=[b for _, b in tr], mode="lines+markers", name="train loss (BCE)"),
-                  1, 2)
+        xs, ys = [], []
+        for off, run in zip(offsets, runs):
+            xs += [off + h["step"] for h in run["history"]] + [None]
+            ys += [h[key] for h in run["history"]] + [None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(color=colours[key]),
+                                 marker=dict(size=5)), 1, 1)
+    xs, ys = [], []
+    for off, run in zip(offsets, runs):
+        tr = [(off + h["step"], h["loss"]) for h in run["history"] if h.get("loss") is not None]
+        xs += [a for a, _ in tr] + [None]
+        ys += [b for _, b in tr] + [None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="train loss (BCE)",
+                             line=dict(color=colours["loss"]), marker=dict(size=5)), 1, 2)
+    if len(runs) > 1:
+        for k, off in enumerate(offsets[1:], start=2):
+            for col in (1, 2):
+                fig.add_vline(x=off, line=dict(dash="dot", color="#888", width=1), row=1, col=col)
+            fig.add_annotation(x=off, y=1.0, yref="y domain", xref="x", text=f"run {k}", showarrow=False,
+                               xanchor="left", yanchor="top", font=dict(size=11, color="#555"))
     fig.update_xaxes(title_text="optimiser step")
-    fig.update_layout(title=title, width=1000, height=380, template="plotly_white", margin=dict(l=50, r=20, t=60, b=40))
+    if len(runs) > 1:
+        title = (title + "<br>" if title else "") + (
+            f"<span style='font-size:12px'>{len(runs)} runs; each continues from its predecessor's selected "
+            "(best-on-validation) step</span>")
+    fig.update_layout(title=title, width=1000, height=400 if len(runs) > 1 else 380, template="plotly_white", margin=dict(l=50, r=20, t=105 if len(runs) > 1 else 60, b=50))
     return fig
 
 
 def add_learning_curves(name: str, cards_dir, *, png: bool = True) -> Path:
-    """Append the learning curves (table, and a PNG next to the card) to ``cards_dir/NAME.md``."""
+    """Append the learning curves (table, and a PNG next to the card) to ``cards_dir/NAME.md``.
+
+    The card's ``earlier_runs`` (see :func:`earlier_runs_for`) are drawn before the last run and listed one row each.
+    """
     cards_dir = Path(cards_dir)
     card = json.loads((cards_dir / f"{name}.json").read_text())
     hist = card.get("training_history") or []
+    earlier = card.get("earlier_runs") or []
     md_path = cards_dir / f"{name}.md"
     md = md_path.read_text()
     marker = "\n## Learning curves\n"
@@ -784,12 +923,24 @@ def add_learning_curves(name: str, cards_dir, *, png: bool = True) -> Path:
         import os
 
         os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
-        fig = learning_curve_figure(hist, title=f"{name}: learning curves")
+        fig = learning_curve_figure(hist, earlier=earlier, title=f"{name}: learning curves")
         out = cards_dir / f"{name}.curves.png"
         tmp = cards_dir / f".{name}.curves.tmp.png"
         fig.write_image(str(tmp), scale=1)
         os.replace(tmp, out)
         section += [f"![learning curves of {name}]({out.name})", ""]
+    if earlier:
+        section += ["Earlier runs (each continued by the next from its selected weights; their full histories are in "
+                    "the card's `earlier_runs`):", "",
+                    "| run | weights (sha256) | from | steps | selected step | lr | val scenes | best val segment F1 | "
+                    "test segment F1 |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+        for k, run in enumerate(earlier, start=1):
+            best = max((h["segment_f1"] for h in run["history"]), default=float("nan"))
+            test = run.get("test_segment_f1")
+            section.append(f"| {k} | {run['checkpoint_sha256'][:12]} | {(run.get('initialised_from') or 'scratch')[:12]} "
+                           f"| {run.get('steps')} | {run.get('best_step')} | {run.get('lr') or ''} | "
+                           f"{run.get('n_val') or ''} | {best:.3f} | {'' if test is None else f'{test:.3f}'} |")
+        section += ["", f"Run {len(earlier) + 1} (these weights):", ""]
     section += learning_curve_table(hist)
     md_path.write_text(md + "\n" + "\n".join(section) + "\n")
     return md_path
