@@ -600,11 +600,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
     ckpt = C.save_checkpoint(model, paths.checkpoint, name=mod.NAME, config=config)
     card = {}
     if not args.no_eval:
-        test_scenes = scene_set("test", n=args.n_test, sr=sr, stems=False)
-        probs = predict(spec, np.stack([s["audio"] for s in test_scenes]))
-        test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
-        k = min(SUBSET_N, len(test_scenes))
-        subset = evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test")
+        test, subset, k = _score_test(spec, args.n_test)
         train_check = None
         if args.train_check and not args.smoke:
             tr = evaluate(spec, "train", args.train_check)
@@ -615,15 +611,31 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
                          pos_weight=pos_weight, init=init, aug=aug, use_specaug=use_specaug, train_check=train_check,
                          architecture=architecture or [], notes=notes or [],
                          earlier=earlier_runs_for(mod.NAME, init))
-        C.write_card(mod.NAME, card, out_dir=paths.cards)
-        try:
-            add_learning_curves(mod.NAME, paths.cards)
-        except Exception as exc:  # a figure must not cost the training
-            print(f"[{mod.NAME}] learning-curve figure not written: {exc}", flush=True)
+        _write_card(mod.NAME, card, paths.cards)
         print(f"[{mod.NAME}] test: seg-F1 {test['segment_f1']:.3f} ER {test['segment_er']:.3f} "
               f"ev-F1 {test['event_f1']:.3f} (median {median} frames)", flush=True)
     state.clear()
     return card
+
+
+def _score_test(spec, n_test: int | None) -> tuple[dict, dict, int]:
+    """Scores on the test split (the checkpoint's own decision rule) and on its first ``SUBSET_N`` scenes."""
+    test_scenes = scene_set("test", n=n_test, sr=spec.sample_rate, stems=False)
+    probs = predict(spec, np.stack([s["audio"] for s in test_scenes]))
+    test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
+    k = min(SUBSET_N, len(test_scenes))
+    return test, evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test"), k
+
+
+def _write_card(name: str, card: dict, cards_dir) -> None:
+    """The card's JSON and markdown, then its learning curves (a figure that fails costs only the figure)."""
+    from . import _common as C
+
+    C.write_card(name, card, out_dir=cards_dir)
+    try:
+        add_learning_curves(name, cards_dir)
+    except Exception as exc:
+        print(f"[{name}] learning-curve figure not written: {exc}", flush=True)
 
 
 def rescore_card(mod, paths, *, n_test: int | None = None, train_check: int = 40) -> dict:
@@ -646,11 +658,7 @@ def rescore_card(mod, paths, *, n_test: int | None = None, train_check: int = 40
     model.load_state_dict(state, strict=True)
     model.eval()
     spec = mod.make_spec(model)
-    test_scenes = scene_set("test", n=n_test, sr=spec.sample_rate, stems=False)
-    probs = predict(spec, np.stack([s["audio"] for s in test_scenes]))
-    test = evaluate(spec, scenes=test_scenes, probs=probs, split="test")
-    k = min(SUBSET_N, len(test_scenes))
-    subset = evaluate(spec, scenes=test_scenes[:k], probs=probs[:k], split="test")
+    test, subset, k = _score_test(spec, n_test)
     floors = floor_report(mod.NAME, test)
     generated = ("FLOOR NOT MET:", "All acceptance floors are met")
     notes = [n for n in card.get("notes", []) if not str(n).startswith(generated)]
@@ -673,11 +681,7 @@ def rescore_card(mod, paths, *, n_test: int | None = None, train_check: int = 40
         tr = evaluate(spec, "train", train_check)
         card["train_recordings_check"] = _round({"n_scenes": train_check,
                                                  **{m: tr[m] for m in ("segment_f1", "segment_er", "event_f1")}})
-    C.write_card(mod.NAME, card, out_dir=paths.cards)
-    try:
-        add_learning_curves(mod.NAME, paths.cards)
-    except Exception as exc:  # a figure must not cost the card
-        print(f"[{mod.NAME}] learning-curve figure not written: {exc}", flush=True)
+    _write_card(mod.NAME, card, paths.cards)
     print(f"[{mod.NAME}] card rewritten from the saved checkpoint: test seg-F1 {test['segment_f1']:.3f} "
           f"ER {test['segment_er']:.3f} ev-F1 {test['event_f1']:.3f}", flush=True)
     return card
