@@ -14,6 +14,11 @@ soonest; then the other cheap pages of every model; then the attributions.
 Every result also lands in the on-disk cache (:mod:`apps.diskcache`), so after one warm-up a
 restarted server fills its memory caches from disk in seconds. Each step is timed into
 :data:`LOG`; :data:`DONE` is set when the thread has finished.
+
+Visitors come first: before each step the thread waits (up to :data:`YIELD_S` seconds) while a
+visitor's page script is running, so a first page does not share the process (its GIL and the
+2 cores) with the warm-up. The first page after a start is the one that starts the warm-up, so it
+runs alone; the warm-up resumes when it has been sent. The seconds waited add up in :data:`YIELDED`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,38 @@ OVERVIEW = ("spectrogram", "outputs", "overview clustering")
 HEAVY = ("attribution",)
 #: the passes of :func:`run`, in order
 PASSES = ("overview", "cheap", "heavy")
+#: seconds the thread waits at most, before a step, for visitors' page runs to end (then it goes on anyway)
+YIELD_S = 30.0
+#: seconds waited for visitors so far (one number, in a list to update in place)
+YIELDED = [0.0]
+
+
+def visitors_running() -> int:
+    """How many sessions are running their page script now (0 outside a Streamlit server).
+
+    Reads the Streamlit runtime's sessions (each has a running / not running state); any error
+    in that private structure counts as nobody running, so the warm-up never stalls on it.
+    """
+    try:
+        from streamlit import runtime
+        from streamlit.runtime.app_session import AppSessionState
+
+        if not runtime.exists():
+            return 0
+        sessions = runtime.get_instance()._session_mgr.list_active_sessions()
+        return sum(1 for s in sessions if getattr(s.session, "_state", None) == AppSessionState.APP_IS_RUNNING)
+    except Exception:
+        return 0
+
+
+def _yield_to_visitors(limit: float = YIELD_S, poll: float = 0.05) -> float:
+    """Wait while a visitor's page runs (at most ``limit`` s); the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and visitors_running():
+        time.sleep(poll)
+    waited = time.monotonic() - t0
+    YIELDED[0] += waited
+    return waited
 
 
 def enabled() -> bool:
@@ -118,6 +155,7 @@ def run(refs=None) -> None:
             if (ref, audio) in failed:
                 continue
             try:
+                _yield_to_visitors()
                 model, example = _selection(ref, audio)
                 steps = page_defaults(model, example)
             except Exception as exc:
@@ -127,6 +165,7 @@ def run(refs=None) -> None:
             for what, fn in steps.items():
                 if _pass_of(what) != part:
                     continue
+                _yield_to_visitors()
                 t0 = time.perf_counter()
                 try:
                     fn()

@@ -135,10 +135,12 @@ def test_cluster_mask_figure_is_light_and_tints_the_right_bins():
     assert (zt[rows_in] >= 1).all() and (zt[~rows_in] == 0).all() and np.asarray(tint.z).dtype == np.uint8
     # the cluster's loudest bin is the 3 kHz tone at half the 500 Hz tone's amplitude: -6 dB re max on an 80-dB scale
     assert abs(zt[rows_in].max() - (1 + 254 * (80 + 20 * np.log10(0.5)) / 80)) <= 2
-    zr = _z(right)
-    assert np.isnan(zr[~rows_in]).all() and np.isfinite(zr[rows_in]).all()
+    zr = _z(right)  # the same byte levels on the dB colour scale: 0 (transparent) outside the cluster
+    assert (zr[~rows_in] == 0).all() and (zr[rows_in] >= 1).all() and np.asarray(right.z).dtype == np.uint8
+    # its colour bar reads dB: level 1 is −80 dB, level 255 is 0 dB
+    assert list(right.colorbar.ticktext) == ["-80", "-60", "-40", "-20", "0"] and right.colorbar.tickvals[-1] == 255
     # the 3 kHz tone is the right panel's loudest row; the energy share is the full-resolution one
-    assert abs(_axis(right, "y")[np.argmax(np.where(np.isnan(zr), -np.inf, zr).mean(axis=1))] - 3000) < 2 * SR / 512
+    assert abs(_axis(right, "y")[np.argmax(zr.mean(axis=1))] - 3000) < 2 * SR / 512
     P = np.abs(clip.stft) ** 2
     share = 100 * (P * high).sum() / P.sum()  # 0.25 / 1.25 of the power: 20 %
     assert f"({share:.0f}% of energy)" in fig.layout.annotations[1].text and round(share) == 20
@@ -283,3 +285,25 @@ def test_a_lasso_selects_every_point_inside_drawn_or_not_and_each_names_its_cell
     box = region_indices({"selection": {"box": [{"x": [20.5, 9.5], "y": [8.5, 4.5]}]}}, coords)  # any corner order
     np.testing.assert_array_equal(box, got)
     assert region_indices({"selection": {"points": [{"x": 1.0, "y": 1.0}], "box": [], "lasso": []}}, coords).size == 0
+
+
+def test_mask_outputs_travel_as_whole_percent_and_keep_their_planted_values():
+    from probe.figures.clip import outputs_figure
+
+    t, f = np.arange(1000) * 0.008, np.linspace(0, 4000, 129)
+    masks = np.full((2, 129, 1000), 0.25, np.float32)
+    masks[0, 64:, :500] = 1.0  # source 1 owns the upper half of the first 4 s
+    masks[1] = 1 - masks[0]
+    fig = outputs_figure({"kind": "masks", "values": masks, "times": t, "freqs": f, "labels": ["low", "high"]})
+    for tr, m in zip(fig.data, masks):
+        z = np.asarray(tr.z)
+        assert z.dtype == np.uint8 and z.shape[1] <= MAX_COLUMNS and tr.zmin == 0 and tr.zmax == 100
+        assert "%{z} %" in tr.hovertemplate and tr.x is None and tr.dx > 0
+        x = tr.x0 + tr.dx * np.arange(z.shape[1])
+        y = tr.y0 + tr.dy * np.arange(z.shape[0])
+        # every display block inside one planted region reads that region's value in percent
+        top, early = y >= f[64] + tr.dy, x < 4.0 - tr.dx
+        low, late = y < f[64] - tr.dy, x > 4.0 + tr.dx
+        assert (z[np.ix_(top, early)] == round(100 * m[100, 0])).all()  # the planted block: 100 % / 0 %
+        assert (z[np.ix_(low, late)] == round(100 * m[0, -1])).all()  # elsewhere: 25 % / 75 %
+    assert fig.data[0].colorbar.title.text == "mask (%)"

@@ -15,8 +15,9 @@ from types import SimpleNamespace as NS
 import numpy as np
 import plotly.graph_objects as go
 
-from probe.analyze.filters import filter_responses
-from probe.figures.filters import filter_gallery, matched_responses_plot
+from probe.analyze.filters import filter_responses, scale_fit
+from probe.figures.filters import (filter_gallery, matched_responses_plot, matching_overview, response_heatmap,
+                                   responses_and_spacing, side_by_side)
 from probe.filterbank import FilterBank
 
 SR = 16000
@@ -170,3 +171,113 @@ def test_matched_responses_stack_each_pair_in_its_band():
             # hover reads the curve's own dB, including below the band's floor
             np.testing.assert_allclose(cd[shown & (cd[:, 1] >= -40), 1] + off, y[shown & (cd[:, 1] >= -40)], atol=1e-3)
             assert cd[:, 1].min() < -40
+
+
+# ---- several charts as panels of one figure (one chart in a page) ---------------------------------------------
+def _inside(dom, box, tol=1e-6):
+    return box[0] - tol <= dom[0] <= dom[1] <= box[1] + tol
+
+
+def test_side_by_side_keeps_each_panels_traces_axes_colour_bar_and_legend_in_its_box():
+    z = np.arange(12, dtype=np.float32).reshape(3, 4)
+    a = go.Figure([go.Heatmap(z=z, x0=0, dx=1, colorbar=dict(title=dict(text="A"))),
+                   go.Scatter(x=[0, 3], y=[5, 6], name="mean", xaxis="x2", yaxis="y2")],
+                  layout=dict(title=dict(text="panel A"), height=500,
+                              xaxis=dict(domain=[0, 1], anchor="y", matches="x2"), yaxis=dict(domain=[0.3, 1.0]),
+                              xaxis2=dict(domain=[0, 1], anchor="y2"), yaxis2=dict(domain=[0, 0.2], anchor="x2"),
+                              annotations=[dict(text="note", x=0.5, y=0.5, xref="paper", yref="paper")]))
+    b = go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], name="b line"),
+                  layout=dict(title=dict(text="panel B"), height=300, legend=dict(x=0.01, y=0.99)))
+    c = go.Figure(go.Bar(x=["p", "q"], y=[1, 2], name="c bars"), layout=dict(title=dict(text="panel C"), height=300))
+    fig = side_by_side([a, [b, c]], widths=[3, 2], gap=0.1, names=["A", "B", "C"])
+    panels = {p["name"]: p for p in fig.layout.meta["panels"]}
+    assert list(panels) == ["A", "B", "C"]
+    # columns 3:2 of the width left after the gap; B over C in the right column, B the taller
+    assert np.allclose(panels["A"]["box"], [0, 0.54, 0, 1]) and np.allclose(panels["B"]["box"][:2], [0.64, 1.0])
+    assert panels["B"]["box"][2] > panels["C"]["box"][3] and panels["B"]["box"][3] == 1.0
+    # every trace kept, with its data, on its panel's renamed axes
+    assert [(t.type, t.xaxis, t.yaxis) for t in fig.data] == [("heatmap", "x", "y"), ("scatter", "x2", "y2"),
+                                                            ("scatter", "x3", "y3"), ("bar", "x4", "y4")]
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), z)
+    assert list(fig.data[3].y) == [1, 2]
+    lay = fig.layout
+    # axis domains squeezed into the boxes, anchors and matches renamed
+    for name in panels["A"]["axes"]:
+        dom = lay[name].domain
+        assert _inside(dom, panels["A"]["box"][:2] if name[0] == "x" else panels["A"]["box"][2:])
+    assert lay.xaxis.matches == "x2" and lay.yaxis2.anchor == "x2" and lay.xaxis3.anchor == "y3"
+    assert np.allclose(lay.yaxis.domain, [0.3, 1.0]) and np.allclose(lay.yaxis2.domain, [0, 0.2])
+    for p in ("B", "C"):
+        assert all(_inside(lay[n].domain, panels[p]["box"][:2] if n[0] == "x" else panels[p]["box"][2:])
+                   for n in panels[p]["axes"])
+    # the colour bar sits at panel A's right edge (in the gap), spanning the heat map's rows only
+    cb = fig.data[0].colorbar
+    assert panels["A"]["box"][1] <= cb.x < panels["B"]["box"][0] and cb.len <= 0.7 + 1e-6
+    # each panel its own legend, placed in its box; titles above their boxes; A's paper note in A's box
+    assert fig.data[2].legend == "legend2" and fig.data[3].legend == "legend3"
+    assert panels["B"]["box"][0] <= lay.legend2.x <= 1 and lay.legend2.y > panels["C"]["box"][3]
+    notes = {n.text: n for n in lay.annotations}
+    for p in ("A", "B", "C"):
+        n = notes[f"panel {p}"]
+        x0, x1, _, y1 = panels[p]["box"]
+        assert abs(n.x - (x0 + x1) / 2) < 1e-9 and n.y >= y1
+    assert abs(notes["note"].x - 0.27) < 1e-9
+
+
+def test_responses_and_spacing_holds_the_planted_bank_in_three_panels():
+    centres = np.geomspace(200, 6000, 12)
+    K = _gammatone(centres[::-1].copy(), n_taps=256)  # planted in reverse order: the figure sorts them
+    fr = filter_responses(FilterBank("planted", K[:, None], "samples", SR))
+    fit = scale_fit(fr, sample_rate=SR)
+    fig = responses_and_spacing(fr, fit, sample_rate=SR)
+    panels = {p["name"]: p for p in fig.layout.meta["panels"]}
+    assert list(panels) == ["responses", "centres", "octaves"]
+    # left: the response heat map, the same picture as on its own
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 1 and heat[0].xaxis == "x"
+    np.testing.assert_array_equal(np.asarray(heat[0].z), np.asarray(response_heatmap(fr).data[0].z))
+    assert np.asarray(heat[0].z).dtype == np.float32
+    # right, top: the learned centres in rank order (ascending: the planted centres), on the centre panel's axes
+    cx, cy = panels["centres"]["axes"]
+    learned = [t for t in fig.data if t.name and t.name.startswith("learned centres")][0]
+    assert (learned.xaxis, learned.yaxis) == (cx.replace("axis", ""), cy.replace("axis", ""))
+    np.testing.assert_allclose(learned.y, np.sort(fr.centre_hz_))
+    assert np.all(np.abs(np.log(np.asarray(learned.y) / centres)) < 0.1)  # at the planted centres
+    # geometric spacing: the log-spaced fit is the best one, and says so
+    best = [t.name for t in fig.data if t.name and "(best)" in t.name]
+    assert best == [f"{fit.best_scale_}-spaced fit, R²={fit.r2_[fit.best_scale_]:.3f} (best)"]
+    assert fit.best_scale_ == "log"
+    # right, bottom: filters per octave add up to the bank
+    bars = [t for t in fig.data if t.type == "bar"][0]
+    assert sum(bars.y) == 12 and bars.xaxis == panels["octaves"]["axes"][0].replace("axis", "")
+    assert panels["centres"]["box"][0] > panels["responses"]["box"][1]
+    assert panels["centres"]["box"][2] > panels["octaves"]["box"][3]
+
+
+def test_matching_overview_marks_the_planted_matching_beside_the_pairs():
+    f = np.linspace(0, 8000, 513)
+    centres = np.array([500.0, 1500.0, 3000.0, 5000.0])
+    resp = np.exp(-0.5 * ((f[None] - centres[:, None]) / 150) ** 2)
+    ref = np.exp(-0.5 * ((f[None] - centres[::-1, None]) / 200) ** 2)
+    assignment = np.array([3, 2, 1, 0])  # learned i ↔ reference 3 − i, planted
+    cos = np.full((4, 4), 0.1)
+    cos[np.arange(4), assignment] = [0.9, 0.8, 0.7, 0.6]
+    fr = NS(order_=np.array([2, 0, 3, 1]), freqs_hz_=f, responses_=resp, name_="bank")
+    match = NS(cosine_=cos, assignment_=assignment, reference_responses_=ref, matched_cosine_=cos.max(1),
+               reference="gauss", mean_cosine_=0.75)
+    fig = matching_overview(fr, match, n_show=4)
+    panels = {p["name"]: p for p in fig.layout.meta["panels"]}
+    assert list(panels) == ["matrix", "pairs"] and "mean matched cosine 0.750" in fig.layout.title.text
+    heat = [t for t in fig.data if t.type == "heatmap"][0]
+    Z = np.asarray(heat.z)
+    assert Z.dtype == np.float32 and np.asarray(heat.customdata).dtype == np.int16
+    # row r is learned filter order_[r] (hover names it); the circles sit on the planted cells
+    np.testing.assert_array_equal(np.asarray(heat.customdata)[:, 0], fr.order_)
+    circles = [t for t in fig.data if t.name == "optimal matching"][0]
+    for x, y in zip(circles.x, circles.y):
+        assert x == assignment[fr.order_[y]] and Z[y, x] == np.float32(cos[fr.order_[y], x])
+    # the pairs panel: learned and matched curves of every pair, on the right panel's axes
+    for name in ("learned", "matched gauss"):
+        t = [t for t in fig.data if t.name == name][0]
+        assert t.xaxis == panels["pairs"]["axes"][0].replace("axis", "") and t.meta["bands"][0]["filter"] == 2
+    assert panels["pairs"]["box"][0] > heat.colorbar.x > panels["matrix"]["box"][1] - 1e-9

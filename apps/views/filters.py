@@ -7,8 +7,7 @@ from apps import downloads as dl
 from apps.cache import cached_filter_analysis, cached_filter_banks, cached_report_html
 from apps.ui import button_columns, build, current_audio, current_model, plot, show_error
 from probe.errors import ProbeError
-from probe.figures.filters import (centre_frequency_plot, filter_gallery, matched_responses_plot, matching_matrix,
-                                   octave_density_plot, response_heatmap)
+from probe.figures.filters import filter_gallery, matching_overview, responses_and_spacing
 from probe.pipelines import FilterOptions
 
 st.title("Learned filters")
@@ -59,35 +58,25 @@ st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels
 n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
 gallery = build(filter_gallery, bank, fr, max_filters=n_show)
 plot(gallery, key="filters_gallery")
-heat = build(response_heatmap, fr) if fr.is_spectral_ else None
+# one chart per topic (a page pays ~0.1 s per chart in the browser): the responses with the centres and the
+# filters per octave, then the matching with a reference bank (matrix and learned vs matched responses)
+if fr.is_spectral_ and res.fit is not None:
+    st.subheader("Responses, centre frequencies and spacing")
+    st.caption("Left: every filter's magnitude response (sorted by centre) and the bank's mean. Right: the sorted "
+               "centres with the best straight line on a linear, mel, ERB-rate and log scale (the bank is spaced on the "
+               "scale whose line fits best), and the filters per octave against linear and ERB-rate spacing.")
+heat = build(responses_and_spacing, fr, res.fit, sample_rate=fr.sample_rate_) if fr.is_spectral_ else None
 plot(heat, key="filters_responses")
+mfig = None
 if res.fit is not None:
-    st.subheader("Centre frequency vs filter rank")
-    st.caption("Sorted centres with the best straight line on a linear, mel, ERB-rate and log scale: the bank is "
-               "spaced on the scale whose line fits best.")
-    plot(build(centre_frequency_plot, fr, res.fit), key="filters_centres")
-    plot(build(octave_density_plot, res.fit, sample_rate=fr.sample_rate_), key="filters_octaves")
-
     st.subheader("Matching with reference filterbanks")
     refs = res.refs
     st.dataframe({"reference": list(refs), "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
                   f"unmatched (cos < {next(iter(refs.values())).threshold})": [int(r.unmatched_.size) for r in refs.values()]},
                  hide_index=True, width="stretch")
     ref = st.selectbox("Reference bank", list(refs), index=list(refs).index(best_ref), key="w_filter_ref")
-    match = refs[ref]
-    c1, c2 = st.columns(2)
-    with c1:
-        # half-width columns: two-line titles, or the end of the title is cut off
-        mfig = build(matching_matrix, match.cosine_, match.assignment_, row_order=fr.order_,
-                     col_title=f"{ref} filter", title=f"{layer} × {ref}<br>mean matched cosine {match.mean_cosine_:.3f}")
-        if mfig is not None:
-            mfig.update_layout(margin=dict(t=80))
-        plot(mfig, key="filters_matrix")
-    with c2:
-        pfig = build(matched_responses_plot, fr, match, title=f"{layer}: learned vs<br>matched {ref} responses")
-        if pfig is not None:
-            pfig.update_layout(margin=dict(t=80, b=90), legend=dict(orientation="h", y=-0.1, yanchor="top", x=0, xanchor="left"))
-        plot(pfig, key="filters_pairs")
+    mfig = build(matching_overview, fr, refs[ref], title=f"{layer} × {ref}: mean matched cosine {refs[ref].mean_cosine_:.3f}")
+    plot(mfig, key="filters_matrix")
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, layer, "filters")
@@ -105,7 +94,7 @@ c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safeten
      "freqs_hz": np.asarray(fr.freqs_hz_, np.float64)},
     {"model": model.name, "layer": layer, "sample_rate": fr.sample_rate_, "axis": bank.axis}),
     f"{stem}.safetensors", "application/octet-stream", key="dl_filt_st", on_click="ignore")
-figs = {"gallery": gallery, "responses": heat, "matching": mfig if res.fit is not None else None}
+figs = {"gallery": gallery, "responses": heat, "matching": mfig}
 shown = [(k, f) for k, f in figs.items() if f is not None]
 for k, f in shown:
     c[3].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",

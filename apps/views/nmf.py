@@ -7,7 +7,7 @@ from apps.cache import cached_nmf
 from apps.menus import layer_names
 from apps.ui import build, plot, show_error, page_selection
 from probe.errors import ProbeError
-from probe.figures.nmf import activations_vs_h, bases_side_by_side, nmf_matching_matrix
+from probe.figures.nmf import activations_vs_h, bases_overview
 from probe.pipelines import NMFOptions
 
 st.title("NMF comparison")
@@ -51,10 +51,9 @@ st.caption(f"Bases from {res.bases_layer or '– (no spectral bank)'}; activatio
            f"({res.n_units} units{', ' + res.units_kept if res.units_kept else ''}).")
 figs = {}
 if hasattr(cmp, "cosine_"):
-    figs["bases"] = build(bases_side_by_side, cmp, res.freqs)
+    # one chart: the bases side by side and their matching matrix (a page pays ~0.1 s per chart in the browser)
+    figs["bases"] = build(bases_overview, cmp, res.freqs)
     plot(figs["bases"], key="nmf_bases")
-    figs["bases_matrix"] = build(nmf_matching_matrix, cmp, kind="bases")
-    plot(figs["bases_matrix"], key="nmf_bases_matrix")
 if hasattr(cmp, "act_corr_"):
     figs["activations"] = build(activations_vs_h, cmp)
     plot(figs["activations"], key="nmf_activations")

@@ -137,13 +137,18 @@ def _stacked_heatmaps(panels, *, colorscale: str, unit: str, title=None, zmin=No
                         subplot_titles=[p[0] for p in panels])
     lo = zmin if zmin is not None else min(float(np.min(p[3])) for p in panels)
     hi = zmax if zmax is not None else max(float(np.max(p[3])) for p in panels)
+    percent = unit == "mask" and lo >= 0.0 and hi <= 1.0
     for i, (lab, t, f, z) in enumerate(panels, start=1):
         # display resolution: dB panels show each block's loudest cell, masks its mean
         z, t, f = to_display(np.asarray(z), t, f, max_columns=MAX_COLUMNS, max_rows=MAX_ROWS,
                              how="max" if unit == "dB" else "mean")
-        fig.add_trace(go.Heatmap(**uniform_axes(t, f), z=z, colorscale=colorscale, zmin=lo, zmax=hi, showscale=(i == 1),
-                                 colorbar=dict(title=unit, thickness=12, len=0.9),
-                                 hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>%{{z:.2f}}<extra></extra>"),
+        scale, value, bar = dict(zmin=lo, zmax=hi), "%{z:.2f}", unit
+        if percent:  # a mask in [0, 1] travels as whole percent, one byte per cell (a quarter of float32)
+            z = np.round(np.clip(z, 0.0, 1.0) * 100).astype(np.uint8)
+            scale, value, bar = dict(zmin=round(100 * lo), zmax=round(100 * hi)), "%{z} %", f"{unit} (%)"
+        fig.add_trace(go.Heatmap(**uniform_axes(t, f), z=z, colorscale=colorscale, **scale, showscale=(i == 1),
+                                 colorbar=dict(title=bar, thickness=12, len=0.9),
+                                 hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>{value}<extra></extra>"),
                       row=i, col=1)
         fig.update_yaxes(title_text="Hz", row=i, col=1)
     fig.update_xaxes(title_text="time (s)", row=n, col=1)

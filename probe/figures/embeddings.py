@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .display import MAX_ROWS
-from .style import db_scale
+from .style import DB_COLORSCALE, db_scale
 
 __all__ = ["embedding_scatter", "cluster_mask_figure", "scores_vs_separation", "display_subset", "PALETTE"]
 
@@ -178,6 +178,15 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
     return fig
 
 
+def _level_scale():
+    """The dB colour scale (:data:`~probe.figures.style.DB_COLORSCALE`) over levels 1-255 of a byte map; 0 is transparent."""
+    from plotly.colors import get_colorscale
+
+    stops = get_colorscale(DB_COLORSCALE)
+    return [[0.0, "rgba(0,0,0,0)"], [0.5 / 255, "rgba(0,0,0,0)"]] + \
+        [[1 / 255 + v * 254 / 255, c] for v, c in stops]
+
+
 def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0, title: str | None = None,
                         max_frames: int = 400, max_bins: int | None = MAX_ROWS, name: str | None = None,
                         mask_reduce: str = "majority"):
@@ -259,9 +268,13 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
         go.Heatmap(**cells, z=level, zmin=0, zmax=255, showscale=False, hoverinfo="skip", xaxis="x", yaxis="y",
                    colorscale=[[0, "rgba(255,255,255,0)"], [0.5 / 255, "rgba(255,255,255,0)"], [1 / 255, "#ffffff"],
                                [1, colour]]),
-        # right: only the cluster's bins, on the dB scale with a colour bar
-        go.Heatmap(**cells, z=np.where(inside, db, np.float32(np.nan)), **db_scale(top, db_range=db_range),
-                   colorbar=dict(title=dict(text="dB re max")), hovertemplate=hover, xaxis="x2", yaxis="y2"),
+        # right: only the cluster's bins, on the dB scale with a colour bar: the same one byte per cell (0 =
+        # not in the cluster, transparent; 1-255 = the level on the dB colour scale) instead of a float map;
+        # hover names the cell (its dB is the left panel's, at the same place)
+        go.Heatmap(**cells, z=level, zmin=0, zmax=255, colorscale=_level_scale(), xaxis="x2", yaxis="y2",
+                   colorbar=dict(title=dict(text="dB re max"), tickvals=[1 + 254 * k / 4 for k in range(5)],
+                                 ticktext=[f"{lo + (top - lo) * k / 4:.0f}" for k in range(5)]),
+                   hovertemplate="%{x:.3f} s, %{y:.0f} Hz: in the cluster<br>(its dB: the left panel)<extra></extra>"),
     ]
     gap = 0.04
     half = (1 - gap) / 2

@@ -15,7 +15,7 @@ from .display import uniform_axes
 from .style import db_scale
 
 __all__ = ["filter_gallery", "response_heatmap", "centre_frequency_plot", "octave_density_plot", "matching_matrix",
-           "matched_responses_plot", "SCALE_COLOURS"]
+           "matched_responses_plot", "responses_and_spacing", "matching_overview", "side_by_side", "SCALE_COLOURS"]
 
 SCALE_COLOURS = {"linear": "#7f7f7f", "mel": "#1f77b4", "erb": "#d62728", "log": "#2ca02c"}
 
@@ -47,6 +47,149 @@ def _band_label(a, b) -> str:
     if b >= 1000:
         return f"{a:.0f} Hz–{b / 1000:g} kHz"
     return f"{a:.0f}–{b:.0f} Hz"
+
+
+def _layout_key(ref: str) -> str:
+    """``x3`` → ``xaxis3``."""
+    return ref[0] + "axis" + ref[1:]
+
+
+def _ref(name: str) -> str:
+    """``xaxis3`` → ``x3``."""
+    return name[0] + name[5:]
+
+
+def side_by_side(panels, *, widths=None, gap: float = 0.07, title: str | None = None, height: int | None = None,
+                 width: int | None = None, names=None):
+    """Figures placed side by side as panels of ONE figure (one chart in a page, not several).
+
+    A browser page pays ~0.1 s per chart beyond drawing it (mounting, sizing, the figure's own
+    layout pass) and ~10–25 ms per extra axis, so a page with two or three related charts draws
+    sooner as one figure of panels. Each panel keeps its traces, axes (domains, titles, ticks,
+    ranges, matching), annotations, colour bars (moved to the panel's right edge) and its own
+    legend, placed in its box as in its figure; its title becomes a panel title above it.
+
+    Parameters
+    ----------
+    panels : list of plotly.graph_objects.Figure or list of such lists
+        Each figure with any number of axes (``xaxis``, ``yaxis2``, ...) in its own ``[0, 1]``
+        paper space. A list in place of a figure stacks its figures in that column (top first).
+    widths : list of float, optional
+        Relative column widths (default equal).
+    gap : float
+        Paper-width fraction between columns (room for a colour bar and the next y title).
+    title, height, width : optional
+        The figure's title and size (height: the tallest column's by default).
+    names : list of str, optional
+        A name per panel (in the order top to bottom, left to right) for ``layout.meta``.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Axes renumbered panel after panel; every trace's ``meta`` is kept;
+        ``layout.meta["panels"]`` lists each panel's name, title, axes and paper box ``[x0, x1, y0, y1]``.
+
+    Examples
+    --------
+    >>> import plotly.graph_objects as go
+    >>> a = go.Figure(go.Scatter(x=[0, 1], y=[1, 2]), layout=dict(title=dict(text="a")))
+    >>> b = go.Figure(go.Bar(x=["p", "q"], y=[3, 4]), layout=dict(title=dict(text="b")))
+    >>> fig = side_by_side([a, b], widths=[2, 1])
+    >>> [(t.xaxis, t.yaxis) for t in fig.data]
+    [('x', 'y'), ('x2', 'y2')]
+    >>> [p["axes"] for p in fig.layout.meta["panels"]]
+    [['xaxis', 'yaxis'], ['xaxis2', 'yaxis2']]
+    """
+    columns = [list(p) if isinstance(p, (list, tuple)) else [p] for p in panels]
+    w = np.asarray(widths if widths is not None else [1.0] * len(columns), float)
+    usable = 1.0 - gap * (len(columns) - 1)
+    boxes, figs, x = [], [], 0.0
+    vgap = 0.2  # room for the upper panel's x title and the lower one's title
+    for col, wi in zip(columns, w / w.sum() * usable):
+        hs = np.asarray([f.layout.height or 450 for f in col], float)
+        top = 1.0
+        for f, h in zip(col, hs / hs.sum() * (1.0 - vgap * (len(col) - 1))):
+            boxes.append((x, x + wi, top - h, top))
+            figs.append(f)
+            top -= h + vgap
+        x += wi + gap
+    tall = max(sum(f.layout.height or 450 for f in col) for col in columns)
+    return _merge(figs, boxes, title=title, height=height or tall, width=width, panel_names=names)
+
+
+def _merge(figs, boxes, *, title=None, height=None, width=None, panel_names=None):
+    """``figs`` drawn in paper boxes ``(x0, x1, y0, y1)`` of one figure (see :func:`side_by_side`)."""
+    go = _go()
+    traces, layout, notes, info, counters = [], {}, [], [], {"x": 0, "y": 0}
+    for p, (fig, (a, b, c, d)) in enumerate(zip(figs, boxes)):
+        lay = fig.layout.to_plotly_json()
+        names = sorted((k for k in lay if k[:5] in ("xaxis", "yaxis")), key=lambda k: (k[0], int(k[5:] or 1)))
+        for k in ("xaxis", "yaxis"):  # a figure without explicit axes still draws on x/y
+            if k not in names:
+                names.append(k)
+        rename = {}
+        for n in names:
+            counters[n[0]] += 1
+            rename[_ref(n)] = n[0] + ("" if counters[n[0]] == 1 else str(counters[n[0]]))
+
+        def squeeze(v, axis):
+            lo, hi = (a, b) if axis == "x" else (c, d)
+            return float(min(max(lo + float(v) * (hi - lo), 0.0), 1.0))  # rounding must not leave [0, 1]
+
+        for n in names:
+            ax = dict(lay.get(n, {}))
+            lo, hi = ax.get("domain", [0.0, 1.0])
+            ax["domain"] = [round(squeeze(lo, n[0]), 6), round(squeeze(hi, n[0]), 6)]
+            for ref in ("anchor", "matches", "overlaying", "scaleanchor"):
+                if ax.get(ref) in rename:
+                    ax[ref] = rename[ax[ref]]
+            ax.setdefault("anchor", rename["y" if n[0] == "x" else "x"])  # plotly's default: the first other axis
+            layout[_layout_key(rename[_ref(n)])] = ax
+        for t in fig.data:
+            t = go.Figure(t).data[0]  # a copy
+            own_y = t.yaxis or "y"
+            t.update(xaxis=rename.get(t.xaxis or "x", t.xaxis), yaxis=rename.get(own_y, own_y))
+            if t.type in ("heatmap", "contour") and t.showscale is not False:
+                lo, hi = lay.get(_layout_key(own_y), {}).get("domain", [0.0, 1.0])
+                t.colorbar.update(x=b + 0.005, xanchor="left", thickness=10, len=(hi - lo) * (d - c) * 0.95,
+                                  y=squeeze((lo + hi) / 2, "y"), yanchor="middle", title_font_size=10)
+            if t.showlegend is not False:
+                t.legend = f"legend{p + 1}" if p else "legend"
+            traces.append(t)
+        leg = dict(lay.get("legend", {}))  # the panel's own legend, placed in its box as it was in its figure
+        leg.setdefault("x", 0.01)
+        leg.setdefault("y", 0.99)
+        for k, axis in (("xanchor", "x"), ("yanchor", "y")):  # plotly's "auto", fixed in the panel's own coordinates
+            if leg.get(k, "auto") == "auto":
+                v = leg[axis]
+                leg[k] = ("right" if v > 2 / 3 else "left" if v < 1 / 3 else "center") if axis == "x" else \
+                    ("top" if v > 2 / 3 else "bottom" if v < 1 / 3 else "middle")
+        leg.update(x=squeeze(leg["x"], "x") if 0 <= leg["x"] <= 1 else a + leg["x"] * (b - a),
+                   y=c + leg["y"] * (d - c), font=dict(size=10), bgcolor="rgba(255,255,255,0.8)")
+        layout["legend" + (str(p + 1) if p else "")] = leg
+        for note in lay.get("annotations", ()):  # on an axis: renamed; on the paper: squeezed into the box
+            note = dict(note)
+            for key, axis in (("xref", "x"), ("yref", "y")):
+                ref = note.get(key, "paper")
+                if ref == "paper":
+                    note[axis] = squeeze(note.get(axis, 0.5), axis)
+                else:  # "x2" or "x2 domain"
+                    head, _, tail = ref.partition(" ")
+                    note[key] = rename.get(head, head) + (f" {tail}" if tail else "")
+            notes.append(note)
+        head = (lay.get("title") or {}).get("text")
+        if head:
+            notes.append(dict(text=head, x=(a + b) / 2, xref="paper", y=d + 0.01, yref="paper", yanchor="bottom",
+                              xanchor="center", showarrow=False, font=dict(size=12)))
+        info.append(dict(name=panel_names[p] if panel_names else str(p), title=head, axes=[_layout_key(rename[_ref(n)]) for n in names],
+                         box=[float(a), float(b), float(c), float(d)]))
+    layout.update(annotations=notes, template="plotly_white", height=height, hovermode="closest",
+                  margin=dict(l=60, r=50, t=110 if title else 70, b=90), meta=dict(panels=info))
+    if title:
+        layout["title"] = dict(text=title)
+    if width:
+        layout["width"] = width
+    return go.Figure(data=traces, layout=layout)
 
 
 def filter_gallery(bank, responses=None, *, max_filters: int = 32, n_cols: int = 8, title: str | None = None):
@@ -226,7 +369,7 @@ def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False,
     cols = np.nonzero(keep)[0]
     if cols.size > 400:
         cols = cols[::int(np.ceil(cols.size / 400))]
-    z = fr.responses_db_[fr.order_][:, cols]
+    z = np.asarray(fr.responses_db_[fr.order_][:, cols], np.float32)  # float32: half the bytes, same picture
     # colour range: down to the 2nd percentile (at least 20 dB, at most 60 dB): loosely tuned
     # filters with 15 dB of selectivity still show their structure
     zmin = float(np.clip(np.floor(np.percentile(z, 2) / 10) * 10, -60, -20))
@@ -333,6 +476,12 @@ def octave_density_plot(fit, *, sample_rate: float | None = None, title: str | N
     return fig
 
 
+def _small_int(v):
+    """The smallest integer dtype holding ``v`` (figure JSON carries arrays as typed bytes)."""
+    top = int(np.max(np.abs(v))) if np.size(v) else 0
+    return np.int16 if top < 2 ** 15 else np.int32
+
+
 def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_title: str = "learned filter",
                     col_title: str = "reference filter", value_title: str = "cosine", title: str | None = None,
                     zmin: float = 0.0, zmax: float = 1.0):
@@ -351,7 +500,7 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
     co = np.arange(C.shape[1]) if col_order is None else np.asarray(col_order)
     col_pos = np.empty(C.shape[1], dtype=int)
     col_pos[co] = np.arange(len(co))
-    Z = C[np.ix_(ro, co)]
+    Z = C[np.ix_(ro, co)].astype(np.float32)  # float32 and small integers: a 256 × 256 matrix weighed 1 MB as float64
     a = np.asarray(assignment)[ro]
     ok = a >= 0
     signed = zmin < 0  # correlations: a diverging scale with white at 0
@@ -359,7 +508,7 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
     fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Blues",
                                colorbar=dict(title=dict(text=f"{value_title}<br>({'diverging' if signed else 'sequential'},"
                                                              f"<br>not dB)")),
-                               customdata=np.broadcast_to(ro[:, None], Z.shape),
+                               customdata=np.broadcast_to(ro[:, None].astype(_small_int(ro)), Z.shape),
                                hovertemplate=row_title + " #%{customdata}<br>" + col_title + " %{x}<br>%{z:.3f}<extra></extra>"))
     matched_vals = np.where(ok, C[ro, np.where(ok, a, 0)], np.nan)
     fig.add_trace(go.Scatter(x=col_pos[a[ok]], y=np.nonzero(ok)[0], mode="markers", name="optimal matching",
@@ -447,3 +596,75 @@ def matched_responses_plot(fr, match, *, n_show: int = 6, title: str | None = No
                              range=[-(n - 1) * pitch + floor - 3, 5], title=dict(text="dB re each curve's peak")),
                   margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=1.02, x=0.6))
     return go.Figure(data=traces, layout=layout)
+
+
+def responses_and_spacing(fr, fit=None, *, sample_rate: float | None = None, title: str | None = None,
+                          height: int = 820):
+    """One chart of the bank's frequency layout: responses (left); centres vs rank over filters per octave (right).
+
+    :func:`response_heatmap`, :func:`centre_frequency_plot` and :func:`octave_density_plot` as
+    panels of one figure (:func:`side_by_side`): the same traces, axes and hover, one chart in a page
+    instead of three. Without ``fit`` only the responses are drawn.
+
+    Parameters
+    ----------
+    fr : FilterResponses (fitted, with an absolute frequency axis for the right column)
+    fit : ScaleFit, optional
+    sample_rate : float, optional
+        For the octave panel's linear and ERB-rate expectations.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``layout.meta["panels"]``: ``responses``, then ``centres`` and ``octaves`` (their axes and boxes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probe.analyze.filters import filter_responses, scale_fit
+    >>> from probe.filterbank import FilterBank
+    >>> from probe.figures.filters import responses_and_spacing
+    >>> t = np.arange(64) / 16000
+    >>> k = np.stack([np.sin(2 * np.pi * f * t) * np.hanning(64) for f in (500, 1000, 2000, 4000)])
+    >>> fr = filter_responses(FilterBank("demo", k[:, None], "samples", 16000))
+    >>> fig = responses_and_spacing(fr, scale_fit(fr, sample_rate=16000), sample_rate=16000)
+    >>> [p["name"] for p in fig.layout.meta["panels"]]
+    ['responses', 'centres', 'octaves']
+    """
+    heat = response_heatmap(fr)
+    if fit is None:
+        return heat
+    right = [centre_frequency_plot(fr, fit, title=f"centre frequency vs rank — best fit: {fit.best_scale_}"),
+             octave_density_plot(fit, sample_rate=sample_rate)]
+    right[1].update_layout(height=330, legend=dict(orientation="v", x=0.01, y=0.99))
+    return side_by_side([heat, right], widths=[1.2, 1.0], gap=0.15, height=height, names=["responses", "centres", "octaves"],
+                        title=title or f"{fr.name_}: {fr.n_filters_} filters, {fr.sample_rate_} Hz — responses and spacing")
+
+
+def matching_overview(fr, match, *, n_show: int = 6, title: str | None = None, height: int = 620):
+    """One chart of a reference matching: the cosine matrix (left), learned vs matched responses (right).
+
+    :func:`matching_matrix` (rows: learned filters by centre, columns: the reference bank in matched
+    order, circles: the one-to-one matching) and :func:`matched_responses_plot` as panels of one
+    figure (:func:`side_by_side`).
+
+    Parameters
+    ----------
+    fr : FilterResponses (fitted)
+    match : ReferenceMatch (fitted)
+        ``cosine_``, ``assignment_``, ``matched_cosine_``, ``reference``, ``reference_responses_``.
+    n_show : int
+        Pairs in the right panel.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``layout.meta["panels"]``: ``matrix`` then ``pairs``.
+    """
+    ref = match.reference
+    matrix = matching_matrix(match.cosine_, match.assignment_, row_order=fr.order_, col_title=f"{ref} filter",
+                             title=f"cosine, learned × {ref} (circles: the matching)")
+    pairs = matched_responses_plot(fr, match, n_show=n_show, title=f"learned vs matched {ref} responses")
+    pairs.update_layout(legend=dict(orientation="h", x=0, y=-0.12))
+    return side_by_side([matrix, pairs], widths=[1.0, 1.15], gap=0.15, height=height, names=["matrix", "pairs"],
+                        title=title or f"{fr.name_} × {ref}: mean matched cosine {match.mean_cosine_:.3f}")
