@@ -46,10 +46,11 @@ def _same(a, b) -> bool:
     return True
 
 
-@pytest.mark.parametrize("writer", ["actors", "driver"])
-def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer):
-    """On one machine the actors write their own part files; joined to a cluster (``--ray-address``) the
-    driver writes them (``writer="driver"`` forces that path here). Either way: the in-process files."""
+@pytest.mark.parametrize(("writer", "pool"), [("workers", "tasks"), ("driver", "tasks"), ("workers", "actors")])
+def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer, pool):
+    """On one machine the Ray workers write their own part files; joined to a cluster (``--ray-address``) the
+    driver writes them (``writer="driver"`` forces that path here). Ray Data tasks on Ray's pooled processes
+    (the default) or a fresh actor pool per run (``pool="actors"``). Either way: the in-process files."""
     _require_ray()
     import ray
 
@@ -57,29 +58,35 @@ def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer):
 
     if writer == "driver":
         monkeypatch.setattr(run_mod, "_ray_is_local", lambda ray: False)
+    monkeypatch.setattr(run_mod, "_RAY_REUSE_WORKERS", pool == "tasks")
 
     corpus = make_event_corpus(tmp_path / "clips", n_clips=5, seconds=1.0, manifest=True)
     with open(corpus, "a") as fh:
         fh.write('{"path": "missing.wav"}\n')
     opts = RunOptions(layers=("units", "code"), batch_size=2, frames_per_clip=16)
-    a = run_corpus(planted_spec, corpus, tmp_path / "inproc", options=opts)
+    spec = planted_spec()  # one object: its model class is made per call, and a new class is a new model
+    a = run_corpus(spec, corpus, tmp_path / "inproc", options=opts)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ropts = dataclasses.replace(opts, engine="ray", workers=2)
     try:
-        b = run_corpus(planted_spec, corpus, tmp_path / "ray", options=ropts)
+        b = run_corpus(spec, corpus, tmp_path / "ray", options=ropts)
         # resumable: lose one batch (a crash mid-run), run again: only its clips run, the tables stay the same
         lost = sorted((tmp_path / "ray" / "parts").glob("part-00000002-*.parquet"))
         assert len(lost) == 1
         lost[0].unlink()
-        again = run_corpus(planted_spec, corpus, tmp_path / "ray", options=ropts)
+        again = run_corpus(spec, corpus, tmp_path / "ray", options=ropts)
     finally:
         ray.shutdown()
     assert again["clips_this_pass"] == 2 and again["resumed"] == 4 and again["clips"] == b["clips"]
-    # each actor reports its start-up with its first batch; a resume with one batch starts one actor, not two
-    starts = b["timing"]["actors"]
-    assert len(starts) == 2 and len(again["timing"]["actors"]) == 1
+    # each worker process reports its start-up with its first batch of a run; a resume with one batch uses one
+    starts = b["timing"]["start_ups"]
+    assert len(starts) == 2 and len(again["timing"]["start_ups"]) == 1
     for st in starts:
         assert 0 <= st["born_s"] <= st["first_part_s"] and st["init_cpu_s"] >= 0 and st["first_call_cpu_s"] > 0
+    if pool == "actors":  # a fresh actor per run builds its worker again
+        assert not any(st["reused"] for st in starts + again["timing"]["start_ups"])
+    else:  # the resume ran on a process of the first pass (Ray keeps 2 for its 2 CPUs), which kept its worker
+        assert {st["reused"] for st in again["timing"]["start_ups"]} == {True}
     assert a["clips"] == b["clips"] and b["clips"]["bad"] == 1 and b["engine"] == "ray"
     ta, tb = _sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray")
     assert ta.num_rows == 5 * 2 * 2 + 1
@@ -124,7 +131,7 @@ def test_actors_get_the_drivers_checked_spec(monkeypatch):
 
     import probe._shapes as shapes
     from probe import TFGrid
-    from probe.corpus.run import _actor_model, _Shipped
+    from probe.corpus.run import _ship, _Shipped
     from probe.corpus.worker import CorpusWorker
 
     spec = dataclasses.replace(planted_spec(), grid=TFGrid(16000, n_fft=512, hop_length=160, n_mels=40))
@@ -132,9 +139,9 @@ def test_actors_get_the_drivers_checked_spec(monkeypatch):
     driver = CorpusWorker(spec, opts)
     geometry = driver.describe_layers()
     mel = spec.grid.mel_basis()
-    shipped = _actor_model(driver.spec, planted_spec)
-    assert isinstance(shipped, _Shipped) and "planted" in repr(shipped)
-    actor_spec = cloudpickle.loads(cloudpickle.dumps(shipped)).spec
+    shipped = _ship(driver.spec, planted_spec)
+    assert isinstance(shipped, _Shipped) and shipped.checked and "planted" in repr(shipped)
+    actor_spec = cloudpickle.loads(cloudpickle.dumps(shipped)).load()
     fresh = planted_spec()  # (building the planted model itself uses librosa's filterbank)
     locked = planted_spec()
     locked.model.lock = threading.Lock()  # not picklable
@@ -156,5 +163,61 @@ def test_actors_get_the_drivers_checked_spec(monkeypatch):
     CorpusWorker(fresh, opts).describe_layers()
     TFGrid(16000, n_fft=512, hop_length=160, n_mels=40).mel_basis()
     assert calls["probe"] >= 1 and calls["mel"] == 1
-    assert _actor_model(locked, planted_spec) is planted_spec
-    assert _actor_model(locked, "zoo:some_model") == "zoo:some_model"
+    assert _ship(locked, planted_spec).load() is planted_spec and not _ship(locked, planted_spec).checked
+    assert _ship(locked, "zoo:some_model").load() == "zoo:some_model"
+
+
+def test_ray_workers_keep_their_worker_per_spec(tmp_path, monkeypatch):
+    """A Ray worker process builds its worker on its first batch and keeps it, keyed by the contents the
+    driver shipped: a copy of the same model (other tensor storages, so other pickle bytes) reuses it, other
+    weights or layers build anew, the cache stays bounded, and a reused worker gives the in-process rows."""
+    _require_ray()
+    import copy
+    import json
+
+    import pyarrow as pa
+
+    import probe.corpus.run as run_mod
+    from probe.corpus import read_corpus
+    from probe.corpus.worker import CorpusWorker, clips_table
+
+    monkeypatch.setattr(run_mod, "_built", run_mod.OrderedDict())
+    monkeypatch.setattr(run_mod, "_reported", run_mod.OrderedDict())
+    builds = []
+    real = run_mod._build
+    monkeypatch.setattr(run_mod, "_build", lambda *a, **k: builds.append(1) or real(*a, **k))
+
+    clips = read_corpus(make_event_corpus(tmp_path / "clips", n_clips=2, seconds=0.5))
+    batch = clips_table(clips).append_column("_pos", pa.array([0, 1]))
+    opts = RunOptions(layers=("units",), concepts=("loudness",), random_init=False)
+
+    def checked(spec, o=opts):
+        CorpusWorker(spec, dataclasses.replace(o, concepts=())).describe_layers()  # as the driver does
+        return run_mod._ship(spec, planted_spec)
+
+    def task(shipped, run, o=opts):
+        t = run_mod._ray_task(batch, model=shipped, options=o.to_dict(), threads=1, run=run)
+        start = t.column("_start")[0].as_py()
+        return t.drop_columns(["_first", "_worker", "_start", "_cpu"]), start and json.loads(start)
+
+    base = planted_spec()  # (its model class is defined in a function: a new class per call, a new digest)
+    one, two = checked(base), checked(copy.deepcopy(base))
+    assert one.data != two.data and one.digest == two.digest
+    ta, sa = task(one, "run-a")
+    tb, sb = task(two, "run-b")
+    assert (sa["reused"], sb["reused"], len(builds)) == (False, True, 1)
+    assert task(two, "run-b")[1] is None  # a process reports its start-up once per run
+    expected = CorpusWorker(planted_spec(), opts)(clips_table(clips))
+    assert ta.equals(expected) and tb.equals(expected)
+    # the same model at another batch size and worker count: the same worker
+    assert task(two, "run-c", dataclasses.replace(opts, batch_size=3, workers=2, engine="ray"))[1]["reused"]
+    # other weights, other layers: built anew; at most _CACHE_SIZE kept, the oldest dropped
+    spec = copy.deepcopy(base)
+    with __import__("torch").no_grad():
+        next(spec.model.parameters()).add_(1.0)
+    other = checked(spec)
+    assert other.digest != one.digest and task(other, "run-d")[1]["reused"] is False
+    code = dataclasses.replace(opts, layers=("code",))
+    assert task(checked(copy.deepcopy(base), code), "run-e", code)[1]["reused"] is False
+    assert len(builds) == 3 and len(run_mod._built) == run_mod._CACHE_SIZE == 2
+    assert task(one, "run-f")[1]["reused"] is False and len(builds) == 4

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     Parameters
     ----------
     model : str, ModelSpec or callable
-        ``zoo:NAME`` or a spec ``.toml`` (what Ray actors on a cluster load), a
+        ``zoo:NAME`` or a spec ``.toml`` (what Ray workers on a cluster load), a
         :class:`~probe.ModelSpec`, or a zero-argument factory returning one.
     corpus : str, Path or list of Clip
         A folder or a CSV/JSONL manifest (see :func:`~probe.corpus.read_corpus`).
@@ -112,8 +113,9 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         The run folder: created, or resumed when it holds a run with the same settings.
     options : RunOptions
         Layers, frame budget, concepts, controls, and the engine: ``"inprocess"`` or
-        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data actor
-        pool, ``map_batches(CorpusWorker, concurrency=workers)``; ``ray_address`` joins a cluster).
+        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in Ray Data tasks,
+        ``map_batches`` with at most ``workers`` at a time, on Ray's pooled worker processes, each
+        keeping its worker for later runs of the session; ``ray_address`` joins a cluster).
     progress : bool
         Show a tqdm bar with clips/s on stderr.
 
@@ -150,9 +152,11 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise CorpusError(f"clip ids must be unique; repeated: {dup}")
     out = Path(out)
+    if engine == "ray":  # start a local Ray first: its worker processes import while the model loads here
+        _start_ray(workers=workers, ray_address=ray_address)
     spec = resolve_spec(model)
     # the driver validates the layers and learns each one's geometry before any work starts
-    # in-process, this worker then does the run; for Ray it only checks, and each actor builds its own
+    # in-process, this worker then does the run; for Ray it only checks, and each Ray worker builds its own
     probe_worker = CorpusWorker(spec, options if engine == "inprocess" else
                                 dataclasses.replace(options, random_init=False, concepts=()))
     probe_worker.describe_layers()
@@ -177,14 +181,14 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     t0 = time.perf_counter()
     n_new = 0
     written: list = []  # (seconds since t0, clips, worker CPU seconds, worker) of every part as it lands
-    starts: list = []  # Ray: each actor's start-up, as its first batch reports it
+    starts: list = []  # Ray: each worker process's start-up, as its first batch in this run reports it
     if pending:
         index = {c.clip_id: i for i, c in enumerate(clips)}
         if engine == "inprocess":
             n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index,
                                    written=written, t0=t0)
         else:
-            n_new = _run_ray(_actor_model(spec, model), pending, parts, options, workers=workers,
+            n_new = _run_ray(_ship(spec, model), pending, parts, options, workers=workers,
                              ray_address=ray_address, progress=progress, index=index, written=written,
                              starts=starts, t0=t0)
     elapsed = time.perf_counter() - t0
@@ -203,10 +207,14 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) 
     """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
     the wait for the first part and until every worker has delivered its first (engine start-up + one
     batch each), the steady rate after that, the worker CPU seconds per clip of the batches that were not
-    a worker's first (compute + its part file; on Ray, measured in the actor), and finalize.
-    On Ray, ``actors`` lists each actor's start-up: when its constructor began (seconds after the
-    engine started), the CPU its process spent before that (Python, Ray worker, unpickling), the
-    constructor's wall and CPU seconds (imports, model), and its first batch's wall and CPU seconds."""
+    a worker's first (compute + its part file; on Ray, measured in the Ray worker), and finalize.
+    On Ray, ``start_ups`` lists each worker process's start-up in this run, as its first batch reported
+    it: when the process was created and when its first batch began (seconds after the engine started),
+    the CPU the process spent before that (Python, Ray worker, a warm-up), the worker build's wall and
+    CPU seconds (imports, unpickling the spec, the model), its first batch's wall and CPU seconds,
+    ``reused``: True when the process had built this worker in an earlier run of the session (no build),
+    and ``warmed_s``: when the process began its import warm-up (a local Ray started by this run; before
+    the engine started, so negative), or None."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
     if written:
         first: dict = {}
@@ -223,8 +231,8 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) 
         n = sum(k for k, _ in later)
         out["steady_cpu_s_per_clip"] = round(sum(c for _, c in later) / n, 5) if n else None
     if actors:
-        out["actors"] = [{k: None if v is None else round(v, 3) for k, v in a.items()}
-                         for a in sorted(actors, key=lambda a: a["born_s"])]
+        out["start_ups"] = [{k: v if v is None or isinstance(v, bool) else round(v, 3) for k, v in a.items()}
+                            for a in sorted(actors, key=lambda a: a["born_s"])]
     return out
 
 
@@ -256,92 +264,307 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
     return len(pending)
 
 
-#: Ray Data knobs (module level so a benchmark can compare): hand blocks out as actors free up
+#: Ray Data knobs (module level so a benchmark can compare): hand blocks out as workers free up
 #: (the part files are named by corpus position, so arrival order does not matter), and on one
-#: machine let each actor write its own part file instead of shipping rows to the driver
+#: machine let each worker write its own part file instead of shipping rows to the driver
 _RAY_PRESERVE_ORDER = False
 _RAY_WRITE_IN_ACTORS = True
-_RAY_SHIP_SPEC = True  # hand actors the driver's checked spec (see _actor_model); False: the reference
+_RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); False: the reference
+#: True: Ray Data tasks on Ray's pooled worker processes, which outlive a run, each keeping the
+#: worker it built for the next run of the same Ray session (see _ray_task); False: a fresh Ray
+#: Data actor pool per run (RayBatch), every run paying its processes' imports and model load
+_RAY_REUSE_WORKERS = True
+_RAY_WARM_UP = True  # a local Ray started here: each pooled worker imports torch etc. at once (_warm_up)
+#: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
+#: the options and the thread count), newest last, and the runs this process has reported to
+_CACHE_SIZE = 2
+_built: OrderedDict = OrderedDict()
+_reported: OrderedDict = OrderedDict()
+
+
+def _process_start() -> dict:
+    """When this process was created and began this call (epoch seconds), and its CPU seconds so far."""
+    try:
+        import psutil  # a Ray dependency
+
+        spawned = psutil.Process().create_time()
+    except Exception:
+        spawned = None
+    return {"born": time.time(), "spawned": spawned, "pre_cpu_s": time.process_time(), "warmed": _warmed}
+
+
+_warmed = None  # when this Ray worker process ran _warm_up (epoch seconds), if it did
+
+
+def _warm_up() -> float:
+    """A Ray task for a freshly started local Ray: import in a pooled worker process what a corpus
+    batch will need (torch, Ray Data's worker side, this package's worker), while the driver loads and
+    checks the model, so the run's first batch there does not wait for them. Returns its seconds."""
+    global _warmed
+    t0 = time.perf_counter()
+    _warmed = time.time()
+    import ray.data  # noqa: F401
+    import ray.data._internal.execution.operators.map_operator  # noqa: F401
+    import ray.data._internal.planner.plan_udf_map_op  # noqa: F401
+    import torch  # noqa: F401
+
+    from .. import hooks  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
+def _build(model, options, threads) -> tuple:
+    """A :class:`~probe.corpus.worker.CorpusWorker` from what the driver shipped, and this process's
+    start-up record: when it was created, when the build began, the CPU it had spent before (Python,
+    Ray worker), and the build's own wall and CPU seconds (imports, unpickling the spec, the model)."""
+    st = _process_start()
+    w0 = time.perf_counter()
+    worker = CorpusWorker(model.load() if isinstance(model, _Shipped) else model, options, threads=threads)
+    st.update(init_s=time.perf_counter() - w0, init_cpu_s=time.process_time() - st["pre_cpu_s"], reused=False)
+    return worker, st
+
+
+def _run_batch(worker, batch, parts, start):
+    """One batch through ``worker`` on a Ray worker: its part file written there (``parts``, a Ray on this
+    machine) or its rows returned, plus the bookkeeping columns the driver reads (the batch's first
+    corpus position, who ran it, the CPU seconds it took, and ``start``: a start-up record or None)."""
+    import socket
+
+    import pyarrow as pa
+
+    c0, w0 = time.process_time(), time.perf_counter()
+    first = min(batch.column("_pos").to_pylist())
+    batch = batch.drop_columns(["_pos"])
+    table = worker(batch)
+    if parts is None:
+        n = table.num_rows
+    else:
+        _write_table(table, Path(parts) / _part_name(first))
+        table, n = pa.table({"clip_id": batch.column("clip_id")}), batch.num_rows
+    table = table.append_column("_first", pa.array([first] * n, pa.int64()))
+    table = table.append_column("_worker", pa.array([f"{socket.gethostname()}:{os.getpid()}"] * n, pa.string()))
+    start = json.dumps({**start, "call_s": time.perf_counter() - w0}) if start else None
+    table = table.append_column("_start", pa.array([start] * n, pa.string()))
+    return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
+
+
+def _ray_task(batch, *, model, options, threads=None, parts=None, run=""):
+    """The body of a Ray Data task: one batch through this process's worker for the shipped spec,
+    built on its first batch and kept (up to ``_CACHE_SIZE`` specs and options, the oldest dropped),
+    so a later run in the same Ray session loads nothing; Ray reuses its worker processes for tasks.
+
+    The cache key is the digest of the bytes the driver shipped (see :func:`_pickle_digest`), so a
+    changed model, layer list or option builds a new worker; nothing but the driver's own pickle is
+    ever unpickled (the engine, worker count and batch size are not part of the key: they do not change
+    the worker). The first batch a process runs for a run (``run``: a token per run) carries its
+    start-up record: the build's, or ``reused=True`` with no build.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from probe.corpus.synthetic import make_event_corpus, planted_spec
+    >>> import tempfile
+    >>> clips = make_event_corpus(Path(tempfile.mkdtemp()), n_clips=2, seconds=0.5)
+    >>> batch = clips_table(read_corpus(clips)).append_column("_pos", pa.array([0, 1]))
+    >>> opts = RunOptions(layers=("units",), concepts=(), random_init=False).to_dict()
+    >>> shipped = _ship(planted_spec(), planted_spec)
+    >>> a = _ray_task(batch, model=shipped, options=opts, run="one")
+    >>> b = _ray_task(batch, model=shipped, options=opts, run="two")
+    >>> [json.loads(t.column("_start")[0].as_py())["reused"] for t in (a, b)]
+    [False, True]
+    >>> a.drop_columns(["_start", "_cpu"]).equals(b.drop_columns(["_start", "_cpu"]))
+    True
+    """
+    what = {k: v for k, v in options.items() if k not in _EXECUTION}  # not the engine, workers or batch size
+    key = f"{model.digest if isinstance(model, _Shipped) else repr(model)}|{json.dumps(what, sort_keys=True)}|{threads}"
+    worker = _built.get(key)
+    if worker is None:
+        worker, start = _build(model, options, threads)
+        _built[key] = worker
+        while len(_built) > _CACHE_SIZE:
+            _built.popitem(last=False)
+    else:
+        _built.move_to_end(key)
+        start = {**_process_start(), "pre_cpu_s": None, "init_s": 0.0, "init_cpu_s": 0.0, "reused": True}
+        if threads is not None:  # another cached worker may have set another count
+            import torch
+
+            torch.set_num_threads(int(threads))
+    if run in _reported:
+        start = None
+    else:
+        _reported[run] = True
+        while len(_reported) > 64:
+            _reported.popitem(last=False)
+    return _run_batch(worker, batch, parts, start)
 
 
 class RayBatch:
-    """The body of a Ray Data actor: one :class:`~probe.corpus.worker.CorpusWorker`, built once from
-    the driver's checked spec (see ``_actor_model``), and, when ``parts`` is given (a Ray on this
-    machine), each batch's part file written where it was computed, atomically, returning only the
-    clip ids; otherwise the rows themselves.
-
-    Input batches carry a ``_pos`` column (each clip's position in the corpus): a part file is
-    named after the smallest, as the in-process engine names it, so both engines write the same files.
-    """
+    """The body of a Ray Data actor (``_RAY_REUSE_WORKERS = False``): one
+    :class:`~probe.corpus.worker.CorpusWorker`, built once from the driver's shipped spec (see
+    :func:`_ship`); each batch as :func:`_ray_task` runs it. The actor lives for one run only."""
 
     def __init__(self, model, options, threads: int | None = None, parts: str | None = None):
-        import socket
-
-        # start-up of this actor: when its constructor began (epoch seconds), the CPU its process had
-        # spent before (Python, Ray worker, unpickling), and the constructor's own wall and CPU seconds
-        born, pre_cpu, w0 = time.time(), time.process_time(), time.perf_counter()
-        try:
-            import psutil  # a Ray dependency
-
-            spawned = psutil.Process().create_time()
-        except Exception:
-            spawned = None
-        self.worker = CorpusWorker(model.spec if isinstance(model, _Shipped) else model, options, threads=threads)
-        self.parts = Path(parts) if parts else None
-        self.who = f"{socket.gethostname()}:{os.getpid()}"
-        self.start_up = {"born": born, "spawned": spawned, "pre_cpu_s": pre_cpu, "init_s": time.perf_counter() - w0,
-                         "init_cpu_s": time.process_time() - pre_cpu}
+        self.worker, self.start_up = _build(model, options, threads)
+        self.parts = parts
 
     def __call__(self, batch):
-        import pyarrow as pa
-
-        c0, w0 = time.process_time(), time.perf_counter()
-        first = min(batch.column("_pos").to_pylist())
-        batch = batch.drop_columns(["_pos"])
-        table = self.worker(batch)
-        if self.parts is None:
-            n = table.num_rows
-        else:
-            _write_table(table, self.parts / _part_name(first))
-            table, n = pa.table({"clip_id": batch.column("clip_id")}), batch.num_rows
-        # the batch's first position (its part's name), the CPU seconds this actor spent on it, and who
-        table = table.append_column("_first", pa.array([first] * n, pa.int64()))
-        table = table.append_column("_worker", pa.array([self.who] * n, pa.string()))
-        # the actor's start-up (JSON) rides with its first batch only
-        start, self.start_up = (json.dumps({**self.start_up, "call_s": time.perf_counter() - w0})
-                                if self.start_up else None), None
-        table = table.append_column("_start", pa.array([start] * n, pa.string()))
-        return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
+        start, self.start_up = self.start_up, None
+        return _run_batch(self.worker, batch, self.parts, start)
 
 
-def _actor_model(spec, model):
-    """What each Ray actor builds its worker from: the driver's spec itself, as the driver's layer
-    check left it (weights, plus the caches that check filled: the mel filterbank and the model's
-    time-axis probe, both fixed by the spec), so no actor recomputes them or imports what they need
-    (``librosa.filters`` pulls in ``scipy.signal``); the reference or factory given when the spec
-    cannot be pickled."""
+def _ship(spec, model) -> "_Shipped":
+    """What each Ray worker builds its worker from, pickled once here: the driver's spec itself, as the
+    driver's layer check left it (weights, plus the caches that check filled: the mel filterbank and
+    the model's time-axis probe, both fixed by the spec), so no worker recomputes them or imports what
+    they need (``librosa.filters`` pulls in ``scipy.signal``); the reference or factory given when the
+    spec cannot be pickled (each worker then resolves it)."""
+    from ray import cloudpickle
+
     try:
-        from ray import cloudpickle
-
         if not _RAY_SHIP_SPEC:
             raise TypeError("shipping the spec is switched off")
-        cloudpickle.dumps(spec)
-    except Exception:  # an unpicklable model: each actor resolves the reference itself, as before
-        return spec if hasattr(model, "model") else model
-    return _Shipped(spec)
+        return _Shipped(cloudpickle.dumps(spec), _content_digest(spec), spec.name, checked=True)
+    except Exception:  # an unpicklable model: each worker resolves the reference itself
+        ref = spec if hasattr(model, "model") else model
+        try:
+            data = cloudpickle.dumps(ref)
+        except Exception as exc:
+            raise CorpusError(f"the model cannot be sent to Ray workers ({type(exc).__name__}: {exc}); "
+                              "pass a zoo name or spec .toml instead") from None
+        return _Shipped(data, _content_digest(ref), getattr(ref, "name", None) or repr(ref), checked=False)
 
 
 class _Shipped:
-    """A spec handed to the actors as is. Ray Data describes every operator's arguments for its
-    dashboard, and would otherwise deep-copy a dataclass spec (the model included) on the way."""
+    """A pickled spec (or reference) handed to the Ray workers as bytes, with the digest of its contents
+    (the workers' cache key, see :func:`_content_digest`). Bytes, so that Ray Data, which describes every
+    operator's arguments for its dashboard, neither deep-copies a model on the driver nor unpickles one
+    per task on a worker."""
 
-    __slots__ = ("spec",)
+    __slots__ = ("data", "digest", "name", "checked")
 
-    def __init__(self, spec):
-        self.spec = spec
+    def __init__(self, data: bytes, digest: str, name: str, *, checked: bool):
+        self.data, self.digest, self.name, self.checked = data, digest, name, checked
+
+    def load(self):
+        from ray import cloudpickle
+
+        return cloudpickle.loads(self.data)
 
     def __repr__(self) -> str:
-        return f"<the driver's ModelSpec {self.spec.name!r}>"
+        what = "the driver's ModelSpec" if self.checked else "the reference"
+        return f"<{what} {self.name!r}, {len(self.data)} bytes>"
+
+
+def _content_digest(obj) -> str:
+    """A digest of what ``obj`` pickles to that is equal for equal contents: a fresh load of the same model
+    gives the same digest, so a Ray worker that built it in an earlier run reuses it.
+
+    Two pickles of equal models differ in their bytes: torch pickles each tensor's storage with a key of
+    its own, and a module may share a name string that another load repeats. So every tensor stands in
+    this pickle as its type, dtype, shape and a sha256 of its values (a persistent id; its ``requires_grad``
+    too), and :func:`_pickle_digest` reads the stream blind to string identity. Anything else that varies
+    between equal objects only makes their digests differ: a rebuild, never a wrong reuse.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    >>> _ = b.load_state_dict(a.state_dict())
+    >>> _content_digest(a) == _content_digest(b)
+    True
+    >>> with torch.no_grad():
+    ...     _ = b.weight.add_(1e-6)
+    >>> _content_digest(a) == _content_digest(b)
+    False
+    """
+    import hashlib
+    import io
+    import sys
+
+    from ray import cloudpickle
+
+    torch = sys.modules.get("torch")
+
+    class _Pickler(cloudpickle.CloudPickler):
+        def persistent_id(self, o):
+            if torch is None or not isinstance(o, torch.Tensor) or o.layout != torch.strided:
+                return None
+            t = o.detach().cpu().contiguous().reshape(-1)
+            values = hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
+            return ("tensor", type(o).__qualname__, str(o.dtype), tuple(o.shape), bool(o.requires_grad), values)
+
+    buf = io.BytesIO()
+    _Pickler(buf).dump(obj)
+    return _pickle_digest(buf.getvalue())
+
+
+_ATOMS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING",
+          "SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
+
+
+def _pickle_digest(data: bytes) -> str:
+    """sha256 of a pickle's contents, blind to which equal strings were one object.
+
+    Two pickles of equal specs can differ in their bytes where one model shares a name string that the
+    other repeats (a memo reference against a second copy), so the raw bytes would make every fresh load of
+    the same model look new. Here every string or bytes value counts by its value, whether written or
+    fetched from the memo; every other opcode and argument counts as written, in order (frame sizes
+    aside). Equal digests therefore mean equal pickled contents; unequal ones only cost a rebuild.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> a, b = "weight_" + str(0), "weight_" + str(0)  # equal strings, two objects
+    >>> one, two = pickle.dumps([a, a]), pickle.dumps([a, b])
+    >>> one == two, _pickle_digest(one) == _pickle_digest(two), _pickle_digest(one) == _pickle_digest(pickle.dumps([a, "x"]))
+    (False, True, False)
+    """
+    import hashlib
+    import pickletools
+
+    h = hashlib.sha256()
+    memo: dict = {}
+    objects = 0  # ordinal of each memoised non-string object
+    last = None  # the value the previous opcode pushed, when a string or bytes
+
+    def atom(v) -> None:
+        b = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)
+        h.update(b"s" if isinstance(v, str) else b"b")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+
+    for op, arg, _ in pickletools.genops(data):
+        name = op.name
+        if name == "FRAME":
+            continue
+        if name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+            if last is None:
+                memo[len(memo) if name == "MEMOIZE" else arg] = objects
+                objects += 1
+            else:
+                memo[len(memo) if name == "MEMOIZE" else arg] = last
+            continue
+        if name in ("GET", "BINGET", "LONG_BINGET"):
+            ref = memo[arg]
+            if isinstance(ref, int):
+                h.update(b"o" + ref.to_bytes(8, "little"))
+            else:
+                atom(ref)
+            last = None
+            continue
+        if name in _ATOMS:
+            atom(arg)
+            last = arg
+            continue
+        last = None
+        h.update(name.encode())
+        if isinstance(arg, (bytes, bytearray)):
+            h.update(len(arg).to_bytes(8, "little"))
+            h.update(arg)
+        elif arg is not None:
+            h.update(repr(arg).encode())
+    return h.hexdigest()
 
 
 def _ray_is_local(ray) -> bool:
@@ -353,38 +576,56 @@ def _ray_is_local(ray) -> bool:
         return False
 
 
-def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, starts, t0) -> int:
+def _start_ray(*, workers: int, ray_address: str | None) -> None:
+    """Connect to Ray: the running one, the cluster at ``ray_address``, or a local Ray started here with
+    ``workers`` CPUs, whose pooled worker processes then each run :func:`_warm_up` (not waited for)."""
     try:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
         raise CorpusError("engine 'ray' needs Ray Data: pip install 'probe-audio[ray]' (ray[data])") from None
-    import pyarrow.compute as pc
+    if ray.is_initialized():
+        return
+    kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    if not ray_address and _RAY_REUSE_WORKERS and _RAY_WARM_UP:
+        warm = ray.remote(num_cpus=1)(_warm_up)
+        for _ in range(max(int(workers), 1)):
+            warm.remote()
 
-    if not ray.is_initialized():
-        kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+
+def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, starts, t0) -> int:
+    import pyarrow.compute as pc
+    import ray
+    import ray.data
+
+    _start_ray(workers=workers, ray_address=ray_address)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = _RAY_PRESERVE_ORDER
     bs = int(options.batch_size)
     in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
-    # one block per batch, so every actor of the pool gets work from the start
+    # one block per batch, so every worker gets work from the start
     rows = [{**c.to_row(), "_pos": index[c.clip_id]} for c in pending]
     blocks = max(1, -(-len(pending) // bs))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    # one CPU and one torch thread per actor: n workers use n cores, like n in-process runs would
-    ds = ds.map_batches(RayBatch, fn_constructor_kwargs={"model": model, "options": options.to_dict(), "threads": 1,
-                                                         "parts": str(parts.resolve()) if in_actors else None},
-                        batch_size=bs, batch_format="pyarrow",
-                        # no more actors than batches (a short resume): each would start, load and idle
-                        compute=ray.data.ActorPoolStrategy(size=min(int(workers), blocks)), num_cpus=1,
-                        zero_copy_batch=True)
+    # one CPU and one torch thread per worker: n workers use n cores, like n in-process runs would
+    kwargs = {"model": model, "options": options.to_dict(), "threads": 1,
+              "parts": str(parts.resolve()) if in_actors else None}
+    # no more workers than batches (a short resume): each would start, load and idle
+    size = min(int(workers), blocks)
+    if _RAY_REUSE_WORKERS:
+        ds = ds.map_batches(_ray_task, fn_kwargs={**kwargs, "run": uuid.uuid4().hex}, batch_size=bs,
+                            batch_format="pyarrow", compute=ray.data.TaskPoolStrategy(size=size), num_cpus=1,
+                            zero_copy_batch=True)
+    else:
+        ds = ds.map_batches(RayBatch, fn_constructor_kwargs=kwargs, batch_size=bs, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1, zero_copy_batch=True)
     n = 0
-    epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the actors report in
+    epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the workers report in
     with _bar(progress, len(pending)) as bar:
-        # each block is one batch: written as it lands (by its actor, or here), so a crash loses
+        # each block is one batch: written as it lands (by its worker, or here), so a crash loses
         # only the batches in flight
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows == 0:
@@ -403,11 +644,12 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                 written.append((now, k, cpu[first], who[first]))
                 if start[first]:
                     st = json.loads(start[first])
-                    # seconds after the engine started (the actor's wall clock: exact on one machine)
+                    # seconds after the engine started (the worker's wall clock: exact on one machine)
                     starts.append({"spawned_s": None if st["spawned"] is None else st["spawned"] - epoch0,
                                    "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"],
                                    "init_s": st["init_s"], "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
-                                   "first_call_cpu_s": cpu[first], "first_part_s": now})
+                                   "first_call_cpu_s": cpu[first], "first_part_s": now, "reused": st["reused"],
+                                   "warmed_s": None if st.get("warmed") is None else st["warmed"] - epoch0})
                 n += k
                 bar.update(k)
     return n
