@@ -222,6 +222,9 @@ def test_side_by_side_keeps_each_panels_traces_axes_colour_bar_and_legend_in_its
         x0, x1, _, y1 = panels[p]["box"]
         assert abs(n.x - (x0 + x1) / 2) < 1e-9 and n.y >= y1
     assert abs(notes["note"].x - 0.27) < 1e-9
+    # second in line, A's axes are renumbered and its references follow them
+    swapped = side_by_side([c, a]).layout
+    assert swapped.xaxis2.matches == "x3" and swapped.xaxis2.anchor == "y2" and swapped.yaxis3.anchor == "x3"
 
 
 def test_responses_and_spacing_holds_the_planted_bank_in_three_panels():
