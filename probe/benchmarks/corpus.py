@@ -8,10 +8,14 @@ actor gets one CPU and one torch thread.
   forward under ``no_grad`` (model already loaded) — the floor any engine pays;
 * ``inprocess``: :func:`~probe.corpus.run_corpus` with capture, unit statistics and Parquet
   output, without concepts and without the random-init model (the engine's own cost);
-* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two actors on a local Ray
-  (``ray.init`` and the process's first Ray Data run, at full size with one actor, are timed
-  apart, as a new ``probe corpus run --engine ray`` process pays them; actor start-up is part
-  of every run, as Ray Data starts a fresh actor pool per run);
+* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two workers on a local Ray: Ray Data
+  tasks on Ray's pooled worker processes, each process building its corpus worker (imports, model)
+  on its first batch and keeping it for later runs of the session. Starting Ray (as a run does:
+  ``ray.init`` plus an import warm-up in its worker processes) and the process's first Ray Data
+  run, at full size with one worker, are timed apart, as a new ``probe corpus run --engine ray``
+  process pays them; later runs find their processes built;
+* ``ray_1_actor_pool``: the former engine for comparison, a fresh Ray Data actor pool per run
+  (every run pays its processes' imports and model load), full size, one actor;
 * ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
   random-init control) on a few clips, and the cost of each concept per clip.
 
@@ -22,18 +26,21 @@ check. Every engine takes the best of ``repeats`` interleaved runs per size (sha
 machines). Whole-run clips/s at the full size are reported beside the steady-state ones
 (``whole_run``): each run is timed from the call to the finished run folder, so it includes
 the engine's own start-up (in-process: loading the model and checking the layers; Ray: the
-same on the driver, plus the actor pool), and ``start_up_seconds`` is what the fastest full-size
-run took beyond ``clips ÷ its steady rate``, with its parts (and, on Ray, each actor's own
-account: when its constructor began, the CPU its process spent before, its first batch).
+same on the driver, plus shipping the spec and its workers' first batches), and
+``start_up_seconds`` is what the fastest full-size run took beyond ``clips ÷ its steady rate``,
+with its parts (and, on Ray, each worker process's own account, ``start_ups``: when its first
+batch began, whether it reused the worker it built in an earlier run, else the build's seconds).
+``ratios.inprocess_over_ray1`` also compares the in-process whole run with the actor-pool engine's
+and with the process's first Ray run.
 Ray's per-run start-up (seconds of its few first batches) makes the line fit's slope noisy,
 so each engine also reports its *within-run* steady rate at the full size (the run
 manifest's ``timing``): the clips of every part after each worker's first over the time from the
 last worker's first part to the last part, and its start-up as the wait until every worker has
 delivered its first part (``warm_seconds``); the goal ratios use these (the line-fit ratios are
 beside them). ``steady_cpu_seconds_per_clip`` is the worker's CPU time per clip in those steady
-batches (compute + its part file; measured inside the Ray actor), so Ray's per-batch cost can be
+batches (compute + its part file; measured inside the Ray worker), so Ray's per-batch cost can be
 compared with the in-process engine's whatever the machine's load; Ray's driver, raylet and GCS
-run beside it on other cores. Each Ray run starts once the previous run's actors are gone, and
+run beside it on other cores. Each Ray run starts once the previous run's tasks or actors are gone, and
 the in-process engine runs again at the full size between the Ray runs (its within-run figures
 are the best of all its full-size runs). Peak traced Python allocations (``tracemalloc``: numpy
 and pyarrow buffers, not torch's allocator) come from separate in-process runs at the three sizes.
@@ -160,8 +167,8 @@ def _whole_runs(full: dict, clips: int) -> dict:
                "finalize_seconds": best.get("finalize_s"),
                "all_runs": [{k: r.get(k) for k in ("seconds", "setup_s", "first_part_s", "warm_s",
                                                    "steady_clips_per_second", "finalize_s")} for r in runs]}
-        if best.get("actors"):
-            row["actors"] = best["actors"]
+        if best.get("start_ups"):
+            row["start_ups"] = best["start_ups"]
         out[engine] = row
     return out
 
@@ -191,7 +198,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
     sizes = sorted({max(2, int(round(f * n_clips))) for f in (0.25, 0.5, 1.0)})
     out: dict = {"model": model if isinstance(model, str) else spec.name, "layers": list(layers), "clips": n_clips,
                  "seconds_per_clip": seconds, "batch_size": batch_size, "sizes": sizes, "repeats": repeats,
-                 "threads": {"bare": 1, "inprocess": 1, "ray_actor": 1}}
+                 "threads": {"bare": 1, "inprocess": 1, "ray_worker": 1}}
     try:
         torch.set_num_threads(1)
         paths = _write_clips(tmp / "clips", n_clips, seconds, sr)
@@ -244,12 +251,15 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             except ImportError:
                 out["ray"] = "skipped: ray[data] not installed"
             else:
+                from ..corpus import run as run_mod
+
                 t0 = time.perf_counter()
-                if not _ray.is_initialized():
-                    _ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                # as a run starts a local Ray: ray.init, then each worker process warms up (not waited for)
+                run_mod._start_ray(workers=2, ray_address=None)
                 out["ray_init_seconds"] = round(time.perf_counter() - t0, 3)
-                # the process's first Ray Data run pays one-off imports and Ray Data's helper actors: a
-                # full-size run with one actor, as `probe corpus run --engine ray` in a new process would
+                # the process's first Ray Data run pays one-off imports and Ray Data's helper actors, and its
+                # worker process builds the corpus worker: a full-size run with one worker, as
+                # `probe corpus run --engine ray` in a new process would
                 t0 = time.perf_counter()
                 man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / "ray-first",
                                  options=dataclasses.replace(opts, engine="ray"))
@@ -274,6 +284,22 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                             rt[e][k] = min(rt[e].get(k, float("inf")), t)
                             if k == sizes[-1]:
                                 _keep_best(within, e, man, t, full)
+                # the former engine, a fresh actor pool per run: full size, one actor, between in-process runs
+                reuse = run_mod._RAY_REUSE_WORKERS
+                try:
+                    run_mod._RAY_REUSE_WORKERS = False
+                    for r in range(repeats):
+                        _wait_ray_idle(_ray)
+                        t0 = time.perf_counter()
+                        man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / f"ray-actors-{r}",
+                                         options=dataclasses.replace(opts, engine="ray", workers=1))
+                        _keep_best(within, "ray_1_actor_pool", man, time.perf_counter() - t0, full)
+                        t0 = time.perf_counter()
+                        man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / f"inproc-actors-{r}",
+                                         options=opts)
+                        _keep_best(within, "inprocess", man, time.perf_counter() - t0, full)
+                finally:
+                    run_mod._RAY_REUSE_WORKERS = reuse
                 for e in rt:
                     engines[e] = _fit(sizes, [rt[e][k] for k in sizes])
                     engines[e].update(within.get(e, {}))
@@ -299,6 +325,12 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             ratios["inprocess_over_ray1"] = {"within_run_steady": ratio(inrun["inprocess"], inrun["ray_1"]),
                                              "steady": ratio(steady["inprocess"], steady["ray_1"]),
                                              "whole_run": ratio(whole["inprocess"], whole["ray_1"]),
+                                             "whole_run_actor_pool": ratio(
+                                                 whole["inprocess"],
+                                                 out["whole_run"].get("ray_1_actor_pool", {}).get(
+                                                     "whole_run_clips_per_second")),
+                                             "first_run": ratio(
+                                                 whole["inprocess"], sizes[-1] / out["ray_first_run"]["seconds"]),
                                              "worker_cpu_per_clip": ratio(
                                                  engines["ray_1"].get("steady_cpu_seconds_per_clip"),
                                                  engines["inprocess"].get("steady_cpu_seconds_per_clip"))}

@@ -152,8 +152,11 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise CorpusError(f"clip ids must be unique; repeated: {dup}")
     out = Path(out)
+    ray_start = None
     if engine == "ray":  # start a local Ray first: its worker processes import while the model loads here
+        t_ray = time.perf_counter()
         _start_ray(workers=workers, ray_address=ray_address)
+        ray_start = time.perf_counter() - t_ray
     spec = resolve_spec(model)
     # the driver validates the layers and learns each one's geometry before any work starts
     # in-process, this worker then does the run; for Ray it only checks, and each Ray worker builds its own
@@ -198,13 +201,14 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
     manifest.update({"status": "done", "seconds": round(elapsed, 3), "clips_this_pass": n_new, "resumed": len(done),
                      "clips_per_second": round(n_new / elapsed, 3) if elapsed > 0 and n_new else None,
                      "timing": _timing(written, setup=t0 - t_start, finalize=time.perf_counter() - t_fin,
-                                       actors=starts)})
+                                       actors=starts, ray_start=ray_start)})
     _write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) -> dict:
-    """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest),
+def _timing(written: list, *, setup: float, finalize: float, actors: list = (), ray_start: float | None = None) -> dict:
+    """Where a pass spent its time: set-up before the first batch was handed out (model, layers, manifest;
+    on Ray also connecting to Ray, ``ray_start_s`` of it: ``ray.init`` when the run starts a local Ray),
     the wait for the first part and until every worker has delivered its first (engine start-up + one
     batch each), the steady rate after that, the worker CPU seconds per clip of the batches that were not
     a worker's first (compute + its part file; on Ray, measured in the Ray worker), and finalize.
@@ -216,6 +220,8 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = ()) 
     and ``warmed_s``: when the process began its import warm-up (a local Ray started by this run; before
     the engine started, so negative), or None."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
+    if ray_start is not None:
+        out["ray_start_s"] = round(ray_start, 3)
     if written:
         first: dict = {}
         for i, (_, _, _, who) in enumerate(written):

@@ -1,9 +1,10 @@
 """The per-batch function: clips in, one table of per-clip × per-layer rows out.
 
 :class:`CorpusWorker` is the *only* place where audio meets the model in a corpus run.
-The in-process engine calls one instance batch after batch; the Ray engine hands the
-class itself to ``Dataset.map_batches`` so that every actor builds it (and loads the
-model) once. Both therefore produce the same rows from the same clips.
+The in-process engine calls one instance batch after batch; on the Ray engine each Ray
+worker process builds one (and loads the model) on its first batch and keeps it for later
+batches and runs (see ``probe.corpus.run._ray_task``). Both therefore produce the same
+rows from the same clips.
 
 One output row per (clip, layer, variant), where variant is ``"trained"`` or
 ``"random"`` (a randomly initialised copy of the model, the control every analysis
@@ -60,9 +61,9 @@ class RunOptions:
     hop_seconds : float
         Base grid of the concept tracks.
     engine : {"inprocess", "ray"}
-        ``ray`` runs the same worker in a Ray Data actor pool.
+        ``ray`` runs the same worker in Ray Data tasks on Ray's worker processes.
     workers : int
-        Ray actors, one CPU each (ignored in-process).
+        Ray workers (tasks at a time), one CPU each (ignored in-process).
     ray_address : str, optional
         A Ray cluster to join instead of starting a local Ray.
     """
@@ -200,12 +201,12 @@ class CorpusWorker:
     ----------
     model : ModelSpec, str or callable
         A spec, or a reference (``zoo:NAME``, spec ``.toml``) or zero-argument factory,
-        resolved here. (The Ray engine hands each actor the spec the driver checked the
+        resolved here. (The Ray engine hands each Ray worker the spec the driver checked the
         layers with, its caches included; the reference only when that spec cannot be pickled.)
     options : RunOptions or dict
 
     threads : int, optional
-        Set torch's intra-op threads in this process (a Ray actor given one CPU uses one
+        Set torch's intra-op threads in this process (a Ray worker given one CPU uses one
         thread, as the in-process engine does at one core); ``None`` leaves it alone.
 
     Call with a batch (a ``pyarrow.Table`` or dict of columns ``clip_id``, ``path``,
