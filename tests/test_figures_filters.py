@@ -235,10 +235,11 @@ def test_responses_and_spacing_holds_the_planted_bank_in_three_panels():
     fig = responses_and_spacing(fr, fit, sample_rate=SR)
     panels = {p["name"]: p for p in fig.layout.meta["panels"]}
     assert list(panels) == ["responses", "centres", "octaves"]
-    # left: the response heat map, the same picture as on its own
+    # left: the response heat map, the same picture as on its own (at most 300 frequencies: half the width)
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 1 and heat[0].xaxis == "x"
-    np.testing.assert_array_equal(np.asarray(heat[0].z), np.asarray(response_heatmap(fr).data[0].z))
+    np.testing.assert_array_equal(np.asarray(heat[0].z), np.asarray(response_heatmap(fr, max_columns=300).data[0].z))
+    assert np.asarray(heat[0].z).shape[1] <= 300
     assert np.asarray(heat[0].z).dtype == np.float32
     # right, top: the learned centres in rank order (ascending: the planted centres), on the centre panel's axes
     cx, cy = panels["centres"]["axes"]
@@ -284,3 +285,29 @@ def test_matching_overview_marks_the_planted_matching_beside_the_pairs():
         t = [t for t in fig.data if t.name == name][0]
         assert t.xaxis == panels["pairs"]["axes"][0].replace("axis", "") and t.meta["bands"][0]["filter"] == 2
     assert panels["pairs"]["box"][0] > heat.colorbar.x > panels["matrix"]["box"][1] - 1e-9
+
+
+def test_a_big_bank_draws_its_centres_and_bands_as_lines_not_one_element_per_filter():
+    from probe.figures.filters import MANY_POINTS, centre_frequency_plot
+
+    centres = np.geomspace(150, 7000, 100)
+    fr = filter_responses(FilterBank("big", _gammatone(centres, n_taps=256)[:, None], "samples", SR))
+    assert fr.n_filters_ > MANY_POINTS
+    fig = centre_frequency_plot(fr, scale_fit(fr, sample_rate=SR))
+    low, high, line = fig.data[:3]
+    # the −3 dB band: one shaded area between the sorted filters' low and high edges, not 100 error bars
+    assert line.error_y.array is None and line.mode == "lines" and high.fill == "tonexty"
+    np.testing.assert_allclose(low.y, fr.low_hz_[fr.order_])
+    np.testing.assert_allclose(high.y, fr.high_hz_[fr.order_])
+    np.testing.assert_allclose(line.y, np.sort(fr.centre_hz_))
+    assert np.all(np.abs(np.log(np.asarray(line.y) / centres)) < 0.1)  # at the planted centres
+    assert list(line.customdata) == list(fr.order_)
+    assert np.all(np.asarray(low.y) <= np.asarray(line.y)) and np.all(np.asarray(line.y) <= np.asarray(high.y))
+    # the heat map's centre marks: one line through every row's centre
+    marks = [t for t in response_heatmap(fr).data if t.name and t.name.startswith("centre")][0]
+    assert marks.mode == "lines" and list(marks.y) == list(range(100))
+    np.testing.assert_allclose(marks.x, np.sort(fr.centre_hz_))
+    # a small bank keeps a marker and an error bar per filter
+    small = filter_responses(FilterBank("small", _gammatone(centres[::10], n_taps=256)[:, None], "samples", SR))
+    dots = centre_frequency_plot(small).data[0]
+    assert dots.mode == "markers" and len(dots.error_y.array) == 10

@@ -18,6 +18,9 @@ __all__ = ["filter_gallery", "response_heatmap", "centre_frequency_plot", "octav
            "matched_responses_plot", "responses_and_spacing", "matching_overview", "side_by_side", "SCALE_COLOURS"]
 
 SCALE_COLOURS = {"linear": "#7f7f7f", "mel": "#1f77b4", "erb": "#d62728", "log": "#2ca02c"}
+#: above this many filters a per-filter marker or error bar becomes one line or one shaded band: a browser makes
+#: one SVG element per marker and per error bar (a 256-filter bank: ~750 elements, most of a page's drawing time)
+MANY_POINTS = 64
 
 
 def _go():
@@ -348,7 +351,8 @@ def _patch_mosaic(go, bank, idx, labels, n_cols, n_rows, head):
     return go.Figure(data=traces, layout=layout)
 
 
-def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False, title: str | None = None):
+def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False, title: str | None = None,
+                     max_columns: int = 400):
     """Magnitude responses sorted by centre frequency (dB re each filter's peak), plus the bank's mean response.
 
     Parameters
@@ -358,6 +362,8 @@ def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False,
         Upper end of the frequency axis (default: the grid's end).
     log_freq : bool
         Logarithmic frequency axis.
+    max_columns : int
+        Frequencies drawn at most (every k-th grid frequency: evenly spaced, drawn as one image).
     """
     go = _go()
     fr._check()
@@ -365,10 +371,10 @@ def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False,
     keep = f <= (max_hz or f[-1])
     if log_freq:
         keep &= f > 0
-    # decimate the frequency axis to ≤ 400 columns, every k-th one (evenly spaced: drawn as one image)
+    # decimate the frequency axis to ≤ max_columns columns, every k-th one (evenly spaced: drawn as one image)
     cols = np.nonzero(keep)[0]
-    if cols.size > 400:
-        cols = cols[::int(np.ceil(cols.size / 400))]
+    if cols.size > max_columns:
+        cols = cols[::int(np.ceil(cols.size / max_columns))]
     z = np.asarray(fr.responses_db_[fr.order_][:, cols], np.float32)  # float32: half the bytes, same picture
     # colour range: down to the 2nd percentile (at least 20 dB, at most 60 dB): loosely tuned
     # filters with 15 dB of selectivity still show their structure
@@ -385,8 +391,10 @@ def response_heatmap(fr, *, max_hz: float | None = None, log_freq: bool = False,
                          hovertemplate="%{x:.0f} " + x_unit + "<br>rank %{y}<br>%{z:.1f} dB<extra></extra>")]
     if fr.is_spectral_:
         c = fr.centre_hz_[fr.order_]
-        traces.append(go.Scatter(x=c, y=np.arange(len(c)), mode="markers",
+        many = len(c) > MANY_POINTS  # one line through the rows' centres instead of a marker per row
+        traces.append(go.Scatter(x=c, y=np.arange(len(c)), mode="lines" if many else "markers",
                                  marker=dict(size=4, color="#00c8ff", line=dict(width=0.5, color="#003040")),
+                                 line=dict(width=1.5, color="#00c8ff"), connectgaps=False,
                                  name="centre (−3 dB midpoint)", showlegend=True))
     traces.append(go.Scatter(x=f[cols], y=fr.cumulative_db_[cols], mode="lines", line=dict(color="#333"),
                              name="mean power response", showlegend=True, xaxis="x2", yaxis="y2"))
@@ -426,11 +434,18 @@ def centre_frequency_plot(fr, fit=None, *, log_y: bool = True, show_band: bool =
     order = [i for i in fr.order_ if np.isfinite(fr.centre_hz_[i])]
     c = fr.centre_hz_[order]
     rank = np.arange(len(c))
+    many = len(c) > MANY_POINTS  # a big bank: the band as one shaded area, the centres as one line (see MANY_POINTS)
     err = dict(type="data", symmetric=False, array=fr.high_hz_[order] - c, arrayminus=c - fr.low_hz_[order],
-               thickness=0.6, width=0, color="rgba(31,119,180,0.35)") if show_band else None
+               thickness=0.6, width=0, color="rgba(31,119,180,0.35)") if show_band and not many else None
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=rank, y=c, mode="markers", marker=dict(size=5, color="#1f77b4"), error_y=err,
-                             name="learned centres (bars: −3 dB band)",
+    if show_band and many:
+        fig.add_trace(go.Scatter(x=rank, y=fr.low_hz_[order], mode="lines", line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False))
+        fig.add_trace(go.Scatter(x=rank, y=fr.high_hz_[order], mode="lines", line=dict(width=0), fill="tonexty",
+                                 fillcolor="rgba(31,119,180,0.25)", name="−3 dB band", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=rank, y=c, mode="lines" if many else "markers", marker=dict(size=5, color="#1f77b4"),
+                             line=dict(width=2, color="#1f77b4"), error_y=err,
+                             name="learned centres" + ("" if many or not show_band else " (bars: −3 dB band)"),
                              customdata=np.array(order), hovertemplate="rank %{x}<br>filter #%{customdata}<br>%{y:.0f} Hz<extra></extra>"))
     for s, fitted in fit.fitted_hz_.items():
         best = " (best)" if s == fit.best_scale_ else ""
@@ -631,7 +646,7 @@ def responses_and_spacing(fr, fit=None, *, sample_rate: float | None = None, tit
     >>> [p["name"] for p in fig.layout.meta["panels"]]
     ['responses', 'centres', 'octaves']
     """
-    heat = response_heatmap(fr)
+    heat = response_heatmap(fr, max_columns=300)  # a panel of ~half the page's width
     if fit is None:
         return heat
     right = [centre_frequency_plot(fr, fit, title=f"centre frequency vs rank — best fit: {fit.best_scale_}"),
