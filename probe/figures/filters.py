@@ -652,11 +652,11 @@ def responses_and_spacing(fr, fit=None, *, sample_rate: float | None = None, tit
     right = [centre_frequency_plot(fr, fit, title=f"centre frequency vs rank — best fit: {fit.best_scale_}"),
              octave_density_plot(fit, sample_rate=sample_rate)]
     right[1].update_layout(height=330, legend=dict(orientation="v", x=0.01, y=0.99))
-    return side_by_side([heat, right], widths=[1.2, 1.0], gap=0.15, height=height, names=["responses", "centres", "octaves"],
+    return side_by_side([heat, right], widths=[1.2, 1.0], gap=0.2, height=height, names=["responses", "centres", "octaves"],
                         title=title or f"{fr.name_}: {fr.n_filters_} filters, {fr.sample_rate_} Hz — responses and spacing")
 
 
-def matching_overview(fr, match, *, n_show: int = 6, title: str | None = None, height: int = 620):
+def matching_overview(fr, match, *, n_show: int = 6, title: str | None = None, height: int = 660):
     """One chart of a reference matching: the cosine matrix (left), learned vs matched responses (right).
 
     :func:`matching_matrix` (rows: learned filters by centre, columns: the reference bank in matched
@@ -680,6 +680,7 @@ def matching_overview(fr, match, *, n_show: int = 6, title: str | None = None, h
     matrix = matching_matrix(match.cosine_, match.assignment_, row_order=fr.order_, col_title=f"{ref} filter",
                              title=f"cosine, learned × {ref} (circles: the matching)")
     pairs = matched_responses_plot(fr, match, n_show=n_show, title=f"learned vs matched {ref} responses")
-    pairs.update_layout(legend=dict(orientation="h", x=0, y=-0.12))
-    return side_by_side([matrix, pairs], widths=[1.0, 1.15], gap=0.15, height=height, names=["matrix", "pairs"],
+    matrix.update_layout(legend=dict(orientation="h", x=0, y=-0.17))
+    pairs.update_layout(legend=dict(orientation="h", x=0, y=-0.17))  # under the x titles at the page's width
+    return side_by_side([matrix, pairs], widths=[1.0, 1.15], gap=0.2, height=height, names=["matrix", "pairs"],
                         title=title or f"{fr.name_} × {ref}: mean matched cosine {match.mean_cosine_:.3f}")

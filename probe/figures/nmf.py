@@ -90,7 +90,7 @@ def bases_side_by_side(cmp, freqs_hz, *, max_components: int = 64, title: str | 
                xaxis="x3", yaxis="y3", customdata=rows,
                hovertemplate="pair %{x} (model #%{customdata}): %{y:.3f}<extra></extra>")]
     small = dict(size=10)
-    pair_title = dict(text="matched pair (sorted by NMF centroid)", font=small)
+    pair_title = dict(text="pair (by NMF centroid)", font=small)
     top, split = [0.3, 1.0], (0.0, 0.47, 0.53, 0.94)
     layout = dict(
         xaxis=dict(domain=[split[0], split[1]], anchor="y", title=pair_title),
@@ -206,7 +206,7 @@ def bases_overview(cmp, freqs_hz, *, max_components: int = 64, title: str | None
     bases = bases_side_by_side(cmp, freqs_hz, max_components=max_components)
     bases.layout.title = None  # its two panel titles stay; the merged figure carries the title
     matrix = nmf_matching_matrix(cmp, kind="bases", title="cosine, model × NMF (circles: the matching)")
-    matrix.update_layout(legend=dict(orientation="h", x=0, y=-0.22))
+    matrix.update_layout(legend=dict(orientation="h", x=0, y=-0.25))
     matrix.update_xaxes(tickfont=dict(size=7))  # up to 40 component ids under a third of the width
     return side_by_side([bases, matrix], widths=[1.9, 1.1], gap=0.16, height=height, names=["bases", "matrix"],
                         title=title or f"Model bases vs NMF bases — mean matched cosine {cmp.mean_cosine_:.3f}")
