@@ -149,15 +149,18 @@ def _merge(figs, boxes, *, title=None, height=None, width=None, panel_names=None
             ax.setdefault("anchor", rename["y" if n[0] == "x" else "x"])  # plotly's default: the first other axis
             layout[_layout_key(rename[_ref(n)])] = ax
         for t in fig.data:
-            t = go.Figure(t).data[0]  # a copy
-            own_y = t.yaxis or "y"
-            t.update(xaxis=rename.get(t.xaxis or "x", t.xaxis), yaxis=rename.get(own_y, own_y))
-            if t.type in ("heatmap", "contour") and t.showscale is not False:
+            t = t.to_plotly_json()  # a plain copy: the figure below validates every trace once
+            own_y = t.get("yaxis") or "y"
+            t.update(xaxis=rename.get(t.get("xaxis") or "x"), yaxis=rename.get(own_y, own_y))
+            if t["type"] in ("heatmap", "contour") and t.get("showscale") is not False:
                 lo, hi = lay.get(_layout_key(own_y), {}).get("domain", [0.0, 1.0])
-                t.colorbar.update(x=b + 0.005, xanchor="left", thickness=10, len=(hi - lo) * (d - c) * 0.95,
-                                  y=squeeze((lo + hi) / 2, "y"), yanchor="middle", title_font_size=10)
-            if t.showlegend is not False:
-                t.legend = f"legend{p + 1}" if p else "legend"
+                bar = dict(t.get("colorbar", {}))
+                bar.update(x=b + 0.005, xanchor="left", thickness=10, len=(hi - lo) * (d - c) * 0.95,
+                           y=squeeze((lo + hi) / 2, "y"), yanchor="middle")
+                bar["title"] = {**bar.get("title", {}), "font": {"size": 10}}
+                t["colorbar"] = bar
+            if t.get("showlegend") is not False:
+                t["legend"] = f"legend{p + 1}" if p else "legend"
             traces.append(t)
         leg = dict(lay.get("legend", {}))  # the panel's own legend, placed in its box as it was in its figure
         leg.setdefault("x", 0.01)
