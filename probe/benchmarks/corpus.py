@@ -10,10 +10,9 @@ actor gets one CPU and one torch thread.
   output, without concepts and without the random-init model (the engine's own cost);
 * ``ray_1`` / ``ray_2``: the Ray Data engine with one and two workers on a local Ray: Ray Data
   tasks on Ray's pooled worker processes, each process building its corpus worker (imports, model)
-  on its first batch and keeping it for later runs of the session. Starting Ray (as a run does:
-  ``ray.init`` plus an import warm-up in its worker processes) and the process's first Ray Data
-  run, at full size with one worker, are timed apart, as a new ``probe corpus run --engine ray``
-  process pays them; later runs find their processes built;
+  on its first batch and keeping it for later runs of the session. ``ray.init`` and the process's
+  first Ray Data run, at full size with one worker, are timed apart, as a new
+  ``probe corpus run --engine ray`` process pays them; later runs find their processes built;
 * ``ray_1_actor_pool``: the former engine for comparison, a fresh Ray Data actor pool per run
   (every run pays its processes' imports and model load), full size, one actor;
 * ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
@@ -254,8 +253,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                 from ..corpus import run as run_mod
 
                 t0 = time.perf_counter()
-                # as a run starts a local Ray: ray.init, then each worker process warms up (not waited for)
-                run_mod._start_ray(workers=2, ray_address=None)
+                run_mod._start_ray(workers=2, ray_address=None)  # as a run starts a local Ray
                 out["ray_init_seconds"] = round(time.perf_counter() - t0, 3)
                 # the process's first Ray Data run pays one-off imports and Ray Data's helper actors, and its
                 # worker process builds the corpus worker: a full-size run with one worker, as

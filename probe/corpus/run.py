@@ -153,7 +153,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         raise CorpusError(f"clip ids must be unique; repeated: {dup}")
     out = Path(out)
     ray_start = None
-    if engine == "ray":  # start a local Ray first: its worker processes import while the model loads here
+    if engine == "ray":  # connect first: a missing Ray fails before the model loads
         t_ray = time.perf_counter()
         _start_ray(workers=workers, ray_address=ray_address)
         ray_start = time.perf_counter() - t_ray
@@ -214,11 +214,9 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = (), 
     a worker's first (compute + its part file; on Ray, measured in the Ray worker), and finalize.
     On Ray, ``start_ups`` lists each worker process's start-up in this run, as its first batch reported
     it: when the process was created and when its first batch began (seconds after the engine started),
-    the CPU the process spent before that (Python, Ray worker, a warm-up), the worker build's wall and
-    CPU seconds (imports, unpickling the spec, the model), its first batch's wall and CPU seconds,
-    ``reused``: True when the process had built this worker in an earlier run of the session (no build),
-    and ``warmed_s``: when the process began its import warm-up (a local Ray started by this run; before
-    the engine started, so negative), or None."""
+    the CPU the process spent before that (Python, Ray worker), the worker build's wall and CPU seconds
+    (imports, unpickling the spec, the model), its first batch's wall and CPU seconds, and ``reused``:
+    True when the process had built this worker in an earlier run of the session (no build)."""
     out = {"setup_s": round(setup, 3), "finalize_s": round(finalize, 3)}
     if ray_start is not None:
         out["ray_start_s"] = round(ray_start, 3)
@@ -280,7 +278,6 @@ _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); Fal
 #: worker it built for the next run of the same Ray session (see _ray_task); False: a fresh Ray
 #: Data actor pool per run (RayBatch), every run paying its processes' imports and model load
 _RAY_REUSE_WORKERS = True
-_RAY_WARM_UP = True  # a local Ray started here: each pooled worker imports torch etc. at once (_warm_up)
 #: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
 #: the options and the thread count), newest last, and the runs this process has reported to
 _CACHE_SIZE = 2
@@ -296,27 +293,8 @@ def _process_start() -> dict:
         spawned = psutil.Process().create_time()
     except Exception:
         spawned = None
-    return {"born": time.time(), "spawned": spawned, "pre_cpu_s": time.process_time(), "warmed": _warmed}
+    return {"born": time.time(), "spawned": spawned, "pre_cpu_s": time.process_time()}
 
-
-_warmed = None  # when this Ray worker process ran _warm_up (epoch seconds), if it did
-
-
-def _warm_up() -> float:
-    """A Ray task for a freshly started local Ray: import in a pooled worker process what a corpus
-    batch will need (torch, Ray Data's worker side, this package's worker), while the driver loads and
-    checks the model, so the run's first batch there does not wait for them. Returns its seconds."""
-    global _warmed
-    t0 = time.perf_counter()
-    _warmed = time.time()
-    import ray.data  # noqa: F401
-    import ray.data._internal.execution.operators.map_operator  # noqa: F401
-    import ray.data._internal.planner.plan_udf_map_op  # noqa: F401
-    import torch  # noqa: F401
-
-    from .. import hooks  # noqa: F401
-
-    return time.perf_counter() - t0
 
 
 def _build(model, options, threads) -> tuple:
@@ -584,7 +562,9 @@ def _ray_is_local(ray) -> bool:
 
 def _start_ray(*, workers: int, ray_address: str | None) -> None:
     """Connect to Ray: the running one, the cluster at ``ray_address``, or a local Ray started here with
-    ``workers`` CPUs, whose pooled worker processes then each run :func:`_warm_up` (not waited for)."""
+    ``workers`` CPUs. (A warm-up task importing torch in each pooled worker process right after
+    ``ray.init`` was measured and dropped: the first batch came seconds sooner, but the imports took as
+    much CPU from the driver's model load on a busy two-core machine, and whole runs were no faster.)"""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -594,10 +574,6 @@ def _start_ray(*, workers: int, ray_address: str | None) -> None:
         return
     kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
-    if not ray_address and _RAY_REUSE_WORKERS and _RAY_WARM_UP:
-        warm = ray.remote(num_cpus=1)(_warm_up)
-        for _ in range(max(int(workers), 1)):
-            warm.remote()
 
 
 def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, starts, t0) -> int:
@@ -654,8 +630,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                     starts.append({"spawned_s": None if st["spawned"] is None else st["spawned"] - epoch0,
                                    "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"],
                                    "init_s": st["init_s"], "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
-                                   "first_call_cpu_s": cpu[first], "first_part_s": now, "reused": st["reused"],
-                                   "warmed_s": None if st.get("warmed") is None else st["warmed"] - epoch0})
+                                   "first_call_cpu_s": cpu[first], "first_part_s": now, "reused": st["reused"]})
                 n += k
                 bar.update(k)
     return n
