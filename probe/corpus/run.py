@@ -296,7 +296,6 @@ def _process_start() -> dict:
     return {"born": time.time(), "spawned": spawned, "pre_cpu_s": time.process_time()}
 
 
-
 def _build(model, options, threads) -> tuple:
     """A :class:`~probe.corpus.worker.CorpusWorker` from what the driver shipped, and this process's
     start-up record: when it was created, when the build began, the CPU it had spent before (Python,
@@ -337,7 +336,7 @@ def _ray_task(batch, *, model, options, threads=None, parts=None, run=""):
     built on its first batch and kept (up to ``_CACHE_SIZE`` specs and options, the oldest dropped),
     so a later run in the same Ray session loads nothing; Ray reuses its worker processes for tasks.
 
-    The cache key is the digest of the bytes the driver shipped (see :func:`_pickle_digest`), so a
+    The cache key is the digest of what the driver shipped (see :func:`_content_digest`), so a
     changed model, layer list or option builds a new worker; nothing but the driver's own pickle is
     ever unpickled (the engine, worker count and batch size are not part of the key: they do not change
     the worker). The first batch a process runs for a run (``run``: a token per run) carries its
@@ -500,8 +499,8 @@ def _pickle_digest(data: bytes) -> str:
     --------
     >>> import pickle
     >>> a, b = "weight_" + str(0), "weight_" + str(0)  # equal strings, two objects
-    >>> one, two = pickle.dumps([a, a]), pickle.dumps([a, b])
-    >>> one == two, _pickle_digest(one) == _pickle_digest(two), _pickle_digest(one) == _pickle_digest(pickle.dumps([a, "x"]))
+    >>> one, two, other = pickle.dumps([a, a]), pickle.dumps([a, b]), pickle.dumps([a, "x"])
+    >>> one == two, _pickle_digest(one) == _pickle_digest(two), _pickle_digest(one) == _pickle_digest(other)
     (False, True, False)
     """
     import hashlib
