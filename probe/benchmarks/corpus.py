@@ -8,13 +8,14 @@ actor gets one CPU and one torch thread.
   forward under ``no_grad`` (model already loaded) — the floor any engine pays;
 * ``inprocess``: :func:`~probe.corpus.run_corpus` with capture, unit statistics and Parquet
   output, without concepts and without the random-init model (the engine's own cost);
-* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two workers on a local Ray: Ray Data
-  tasks on Ray's pooled worker processes, each process building its corpus worker (imports, model)
-  on its first batch and keeping it for later runs of the session. ``ray.init`` and the process's
-  first Ray Data run, at full size with one worker, are timed apart, as a new
-  ``probe corpus run --engine ray`` process pays them; later runs find their processes built;
-* ``ray_1_actor_pool``: the former engine for comparison, a fresh Ray Data actor pool per run
-  (every run pays its processes' imports and model load), full size, one actor;
+* ``ray_1`` / ``ray_2``: the Ray Data engine with one and two workers on a local Ray, as
+  ``probe corpus run --engine ray`` runs it: a fresh Ray Data actor pool per run (every run pays its
+  processes' imports and model load). ``ray.init`` and the process's first Ray Data run, at full
+  size with one worker, are timed apart, as a new ``probe corpus run --engine ray`` process pays them;
+* ``ray_1_tasks``: the other Ray mode for comparison (``probe.corpus.run._RAY_REUSE_WORKERS``):
+  Ray Data tasks on Ray's pooled worker processes, each building its corpus worker on its first
+  batch and keeping it for later runs of the session; full size, one worker (when that mode is
+  made the default, this row is ``ray_1_actor_pool`` instead);
 * ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
   random-init control) on a few clips, and the cost of each concept per clip.
 
@@ -29,8 +30,8 @@ same on the driver, plus shipping the spec and its workers' first batches), and
 ``start_up_seconds`` is what the fastest full-size run took beyond ``clips ÷ its steady rate``,
 with its parts (and, on Ray, each worker process's own account, ``start_ups``: when its first
 batch began, whether it reused the worker it built in an earlier run, else the build's seconds).
-``ratios.inprocess_over_ray1`` also compares the in-process whole run with the actor-pool engine's
-and with the process's first Ray run.
+``ratios.inprocess_over_ray1`` also compares the in-process whole run with the other Ray mode's
+(``whole_run_tasks`` or ``whole_run_actor_pool``) and with the process's first Ray run.
 Ray's per-run start-up (seconds of its few first batches) makes the line fit's slope noisy,
 so each engine also reports its *within-run* steady rate at the full size (the run
 manifest's ``timing``): the clips of every part after each worker's first over the time from the
@@ -252,6 +253,8 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             else:
                 from ..corpus import run as run_mod
 
+                other = "ray_1_actor_pool" if run_mod._RAY_REUSE_WORKERS else "ray_1_tasks"  # the mode not in use
+
                 t0 = time.perf_counter()
                 run_mod._start_ray(workers=2, ray_address=None)  # as a run starts a local Ray
                 out["ray_init_seconds"] = round(time.perf_counter() - t0, 3)
@@ -282,16 +285,17 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                             rt[e][k] = min(rt[e].get(k, float("inf")), t)
                             if k == sizes[-1]:
                                 _keep_best(within, e, man, t, full)
-                # the former engine, a fresh actor pool per run: full size, one actor, between in-process runs
+                # the other Ray mode (tasks on pooled processes, or the actor pool): full size, one worker,
+                # between in-process runs
                 reuse = run_mod._RAY_REUSE_WORKERS
                 try:
-                    run_mod._RAY_REUSE_WORKERS = False
+                    run_mod._RAY_REUSE_WORKERS = not reuse
                     for r in range(repeats):
                         _wait_ray_idle(_ray)
                         t0 = time.perf_counter()
                         man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / f"ray-actors-{r}",
                                          options=dataclasses.replace(opts, engine="ray", workers=1))
-                        _keep_best(within, "ray_1_actor_pool", man, time.perf_counter() - t0, full)
+                        _keep_best(within, other, man, time.perf_counter() - t0, full)
                         t0 = time.perf_counter()
                         man = run_corpus(model, _subset(tmp, paths, sizes[-1]), tmp / f"inproc-actors-{r}",
                                          options=opts)
@@ -323,10 +327,9 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             ratios["inprocess_over_ray1"] = {"within_run_steady": ratio(inrun["inprocess"], inrun["ray_1"]),
                                              "steady": ratio(steady["inprocess"], steady["ray_1"]),
                                              "whole_run": ratio(whole["inprocess"], whole["ray_1"]),
-                                             "whole_run_actor_pool": ratio(
+                                             "whole_run_" + other[len("ray_1_"):]: ratio(
                                                  whole["inprocess"],
-                                                 out["whole_run"].get("ray_1_actor_pool", {}).get(
-                                                     "whole_run_clips_per_second")),
+                                                 out["whole_run"].get(other, {}).get("whole_run_clips_per_second")),
                                              "first_run": ratio(
                                                  whole["inprocess"], sizes[-1] / out["ray_first_run"]["seconds"]),
                                              "worker_cpu_per_clip": ratio(

@@ -113,9 +113,8 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         The run folder: created, or resumed when it holds a run with the same settings.
     options : RunOptions
         Layers, frame budget, concepts, controls, and the engine: ``"inprocess"`` or
-        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in Ray Data tasks,
-        ``map_batches`` with at most ``workers`` at a time, on Ray's pooled worker processes, each
-        keeping its worker for later runs of the session; ``ray_address`` joins a cluster).
+        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data actor pool of
+        ``workers`` actors, ``map_batches``; ``ray_address`` joins a cluster).
     progress : bool
         Show a tqdm bar with clips/s on stderr.
 
@@ -274,10 +273,13 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
 _RAY_PRESERVE_ORDER = False
 _RAY_WRITE_IN_ACTORS = True
 _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); False: the reference
-#: True: Ray Data tasks on Ray's pooled worker processes, which outlive a run, each keeping the
-#: worker it built for the next run of the same Ray session (see _ray_task); False: a fresh Ray
-#: Data actor pool per run (RayBatch), every run paying its processes' imports and model load
-_RAY_REUSE_WORKERS = True
+#: False (default): a fresh Ray Data actor pool per run (RayBatch), every run paying its processes'
+#: imports and model load (~4 s), then the best steady rate and 1 -> 2 worker scaling. True: Ray Data
+#: tasks on Ray's pooled worker processes, which outlive a run, each keeping the worker it built for
+#: the next run of the same Ray session (see _ray_task): start-up ~0.3-1.4 s, but each task's
+#: overhead costs ~1.2x the worker CPU per clip and scaling fell to 0.5-0.6 (quiet-window A/B,
+#: docs/findings_corpus.md), so it is kept for comparison only
+_RAY_REUSE_WORKERS = False
 #: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
 #: the options and the thread count), newest last, and the runs this process has reported to
 _CACHE_SIZE = 2
