@@ -190,7 +190,7 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
             n_new = _run_inprocess(probe_worker, pending, parts, options, progress=progress, index=index,
                                    written=written, t0=t0)
         else:
-            n_new = _run_ray(_ship(spec, model), pending, parts, options, workers=workers,
+            n_new = _run_ray(_ship(spec, model, digest=_RAY_REUSE_WORKERS), pending, parts, options, workers=workers,
                              ray_address=ray_address, progress=progress, index=index, written=written,
                              starts=starts, t0=t0)
     elapsed = time.perf_counter() - t0
@@ -398,18 +398,19 @@ class RayBatch:
         return _run_batch(self.worker, batch, self.parts, start)
 
 
-def _ship(spec, model) -> "_Shipped":
+def _ship(spec, model, *, digest: bool = True) -> "_Shipped":
     """What each Ray worker builds its worker from, pickled once here: the driver's spec itself, as the
     driver's layer check left it (weights, plus the caches that check filled: the mel filterbank and
     the model's time-axis probe, both fixed by the spec), so no worker recomputes them or imports what
     they need (``librosa.filters`` pulls in ``scipy.signal``); the reference or factory given when the
-    spec cannot be pickled (each worker then resolves it)."""
+    spec cannot be pickled (each worker then resolves it). ``digest``: also compute the content digest
+    the task mode's worker cache is keyed by (a second pass over every tensor; the actor pool needs none)."""
     from ray import cloudpickle
 
     try:
         if not _RAY_SHIP_SPEC:
             raise TypeError("shipping the spec is switched off")
-        return _Shipped(cloudpickle.dumps(spec), _content_digest(spec), spec.name, checked=True)
+        return _Shipped(cloudpickle.dumps(spec), _content_digest(spec) if digest else None, spec.name, checked=True)
     except Exception:  # an unpicklable model: each worker resolves the reference itself
         ref = spec if hasattr(model, "model") else model
         try:
@@ -417,7 +418,8 @@ def _ship(spec, model) -> "_Shipped":
         except Exception as exc:
             raise CorpusError(f"the model cannot be sent to Ray workers ({type(exc).__name__}: {exc}); "
                               "pass a zoo name or spec .toml instead") from None
-        return _Shipped(data, _content_digest(ref), getattr(ref, "name", None) or repr(ref), checked=False)
+        return _Shipped(data, _content_digest(ref) if digest else None, getattr(ref, "name", None) or repr(ref),
+                        checked=False)
 
 
 class _Shipped:
@@ -428,7 +430,7 @@ class _Shipped:
 
     __slots__ = ("data", "digest", "name", "checked")
 
-    def __init__(self, data: bytes, digest: str, name: str, *, checked: bool):
+    def __init__(self, data: bytes, digest: str | None, name: str, *, checked: bool):
         self.data, self.digest, self.name, self.checked = data, digest, name, checked
 
     def load(self):
