@@ -281,6 +281,28 @@ def test_spec_augment_masks_bands_and_frames_without_touching_the_input():
         assert torch.all((Z[i] == X[i]) | (Z[i] == X[i].mean()))
 
 
+def test_weight_average_follows_the_ema_formula_and_swaps_back():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    ema = SC._WeightAverage(m, 0.9)
+    with torch.no_grad():
+        m[0].weight.add_(1.0)
+        m[1].running_mean.fill_(2.0)
+        m[1].num_batches_tracked.fill_(7)
+    ema.update(m)
+    ema.update(m)
+    # two updates towards a constant target b from a: avg = 0.81 a + 0.19 b
+    assert torch.allclose(ema.state["0.weight"], 0.81 * start["0.weight"] + 0.19 * (start["0.weight"] + 1.0))
+    assert torch.allclose(ema.state["1.running_mean"], torch.full((2,), 0.19 * 2.0))
+    assert int(ema.state["1.num_batches_tracked"]) == 7  # integer buffers are copied, not averaged
+    live = ema.swap_in(m)
+    assert torch.equal(m.state_dict()["0.weight"], ema.state["0.weight"])
+    m.load_state_dict(live)
+    assert torch.equal(m[0].weight, start["0.weight"] + 1.0)
+    with pytest.raises(ValueError):
+        SC._WeightAverage(m, 1.0)
+
+
 # ---- recipes ---------------------------------------------------------------------------------------
 @needs_data
 @pytest.mark.parametrize("mod", MODELS, ids=lambda m: m.NAME)

@@ -389,6 +389,37 @@ def spec_augment(X, rng: np.random.Generator, *, freq_masks: int = 2, freq_width
 
 
 # ---- training ----------------------------------------------------------------------------
+class _WeightAverage:
+    """Exponential moving average of a model's floating-point state (weights and norm statistics).
+
+    ``update`` after each optimiser step: ``avg <- decay * avg + (1 - decay) * current``; integer buffers
+    (BatchNorm's step counters) are copied.  ``swap_in`` loads the average into the model and returns the live
+    state, which the caller loads back.
+    """
+
+    def __init__(self, model, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model) -> None:
+        import torch
+
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                a = self.state[k]
+                if a.is_floating_point():
+                    a.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                else:
+                    a.copy_(v)
+
+    def swap_in(self, model) -> dict:
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state, strict=True)
+        return live
+
+
 def _features(spec, y):
     """``spec.features(y)``, with the log-mel power taken as ``re² + im²`` (no square root; same values)."""
     import torch
@@ -429,6 +460,9 @@ def add_sed_options(p) -> None:
                    help="SpecAugment time/frequency masks on log-mel inputs (CRNN only)")
     p.add_argument("--choose-threshold", action="store_true",
                    help="choose the threshold (0.3-0.6) with the median filter on validation (default: 0.5)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="also keep an exponential moving average of the weights with this decay per step (e.g. 0.999; "
+                        "0 = off); each validation scores both and the better on val is the candidate")
     p.add_argument("--train-check", type=int, default=40,
                    help="score the final model on this many scenes of training recordings (generalisation gap)")
 
@@ -528,6 +562,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         p = p.clamp(1e-6, 1 - 1e-6)
         return -(pos_weight * t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
 
+    ema = _WeightAverage(model, float(args.ema)) if args.ema else None
     last_eval = timer.elapsed()
     max_steps = args.steps
     bar = tqdm(total=max_steps, initial=step, desc=mod.NAME, mininterval=10.0, disable=args.smoke)
@@ -562,20 +597,32 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         step += 1
         losses.append(loss.item())
         bar.update(1)
         done = (max_steps is not None and step >= max_steps) or timer.expired()
         if done or timer.elapsed() - last_eval >= args.eval_seconds:
             v = validate()
+            ve = None
+            if ema is not None:  # the averaged weights are scored in place, then the live weights come back
+                live = ema.swap_in(model)
+                ve = validate()
+                if ve["segment_f1"] > max(best["score"], v["segment_f1"]):
+                    C.save_checkpoint(model, best_path, name=mod.NAME, config=config)
+                model.load_state_dict(live)
             model.train()
             last_eval = timer.elapsed()
             history.append({"step": step, "seconds": round(timer.elapsed(), 1), "loss": float(np.mean(losses[-50:])),
-                            "lr": float(opt.param_groups[0]["lr"]), **v})
+                            "lr": float(opt.param_groups[0]["lr"]), **v, **({"ema": ve} if ve else {})})
             print(f"[{mod.NAME}] step {step} {timer.elapsed() / 60:.1f} min loss {np.mean(losses[-50:]):.4f} "
-                  f"val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} ev-F1 {v['event_f1']:.3f}", flush=True)
-            if v["segment_f1"] > best["score"]:
-                best = {"score": v["segment_f1"], "step": step, "val": v}
+                  f"val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} ev-F1 {v['event_f1']:.3f}"
+                  + (f" | EMA seg-F1 {ve['segment_f1']:.3f} ER {ve['segment_er']:.3f}" if ve else ""), flush=True)
+            if ve is not None and ve["segment_f1"] > max(best["score"], v["segment_f1"]):
+                best = {"score": ve["segment_f1"], "step": step, "val": ve, "weights": "ema"}
+            elif v["segment_f1"] > best["score"]:
+                best = {"score": v["segment_f1"], "step": step, "val": v, **({"weights": "live"} if ema else {})}
                 C.save_checkpoint(model, best_path, name=mod.NAME, config=config)
             state.save(step=step, elapsed=timer.elapsed(), best_score=best["score"], best_step=best["step"],
                        best_val=best["val"], history=history)
@@ -787,7 +834,11 @@ def make_card(mod, model, ckpt: Path, *, config, args, step, train_seconds, eval
             "mix_prob": args.mix_prob, "refresh_per_step": args.refresh, "seed": args.seed,
             "crop_seconds": args.crop_seconds,
             "selection": "best validation segment F1 (threshold 0.5, no smoothing), checked every "
-                         f"{args.eval_seconds:g} s", "best_step": best["step"], "best_val": best["val"],
+                         f"{args.eval_seconds:g} s"
+                         + (f"; candidates are the live weights and their moving average (decay {args.ema:g} per "
+                            "step)" if getattr(args, "ema", 0) else ""),
+            "best_step": best["step"], "best_val": best["val"],
+            **({"ema_decay": args.ema, "best_weights": best.get("weights", "live")} if getattr(args, "ema", 0) else {}),
             "decision_rule_on_val": {str(k): v for k, v in median_table.items()},
             "software": C.software_versions(),
         },
