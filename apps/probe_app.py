@@ -43,6 +43,7 @@ def main() -> None:
         from apps.cache import start_warmup
 
         start_warmup()  # once per server process
+        warmup.wait_for_imports()  # never import pandas & co. at the same time as the warm-up thread
     pages = [st.Page(str(PAGES_DIR / f), title=title, icon=icon, default=(i == 0))
              for i, (f, title, icon) in enumerate(PAGES)]
     st.navigation(pages).run()

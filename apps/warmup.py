@@ -42,6 +42,14 @@ PASSES = ("overview", "cheap", "heavy")
 YIELD_S = 30.0
 #: seconds waited for visitors so far (one number, in a list to update in place)
 YIELDED = [0.0]
+#: third-party modules that page scripts and the warm-up both import lazily. Two threads importing
+#: pandas at the same time can hand one of them a half-initialised module (a browser walk showed
+#: "partially initialized module 'pandas' has no attribute 'Series'" on the Filters page while the
+#: warm-up ran), so the warm-up imports these first, one at a time, never while a page script runs;
+#: a page script waits (:func:`wait_for_imports`) while one of these imports is under way
+SHARED_IMPORTS = ("pandas", "pyarrow", "scipy.signal", "sklearn.cluster", "sklearn.decomposition", "captum.attr")
+#: held by the warm-up while it imports one of :data:`SHARED_IMPORTS`
+IMPORT_LOCK = threading.Lock()
 
 
 def visitors_running() -> int:
@@ -70,6 +78,46 @@ def _yield_to_visitors(limit: float = YIELD_S, poll: float = 0.05) -> float:
     waited = time.monotonic() - t0
     YIELDED[0] += waited
     return waited
+
+
+def wait_for_imports(timeout: float = 15.0) -> bool:
+    """Called by the app before a page runs: wait while the warm-up imports a shared module.
+
+    Returns False if the import did not end within ``timeout`` seconds (the page then goes on).
+    """
+    if not IMPORT_LOCK.acquire(timeout=timeout):
+        return False
+    IMPORT_LOCK.release()
+    return True
+
+
+def _import_shared(names=SHARED_IMPORTS) -> list:
+    """Import ``names`` one at a time, each only while no page script runs; the names imported here."""
+    import importlib
+    import sys
+
+    done = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        for _ in range(3):  # pages running for 3 × YIELD_S: leave this one to the pages
+            _yield_to_visitors()
+            with IMPORT_LOCK:
+                if visitors_running():  # a page started between the check and the lock: let it run first
+                    busy = True
+                else:
+                    busy = False
+                    try:
+                        importlib.import_module(name)
+                        done.append(name)
+                    except Exception as exc:  # an optional module missing: the page that needs it says so
+                        LOG.append(("import", name, f"{type(exc).__name__}: {exc}"))
+            if not busy:
+                break
+            time.sleep(0.05)
+        else:
+            LOG.append(("import", name, "skipped: page scripts kept running"))
+    return done
 
 
 def enabled() -> bool:
@@ -148,6 +196,9 @@ def run(refs=None) -> None:
     try:
         if refs is None:
             refs = [e["ref"] for e in state.zoo_models() if e.get("trained")]
+        t0 = time.perf_counter()
+        imported = _import_shared()
+        LOG.append(("imports", ",".join(imported) or "-", round(time.perf_counter() - t0, 2)))
         pairs = [r if isinstance(r, tuple) else (r, None) for r in refs]
         plan = [(p, part) for part in PASSES for p in pairs]
         failed = set()

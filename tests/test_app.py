@@ -577,3 +577,39 @@ def test_warmup_covers_every_page(tiny_spec, cache_dir, tmp_path, monkeypatch):
     assert diskcache.STATS["store"] == stored and diskcache.STATS["skip"] == 0, \
         f"a page computed what the warm-up did not: {diskcache.STATS}"
     assert diskcache.STATS["hit"] - hits >= 6, diskcache.STATS
+
+
+def test_warmup_imports_shared_modules_alone_and_pages_wait_for_them(tmp_path, monkeypatch):
+    """The warm-up imports the shared third-party modules one at a time, never while a page script runs,
+    and a page that starts meanwhile waits for the import under way (two threads importing pandas at
+    once handed a page a half-initialised module in a browser walk)."""
+    import threading
+    import time
+
+    from apps import warmup
+
+    (tmp_path / "probe_slow_mod_a.py").write_text("import time\ntime.sleep(0.6)\nVALUE = 1\n")
+    (tmp_path / "probe_slow_mod_b.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("probe_slow_mod_a", "probe_slow_mod_b"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    running = {"n": 1}  # a page script is running when the warm-up starts
+    events = []
+    monkeypatch.setattr(warmup, "visitors_running", lambda: running["n"])
+    monkeypatch.setattr(warmup, "YIELD_S", 5.0)
+
+    worker = threading.Thread(target=lambda: events.append(("done", warmup._import_shared(
+        ("probe_slow_mod_a", "probe_slow_mod_b")))))
+    worker.start()
+    time.sleep(0.3)
+    assert "probe_slow_mod_a" not in sys.modules, "imported while a page script ran"
+    running["n"] = 0  # the page ends: the warm-up imports the first module (0.6 s)
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    assert warmup.wait_for_imports(timeout=5.0)  # a new page waits for the import under way
+    waited = time.perf_counter() - t0
+    assert "probe_slow_mod_a" in sys.modules and sys.modules["probe_slow_mod_a"].VALUE == 1
+    assert waited >= 0.2, waited
+    worker.join(5.0)
+    assert events == [("done", ["probe_slow_mod_a", "probe_slow_mod_b"])]
+    assert warmup.wait_for_imports(timeout=0.1)  # nothing under way: no wait
