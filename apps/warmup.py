@@ -46,8 +46,10 @@ YIELDED = [0.0]
 #: pandas at the same time can hand one of them a half-initialised module (a browser walk showed
 #: "partially initialized module 'pandas' has no attribute 'Series'" on the Filters page while the
 #: warm-up ran), so the warm-up imports these first, one at a time, never while a page script runs;
-#: a page script waits (:func:`wait_for_imports`) while one of these imports is under way
-SHARED_IMPORTS = ("pandas", "pyarrow", "scipy.signal", "sklearn.cluster", "sklearn.decomposition", "captum.attr")
+#: a page script waits (:func:`wait_for_imports`) while one of these imports is under way. Only the
+#: dataframe stack: importing scipy.signal, scikit-learn and captum here too (4.3 s of imports holding
+#: the GIL) made the first page after a start 15 s instead of 6-9 s in a browser walk
+SHARED_IMPORTS = ("pandas", "pyarrow")
 #: held by the warm-up while it imports one of :data:`SHARED_IMPORTS`
 IMPORT_LOCK = threading.Lock()
 
