@@ -605,11 +605,12 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         done = (max_steps is not None and step >= max_steps) or timer.expired()
         if done or timer.elapsed() - last_eval >= args.eval_seconds:
             v = validate()
-            ve = None
+            ve, ema_wins = None, False
             if ema is not None:  # the averaged weights are scored in place, then the live weights come back
                 live = ema.swap_in(model)
                 ve = validate()
-                if ve["segment_f1"] > max(best["score"], v["segment_f1"]):
+                ema_wins = ve["segment_f1"] > max(best["score"], v["segment_f1"])
+                if ema_wins:
                     C.save_checkpoint(model, best_path, name=mod.NAME, config=config)
                 model.load_state_dict(live)
             model.train()
@@ -619,7 +620,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
             print(f"[{mod.NAME}] step {step} {timer.elapsed() / 60:.1f} min loss {np.mean(losses[-50:]):.4f} "
                   f"val seg-F1 {v['segment_f1']:.3f} ER {v['segment_er']:.3f} ev-F1 {v['event_f1']:.3f}"
                   + (f" | EMA seg-F1 {ve['segment_f1']:.3f} ER {ve['segment_er']:.3f}" if ve else ""), flush=True)
-            if ve is not None and ve["segment_f1"] > max(best["score"], v["segment_f1"]):
+            if ema_wins:
                 best = {"score": ve["segment_f1"], "step": step, "val": ve, "weights": "ema"}
             elif v["segment_f1"] > best["score"]:
                 best = {"score": v["segment_f1"], "step": step, "val": v, **({"weights": "live"} if ema else {})}
