@@ -14,7 +14,8 @@ def target_options(spec, example=None) -> list:
     """Target strings that make sense for this model and clip (first = the default).
 
     Detection: each ground-truth event of the example (class over its span), then each
-    class over the whole clip. Separation: each source. Embeddings: each cluster.
+    class over the whole clip. Separation: each source. Embeddings: each cluster. Encoders
+    (``features``): the feature vectors' norm over the clip, then over each example event.
     """
     kind = spec.output_kind
     opts: list = []
@@ -29,4 +30,10 @@ def target_options(spec, example=None) -> list:
         opts += [f"source={i + 1}" for i in range(int(spec.n_sources or 2))]
     elif kind == "tf_embeddings":
         opts += [f"cluster={i + 1}" for i in range(int(spec.n_sources or 2))]
+    elif kind == "features":
+        opts.append("feature=norm")
+        for ev in (getattr(example, "events", None) or []):
+            s = f"feature=norm,t={float(ev['onset']):.2f}:{float(ev['offset']):.2f}"
+            if s not in opts:
+                opts.append(s)
     return opts

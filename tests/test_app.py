@@ -613,3 +613,37 @@ def test_warmup_imports_shared_modules_alone_and_pages_wait_for_them(tmp_path, m
     worker.join(5.0)
     assert events == [("done", ["probe_slow_mod_a", "probe_slow_mod_b"])]
     assert warmup.wait_for_imports(timeout=0.1)  # nothing under way: no wait
+
+
+ENCODER_MODULE = '''
+import torch
+
+
+class BandEncoder(torch.nn.Module):
+    """An encoder without a head: per frame, the |STFT| energy of 800-1200 Hz and of 2800-3200 Hz (B, T, 2)."""
+
+    def forward(self, x):
+        f = torch.linspace(0, 4000, x.shape[1])
+        bands = torch.stack([((f >= 800) & (f <= 1200)).float(), ((f >= 2800) & (f <= 3200)).float()])
+        return torch.einsum("kf,bft->btk", bands, x)
+
+
+def build():
+    return BandEncoder()
+'''
+
+
+def test_attribution_page_explains_an_encoder_without_a_head(allowed_root):
+    """A ``features`` model (an encoder) gets a target (``feature=norm``) and a map, not an error box."""
+    folder = allowed_root / "encoder"
+    folder.mkdir(exist_ok=True)
+    (folder / "bandenc.py").write_text(ENCODER_MODULE)
+    (folder / "enc.toml").write_text('[model]\nfactory = "bandenc:build"\nname = "band_encoder"\n[input]\n'
+                                     'kind = "stft"\nsample_rate = 8000\nn_fft = 256\nhop_length = 64\n'
+                                     '[output]\nkind = "features"\nlayout = "btc"\n')
+    at = _app_with_upload(str(folder / "enc.toml"), wav_bytes(tone_and_noise()))
+    at.switch_page("views/attribution.py").run()
+    assert not _errors(at), _errors(at)
+    assert at.selectbox[0].value == "feature=norm"
+    assert any("completeness" in m.label.lower() for m in at.metric), [m.label for m in at.metric]
+    assert len(at.get("plotly_chart")) >= 2  # the map and the target over time

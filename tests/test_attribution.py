@@ -552,3 +552,40 @@ def test_figure_builders():
     assert sum(isinstance(t, go.Heatmap) for t in f.data) == 2 and sum(isinstance(t, go.Scatter) for t in f.data) == 4
     with pytest.raises(AnalysisError, match="deletion_test"):
         deletion_figure({"auc": 1})
+
+
+# ---- encoders: feature targets --------------------------------------------------------------
+def test_feature_target_strings_and_their_errors():
+    from probe.attribution import FeatureTarget
+
+    assert parse_target("feature=norm") == FeatureTarget(None)
+    assert parse_target("feature=3,t=0.5:1") == FeatureTarget(3, t=(0.5, 1.0))
+    assert str(parse_target("feature=3,t=0.5:1")) == "feature=3,t=0.5:1"
+    for bad, msg in [("feature=-1", "numbered from 0"), ("feature=abc", "'norm' or a 0-based unit"),
+                     ("feature=1,f=100:200", "f= and of= do not apply"), ("feature=1,class=x", "exactly one of")]:
+        with pytest.raises(AnalysisError, match=msg):
+            parse_target(bad)
+
+
+class ClipEncoder(nn.Module):
+    """One feature vector per clip (B, 2): the mean |X| of two bands (no time axis)."""
+
+    def forward(self, x):
+        f = torch.linspace(0, SR / 2, x.shape[1])
+        bands = torch.stack([((f >= 800) & (f <= 1200)).float(), ((f >= 2800) & (f <= 3200)).float()])
+        return torch.einsum("kf,bft->bk", bands, x) / x.shape[-1]
+
+
+def test_feature_target_on_a_clip_level_encoder():
+    y, _ = scene()
+    spec = ModelSpec(ClipEncoder(), input_kind="stft", grid=GRID, output_kind="features")
+    a = attribute(spec, y, method="ig")  # the default target of an encoder: the norm of its output
+    assert str(a.target) == "feature=norm" and a.completeness_error <= 0.01
+    a = attribute(spec, y, "feature=0", method="ig")
+    rows = (a.freqs >= 750) & (a.freqs <= 1250)
+    assert np.abs(a.map[rows]).sum() / np.abs(a.map).sum() > 0.95
+    with pytest.raises(AnalysisError, match="no time axis"):
+        attribute(spec, y, "feature=0,t=0.5:1.0", method="ig")
+    with pytest.raises(AnalysisError, match="needs a 'features' model"):
+        attribute(ModelSpec(LinearTF(torch.ones(129, 1)), input_kind="stft", grid=GRID, output_kind="clip_scores",
+                            classes=["x"]), y, "feature=0", method="saliency")

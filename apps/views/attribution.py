@@ -17,9 +17,6 @@ from probe.errors import ProbeError
 from probe.figures.attribution import attribution_figure, deletion_figure, randomisation_figure, target_track_figure
 from probe.pipelines import AttributionOptions
 
-#: completeness error above which the page says the map does not add up
-COMPLETENESS_OK = 0.01
-
 st.title("Attribution")
 model, example = page_selection()
 
@@ -47,9 +44,11 @@ def _controls(col_target, col_method, col_steps, suffix: str, method_default: st
                                   help="What to explain: a class over a time span (detectors), a separated source, "
                                        "an embedding cluster (1 = the loudest; the clustering of the Embeddings page at the output, k = sources; "
                                        "the map explains the magnitude the cluster's mask assigns, 0 for silence — add "
-                                       "',of=similarity' for the cosine to its centroid). The example's events come first.")
+                                       "',of=similarity' for the cosine to its centroid), an encoder's features (feature=norm: "
+                                       "the norm of its vectors; feature=K: unit K from 0; add ',t=A:B' for a span). "
+                                       "The example's events come first.")
     target = col_target.text_input("Target string", value=targets[0] if targets else "", key=f"w_attr_custom{suffix}",
-                                   placeholder="class=bell,t=3.0:3.5 · source=1,f=200:1000 · cluster=1") \
+                                   placeholder="class=bell,t=3.0:3.5 · source=1,f=200:1000 · cluster=1 · feature=norm,t=1:2") \
         if choice == custom else choice
     method = col_method.selectbox("Method", list(ATTRIBUTION_METHODS), index=ATTRIBUTION_METHODS.index(method_default),
                                   key=f"w_attr_method{suffix}",
@@ -82,25 +81,6 @@ def _attribute(target, method, steps):
         return None
 
 
-def warnings_of(res) -> list:
-    """The library's warnings for this result, each once: the attribution's, the deletion test's, completeness."""
-    out = list(res.warnings or [])
-    d = res.deletion or {}
-    out += list(d.get("warnings") or [])
-    if d.get("reason") and d.get("auc") is None:
-        out.append(f"no deletion test: {d['reason']}")
-    err = res.attribution.completeness_error
-    if err is not None and err > COMPLETENESS_OK and not any("completeness" in w for w in out):
-        out.append(f"completeness error {err:.1%} > {COMPLETENESS_OK:.0%}: the map does not add up to f(clip) − "
-                   "f(baseline); " + ("set IG steps to auto" if steps != "auto" else "try another baseline"))
-    seen, uniq = set(), []
-    for w in out:
-        if w not in seen:
-            seen.add(w)
-            uniq.append(w)
-    return uniq
-
-
 def _summary(res, where, key: str):
     attr, summ = res.attribution, res.summary
     m = where.columns(3)
@@ -119,7 +99,7 @@ def _summary(res, where, key: str):
                     delta_color="off", delta_arrow="off",
                     help="Area under the normalised target while the top bins are deleted; 1 = the clip's score, "
                          "0 = the baseline's")
-    for w in warnings_of(res):
+    for w in res.warnings:  # the pipeline's list: the map's, the deletion test's, completeness — as the CLI prints
         where.warning(w, icon=":material/warning:")
     amap = build(attribution_figure, attr, boxes=example.events, mel=mel)
     track = build(target_track_figure, attr) if attr.track is not None else None

@@ -23,10 +23,10 @@ from .isolation import preserved_model, shadow_model
 from .methods import BUILDERS, METHODS
 from .result import Attribution
 from .audible import explanation_mask, listen, snr_db, write_explanation
-from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, SourceTarget, Target, TargetContext, as_target,
-                      default_target, output_frame_times, parse_target)
+from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, FeatureTarget, SourceTarget, Target, TargetContext,
+                      as_target, default_target, output_frame_times, parse_target)
 
 __all__ = ["attribute", "Attribution", "METHODS", "BASELINES", "make_baseline", "Target", "TargetContext", "ClassTarget",
-           "SourceTarget", "EmbeddingTarget", "CallableTarget", "parse_target", "as_target", "default_target",
+           "SourceTarget", "EmbeddingTarget", "FeatureTarget", "CallableTarget", "parse_target", "as_target", "default_target",
            "output_frame_times", "listen", "explanation_mask", "write_explanation", "snr_db", "preserved_model",
            "TFForward", "analysis_stft", "shadow_model", "BUILDERS"]

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..errors import AnalysisError
 
-__all__ = ["Target", "TargetContext", "ClassTarget", "SourceTarget", "EmbeddingTarget", "CallableTarget",
-           "parse_target", "as_target", "default_target", "output_frame_times"]
+__all__ = ["Target", "TargetContext", "ClassTarget", "SourceTarget", "EmbeddingTarget", "FeatureTarget",
+           "CallableTarget", "parse_target", "as_target", "default_target", "output_frame_times"]
 
 
 @dataclass
@@ -587,6 +587,113 @@ class EmbeddingTarget(Target):
 
 
 # ---- anything else -------------------------------------------------------------------------
+# ---- encoders (features) -----------------------------------------------------------------
+def _features_time_axis(spec, ndim: int):
+    """Index of the time axis of a ``features`` output with ``ndim`` axes, or ``None`` for a clip-level vector.
+
+    The spec's ``[output] layout`` (its ``t``) wins; next, the shape probe's time axis of the
+    model's output; a 2-D output ``(batch, dim)`` has none.
+    """
+    lay = getattr(spec, "output_layout", None)
+    if lay and len(lay) == ndim:
+        return lay.index("t") if "t" in lay else None
+    if ndim <= 2:
+        return None
+    cache = getattr(spec, "_axes_cache", None)
+    key = ("__features_time_axis__", ndim)
+    if cache is not None and key in cache:
+        return cache[key]
+    found = set()
+    try:
+        from .._shapes import time_probe
+
+        found = {r.time_axis for k, r in (time_probe(spec).results or {}).items()
+                 if k[0] == "" and k[2] == "out" and r.time_axis is not None and not r.batch_folded
+                 and 0 < r.time_axis < ndim}
+    except Exception:  # the probe is best effort; the error below names the fix
+        found = set()
+    if len(found) != 1:
+        raise AnalysisError(f"cannot tell which axis of the model's {ndim}-D features output is time; declare it: "
+                            '[output] layout = "btc" (batch, time, channels) in the spec file '
+                            '(output_layout="btc" in Python)')
+    ax = found.pop()
+    if cache is not None:
+        cache[key] = ax
+    return ax
+
+
+@dataclass
+class FeatureTarget(Target):
+    """What an encoder emits (a ``features`` output): its vectors' L2 norm, or one unit, averaged over a span.
+
+    Parameters
+    ----------
+    unit : int, optional
+        0-based index of the feature channel (as ``probe capture`` stores it; axes other than
+        batch and time are flattened in C order). ``None`` (the default): the L2 norm of the
+        feature vector of each frame — how strongly the encoder responds, whatever it encodes.
+    t : (float, float), optional
+        Time span in seconds (frames on the output's own clock); the whole clip when omitted.
+
+    Examples
+    --------
+    >>> str(FeatureTarget(t=(0.5, 1.0))), str(FeatureTarget(3))
+    ('feature=norm,t=0.5:1', 'feature=3')
+    """
+
+    unit: int | None = None
+    t: tuple | None = None
+
+    def __post_init__(self):
+        if self.unit is not None:
+            self.unit = int(self.unit)
+            if self.unit < 0:
+                raise AnalysisError(f"feature units are numbered from 0, given feature={self.unit}")
+        if self.t is not None:
+            self.t = (float(self.t[0]), float(self.t[1]))
+            if self.t[1] <= self.t[0]:
+                raise AnalysisError(f"time span must have end > start, given t={self.t[0]:g}:{self.t[1]:g}")
+
+    def _frames(self, out, ctx):
+        """``(B, T)`` per-frame values, or ``(B,)`` for a clip-level output."""
+        if ctx.spec.output_kind != "features":
+            raise AnalysisError(f"a feature target needs a 'features' model; this one emits {ctx.spec.output_kind!r} "
+                                "(use class=, source= or cluster=)")
+        x = out
+        ta = _features_time_axis(ctx.spec, x.ndim)
+        if ta is None:
+            if self.t is not None:
+                raise AnalysisError("the model's features have no time axis (one vector per clip): drop t=… from the target")
+            x = x.reshape(x.shape[0], -1)
+        else:
+            x = x.movedim(ta, -1)
+            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        if self.unit is not None and self.unit >= x.shape[1]:
+            raise AnalysisError(f"feature unit {self.unit} out of range: the model emits {x.shape[1]} feature channels")
+        return x[:, self.unit] if self.unit is not None else x.norm(dim=1)
+
+    def __call__(self, out, ctx):
+        v = self._frames(out, ctx)
+        if v.ndim == 1:
+            return v
+        times, step = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)
+        sel, n = _span_selection(times, step, ctx, self.t)
+        if sel.size == 0:
+            return v.sum(-1) * 0.0
+        return v[:, int(sel[0]):int(sel[-1]) + 1].sum(-1) / n
+
+    def track(self, out, ctx):
+        v = self._frames(out[:1], ctx)
+        if v.ndim == 1:
+            return None
+        v = v[0].detach().cpu().numpy()
+        times, _ = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)
+        return times + ctx.offset_seconds, v
+
+    def __str__(self):
+        return f"feature={'norm' if self.unit is None else self.unit}{_fmt_span('t', self.t)}"
+
+
 @dataclass
 class CallableTarget(Target):
     """Wrap ``fn(out) -> (B,)`` or ``fn(out, ctx) -> (B,)``."""
@@ -615,7 +722,7 @@ class CallableTarget(Target):
 
 
 # ---- strings -------------------------------------------------------------------------------
-_KEYS = ("class", "source", "cluster", "embedding", "t", "f", "reduce", "of", "score")
+_KEYS = ("class", "source", "cluster", "embedding", "feature", "t", "f", "reduce", "of", "score")
 
 
 def _range(key, text):
@@ -653,9 +760,9 @@ def parse_target(text: str) -> Target:
         kv[k] = v.strip()
     t = _range("t", kv["t"]) if "t" in kv else None
     f = _range("f", kv["f"]) if "f" in kv else None
-    kinds = [k for k in ("class", "source", "cluster", "embedding") if k in kv]
+    kinds = [k for k in ("class", "source", "cluster", "embedding", "feature") if k in kv]
     if len(kinds) != 1:
-        raise AnalysisError(f"a target names exactly one of class=, source=, cluster=, embedding; given {text!r}")
+        raise AnalysisError(f"a target names exactly one of class=, source=, cluster=, embedding, feature=; given {text!r}")
     kind = kinds[0]
     if kind == "class":
         if f is not None or "of" in kv:
@@ -663,6 +770,17 @@ def parse_target(text: str) -> Target:
         return ClassTarget(kv["class"], t=t, reduce=kv.get("reduce", "mean"), score=kv.get("score", "prob"))
     if "reduce" in kv or "score" in kv:
         raise AnalysisError(f"reduce= and score= apply to class targets only: {text!r}")
+    if kind == "feature":
+        if f is not None or "of" in kv:
+            raise AnalysisError(f"f= and of= do not apply to a feature target: {text!r}")
+        v = kv["feature"].strip().lower()
+        if v in ("", "norm"):
+            return FeatureTarget(None, t=t)
+        try:
+            unit = int(v)
+        except ValueError:
+            raise AnalysisError(f"feature= needs 'norm' or a 0-based unit index, given {kv['feature']!r}") from None
+        return FeatureTarget(unit, t=t)
     if kind == "source":
         try:
             k = int(kv["source"])
@@ -684,8 +802,9 @@ def default_target(spec, example=None) -> Target:
     """The target used when none is given.
 
     With an :class:`~probe.audio.AudioExample` that has events: its first event's class
-    over its time span (detection). Separation models: source 1. Detection without events:
-    ``None`` here (``attribute`` picks the class with the highest mean score).
+    over its time span (detection). Separation models: source 1. Encoders (``features``): the
+    L2 norm of the feature vectors over the clip. Detection without events: ``None`` here
+    (``attribute`` picks the class with the highest mean score).
     """
     kind = spec.output_kind
     if kind in ("masks", "sources"):
@@ -696,6 +815,8 @@ def default_target(spec, example=None) -> Target:
         return ClassTarget(ev["label"], t=t)
     if kind == "tf_embeddings":
         return EmbeddingTarget(cluster=1)
+    if kind == "features":
+        return FeatureTarget()  # an encoder: how strongly it responds over the clip (the L2 norm of its vectors)
     return None
 
 

@@ -24,8 +24,10 @@ def add_parser(subparsers):
     p.add_argument("--target", default=None,
                    help='what to explain: "class=NAME,t=START:END", "source=K[,f=LO:HI][,t=..]" (K from 1), "cluster=K" '
                         "(K from 1, as probe embed numbers them: the magnitude the cluster's mask assigns; add "
-                        '",of=similarity" for the cosine to its centroid); '
-                        "default: the example's first event / source 1 / cluster 1 (the louder) / the top class")
+                        '",of=similarity" for the cosine to its centroid); "feature=norm|K[,t=..]" (an encoder\'s '
+                        "features: the norm of its vectors, or unit K from 0); "
+                        "default: the example's first event / source 1 / cluster 1 (the louder) / the top class / "
+                        "feature=norm")
     p.add_argument("--method", default=None,
                    help="saliency | ixg | ig | gradshap | deeplift | occlusion | ablation | gradcam (default ig)")
     p.add_argument("--baseline", default=None, help="silence | noise[:DB] | smooth[:SECONDS] | bandstop:LO:HI")

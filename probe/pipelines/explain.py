@@ -9,8 +9,8 @@ import numpy as np
 
 from ._base import Result, locked, rounded
 
-__all__ = ["AttributionOptions", "AttributionAnalysis", "analyse_attribution", "cluster_target", "match_event",
-           "peak_normalise"]
+__all__ = ["AttributionOptions", "AttributionAnalysis", "analyse_attribution", "attribution_warnings", "cluster_target",
+           "match_event", "peak_normalise"]
 
 #: completeness error (|Σ map − (f(x) − f(b))| / |f(x) − f(b)|) that ``steps="auto"`` stops at
 AUTO_COMPLETENESS = 0.01
@@ -167,6 +167,43 @@ class AttributionAnalysis(Result):
             out["notes"] = list(self.notes)
         out["warnings"] = list(self.warnings)
         return out
+
+
+def attribution_warnings(warnings, deletion, completeness_error, *, steps="auto") -> list:
+    """Every warning about one attribution, each once: the input's and the map's, the deletion test's, completeness.
+
+    The CLI, the report and the app all show this list, so a map that is no better than random
+    deletion, or an IG map that does not add up, is flagged the same way on every face.
+
+    Parameters
+    ----------
+    warnings : list of str
+        Warnings already raised (about the input, the target, the map).
+    deletion : dict or None
+        :func:`probe.analyze.faithfulness.deletion_test`'s result (its ``warnings``; its
+        ``reason`` when it gave no figures).
+    completeness_error : float or None
+        IG's relative completeness error.
+    steps : int or "auto"
+        The IG steps asked for (the advice differs).
+
+    Examples
+    --------
+    >>> attribution_warnings([], {"auc": 0.9, "warnings": ["deletion no better than random: ..."]}, 0.002)
+    ['deletion no better than random: ...']
+    >>> attribution_warnings([], None, 0.3, steps=16)[0].split(":")[0]
+    'completeness error 30.0% > 1%'
+    """
+    out = list(warnings or [])
+    d = deletion or {}
+    out += list(d.get("warnings") or [])
+    if d.get("reason") and d.get("auc") is None:
+        out.append(f"no deletion test: {d['reason']}")
+    err = completeness_error
+    if err is not None and err > AUTO_COMPLETENESS and not any("completeness" in w for w in out):
+        out.append(f"completeness error {err:.1%} > {AUTO_COMPLETENESS:.0%}: the map does not add up to f(clip) − "
+                   "f(baseline); " + ("set IG steps to auto" if steps != "auto" else "try another baseline"))
+    return list(dict.fromkeys(out))
 
 
 def match_event(example, target):
@@ -331,7 +368,8 @@ def analyse_attribution(spec, example, options: AttributionOptions = Attribution
         stem = np.asarray(example.sources[attr.target.index])
     snr = float(snr_db(expl, stem)) if stem is not None else None
     expl, comp = peak_normalise(expl, comp)
-    warnings = audio_warnings + list(getattr(attr, "warnings", None) or attr.info.get("warnings") or [])
+    warnings = attribution_warnings(audio_warnings + list(getattr(attr, "warnings", None) or attr.info.get("warnings")
+                                                          or []), dele, attr.completeness_error, steps=o.steps)
     return AttributionAnalysis(attribution=attr, explanation=expl, complement=comp, sr=attr.sample_rate,
                                target=str(attr.target), target_name=getattr(attr.target, "name", None), top_percent=float(o.top_percent), deletion=dele,
                                localisation=loc, event=event, stem_snr_db=snr, steps_used=steps_used,
