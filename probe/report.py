@@ -282,6 +282,8 @@ def _attribution(sec: Section, spec, example, *, options=None, lock=None) -> Non
     sec.add(_table(rows))
     for w in res.warnings:
         sec.text(f"Warning: {w}")
+    if res.warnings:  # the section's status says it too (the JSON summary and the note at the section's top)
+        sec.status, sec.note = "warning", " · ".join(res.warnings)
     sec.add(attribution_figure(attr, boxes=example.events, mel=spec.input_kind == "logmel"))
     if attr.track is not None:
         sec.add(target_track_figure(attr))

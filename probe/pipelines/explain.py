@@ -197,8 +197,8 @@ def attribution_warnings(warnings, deletion, completeness_error, *, steps="auto"
     out = list(warnings or [])
     d = deletion or {}
     out += list(d.get("warnings") or [])
-    if d.get("reason") and d.get("auc") is None:
-        out.append(f"no deletion test: {d['reason']}")
+    if d.get("reason") and d.get("auc") is None and not any("deletion" in w for w in out):
+        out.append(f"no deletion test: {d['reason']}")  # unless a warning (a near-zero target) already says why
     err = completeness_error
     if err is not None and err > AUTO_COMPLETENESS and not any("completeness" in w for w in out):
         out.append(f"completeness error {err:.1%} > {AUTO_COMPLETENESS:.0%}: the map does not add up to f(clip) − "
