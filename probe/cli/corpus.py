@@ -16,6 +16,17 @@ import argparse
 from pathlib import Path
 
 
+
+def _layer_list(values) -> tuple:
+    """``--layers a b`` and ``--layers a,b`` (as ``probe capture`` takes them) both name layers a and b.
+
+    Examples
+    --------
+    >>> _layer_list(["conv.2,conv.6", "gru"]), _layer_list(None)
+    (('conv.2', 'conv.6', 'gru'), ())
+    """
+    return tuple(p.strip() for v in (values or ()) for p in str(v).split(",") if p.strip())
+
 def _common(p):
     # also accepted after the sub-subcommand (argparse hands the rest of the line to it)
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object on stdout")
@@ -38,7 +49,7 @@ def add_parser(sub):
     r = cs.add_parser("run", help="run a model over a corpus into a Parquet run folder (resumable)")
     r.add_argument("model", metavar="MODEL", help="zoo:NAME or a path to a model spec .toml")
     r.add_argument("corpus", metavar="CORPUS", help="a folder of audio files, or a .csv/.jsonl manifest")
-    r.add_argument("--layers", nargs="+", required=True, help="module paths or globs to analyse")
+    r.add_argument("--layers", nargs="+", required=True, help="module paths or globs to analyse (space or comma separated)")
     r.add_argument("--out", required=True, help="run folder (created, or resumed if it holds the same run)")
     r.add_argument("--engine", choices=["inprocess", "ray"], default=ro.engine, help=f"default {ro.engine}")
     r.add_argument("--workers", type=int, default=ro.workers, help="Ray workers (a Ray Data actor pool), one CPU each")
@@ -140,7 +151,7 @@ def run(args) -> dict:
                 raise CorpusError(f"--frames-per-clip must be an integer or 'all', given {fpc!r}") from None
         concepts = () if args.concepts.strip().lower() in ("", "none") else \
             tuple(c.strip() for c in args.concepts.split(",") if c.strip())
-        opts = pl.RunOptions(layers=tuple(args.layers), frames_per_clip=fpc, concepts=concepts,
+        opts = pl.RunOptions(layers=_layer_list(args.layers), frames_per_clip=fpc, concepts=concepts,
                              random_init=not args.no_random_init, seed=args.seed, batch_size=args.batch_size,
                              min_seconds=args.min_seconds, max_seconds=args.max_seconds, top_k=args.top_k,
                              engine=args.engine, workers=args.workers, ray_address=args.ray_address)
@@ -151,12 +162,12 @@ def run(args) -> dict:
             raise CorpusError(f"unknown concepts {bad}; known: {', '.join(DEFAULT_CONCEPTS)}")
         return pl.corpus_run(args.model, args.corpus, args.out, options=opts, progress=not args.no_progress).to_json()
     if cmd == "dissect":
-        opts = pl.DissectOptions(layers=tuple(args.layers or ()), permutations=args.permutations, fdr=args.fdr,
+        opts = pl.DissectOptions(layers=_layer_list(args.layers), permutations=args.permutations, fdr=args.fdr,
                                  random_init=not args.no_random_init, seed=args.seed, excerpts=args.excerpts,
                                  excerpt_seconds=args.excerpt_seconds)
         return pl.corpus_dissect(args.run, options=opts, out=args.out, force=args.force).to_json()
     if cmd == "probe":
-        opts = pl.ProbeOptions(label=args.label, layers=tuple(args.layers or ()), folds=args.folds,
+        opts = pl.ProbeOptions(label=args.label, layers=_layer_list(args.layers), folds=args.folds,
                                pooling=args.pooling, control=not args.no_control,
                                control_repeats=args.control_repeats,
                                random_init=not args.no_random_init, seed=args.seed)
