@@ -85,6 +85,25 @@ def cached_outputs(model, example):
     return _outputs(_model_key(model), _audio_key(example), model, example.y)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _default_target(model_key: str, audio_key: str, _model, _example):
+    from probe.attribution import default_target_for
+    from probe.pipelines._base import locked
+
+    with locked(_model.lock):
+        return str(default_target_for(_model.spec, _example))
+
+
+def cached_default_target(model, example) -> str | None:
+    """The attribution target the CLI and the report use when given none (a string), or ``None`` when there is none."""
+    from probe.errors import ProbeError
+
+    try:
+        return _default_target(_model_key(model), _audio_key(example), model, example)
+    except ProbeError:
+        return None
+
+
 @st.cache_data(max_entries=24, show_spinner="Finding filter layers…")
 def _filter_banks(model_key: str, _model):
     # the discovery runs shape and gradient probes through the model (seconds to a minute); the banks are

@@ -158,7 +158,7 @@ def page_defaults(model, example) -> dict:
         return cache.cached_nmf(model, example, NMFOptions(components=None, beta=NMFOptions().beta, layer=None))
 
     def attribution():
-        targets = target_options(model.spec, example)
+        targets = target_options(model.spec, example, default=cache.cached_default_target(model, example))
         d = AttributionOptions()
         return cache.cached_attribution(model, example, AttributionOptions(
             target=targets[0] if targets else None, method=d.method, steps="auto", top_percent=float(int(d.top_percent))))

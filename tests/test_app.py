@@ -106,7 +106,12 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     # attribution plays the explanation and its complement
     at.switch_page("views/attribution.py").run()
     assert len(at.get("audio")) == 3
-    assert at.selectbox(key="w_attr_target").value == "class=tone"
+    # no events in an upload: the page starts from the library's default, the class that scores highest on the clip
+    from probe.attribution import default_target_for
+    from probe.resolve import load
+
+    assert at.selectbox(key="w_attr_target").value == str(default_target_for(load(tiny_spec), tone_and_noise())) \
+        == "class=noise"
     assert any(m.label.startswith("Target f(clip)") for m in at.metric)
     # the defaults: IG, steps chosen until the map adds up (completeness ≤ 1 %), the steps used shown
     assert at.selectbox(key="w_attr_method").value == "ig" and at.selectbox(key="w_attr_steps").value == "auto"
@@ -647,3 +652,41 @@ def test_attribution_page_explains_an_encoder_without_a_head(allowed_root):
     assert at.selectbox[0].value == "feature=norm"
     assert any("completeness" in m.label.lower() for m in at.metric), [m.label for m in at.metric]
     assert len(at.get("plotly_chart")) >= 2  # the map and the target over time
+
+
+SCORER_MODULE = '''
+import torch
+
+
+class Scorer(torch.nn.Module):
+    """Clip scores of three classes; "b" wins on any clip (a bias of 3), so the top class is not the first."""
+
+    def forward(self, x):  # (B, F, T) magnitude
+        e = x.mean((1, 2))
+        return torch.sigmoid(torch.stack([e - 2.0, e + 3.0, e], 1))
+
+
+def build():
+    return Scorer()
+'''
+
+
+def test_attribution_page_starts_from_the_clis_default_target(allowed_root):
+    """Without events, a detector's default target is its top class on the clip, in the app as in the CLI."""
+    from probe.pipelines import AttributionOptions, analyse_attribution
+    from probe.resolve import load
+
+    folder = allowed_root / "scorer"
+    folder.mkdir(exist_ok=True)
+    (folder / "scorer.py").write_text(SCORER_MODULE)
+    toml = folder / "scorer.toml"
+    toml.write_text('[model]\nfactory = "scorer:build"\nname = "scorer"\n[input]\nkind = "stft"\nsample_rate = 8000\n'
+                    'n_fft = 256\nhop_length = 64\n[output]\nkind = "clip_scores"\nclasses = ["a", "b", "c"]\n')
+    y = tone_and_noise()
+    cli = analyse_attribution(load(str(toml)), y, AttributionOptions(method="saliency", deletion=False))
+    assert cli.target == "class=b"
+    at = _app_with_upload(str(toml), wav_bytes(y))
+    at.switch_page("views/attribution.py").run()
+    assert not _errors(at), _errors(at)
+    assert at.selectbox[0].value == "class=b", at.selectbox[0].options
+    assert at.selectbox[0].options.count("class=b") == 1

@@ -10,7 +10,8 @@ the cascading randomisation test.
 import streamlit as st
 
 from apps import downloads as dl
-from apps.cache import cached_attribution, cached_clustering, cached_randomisation, cached_report_html
+from apps.cache import (cached_attribution, cached_clustering, cached_default_target, cached_randomisation,
+                        cached_report_html)
 from apps.menus import ATTRIBUTION_METHODS, target_options
 from apps.ui import button_columns, align_time_axes, build, plot, show_error, page_selection
 from probe.errors import ProbeError
@@ -21,7 +22,7 @@ st.title("Attribution")
 model, example = page_selection()
 
 defaults = AttributionOptions()
-targets = target_options(model.spec, example)
+targets = target_options(model.spec, example, default=cached_default_target(model, example))
 custom = "custom…"
 cluster_names: dict = {}
 if model.spec.output_kind == "tf_embeddings":  # the shared clustering: the Embeddings/Overview numbering and names

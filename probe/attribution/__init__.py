@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 from .baselines import BASELINES, make_baseline
-from .core import attribute
+from .core import attribute, default_target_for
 from .domain import TFForward, analysis_stft
 from .isolation import preserved_model, shadow_model
 from .methods import BUILDERS, METHODS
@@ -26,7 +26,7 @@ from .audible import explanation_mask, listen, snr_db, write_explanation
 from .targets import (CallableTarget, ClassTarget, EmbeddingTarget, FeatureTarget, SourceTarget, Target, TargetContext,
                       as_target, default_target, output_frame_times, parse_target)
 
-__all__ = ["attribute", "Attribution", "METHODS", "BASELINES", "make_baseline", "Target", "TargetContext", "ClassTarget",
+__all__ = ["attribute", "default_target_for", "Attribution", "METHODS", "BASELINES", "make_baseline", "Target", "TargetContext", "ClassTarget",
            "SourceTarget", "EmbeddingTarget", "FeatureTarget", "CallableTarget", "parse_target", "as_target", "default_target",
            "output_frame_times", "listen", "explanation_mask", "write_explanation", "snr_db", "preserved_model",
            "TFForward", "analysis_stft", "shadow_model", "BUILDERS"]

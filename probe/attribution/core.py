@@ -26,7 +26,7 @@ from .methods import AUTO_STEPS, COMPLETE, METHODS, MethodOptions, find_layer, m
 from .result import Attribution
 from .targets import ClassTarget, EmbeddingTarget, Target, TargetContext, as_target, default_target
 
-__all__ = ["Attribution", "attribute", "METHODS", "preserved_model", "TFForward", "analysis_stft"]
+__all__ = ["Attribution", "attribute", "default_target_for", "METHODS", "preserved_model", "TFForward", "analysis_stft"]
 
 # names kept for code written against the single-module version
 _plan_chunks, _fade_weights, _find_layer, _Options = plan_chunks, fade_weights, find_layer, MethodOptions
@@ -193,13 +193,8 @@ def attribute(spec, y, target=None, *, method: str = "ig", baseline="silence", s
     if chunk_seconds is None and duration > max_unchunked_seconds:
         chunk_seconds = DEFAULT_CHUNK_SECONDS
     if target is None:
-        tgt = default_target(spec, example)
-        if tgt is None:
-            if spec.output_kind in ("frame_probs", "clip_scores"):
-                c = _top_class(spec, y, int((chunk_seconds or duration) * spec.sample_rate))
-                tgt = ClassTarget((spec.classes or [])[c] if spec.classes and c < len(spec.classes) else c)
-            else:
-                raise AnalysisError(f"a {spec.output_kind!r} model needs an explicit target (a callable or Target)")
+        tgt = default_target_for(spec, example if example is not None else y, chunk_seconds=chunk_seconds,
+                                 max_unchunked_seconds=max_unchunked_seconds)
     else:
         tgt = as_target(target, spec)
     if (isinstance(tgt, EmbeddingTarget) and tgt.cluster is not None and tgt.bins is None
@@ -271,6 +266,50 @@ def _coerce_audio(spec, y, sr):
     if sr != spec.sample_rate:
         y, _ = load_audio(y, spec.sample_rate, source_sr=sr, max_seconds=None)
     return validate_audio(y, sr=spec.sample_rate, max_seconds=None), example
+
+
+def default_target_for(spec, audio, *, sr: int | None = None, chunk_seconds: float | None = None,
+                       max_unchunked_seconds: float = MAX_UNCHUNKED_SECONDS):
+    """The target :func:`attribute` explains when it is given none, for this model and clip.
+
+    :func:`~probe.attribution.targets.default_target` (an example's first event, source 1,
+    cluster 1, an encoder's feature norm); for a detector without events, the class with the
+    highest mean score on the clip (this runs the model once). The CLI, the report and the app
+    all start from this target.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    audio : np.ndarray or AudioExample
+    sr : int, optional
+        Sample rate of a bare array (default: the model's).
+
+    Returns
+    -------
+    Target
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probe import ModelSpec, TFGrid
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    >>> spec = ModelSpec(net, input_kind="stft", grid=TFGrid(8000, n_fft=256, hop_length=64),
+    ...                  output_kind="clip_scores", classes=["a", "b", "c"])
+    >>> _ = net(torch.zeros(1, 129, 63))
+    >>> str(default_target_for(spec, np.zeros(4000, np.float32))) in ("class=a", "class=b", "class=c")
+    True
+    """
+    y, example = _coerce_audio(spec, audio, sr)
+    tgt = default_target(spec, example)
+    if tgt is not None:
+        return tgt
+    if spec.output_kind in ("frame_probs", "clip_scores"):
+        duration = len(y) / spec.sample_rate
+        if chunk_seconds is None and duration > max_unchunked_seconds:
+            chunk_seconds = DEFAULT_CHUNK_SECONDS
+        c = _top_class(spec, y, int((chunk_seconds or duration) * spec.sample_rate))
+        return ClassTarget((spec.classes or [])[c] if spec.classes and c < len(spec.classes) else c)
+    raise AnalysisError(f"a {spec.output_kind!r} model needs an explicit target (a callable or Target)")
 
 
 def _top_class(spec, y, chunk_samples):
