@@ -230,19 +230,12 @@ def _filters(sec: Section, spec, example, *, options=None, max_banks: int = 2, l
 
 
 def _embeddings(sec: Section, spec, example, *, options=None, lock=None) -> None:
-    from dataclasses import replace
-
     from .figures.embeddings import embedding_scatter
-    from .pipelines import EmbeddingOptions, analyse_embeddings, default_layer
+    from .pipelines import EmbeddingOptions, analyse_embeddings
 
-    options = options or EmbeddingOptions()
-    if options.layer is None and spec.output_kind != "tf_embeddings":
-        layer = default_layer(spec, example.y, purpose="embeddings", lock=lock)
-        if layer is None:
-            sec.status, sec.note = "skipped", "no layer with a time axis to map"
-            return
-        options = replace(options, layer=layer)
-    res = analyse_embeddings(spec, example, options, lock=lock)
+    # layer=None: the pipeline's first layer (tf_embeddings, else the last time-resolved layer before the head), as
+    # probe embed and the app take it; a model with none is skipped with the pipeline's reason
+    res = analyse_embeddings(spec, example, options or EmbeddingOptions(), lock=lock)
     sec.data = res.to_json()
     colour = next(c for c in ("source", "class", "cluster", "freq", "time") if c in res.colourings)
     pts, proj = res.points, res.projection.upper()

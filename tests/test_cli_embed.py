@@ -161,3 +161,27 @@ def test_embed_zoo_deep_clustering_reports_oracle_agreement(tmp_path, probe_exe)
     assert out["oracle"]["mask_accuracy"] > 0.9 and out["oracle"]["ari"] > 0.5
     assert out["clusterability"]["silhouette"] > 0.5
     assert len(out["audio_files"]) == 2
+
+
+def test_embed_without_layer_starts_where_the_app_and_report_start(user_model, capsys):
+    """No --layer on a detector: the last time-resolved layer before the head (``bands`` here), not the 2-class output.
+
+    It used to be the output for the CLI and that layer for the app and the report: three faces, two defaults.
+    """
+    from probe import report as R
+    from probe.audio import AudioExample
+    from probe.cli import main
+    from probe.pipelines import default_layer
+    from probe.resolve import load
+
+    spec, wav, y, _ = user_model
+    assert main(["embed", str(spec), str(wav), "--budget", "200", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    first = default_layer(load(str(spec)), y, purpose="embeddings")
+    assert out["layer"] == first == "bands" and out["dim"] == 4
+    rep = R.build_report(load(str(spec)), AudioExample(y=y, sr=SR, name="tones"), sections=("embeddings",))
+    assert rep.sections[0].status == "ok" and rep.sections[0].data["layer"] == "bands"
+    # the output is still one flag away
+    assert main(["embed", str(spec), str(wav), "--layer", "output", "--budget", "200", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layer"] == "output" and out["dim"] == 2

@@ -25,7 +25,8 @@ def add_parser(sub):
     add_model_arg(p)
     add_audio_arg(p)
     p.add_argument("--layer", default=None,
-                   help="module path to capture (default: the model's tf_embeddings output)")
+                   help="module path to capture, or 'output' (default: a deep-clustering model's tf_embeddings "
+                        "output, else the last time-resolved layer before the head, as the app and report start)")
     d = EmbeddingOptions()
     p.add_argument("--projection", choices=["pca", "umap"], default=None, help=f"2-D projection (default {d.projection})")
     p.add_argument("--budget", type=int, default=None, help=f"most points to draw (default {d.budget})")

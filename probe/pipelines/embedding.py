@@ -22,7 +22,10 @@ class EmbeddingOptions:
     Attributes
     ----------
     layer : str, optional
-        Module path to capture; ``None`` / ``"output"``: the model's ``tf_embeddings`` output.
+        Module path to capture; ``"output"``: the model's own output. ``None`` (the default):
+        the ``tf_embeddings`` output of a deep-clustering model, else the last time-resolved
+        layer before the head (:func:`probe.pipelines.default_layer`) — the same first layer on
+        every face (CLI, report, app).
     projection : {"pca", "umap"}
         PCA is instant and deterministic, so it is the default on every face; UMAP shows
         clusters better but compiles numba kernels on first use (cached on disk afterwards).
@@ -194,7 +197,7 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
     Raises
     ------
     AnalysisError
-        Too few non-silent cells, or ``layer=None`` on a model without ``tf_embeddings``.
+        Too few non-silent cells, or no layer with a time axis to map.
     LayerNotFoundError
         Unknown layer.
 
@@ -216,6 +219,16 @@ def analyse_embeddings(spec, example, options: EmbeddingOptions = EmbeddingOptio
     o = options
     k = int(o.n_clusters or spec.n_sources or 2)
     audio_warnings = input_warnings(spec, example)  # refuses a clip shorter than one frame
+    if o.layer is None and spec.output_kind != "tf_embeddings":
+        from dataclasses import replace
+
+        from .layers import default_layer
+
+        first = default_layer(spec, getattr(example, "y", example), purpose="embeddings", lock=lock)
+        if first is None:
+            raise AnalysisError(f"{spec.name or 'the model'} has no layer with a time axis to map; name one with "
+                                "layer= (--layer) or take the output (layer='output')")
+        o = replace(o, layer=first)
     with locked(lock), finite_outputs(spec.model):
         clip = E.embeddings_from_layer(spec, example, None if o.layer in _OUTPUT else o.layer)
     points = E.select_points(clip, threshold_db=o.threshold_db or None, budget=int(o.budget), seed=o.seed)
