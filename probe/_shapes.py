@@ -307,6 +307,12 @@ class TimeProbe:
                 raise ValueError(f"input has {x.shape[_input_time_axis(spec)]} steps, expected {steps}")
             run_hooked(spec, x, record)
         except Exception as exc:  # the model refused this length: remember why
+            if isinstance(exc, TypeError) and "forward()" in str(exc) and "argument" in str(exc):
+                from .diagnostics import model_error_from
+
+                err = model_error_from(exc)  # a signature no input length can satisfy: say so now
+                if err is not None:
+                    raise err from exc
             self._shapes[key] = None
             self._errors[key] = f"{type(exc).__name__}: {exc}"
             return None

@@ -203,9 +203,23 @@ class ModelSpec:
         raise SpecError("a waveform model has no spectral input; use probe's inverse-STFT path")
 
     def to_model_layout(self, x):
-        """Canonical input (``bn`` / ``bft``) → the module's own layout."""
+        """Canonical input (``bn`` / ``bft``) → the module's own layout and floating dtype.
+
+        probe computes in float32; a module whose weights are another floating type
+        (``model.double()``) gets its input in that type (differentiably: gradients flow back
+        to the float32 input).
+        """
         canon = _INPUT_CANONICAL[self.input_kind]
-        return x if not self.input_layout else _permute_to(x, canon, self.input_layout)
+        x = x if not self.input_layout else _permute_to(x, canon, self.input_layout)
+        dt = self._model_dtype()
+        return x.to(dt) if dt is not None and x.is_floating_point() and x.dtype != dt else x
+
+    def _model_dtype(self):
+        """The floating dtype of the module's first floating parameter or buffer (``None``: none)."""
+        from itertools import chain
+
+        return next((t.dtype for t in chain(self.model.parameters(), self.model.buffers()) if t.is_floating_point()),
+                    None)
 
     def features(self, y):
         """Audio → the exact tensor the module's ``forward`` takes (batch axis added if absent).

@@ -279,6 +279,12 @@ def model_error_from(exc: BaseException) -> ModelError | None:
         if any(fr.name in ("_call_impl", "_wrapped_call_impl") for fr, _ in deeper):
             forwards = [fr for fr, _ in deeper if fr.name == "forward"]
             where = forwards[-1] if forwards else None
+            if where is None and isinstance(exc, TypeError) and "forward()" in str(exc):
+                # the call itself failed (forward was never entered): a signature that takes more than the input
+                msg = (str(exc).strip().splitlines() or [""])[0][:300]
+                return ModelError(f"the model's forward cannot be called with the input alone ({msg}); probe calls "
+                                  "forward(x) with one tensor: wrap the model in a module whose forward(x) supplies "
+                                  "the other arguments (e.g. lengths), and point the spec's factory at it")
     if where is None:
         return None
     owner = ""

@@ -30,6 +30,10 @@ def zoo_entry(which: str):
     return eps[0].load()
 
 
+#: file endings that name audio, never a model (a swapped MODEL AUDIO pair gets a message that says so)
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".opus", ".au", ".w64")
+
+
 def load(name):
     """Load a model spec from a user-facing name.
 
@@ -58,6 +62,9 @@ def load(name):
         from .families.onnx import load_onnx
 
         spec = load_onnx(name[5:])
+    elif Path(name).suffix.lower() in _AUDIO_SUFFIXES:
+        raise SpecError(f"{name} is an audio file, not a model: MODEL comes first (probe COMMAND MODEL AUDIO), "
+                        "as zoo:NAME, hf:FOLDER, onnx:FILE or a .toml spec file")
     elif Path(name).suffix == ".toml" or Path(name).is_file():
         if Path(name).suffix != ".toml" and is_torchscript_file(name):
             raise TorchScriptError(f"{name} is a TorchScript archive (torch.jit.save); {TORCHSCRIPT_HINT}")

@@ -107,3 +107,28 @@ def test_representation_from_magnitude_matches_features(rng):
     y = torch.from_numpy(rng.standard_normal(8000).astype(np.float32))
     np.testing.assert_allclose(spec.representation_from_magnitude(g.magnitude(y)).numpy(), spec.representation(y).numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_double_precision_model_gets_its_input_in_float64():
+    """``model.double()`` (scientific code does this): probe's float32 input is cast at the model's door, every
+    analysis runs, gradients flow back to the float32 spectrogram, and the model's weights are untouched."""
+    import numpy as np
+    import torch
+
+    from probe import attribute
+    from probe.hooks import capture_audio
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(129, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv1d(4, 2, 1),
+                              torch.nn.Sigmoid()).double().eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    spec = ModelSpec(net, input_kind="logmag", grid=TFGrid(8000, n_fft=256, hop_length=64), output_kind="frame_probs",
+                     classes=["a", "b"])
+    y = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000)).astype(np.float32)
+    out = spec.forward(y)
+    assert out.dtype == torch.float64 and out.shape == (1, 2, 126)
+    cache = capture_audio(spec, y, layers="0")
+    assert cache["0"].shape[-1] == 126
+    a = attribute(spec, y, "class=a", method="ig")
+    assert np.isfinite(a.map).all() and a.completeness_error <= 0.01
+    assert all(torch.equal(before[k], v) and v.dtype == torch.float64 for k, v in net.state_dict().items())

@@ -769,6 +769,46 @@ def test_model_whose_forward_raises(kit, tmp_path):
                       "expected 3 input channels, got 1")
 
 
+LENGTHS_MODULE = textwrap.dedent('''
+    import torch
+
+
+    class NeedsLengths(torch.nn.Module):
+        """forward(x, lengths), as ESPnet-style models take it: probe cannot call it with the input alone."""
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 2)
+
+        def forward(self, x, lengths):
+            return torch.sigmoid(self.lin(x))
+
+
+    def build():
+        return NeedsLengths()
+''')
+
+
+@pytest.mark.parametrize("command", ["inspect", "capture", "attribute", "embed", "filters"])
+def test_model_whose_forward_needs_more_than_the_input(kit, tmp_path, command):
+    """A forward that needs a second argument is named with the fix, on every command, never as a traceback."""
+    (tmp_path / "lengthsmod.py").write_text(LENGTHS_MODULE)
+    spec = tmp_path / "lengths.toml"
+    spec.write_text('[model]\nfactory = "lengthsmod:build"\n[input]\nkind = "logmel"\nsample_rate = 16000\n'
+                    'n_fft = 512\nhop_length = 160\nn_mels = 16\nlayout = "btf"\n[output]\nkind = "frame_probs"\n'
+                    'classes = ["a", "b"]\nlayout = "btc"\n')
+    args = [command, spec] + ([] if command in ("inspect", "filters") else [kit["snd"]["tone.wav"]])
+    args += ["--out", tmp_path / "r"] if command == "capture" else []
+    r = cli(*args, subprocess_run=command == "capture")
+    assert_user_error(r, "the model's forward cannot be called with the input alone", "missing 1 required positional "
+                      "argument: 'lengths'", "wrap the model in a module whose forward(x) supplies the other arguments")
+
+
+def test_swapped_model_and_audio_say_which_comes_first(kit):
+    r = cli("attribute", kit["snd"]["tone.wav"], kit["spec"]["ok"])
+    assert_user_error(r, "tone.wav is an audio file, not a model: MODEL comes first", absent=("TOML",))
+
+
 def test_checkpoint_with_wrong_shapes(kit, tmp_path):
     r = cli("capture", kit["spec"]["wrong_ckpt"], kit["snd"]["tone.wav"], "--out", tmp_path / "r")
     assert_user_error(r, "does not fit the model: rnn.weight_ih_l0 has shape [24, 64] in the checkpoint but [24, 128] "
