@@ -589,3 +589,27 @@ def test_feature_target_on_a_clip_level_encoder():
     with pytest.raises(AnalysisError, match="needs a 'features' model"):
         attribute(ModelSpec(LinearTF(torch.ones(129, 1)), input_kind="stft", grid=GRID, output_kind="clip_scores",
                             classes=["x"]), y, "feature=0", method="saliency")
+
+
+class NoGradFront(nn.Module):
+    """A band detector whose front end runs under torch.no_grad(): the output has parameters' gradients only."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(129, 1)
+
+    def forward(self, x):  # (B, F, T)
+        with torch.no_grad():
+            h = torch.log1p(x)
+        return torch.sigmoid(self.lin(h.transpose(1, 2))).transpose(1, 2)
+
+
+@pytest.mark.parametrize("method", ["ig", "saliency", "ixg"])
+def test_gradient_methods_refuse_a_model_without_an_input_gradient(method):
+    """Captum failed deep in autograd ('appears to not have been used in the graph'); now one message with the fix."""
+    y, _ = scene()
+    spec = ModelSpec(NoGradFront(), input_kind="stft", grid=GRID, output_kind="frame_probs", classes=["beep"])
+    with pytest.raises(AnalysisError, match="no gradient path back to its input.*use method='occlusion'"):
+        attribute(spec, y, "class=beep", method=method)
+    a = attribute(spec, y, "class=beep", method="occlusion")  # perturbation methods need no gradient
+    assert np.isfinite(a.map).all() and np.abs(a.map).sum() > 0

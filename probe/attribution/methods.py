@@ -249,6 +249,29 @@ BUILDERS: dict[str, Callable] = {"saliency": _saliency, "ixg": _ixg, "ig": _ig, 
 
 
 # ---- running a plan ---------------------------------------------------------------------------------
+def _check_differentiable(fwd, x, method: str) -> None:
+    """Refuse a gradient method, with the fix, when the target has no gradient path back to the input.
+
+    A forward that computes its front end under ``torch.no_grad()``, detaches, or leaves torch
+    (numpy, librosa) still has parameters that need gradients, so its output looks
+    differentiable; only a gradient with respect to the input tells. Captum would fail deep
+    inside autograd ("appears to not have been used in the graph").
+    """
+    import torch
+
+    with torch.enable_grad():
+        xi = x[:1].detach().clone().requires_grad_(True)
+        v = fwd(xi)
+        g = None
+        if v.requires_grad:
+            (g,) = torch.autograd.grad(v.sum(), xi, allow_unused=True)
+    if g is None:
+        raise AnalysisError(f"method={method!r} needs gradients, but the model's output has no gradient path back to its "
+                            "input (its forward runs part of the computation under torch.no_grad(), detaches, or "
+                            "leaves torch, e.g. numpy/librosa features): use method='occlusion' or 'ablation' "
+                            "(perturbation methods), or make the front end differentiable")
+
+
 def run_method(o: MethodOptions, fwd, x, base, mag_range: float, state: dict | None = None):
     """Build and run one method; returns ``(map [shape=(F, T)], delta or None, extra info)``.
 
@@ -256,7 +279,11 @@ def run_method(o: MethodOptions, fwd, x, base, mag_range: float, state: dict | N
     """
     import captum.attr as ca
 
-    plan = BUILDERS[o.method](o, fwd, x, base, {} if state is None else state)
+    state = {} if state is None else state
+    plan = BUILDERS[o.method](o, fwd, x, base, state)
+    if plan.needs_grad and o.method != "gradcam" and not state.get("differentiable"):  # GradCAM differentiates a layer
+        _check_differentiable(fwd, x, o.method)
+        state["differentiable"] = True
     extra = dict(plan.extra)
     if plan.run is not None:
         attr, delta = plan.run()
