@@ -203,11 +203,15 @@ def test_attribute_an_encoders_features(tmp_path, probe_exe, layout):
     r = _run(probe_exe, "attribute", spec, wav, "--target", "feature=1", "--no-deletion", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["target"] == "feature=1"
-    # no --target: the norm of the feature vectors over the clip (an encoder has no class to pick)
+    # no --target: the unit that varies most over the clip (unit 0: the 1 kHz tone comes and goes; the 3 kHz tone
+    # of unit 1 is there all along), as a detector's default is its top class
     r = _run(probe_exe, "attribute", spec, wav, "--no-deletion", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    assert res["target"] == "feature=norm" and res["completeness_error"] <= 0.01
+    assert res["target"] == "feature=0" and res["completeness_error"] <= 0.01
+    # the norm of the feature vectors is a target too
+    r = _run(probe_exe, "attribute", spec, wav, "--target", "feature=norm", "--no-deletion", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["target"] == "feature=norm", r.stderr
     # a unit the encoder does not have: one line, exit 2
     r = _run(probe_exe, "attribute", spec, wav, "--target", "feature=7", "--no-deletion")
     assert r.returncode == 2 and "feature unit 7 out of range: the model emits 2 feature channels" in r.stderr, r.stderr

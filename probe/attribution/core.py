@@ -24,7 +24,7 @@ from .health import locate_nonfinite, map_warnings, nonfinite_message, target_wa
 from .isolation import preserved_model, seeded
 from .methods import AUTO_STEPS, COMPLETE, METHODS, MethodOptions, find_layer, method_name, run_method
 from .result import Attribution
-from .targets import ClassTarget, EmbeddingTarget, Target, TargetContext, as_target, default_target
+from .targets import ClassTarget, EmbeddingTarget, FeatureTarget, Target, TargetContext, as_target, default_target
 
 __all__ = ["Attribution", "attribute", "default_target_for", "METHODS", "preserved_model", "TFForward", "analysis_stft"]
 
@@ -273,8 +273,9 @@ def default_target_for(spec, audio, *, sr: int | None = None, chunk_seconds: flo
     """The target :func:`attribute` explains when it is given none, for this model and clip.
 
     :func:`~probe.attribution.targets.default_target` (an example's first event, source 1,
-    cluster 1, an encoder's feature norm); for a detector without events, the class with the
-    highest mean score on the clip (this runs the model once). The CLI, the report and the app
+    cluster 1); for a detector without events, the class with the highest mean score on the
+    clip; for an encoder (``features``), the unit that varies most over the clip (both run the
+    model once). The CLI, the report and the app
     all start from this target.
 
     Parameters
@@ -303,6 +304,12 @@ def default_target_for(spec, audio, *, sr: int | None = None, chunk_seconds: flo
     tgt = default_target(spec, example)
     if tgt is not None:
         return tgt
+    if spec.output_kind == "features":
+        import torch
+
+        with preserved_model(spec.model) as model, torch.no_grad():
+            out = dataclasses.replace(spec, model=model).forward(y[:int(MAX_UNCHUNKED_SECONDS * spec.sample_rate)])
+        return FeatureTarget.most_active(out, spec)
     if spec.output_kind in ("frame_probs", "clip_scores"):
         duration = len(y) / spec.sample_rate
         if chunk_seconds is None and duration > max_unchunked_seconds:

@@ -586,7 +586,6 @@ class EmbeddingTarget(Target):
         return s + ("" if self.of == "similarity" else f",of={self.of}")
 
 
-# ---- anything else -------------------------------------------------------------------------
 # ---- encoders (features) -----------------------------------------------------------------
 def _features_time_axis(spec, ndim: int):
     """Index of the time axis of a ``features`` output with ``ndim`` axes, or ``None`` for a clip-level vector.
@@ -672,6 +671,19 @@ class FeatureTarget(Target):
             raise AnalysisError(f"feature unit {self.unit} out of range: the model emits {x.shape[1]} feature channels")
         return x[:, self.unit] if self.unit is not None else x.norm(dim=1)
 
+    @classmethod
+    def most_active(cls, out, spec) -> "FeatureTarget":
+        """The unit that varies most over the clip (largest variance over time; for one vector per
+        clip, the largest magnitude): the default for an encoder, whose vectors' norm is often
+        constant (a final LayerNorm fixes it), so ``feature=norm`` would explain nothing."""
+        x = out.detach()
+        ta = _features_time_axis(spec, x.ndim)
+        if ta is None:
+            return cls(int(x.reshape(x.shape[0], -1)[0].abs().argmax()))
+        x = x.movedim(ta, -1)
+        x = x.reshape(x.shape[0], -1, x.shape[-1])[0].double()
+        return cls(int(x.var(dim=-1).argmax()) if x.shape[-1] > 1 else int(x[:, 0].abs().argmax()))
+
     def __call__(self, out, ctx):
         v = self._frames(out, ctx)
         if v.ndim == 1:
@@ -694,6 +706,7 @@ class FeatureTarget(Target):
         return f"feature={'norm' if self.unit is None else self.unit}{_fmt_span('t', self.t)}"
 
 
+# ---- anything else -------------------------------------------------------------------------
 @dataclass
 class CallableTarget(Target):
     """Wrap ``fn(out) -> (B,)`` or ``fn(out, ctx) -> (B,)``."""
@@ -802,9 +815,9 @@ def default_target(spec, example=None) -> Target:
     """The target used when none is given.
 
     With an :class:`~probe.audio.AudioExample` that has events: its first event's class
-    over its time span (detection). Separation models: source 1. Encoders (``features``): the
-    L2 norm of the feature vectors over the clip. Detection without events: ``None`` here
-    (``attribute`` picks the class with the highest mean score).
+    over its time span (detection). Separation models: source 1. Detection without events and
+    encoders: ``None`` here (:func:`~probe.attribution.default_target_for` looks at the clip: the
+    class with the highest mean score, the feature unit that varies most).
     """
     kind = spec.output_kind
     if kind in ("masks", "sources"):
@@ -815,9 +828,7 @@ def default_target(spec, example=None) -> Target:
         return ClassTarget(ev["label"], t=t)
     if kind == "tf_embeddings":
         return EmbeddingTarget(cluster=1)
-    if kind == "features":
-        return FeatureTarget()  # an encoder: how strongly it responds over the clip (the L2 norm of its vectors)
-    return None
+    return None  # detectors without events, encoders: chosen on the clip (probe.attribution.default_target_for)
 
 
 def as_target(obj, spec=None) -> Target:

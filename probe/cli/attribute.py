@@ -27,7 +27,7 @@ def add_parser(subparsers):
                         '",of=similarity" for the cosine to its centroid); "feature=norm|K[,t=..]" (an encoder\'s '
                         "features: the norm of its vectors, or unit K from 0); "
                         "default: the example's first event / source 1 / cluster 1 (the louder) / the top class / "
-                        "feature=norm")
+                        "the feature unit that varies most")
     p.add_argument("--method", default=None,
                    help="saliency | ixg | ig | gradshap | deeplift | occlusion | ablation | gradcam (default ig)")
     p.add_argument("--baseline", default=None, help="silence | noise[:DB] | smooth[:SECONDS] | bandstop:LO:HI")
