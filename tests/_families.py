@@ -186,6 +186,32 @@ def build_waveform_classifier(folder: Path, kind: str = "wav2vec2") -> Path:
     return folder
 
 
+def build_waveform_encoder(folder: Path) -> tuple[Path, int]:
+    """A bare wav2vec2 encoder (no head: a ``features`` model) and the unit of its output that follows the 1 kHz tone.
+
+    The planted truth of an encoder is one of its units: the one whose mean over tone frames
+    exceeds its mean elsewhere by the most standard deviations on the training clips.
+    """
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    model = T.Wav2Vec2Model(T.Wav2Vec2Config(**_W2V)).eval()
+    with torch.no_grad():  # residual pass-through blocks, as in the classifiers: frames stay local
+        for name, p in model.named_parameters():
+            if ".layers." in name and (".out_proj." in name or ".output_dense." in name):
+                p.zero_()
+    T.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(folder)
+    model.save_pretrained(folder)
+    from probe.families.hf import load_hf
+
+    X, _, spans = training_clips(spans=True)
+    feats, labels = frame_features(load_hf(folder), X, spans, 320 / SR)
+    on, off = feats[labels > 0.5], feats[labels < 0.5]
+    contrast = (on.mean(0) - off.mean(0)) / (feats.std(0) + 1e-6)
+    return folder, int(np.argmax(contrast))
+
+
 def build_ast_classifier(folder: Path) -> Path:
     import torch
     import transformers as T
@@ -376,11 +402,14 @@ def build_all(root: Path) -> dict:
     onnx_path = export_onnx(root / "specs")
     clip = root / "clip.wav"
     sf.write(str(clip), test_clip(), SR, subtype="FLOAT")
+    enc, unit = build_waveform_encoder(root / "wav2vec2_encoder")
     fam = {
         "wav2vec2": {"model": f"hf:{build_waveform_classifier(root / 'wav2vec2', 'wav2vec2')}",
                      "target": "class=tone", "layer": "hf.wav2vec2.encoder.layers.1"},
         "wavlm": {"model": f"hf:{build_waveform_classifier(root / 'wavlm', 'wavlm')}",
                   "target": "class=tone", "layer": "hf.wavlm.encoder.layers.1"},
+        "wav2vec2_encoder": {"model": f"hf:{enc}", "target": f"feature={unit},t=0.4:0.8",
+                             "layer": "hf.encoder.layers.1"},
         "ast": {"model": f"hf:{build_ast_classifier(root / 'ast')}", "target": "class=tone",
                 "layer": "hf.audio_spectrogram_transformer.layers.1"},
         "whisper": {"model": f"hf:{build_whisper_classifier(root / 'whisper')}", "target": "class=tone",

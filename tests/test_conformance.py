@@ -26,15 +26,17 @@ import pytest
 
 from tests import _families as F
 
-FAMILIES = ["wav2vec2", "wavlm", "ast", "whisper", "onnx_cnn", "torchscript", "streaming", "framed_cnn", "zoo_crnn"]
+FAMILIES = ["wav2vec2", "wavlm", "wav2vec2_encoder", "ast", "whisper", "onnx_cnn", "torchscript", "streaming",
+            "framed_cnn", "zoo_crnn"]
 COMMANDS = ["inspect", "capture", "filters", "embed", "attribute", "report"]
 #: cells that must pass; every other cell may pass or fail with one line
 MUST_PASS = {(f, c) for f in FAMILIES if f != "torchscript" for c in ("capture", "attribute", "report")} | \
-    {(f, "embed") for f in ("wav2vec2", "wavlm", "whisper", "onnx_cnn", "streaming", "framed_cnn", "zoo_crnn")} | \
+    {(f, "embed") for f in ("wav2vec2", "wavlm", "wav2vec2_encoder", "whisper", "onnx_cnn", "streaming", "framed_cnn",
+                            "zoo_crnn")} | \
     {(f, "filters") for f in ("wav2vec2", "wavlm", "onnx_cnn", "streaming", "zoo_crnn")}
 #: per-clip normalising front ends (wav2vec2's do_normalize) turn a silent baseline into unit-variance noise
 #: along the IG path; these families are attributed from a quiet-noise baseline
-NOISE_BASELINE = {"wav2vec2", "wavlm"}
+NOISE_BASELINE = {"wav2vec2", "wavlm", "wav2vec2_encoder"}
 RESULTS: dict = {}
 
 
