@@ -188,6 +188,10 @@ def _overview(sec: Section, spec, example, *, lock=None) -> None:
     sec.add(fc.spectrogram_figure(spectrogram(example.y, spec.grid, SpectrogramOptions(max_frames=800)),
                                   events=example.events, classes=spec.classes, title="Spectrogram"))
     outs = model_outputs(spec, example.y, lock=lock)
+    for w in outs.warnings:
+        sec.text(f"Warning: {w}")
+    if outs.warnings:
+        sec.status, sec.note = "warning", " · ".join(outs.warnings)
     fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
     if outs.kind == "sources" and outs.values is not None:
         sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs.sr) for n, s in zip(outs.labels, outs.values)]))

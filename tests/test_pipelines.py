@@ -320,3 +320,33 @@ def test_no_html_output_under_probe_loads_plotly_from_the_network():
             if "include_plotlyjs" in line and ("cdn" in line or "http" in line):
                 offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not offenders, "use probe.figures.write_figures (offline):\n" + "\n".join(offenders)
+
+
+def test_logits_declared_as_frame_probs_are_said_and_drawn_on_their_own_scale():
+    """A detector that emits logits but is declared ``frame_probs`` was drawn on a fixed 0-1 axis: its curves were
+    cut off, silently. The pipeline says so (the report and the app show it) and the figure keeps the scores."""
+    import torch
+
+    from probe import ModelSpec, TFGrid
+    from probe import report as R
+    from probe.audio import AudioExample
+    from probe.figures.clip import outputs_figure
+    from probe.pipelines import model_outputs
+
+    class Logits(torch.nn.Module):
+        def forward(self, x):  # (B, F, T) magnitude -> (B, 2, T) band energies, unsquashed
+            return torch.stack([20 * x[:, 30:40].mean(1) - 3, -20 * x[:, 90:100].mean(1)], 1)
+
+    spec = ModelSpec(Logits(), input_kind="stft", grid=TFGrid(8000, n_fft=256, hop_length=64), output_kind="frame_probs",
+                     classes=["a", "b"])
+    y = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(8000) / 8000)).astype(np.float32)
+    outs = model_outputs(spec, y)
+    assert len(outs.warnings) == 1 and "outside [0, 1]" in outs.warnings[0] and "logits" in outs.warnings[0]
+    fig = outputs_figure(outs)
+    assert fig.layout.yaxis.range is None and "not probabilities" in fig.layout.yaxis.title.text
+    rep = R.build_report(spec, AudioExample(y=y, sr=8000, name="tone"), sections=("overview",))
+    assert rep.sections[0].status == "warning" and "outside [0, 1]" in rep.sections[0].note
+    # probabilities stay on the probability axis, without a warning
+    spec.model = torch.nn.Sequential(Logits(), torch.nn.Sigmoid())
+    outs = model_outputs(spec, y)
+    assert not outs.warnings and list(outputs_figure(outs).layout.yaxis.range) == [-0.02, 1.02]

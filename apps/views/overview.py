@@ -169,6 +169,8 @@ try:
 except ProbeError as exc:
     show_error(exc, "Cannot run the model: ")
     st.stop()
+for w in outs.warnings:  # the pipeline's (e.g. logits declared as frame_probs), as the report shows them
+    st.warning(w, icon=":material/warning:")
 fig = fc.outputs_figure(outs, title="Model output", threshold=(model.spec.info.get("postprocessing") or {}).get("threshold"))
 if outs.get("kind") == "sources" and "values" in outs:
     st.markdown("**Model output: separated sources**")

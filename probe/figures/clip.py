@@ -100,15 +100,22 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
     kind = outputs.get("kind")
     if kind == "frame_probs" and "values" in outputs:
         V, t, labels = np.asarray(outputs["values"]), np.asarray(outputs["times"]), outputs["labels"]
+        finite = V[np.isfinite(V)]
+        # logits declared as frame_probs are drawn on their own scale, not cut off at [0, 1]
+        probs = finite.size == 0 or (finite.min() >= -1e-3 and finite.max() <= 1 + 1e-3)
+        name = "p" if probs else "score"
         fig = go.Figure()
         for i, lab in enumerate(labels):
             fig.add_trace(go.Scatter(x=t, y=V[i], mode="lines", name=str(lab),
                                      line=dict(width=1.5, color=EVENT_COLOURS[i % len(EVENT_COLOURS)]),
-                                     hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>p=%{{y:.2f}}<extra></extra>"))
-        if threshold is not None:
+                                     hovertemplate=f"{lab}<br>%{{x:.2f}} s<br>{name}=%{{y:.2f}}<extra></extra>"))
+        if threshold is not None and probs:
             fig.add_hline(y=float(threshold), line=dict(color="#999", dash="dash", width=1))
         fig.update_xaxes(title_text="time (s)")
-        fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
+        if probs:
+            fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
+        else:
+            fig.update_yaxes(title_text="score (outside [0, 1]: not probabilities)")
     elif kind == "clip_scores" and "values" in outputs:
         fig = go.Figure(go.Bar(x=list(outputs["labels"]), y=np.asarray(outputs["values"]), marker_color="#1f77b4"))
         fig.update_yaxes(title_text="score")

@@ -113,6 +113,10 @@ def _freq_hz(spec, n: int):
         return None
 
 
+#: how far outside [0, 1] a frame_probs output may stray (float rounding) before it is taken for logits
+PROB_TOLERANCE = 1e-3
+
+
 def model_outputs(spec, y, *, lock=None) -> ModelOutputs:
     """Run the model once on ``y`` and return its canonical output for plotting.
 
@@ -144,6 +148,12 @@ def model_outputs(spec, y, *, lock=None) -> ModelOutputs:
         times, _ = output_frame_times(x.shape[-1], len(y), spec)
         res.values, res.times = x, np.asarray(times)
         res.labels = list(spec.classes or [f"class {i}" for i in range(x.shape[0])])
+        lo, hi = (float(np.nanmin(x)), float(np.nanmax(x))) if np.isfinite(x).any() else (0.0, 1.0)
+        if lo < -PROB_TOLERANCE or hi > 1 + PROB_TOLERANCE:
+            res.warnings.append(
+                f"the model's frame_probs lie outside [0, 1] (from {lo:.3g} to {hi:.3g}): they look like logits, not "
+                "probabilities. probe plots and explains them as they are; a probability threshold and score=logit do "
+                "not apply. Put the sigmoid in the model (a wrapper module) to read them as probabilities")
     elif kind == "clip_scores":
         res.values, res.labels = x, list(spec.classes or [f"class {i}" for i in range(x.shape[0])])
     elif kind == "sources":
