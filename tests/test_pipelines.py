@@ -343,7 +343,7 @@ def test_logits_declared_as_frame_probs_are_said_and_drawn_on_their_own_scale():
     outs = model_outputs(spec, y)
     assert len(outs.warnings) == 1 and "outside [0, 1]" in outs.warnings[0] and "logits" in outs.warnings[0]
     fig = outputs_figure(outs)
-    assert fig.layout.yaxis.range is None and "not probabilities" in fig.layout.yaxis.title.text
+    assert fig.layout.yaxis.range is None and "not a probability" in fig.layout.yaxis.title.text
     rep = R.build_report(spec, AudioExample(y=y, sr=8000, name="tone"), sections=("overview",))
     assert rep.sections[0].status == "warning" and "outside [0, 1]" in rep.sections[0].note
     # probabilities stay on the probability axis, without a warning

@@ -115,7 +115,7 @@ def outputs_figure(outputs: dict, *, title: str | None = None, height: int = 300
         if probs:
             fig.update_yaxes(title_text="probability", range=[-0.02, 1.02])
         else:
-            fig.update_yaxes(title_text="score (outside [0, 1]: not probabilities)")
+            fig.update_yaxes(title_text="score (not a probability)")
     elif kind == "clip_scores" and "values" in outputs:
         fig = go.Figure(go.Bar(x=list(outputs["labels"]), y=np.asarray(outputs["values"]), marker_color="#1f77b4"))
         fig.update_yaxes(title_text="score")
