@@ -275,8 +275,7 @@ def default_target_for(spec, audio, *, sr: int | None = None, chunk_seconds: flo
     :func:`~probe.attribution.targets.default_target` (an example's first event, source 1,
     cluster 1); for a detector without events, the class with the highest mean score on the
     clip; for an encoder (``features``), the unit that varies most over the clip (both run the
-    model once). The CLI, the report and the app
-    all start from this target.
+    model once). The CLI, the report and the app all start from this target.
 
     Parameters
     ----------
