@@ -154,7 +154,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 header{border-bottom:1px solid #ddd;margin-bottom:12px} nav a{margin-right:4px}
 h1{font-size:1.6em} h2{border-bottom:1px solid #eee;padding-top:16px}
 table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;font-size:.9em;text-align:left}
-.note{color:#555;background:#f6f6f6;padding:6px 10px;border-left:3px solid #999}.note.skipped{border-color:#ff7f0e}.note.error{border-color:#d62728}
+.note{color:#555;background:#f6f6f6;padding:6px 10px;border-left:3px solid #999}.note.skipped{border-color:#ff7f0e}.note.warning{border-color:#e6a700;background:#fff8e1;color:#5c4400}.note.error{border-color:#d62728}
 .players{display:flex;flex-wrap:wrap;gap:12px}.player{margin:4px 0}.cap{font-size:.85em;color:#555}
 .fig{margin:8px 0} summary{cursor:pointer;font-weight:600;margin:8px 0} footer{margin-top:32px;color:#888;font-size:.8em}
 """
@@ -188,10 +188,8 @@ def _overview(sec: Section, spec, example, *, lock=None) -> None:
     sec.add(fc.spectrogram_figure(spectrogram(example.y, spec.grid, SpectrogramOptions(max_frames=800)),
                                   events=example.events, classes=spec.classes, title="Spectrogram"))
     outs = model_outputs(spec, example.y, lock=lock)
-    for w in outs.warnings:
-        sec.text(f"Warning: {w}")
-    if outs.warnings:
-        sec.status, sec.note = "warning", " · ".join(outs.warnings)
+    if outs.warnings:  # said once, in the section's note at its top (and in the JSON summary)
+        sec.status, sec.note = "warning", "Warning: " + " · ".join(outs.warnings)
     fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
     if outs.kind == "sources" and outs.values is not None:
         sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs.sr) for n, s in zip(outs.labels, outs.values)]))
@@ -277,10 +275,8 @@ def _attribution(sec: Section, spec, example, *, options=None, lock=None) -> Non
         d = res.deletion
         rows += [("deletion AUC (attribution order, lower is better)", d["auc"]), ("deletion AUC (random order)", d["auc_random"])]
     sec.add(_table(rows))
-    for w in res.warnings:
-        sec.text(f"Warning: {w}")
-    if res.warnings:  # the section's status says it too (the JSON summary and the note at the section's top)
-        sec.status, sec.note = "warning", " · ".join(res.warnings)
+    if res.warnings:  # said once, in the section's note at its top (and in the JSON summary)
+        sec.status, sec.note = "warning", "Warning: " + " · ".join(res.warnings)
     sec.add(attribution_figure(attr, boxes=example.events, mel=spec.input_kind == "logmel"))
     if attr.track is not None:
         sec.add(target_track_figure(attr))

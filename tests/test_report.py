@@ -88,7 +88,9 @@ def test_cli_json_lists_every_section(tiny_report):
     # its status and note (once), not only in a line of text inside it
     assert status.pop("attribution") == "warning" and all(v == "ok" for v in status.values()), out["sections"]
     note = next(s["note"] for s in out["sections"] if s["id"] == "attribution")
-    assert note.startswith("near-zero difference") and "no deletion test" not in note, note
+    assert note.startswith("Warning: near-zero difference") and "no deletion test" not in note, note
+    _, text = tiny_report
+    assert text.count("near-zero difference") == 1, "the warning is said once, in the section's note"
     figs = {s["id"]: s["figures"] for s in out["sections"]}
     # spectrogram + outputs; gallery + centres + matched responses; scatter ×2; map + track + deletion; ≥1 heatmap
     assert figs["overview"] == 2 and figs["filters"] == 3 and figs["embeddings"] >= 1
