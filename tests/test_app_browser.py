@@ -395,6 +395,7 @@ def _check_attribution_defaults(page, where: str) -> None:
         auc = float(dele[0])
         rnd = float(re.search(r"random order (-?[\d.]+)", dele[1]).group(1))
         if rnd - auc < MIN_AUC_GAIN:
-            assert any("no better than random" in w for w in warnings), (where, dele, warnings)
+            # either the map is no better than random, or the target rebounds after its top bins go: said either way
+            assert any("no better than random" in w or "rebounds" in w for w in warnings), (where, dele, warnings)
     elif not warnings:
         pytest.fail(f"{where}: no deletion test and no warning saying why")
