@@ -621,6 +621,15 @@ def _features_time_axis(spec, ndim: int):
     return ax
 
 
+def _units(out, spec):
+    """A features output as ``(B, units, T)`` (time last, other axes flattened in C order), or ``(B, units)``."""
+    ta = _features_time_axis(spec, out.ndim)
+    if ta is None:
+        return out.reshape(out.shape[0], -1)
+    x = out.movedim(ta, -1)
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
 @dataclass
 class FeatureTarget(Target):
     """What an encoder emits (a ``features`` output): its vectors' L2 norm, or one unit, averaged over a span.
@@ -658,15 +667,9 @@ class FeatureTarget(Target):
         if ctx.spec.output_kind != "features":
             raise AnalysisError(f"a feature target needs a 'features' model; this one emits {ctx.spec.output_kind!r} "
                                 "(use class=, source= or cluster=)")
-        x = out
-        ta = _features_time_axis(ctx.spec, x.ndim)
-        if ta is None:
-            if self.t is not None:
-                raise AnalysisError("the model's features have no time axis (one vector per clip): drop t=… from the target")
-            x = x.reshape(x.shape[0], -1)
-        else:
-            x = x.movedim(ta, -1)
-            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        x = _units(out, ctx.spec)
+        if x.ndim == 2 and self.t is not None:
+            raise AnalysisError("the model's features have no time axis (one vector per clip): drop t=… from the target")
         if self.unit is not None and self.unit >= x.shape[1]:
             raise AnalysisError(f"feature unit {self.unit} out of range: the model emits {x.shape[1]} feature channels")
         return x[:, self.unit] if self.unit is not None else x.norm(dim=1)
@@ -676,12 +679,9 @@ class FeatureTarget(Target):
         """The unit that varies most over the clip (largest variance over time; for one vector per
         clip, the largest magnitude): the default for an encoder, whose vectors' norm is often
         constant (a final LayerNorm fixes it), so ``feature=norm`` would explain nothing."""
-        x = out.detach()
-        ta = _features_time_axis(spec, x.ndim)
-        if ta is None:
-            return cls(int(x.reshape(x.shape[0], -1)[0].abs().argmax()))
-        x = x.movedim(ta, -1)
-        x = x.reshape(x.shape[0], -1, x.shape[-1])[0].double()
+        x = _units(out.detach(), spec)[0].double()
+        if x.ndim == 1:
+            return cls(int(x.abs().argmax()))
         return cls(int(x.var(dim=-1).argmax()) if x.shape[-1] > 1 else int(x[:, 0].abs().argmax()))
 
     def __call__(self, out, ctx):
