@@ -277,13 +277,21 @@ def run_method(o: MethodOptions, fwd, x, base, mag_range: float, state: dict | N
 
     ``state`` carries what repeated runs on one segment can share (IG's node spacing).
     """
+    try:
+        return _run_method(o, fwd, x, base, mag_range, state)
+    except RuntimeError:
+        # autograd's own words ("appears to not have been used in the graph", "does not require grad") name no
+        # fix; when the input has no gradient path, say so (checked only on failure: no cost on the usual path)
+        if o.method != "gradcam":  # GradCAM differentiates a layer, not the input
+            _check_differentiable(fwd, x, o.method)
+        raise
+
+
+def _run_method(o: MethodOptions, fwd, x, base, mag_range: float, state: dict | None = None):
     import captum.attr as ca
 
     state = {} if state is None else state
     plan = BUILDERS[o.method](o, fwd, x, base, state)
-    if plan.needs_grad and o.method != "gradcam" and not state.get("differentiable"):  # GradCAM differentiates a layer
-        _check_differentiable(fwd, x, o.method)
-        state["differentiable"] = True
     extra = dict(plan.extra)
     if plan.run is not None:
         attr, delta = plan.run()
