@@ -90,7 +90,7 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     assert any("tiny_detector" in m.value for m in at.subheader)
     assert at.session_state[AUDIO_KEY] == "upload"
 
-    expected = {"views/filters.py": ("filter_gallery", 3), "views/embeddings.py": ("embedding_scatter", 1),
+    expected = {"views/filters.py": ("filter_gallery", 1), "views/embeddings.py": ("embedding_scatter", 1),
                 # map + track (+ the deletion curves when f(clip) and f(baseline) differ enough to define them)
                 "views/attribution.py": ("attribution_figure", 2), "views/activations.py": ("activation", 2),
                 "views/nmf.py": ("bases_side_by_side", 2)}
@@ -103,6 +103,15 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     # the filters page found the tiny model's 16 log-spaced kernels and fitted their scale
     at.switch_page("views/filters.py").run()
     assert any(m.label == "Best scale" and m.value == "log" for m in at.metric), [(m.label, m.value) for m in at.metric]
+    # one tab per topic, drawn only when open: each tab shows its one chart and offers that chart's downloads
+    for tab, title, fig_name in (("Responses and spacing", "response", "Responses"),
+                                 ("Reference matching", "mean matched cosine", "Matching"), ("Gallery", "", "Gallery")):
+        at.session_state["w_filter_tab"] = tab
+        at.run()
+        assert not _errors(at), (tab, _errors(at))
+        assert len(at.get("plotly_chart")) == 1, (tab, _plotly_titles(at))
+        assert any(title in t for t in _plotly_titles(at)), (tab, _plotly_titles(at))
+        assert {f"{fig_name} (PNG)", f"{fig_name} (HTML)"} <= {b.proto.label for b in at.get("download_button")}, tab
     # attribution plays the explanation and its complement
     at.switch_page("views/attribution.py").run()
     assert len(at.get("audio")) == 3
@@ -141,7 +150,7 @@ def test_every_page_renders_for_a_spec_file_model_and_an_upload(tiny_spec):
     assert any(b.label == "Report of this view" for b in at.button)
     at.switch_page("views/filters.py").run()
     labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Filters (CSV)", "Gallery (PNG)", "Responses (PNG)"} <= labels, labels
+    assert {"Filters (CSV)", "Gallery (PNG)"} <= labels, labels
     assert any(b.label == "Report of this view" for b in at.button)
     at.switch_page("views/activations.py").run()
     assert {"Activations (safetensors)", "Heat map (PNG)"} <= {b.proto.label for b in at.get("download_button")}

@@ -249,6 +249,27 @@ def _goto_page(page, nav: str, timeout_ms: int) -> float:
             raise
 
 
+#: the Filters page's tabs (drawn only when open), in the order the walk opens them; it ends on the default
+FILTER_TABS = ("Responses and spacing", "Reference matching", "Gallery")
+
+
+def _open_tab(page, label: str, where: str, timeout_ms: int = SLOW_MS) -> float:
+    """Click the tab ``label``; seconds until its run has finished and the chart inside the open tab is drawn."""
+    t0 = time.perf_counter()
+    n = mark_click(page)
+    page.get_by_role("tab", name=label, exact=True).click()
+    wait_done(page, n, timeout_ms)
+    check_clean(page, where)
+    js = ("() => { const p = Array.from(document.querySelectorAll('[role=\"tabpanel\"]'))"
+          ".find(e => !e.hidden && e.offsetParent !== null);"
+          " return !!(p && p.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot .main-svg')); }")
+    try:
+        page.wait_for_function(js, timeout=timeout_ms, polling=100)
+    except Exception:
+        raise AssertionError(f"{where}: no chart drawn in the open tab; {_page_state(page)}") from None
+    return time.perf_counter() - t0
+
+
 def _click_a_map_point(page) -> None:
     """Click the point of the embedding map nearest the middle of its plot area (pixel position from its axes)."""
     xy = page.evaluate("""() => {
@@ -336,6 +357,12 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
                 path = Path(dl.value.path())
                 head = path.read_text().splitlines()[0].split(",")
                 assert head[:3] == ["time_s", "freq_hz", "energy_db"] and "cluster" in head, head
+            if nav == "Filters" and _n_charts_expected(page):  # each tab draws its own chart when opened
+                tabs = times["Filters"].setdefault("tabs", {})
+                for label in FILTER_TABS:
+                    tabs[label] = {"first": round(_open_tab(page, label, f"{where} · {label}"), 2)}
+                    if shots and label == "Reference matching":
+                        _shot(page, shots, "filters_matching" + suffix)
             if nav == "Attribution":
                 _check_attribution_defaults(page, where)
                 box = page.locator('[data-testid="stSelectbox"]').first
@@ -360,6 +387,8 @@ def test_every_page_in_chromium(name, server, browser, timings, tmp_path):
             received.clear()
             times[nav]["again"] = round(_goto_page(page, nav, SLOW_MS), 2)
             times[nav]["again_kB"] = round(sum(received) / 1000)  # what this visit sent to the browser
+            for label in times[nav].get("tabs", {}):  # a tab opened on a warm page is a page-like wait too
+                times[nav]["tabs"][label]["again"] = round(_open_tab(page, label, f"{name} · {nav} · {label}"), 2)
         if "Embeddings" in clusters and "Attribution" in clusters:  # an embedding model: one numbering everywhere
             k = clusters["Embeddings"]
             assert k == list(range(1, len(k) + 1)), clusters

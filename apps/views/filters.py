@@ -55,28 +55,43 @@ elif res.note:
     st.info(res.note)
 st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels"].items()))
 
-n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
-gallery = build(filter_gallery, bank, fr, max_filters=n_show)
-plot(gallery, key="filters_gallery")
-# one chart per topic (a page pays ~0.1 s per chart in the browser): the responses with the centres and the
-# filters per octave, then the matching with a reference bank (matrix and learned vs matched responses)
-if fr.is_spectral_ and res.fit is not None:
-    st.subheader("Responses, centre frequencies and spacing")
-    st.caption("Left: every filter's magnitude response (sorted by centre) and the bank's mean. Right: the sorted "
-               "centres with the best straight line on a linear, mel, ERB-rate and log scale (the bank is spaced on the "
-               "scale whose line fits best), and the filters per octave against linear and ERB-rate spacing.")
-heat = build(responses_and_spacing, fr, res.fit, sample_rate=fr.sample_rate_) if fr.is_spectral_ else None
-plot(heat, key="filters_responses")
-mfig = None
-if res.fit is not None:
-    st.subheader("Matching with reference filterbanks")
-    refs = res.refs
-    st.dataframe({"reference": list(refs), "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
-                  f"unmatched (cos < {next(iter(refs.values())).threshold})": [int(r.unmatched_.size) for r in refs.values()]},
-                 hide_index=True, width="stretch")
-    ref = st.selectbox("Reference bank", list(refs), index=list(refs).index(best_ref), key="w_filter_ref")
-    mfig = build(matching_overview, fr, refs[ref], title=f"{layer} × {ref}: mean matched cosine {refs[ref].mean_cosine_:.3f}")
-    plot(mfig, key="filters_matrix")
+# One tab per topic, drawn only when open: a chart costs the browser ~0.1 s beyond its drawing and Streamlit draws
+# each chart twice, so a visit draws the open tab's one chart, not all three (warm Filters pages took 1.0-1.35 s)
+TABS = ("Gallery", "Responses and spacing", "Reference matching")
+tab_gallery, tab_resp, tab_match = st.tabs(TABS, key="w_filter_tab", on_change="rerun")
+figs: dict = {}
+if tab_gallery.open:
+    with tab_gallery:
+        n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
+        figs["gallery"] = build(filter_gallery, bank, fr, max_filters=n_show)
+        plot(figs["gallery"], key="filters_gallery")
+if tab_resp.open:
+    with tab_resp:
+        if fr.is_spectral_ and res.fit is not None:
+            st.caption("Left: every filter's magnitude response (sorted by centre) and the bank's mean. Right: the "
+                       "sorted centres with the best straight line on a linear, mel, ERB-rate and log scale (the bank "
+                       "is spaced on the scale whose line fits best), and the filters per octave against linear and "
+                       "ERB-rate spacing.")
+        if fr.is_spectral_:
+            figs["responses"] = build(responses_and_spacing, fr, res.fit, sample_rate=fr.sample_rate_)
+            plot(figs["responses"], key="filters_responses")
+        else:
+            st.info(f"{layer}'s kernels lie on {bank.axis}, not on waveform samples: they have no frequency response.")
+if tab_match.open:
+    with tab_match:
+        if res.fit is None:
+            st.info(res.note or f"{layer} has no centre frequencies to match against reference filterbanks.")
+        else:
+            refs = res.refs
+            st.dataframe({"reference": list(refs),
+                          "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
+                          f"unmatched (cos < {next(iter(refs.values())).threshold})":
+                              [int(r.unmatched_.size) for r in refs.values()]},
+                         hide_index=True, width="stretch")
+            ref = st.selectbox("Reference bank", list(refs), index=list(refs).index(best_ref), key="w_filter_ref")
+            figs["matching"] = build(matching_overview, fr, refs[ref],
+                                     title=f"{layer} × {ref}: mean matched cosine {refs[ref].mean_cosine_:.3f}")
+            plot(figs["matching"], key="filters_matrix")
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, layer, "filters")
@@ -94,9 +109,7 @@ c[1].download_button("Kernels + responses (safetensors)", lambda: dl.map_safeten
      "freqs_hz": np.asarray(fr.freqs_hz_, np.float64)},
     {"model": model.name, "layer": layer, "sample_rate": fr.sample_rate_, "axis": bank.axis}),
     f"{stem}.safetensors", "application/octet-stream", key="dl_filt_st", on_click="ignore")
-figs = {"gallery": gallery, "responses": heat, "matching": mfig}
-shown = [(k, f) for k, f in figs.items() if f is not None]
-for k, f in shown:
+for k, f in figs.items():  # the open tab's figure
     c[3].download_button(f"{k.capitalize()} (PNG)", dl.png_later(f), f"{stem}_{k}.png", "image/png",
                          key=f"dl_filt_png_{k}", on_click="ignore", help="Rendered when clicked (a few seconds)")
     c[4].download_button(f"{k.capitalize()} (HTML)", (lambda f=f: dl.figure_html(f)), f"{stem}_{k}.html", "text/html",
