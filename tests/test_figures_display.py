@@ -166,7 +166,8 @@ def test_spectrogram_figure_is_capped_and_shows_a_tone_at_its_frequency():
     assert z.shape[0] <= MAX_ROWS and z.shape[1] <= MAX_COLUMNS
     loudest = _axis(fig.data[0], "y")[np.argmax(z.mean(axis=1))]
     assert abs(loudest - 500) < 2 * SR / 512
-    assert z.max() == pytest.approx(db.max(), abs=1e-3)  # the loudest cell keeps its level
+    assert z.max() == pytest.approx(db.max(), abs=0.5)  # the loudest cell keeps its level (in whole dB)
+    assert np.asarray(fig.data[0].z).dtype == np.int8 and fig.data[0].hovertemplate.count("%{z} dB") == 1  # one byte a cell, hover says dB
     assert fig.data[0].x is None and fig.data[0].dx == pytest.approx(2 * 160 / SR)  # two 10-ms frames per column
     full = spectrogram_figure(data, max_frames=None, max_bins=None)
     assert _z(full.data[0]).shape == db.shape
@@ -196,6 +197,7 @@ def test_attribution_figure_draws_relevance_where_it_was_planted():
     assert [(s.xref, s.yref) for s in fig.layout.shapes] == [("x", "y"), ("x2", "y2")]
     assert sum(a.text == "x" for a in fig.layout.annotations) == 1
     assert len(pio.to_json(fig, validate=False)) < 1_500_000
+    assert np.asarray(spec.z).dtype == np.int8  # the dB underlay in whole dB (silence floored at -128 dB), one byte a cell
 
 
 def test_matched_responses_are_capped_at_real_samples():

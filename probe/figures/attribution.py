@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AnalysisError
-from .display import MAX_COLUMNS, MAX_ROWS, to_display, uniform_axes
+from .display import MAX_COLUMNS, MAX_ROWS, to_display, uniform_axes, whole_db
 from .style import DB_COLORSCALE, db_scale
 
 __all__ = ["attribution_figure", "target_track_figure", "deletion_figure", "randomisation_figure", "DIVERGING"]
@@ -121,9 +121,10 @@ def attribution_figure(attr, *, boxes=None, mel: bool = False, show_spectrogram:
                                max_rows=max_bins, how="max")
         S = 20 * np.log10(S.astype(np.float64) + 1e-9)
         S = S - float(S.max())  # dB re the loudest bin, as every dB heat map (probe.figures.style)
-        fig.add_trace(go.Heatmap(**uniform_axes(st, sf), z=S.astype(np.float32), **db_scale(0.0),
+        S, value = whole_db(S, floor=-128.0)  # one byte a cell instead of four (silence reads -128 dB)
+        fig.add_trace(go.Heatmap(**uniform_axes(st, sf), z=S, **db_scale(0.0),
                                  colorbar=dict(title="dB re max", len=0.45, y=0.78), name="|X|",
-                                 hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"), row=1, col=1)
+                                 hovertemplate=f"%{{x:.3f}} s<br>%{{y:.0f}} Hz<br>{value} dB<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(**uniform_axes(times, freqs), z=A.astype(np.float32), colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
                              colorbar=dict(title="relevance", len=0.45, y=0.22 if show_spectrogram else 0.5),
                              name="relevance", hovertemplate="%{x:.3f} s<br>%{y:.0f} Hz<br>%{z:.3g}<extra></extra>"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .display import MAX_COLUMNS, MAX_ROWS, to_display, uniform_axes
+from .display import MAX_COLUMNS, MAX_ROWS, to_display, uniform_axes, whole_db
 from .style import db_scale
 
 __all__ = ["spectrogram_figure", "outputs_figure", "activation_figure", "EVENT_COLOURS"]
@@ -54,9 +54,13 @@ def spectrogram_figure(spec_data: dict, *, events=None, classes=None, title: str
         f, z = f[keep], z[keep]
     if z.ndim == 2 and z.size:
         z, t, f = to_display(z, t, f, max_columns=max_frames, max_rows=max_bins, how="max")
-    fig = go.Figure(go.Heatmap(**uniform_axes(t, f), z=z, **db_scale(float(np.max(z)) if z.size else 0.0),
+    top = float(np.max(z)) if z.size else 0.0
+    # whole dB, one byte a cell instead of four; cells more than 128 dB under the loudest (48 dB under the colour
+    # scale's bottom: digital silence through a log's + eps) read that floor
+    z, value = whole_db(z, floor=top - 128.0)
+    fig = go.Figure(go.Heatmap(**uniform_axes(t, f), z=z, **db_scale(top),
                                colorbar=dict(title="dB", len=0.9, thickness=12),
-                               hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
+                               hovertemplate=f"%{{x:.2f}} s<br>%{{y:.0f}} Hz<br>{value} dB<extra></extra>"))
     order = [str(c) for c in (classes or [])]
     labels: list = []
     for ev in events or []:
@@ -150,6 +154,9 @@ def _stacked_heatmaps(panels, *, colorscale: str, unit: str, title=None, zmin=No
         z, t, f = to_display(np.asarray(z), t, f, max_columns=MAX_COLUMNS, max_rows=MAX_ROWS,
                              how="max" if unit == "dB" else "mean")
         scale, value, bar = dict(zmin=lo, zmax=hi), "%{z:.2f}", unit
+        if unit == "dB":  # whole dB, one byte per cell
+            z, value = whole_db(z, floor=hi - 128.0)  # as spectrogram_figure
+            value += " dB"
         if percent:  # a mask in [0, 1] travels as whole percent, one byte per cell (a quarter of float32)
             z = np.round(np.clip(z, 0.0, 1.0) * 100).astype(np.uint8)
             scale, value, bar = dict(zmin=round(100 * lo), zmax=round(100 * hi)), "%{z} %", f"{unit} (%)"
@@ -183,17 +190,21 @@ def activation_figure(act, *, title: str | None = None, height: int = 420, norma
     x = act.times if act.times is not None else np.arange(z.shape[1])
     if act.row_freqs is not None and len(act.row_freqs) == z.shape[0]:
         y, y_title = np.asarray(act.row_freqs), f"{act.row_label} (Hz)"
-        hover = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.3f}<extra></extra>"
+        hover = "%{x:.2f} s<br>%{y:.0f} Hz<br>VALUE<extra></extra>"
     else:
         y, y_title = np.arange(z.shape[0]), act.row_label
-        hover = "%{x:.2f} s<br>row %{y}<br>%{z:.3f}<extra></extra>"
-    # display resolution along time only (rows are units: averaging neighbours would mix them); float32
+        hover = "%{x:.2f} s<br>row %{y}<br>VALUE<extra></extra>"
+    # display resolution along time only (rows are units: averaging neighbours would mix them)
     z, x, _ = to_display(z, x, max_columns=MAX_COLUMNS, max_rows=None, how="mean")
     signed = bool(np.nanmin(z) < 0)
+    bar, value = ("rel." if normalise else "value"), "%{z:.3f}"
+    if normalise and np.isfinite(z).all():
+        # each row re its own peak, in whole percent: one byte a cell, not four (a 512-unit layer was 1.4 MB)
+        z = np.round(np.clip(z, -1.0, 1.0) * 100).astype(np.int8)
+        bar, value = "% of the<br>row's peak", "%{z} % of the row's peak"
     fig = go.Figure(go.Heatmap(**uniform_axes(x, y), z=z, colorscale="RdBu_r" if signed else "Viridis",
-                               zmid=0.0 if signed else None, colorbar=dict(title="rel." if normalise else "value",
-                                                                            thickness=12),
-                               hovertemplate=hover))
+                               zmid=0.0 if signed else None, colorbar=dict(title=bar, thickness=12),
+                               hovertemplate=hover.replace("VALUE", value)))
     fig.update_xaxes(title_text="time (s)" if act.times is not None else "step")
     fig.update_yaxes(title_text=y_title)
     shape = "×".join(str(s) for s in act.shape)

@@ -140,7 +140,7 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
     from ..analyze.embeddings import colourings
     from ..errors import AnalysisError
 
-    coords = np.asarray(coords, float)
+    coords = np.asarray(coords, float)  # checked in float64, sent as float32 (half the bytes; ~7 digits on screen)
     if coords.shape != (len(points), 2):
         raise AnalysisError(f"coords must be (n, 2) with n={len(points)}, given coords.shape={coords.shape}")
     cols = colourings(points, clusters=clusters)
@@ -156,12 +156,13 @@ def embedding_scatter(points, coords, *, color: str = "cluster", clusters=None, 
             m = values == j
             if not m.any():
                 continue
-            fig.add_trace(Trace(x=coords[m, 0], y=coords[m, 1], mode="markers", name=f"{name} ({int(m.sum())})",
+            fig.add_trace(Trace(x=coords[m, 0].astype(np.float32), y=coords[m, 1].astype(np.float32), mode="markers", name=f"{name} ({int(m.sum())})",
                                        marker=dict(size=marker_size, color=PALETTE[j % len(PALETTE)], opacity=opacity),
                                        customdata=custom[m], hovertemplate=tmpl))
     else:
         unit = c["names"] if isinstance(c["names"], str) else color
-        fig.add_trace(Trace(x=coords[:, 0], y=coords[:, 1], mode="markers", name=color,
+        fig.add_trace(Trace(x=coords[:, 0].astype(np.float32), y=coords[:, 1].astype(np.float32), mode="markers",
+                                   name=color,
                                    marker=dict(size=marker_size, color=values.astype(float), opacity=opacity,
                                                colorscale=_CONTINUOUS.get(color, "Viridis"), showscale=True,
                                                colorbar=dict(title=dict(text=unit))),
@@ -233,7 +234,7 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     import plotly.graph_objects as go
 
     from ..errors import AnalysisError
-    from .display import to_display, uniform_axes
+    from .display import to_display, uniform_axes, whole_db
 
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[1:] != clip.stft.shape:
@@ -256,12 +257,13 @@ def cluster_mask_figure(clip, masks, cluster: int = 0, *, db_range: float = 80.0
     top, lo = 0.0, -float(db_range)
     colour = PALETTE[cluster % len(PALETTE)]
     label = f"cluster {cluster + 1}" + (f" ({name})" if name and name != f"cluster {cluster + 1}" else "")
-    hover = "%{x:.3f} s, %{y:.0f} Hz: %{z:.1f} dB<extra></extra>"
+    grey, value = whole_db(db, floor=-128.0)  # whole dB, one byte a cell (silence reads -128 dB)
+    hover = f"%{{x:.3f}} s, %{{y:.0f}} Hz: {value} dB<extra></extra>"
     cells = uniform_axes(t, f)  # a start and a step: plotly.js draws the map as one image (see uniform_axes)
     level = np.where(inside, 1 + np.round(254 * np.clip((db - lo) / (top - lo), 0, 1)), 0).astype(np.uint8)
     data = [
         # left: every bin shaded by level (white = silent) in greys ...
-        go.Heatmap(**cells, z=db, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
+        go.Heatmap(**cells, z=grey, zmin=lo, zmax=top, colorscale="Greys", showscale=False, hovertemplate=hover,
                    xaxis="x", yaxis="y"),
         # ... with the cluster's bins drawn over them, white (silent) to its colour (loud): one byte per cell,
         # 0 = not in the cluster (transparent), 1-255 = the level; hover reads the grey map's dB underneath
