@@ -183,6 +183,25 @@ def _without_placeholders(fig):
     return fig
 
 
+def play(y, sr: int, where=None):
+    """An audio player for mono float audio at ``sr``; ``where``: a column or container.
+
+    ``st.audio`` scales an array by its peak, so an all-zero clip (a ground-truth stem that is
+    silent in its example) became 0/0 and NaN cast to int16; such a clip, or one with NaN or
+    inf, goes as a WAV of what it holds (non-finite samples as 0) instead.
+    """
+    import numpy as np
+
+    from . import downloads
+
+    where = where or st
+    y = np.asarray(y, np.float32)
+    if y.size and np.isfinite(y).all() and np.any(y):
+        return where.audio(y, sample_rate=int(sr))
+    return where.audio(downloads.wav_bytes(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), int(sr)),
+                       format="audio/wav")
+
+
 def plot(fig, key: str | None = None, where=None, **kwargs):
     """Place a plotly figure at the page's width (no-op for ``None``); ``where``: a column or container.
 

@@ -167,7 +167,7 @@ def _players(items) -> str:
 
 def _overview(sec: Section, spec, example, *, lock=None) -> None:
     from .figures import clip as fc
-    from .pipelines import SpectrogramOptions, model_card, model_outputs, spectrogram
+    from .pipelines import SpectrogramOptions, match_sources, model_card, model_outputs, spectrogram
 
     card = model_card(spec)
     rows = [("model", card.name), ("task", card.task or "–"), ("input", f"{card.input_kind} at {card.sample_rate} Hz"),
@@ -192,7 +192,14 @@ def _overview(sec: Section, spec, example, *, lock=None) -> None:
         sec.status, sec.note = "warning", "Warning: " + " · ".join(outs.warnings)
     fig = fc.outputs_figure(outs, title="Model output", threshold=(spec.info.get("postprocessing") or {}).get("threshold"))
     if outs.kind == "sources" and outs.values is not None:
-        sec.add("<h3>Separated sources</h3>" + _players([(str(n), s, outs.sr) for n, s in zip(outs.labels, outs.values)]))
+        names = [str(n) for n in outs.labels]
+        matches = match_sources(outs.values, example.sources, example.source_names, mixture=example.y) \
+            if example.sources is not None and outs.sr == example.sr else None
+        if matches:  # each output named by the ground-truth source it matches best (as the app's Overview)
+            names = [f"{n} ≈ {m['name']} (SI-SDR {m['si_sdr_db']:.1f} dB, mixture {m['si_sdr_mixture_db']:.1f} dB)"
+                     for n, m in zip(names, matches)]
+            sec.data = {**(sec.data or {}), "source_matches": matches}
+        sec.add("<h3>Separated sources</h3>" + _players([(n, s, outs.sr) for n, s in zip(names, outs.values)]))
     if fig is not None:
         sec.add(fig)
 

@@ -436,6 +436,18 @@ def test_overview_plays_what_each_separation_model_separates(name, heading):
     # the clip, two oracle stems, two separated sources
     assert len(at.get("audio")) == 5, len(at.get("audio"))
     assert len([b for b in at.get("download_button")]) >= 2
+    if name in ("chimera", "nmf_ae"):  # each output named by the stem it matches, with its SI-SDR over the mixture's
+        from probe.pipelines import match_sources, model_outputs
+        from probe.resolve import load, load_example
+
+        ex = load_example(name, 0)
+        caps = [c.value for c in at.caption if c.value.startswith("source ")]
+        assert len(caps) == 2 and sorted(c.split(" ≈ ")[1].split(" ")[0] for c in caps) == sorted(ex.source_names), caps
+        if name == "nmf_ae":  # the caption's figures are the pipeline's, and the trained model beats the mixture
+            m = match_sources(model_outputs(load(f"zoo:{name}"), ex.y).values, ex.sources, ex.source_names,
+                              mixture=ex.y)
+            assert all(d["si_sdr_db"] > d["si_sdr_mixture_db"] for d in m), m
+            assert [f"SI-SDR {d['si_sdr_db']:.1f} dB" in c for d, c in zip(m, caps)] == [True, True], (m, caps)
     if name == "dc_blstm":  # T-F embeddings: the Embeddings page (frequency filter included) numbers clusters alike
         overview = sorted(c.value for c in at.caption if c.value.startswith("cluster "))
         at.switch_page("views/embeddings.py").run()
@@ -704,3 +716,24 @@ def test_attribution_page_starts_from_the_clis_default_target(allowed_root):
     assert not _errors(at), _errors(at)
     assert at.selectbox[0].value == "class=b", at.selectbox[0].options
     assert at.selectbox[0].options.count("class=b") == 1
+
+
+def test_a_silent_or_broken_clip_plays_as_it_is():
+    """st.audio scales by the peak: an all-zero stem (partitioned_ae's noise-only examples) gave 0/0 → NaN → int16."""
+    import warnings
+
+    def script():
+        import numpy as np
+
+        from apps.ui import play
+
+        play(np.zeros(800, np.float32), 8000)
+        play(np.array([0.0, np.nan, 0.5, np.inf], np.float32), 8000)
+        play(np.sin(np.arange(800) / 3.0).astype(np.float32), 8000)
+
+    at = AppTest.from_function(script, default_timeout=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the 0/0 and the NaN cast were RuntimeWarnings
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("audio")) == 3

@@ -13,7 +13,7 @@ from apps import downloads as dl
 from apps.cache import (cached_attribution, cached_clustering, cached_default_target, cached_randomisation,
                         cached_report_html)
 from apps.menus import ATTRIBUTION_METHODS, target_options
-from apps.ui import button_columns, align_time_axes, build, plot, show_error, page_selection
+from apps.ui import button_columns, align_time_axes, build, play, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.attribution import attribution_figure, deletion_figure, randomisation_figure, target_track_figure
 from probe.pipelines import AttributionOptions
@@ -145,11 +145,11 @@ st.caption(f"The explanation keeps the top {top} % of bins by relevance (positiv
            "complement is everything else. Together they add up to the clip.")
 c1, c2, c3 = st.columns(3)
 c1.markdown("**Clip**")
-c1.audio(example.y, sample_rate=example.sr)
+play(example.y, example.sr, where=c1)
 c2.markdown("**Explanation**")
-c2.audio(res["explanation"], sample_rate=res["sr"])
+play(res["explanation"], res["sr"], where=c2)
 c3.markdown("**Complement**")
-c3.audio(res["complement"], sample_rate=res["sr"])
+play(res["complement"], res["sr"], where=c3)
 
 if res.deletion and res.deletion.get("auc") is not None:
     st.subheader("Deletion test")

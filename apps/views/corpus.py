@@ -8,7 +8,7 @@ Everything shown comes from :mod:`probe.pipelines.corpus` and :mod:`probe.corpus
 import streamlit as st
 
 from apps import policy
-from apps.ui import build, plot, show_error
+from apps.ui import build, play, plot, show_error
 from probe.corpus.figures import dissection_figure, map_figure, probe_figure
 from probe.errors import ProbeError
 
@@ -127,7 +127,7 @@ with tab_units:
             st.info("No excerpt: the unit has no top-k entry, or its clips moved since the run.")
         for caption, y, sr in items:
             st.caption(caption)
-            st.audio(y, sample_rate=int(sr))
+            play(y, int(sr))
         one = {"pairs": [p for p in dis["pairs"] if p["layer"] == row["layer"] and p["unit"] == row["unit"]],
                "units": [u for u in dis["units"] if u["layer"] == row["layer"] and u["unit"] == row["unit"]]}
         fig = build(dissection_figure, one, row["layer"])

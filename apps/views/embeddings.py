@@ -15,7 +15,7 @@ from apps import downloads as dl
 from apps import selection as sel
 from apps.cache import cached_default_layer, cached_embeddings, cached_report_html, clustering_options
 from apps.menus import embedding_layers
-from apps.ui import button_columns, build, plot, show_error, page_selection
+from apps.ui import button_columns, build, play, plot, show_error, page_selection
 from probe.errors import ProbeError
 from probe.figures.embeddings import cluster_mask_figure, display_subset, embedding_scatter
 from probe.pipelines import EmbeddingOptions
@@ -151,7 +151,7 @@ if len(picked_idx):
                        if res["kind"] == "tf" else f"frame and {NEIGHBOURHOOD} frames either side"))
     else:
         st.markdown(f"**Selection**: {len(picked_idx)} points, {int(mask.sum())} cells")
-    st.audio(audio, sample_rate=clip.sr)
+    play(audio, clip.sr)
     # a coarser display than the cluster masks below (the figure stays light); a block with any picked cell is
     # shown, so a 9 × 9-cell neighbourhood stays visible
     mfig = build(cluster_mask_figure, clip, stft_mask[None], 0, title=f"{clip.name}: the picked cells",
@@ -170,7 +170,7 @@ k = res["cluster_audio"].shape[0]
 cols = st.columns(k)
 for j, col in enumerate(cols):
     col.markdown(f"**{cluster_label(j + 1).capitalize()}**")
-    col.audio(res["cluster_audio"][j], sample_rate=res["sr"])
+    play(res["cluster_audio"][j], res["sr"], where=col)
 which = st.radio("Show the mask of cluster", list(range(1, k + 1)), horizontal=True, key="w_emb_mask",
                  format_func=lambda j: cluster_label(j).removeprefix("cluster "))
 mask_fig = build(cluster_mask_figure, clip, res["cluster_masks"], int(which) - 1, name=cluster_names[int(which) - 1],

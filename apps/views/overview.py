@@ -1,5 +1,6 @@
 """Overview: pick a model and a clip; see the clip (spectrogram, player), the model card and the model's outputs."""
 
+import numpy as np
 import streamlit as st
 
 from pathlib import Path
@@ -8,9 +9,9 @@ from apps import downloads as dl
 from apps import policy, selection, state, uploads
 from apps.cache import (cached_clustering, cached_default_layer, cached_outputs, cached_spectrogram, get_example,
                         get_model)
-from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_ERROR_KEY, UPLOAD_KEY, current_model_ref, plot, show_error
+from apps.ui import AUDIO_KEY, MODEL_KEY, UPLOAD_ERROR_KEY, UPLOAD_KEY, current_model_ref, play, plot, show_error
 from probe.errors import ProbeError
-from probe.pipelines import model_card
+from probe.pipelines import match_sources, model_card
 from probe.figures import clip as fc
 
 st.title("probe")
@@ -151,7 +152,7 @@ if example is None:
     st.stop()
 st.subheader(f"Audio: {example.name}")
 st.caption(f"{example.duration:.2f} s at {example.sr} Hz")
-st.audio(example.y, sample_rate=example.sr)
+play(example.y, example.sr)
 spec_data = cached_spectrogram(model, example)
 plot(fc.spectrogram_figure(spec_data, events=example.events, classes=model.spec.classes,
                            title="Spectrogram (ground-truth event boxes)" if example.events else "Spectrogram"),
@@ -161,8 +162,8 @@ if example.sources is not None:
     names = example.source_names or [f"source {i + 1}" for i in range(len(example.sources))]
     cols = st.columns(len(names))
     for col, name, s in zip(cols, names, example.sources):
-        col.caption(str(name))
-        col.audio(s, sample_rate=example.sr)
+        col.caption(str(name) + ("" if np.any(s) else " — silent in this example"))
+        play(s, example.sr, where=col)
 
 try:
     outs = cached_outputs(model, example)
@@ -172,22 +173,39 @@ except ProbeError as exc:
 for w in outs.warnings:  # the pipeline's (e.g. logits declared as frame_probs), as the report shows them
     st.warning(w, icon=":material/warning:")
 fig = fc.outputs_figure(outs, title="Model output", threshold=(model.spec.info.get("postprocessing") or {}).get("threshold"))
+
+
+def _matched(name, j: int, matches) -> str:
+    """An output's caption: its name, and the ground-truth source it matches best (with SI-SDR) when known."""
+    if not matches:
+        return str(name)
+    m = matches[j]
+    extra = f", mixture {m['si_sdr_mixture_db']:.1f} dB" if "si_sdr_mixture_db" in m else ""
+    return f"{name} ≈ {m['name']} (SI-SDR {m['si_sdr_db']:.1f} dB{extra})"
+
+
 if outs.get("kind") == "sources" and "values" in outs:
-    st.markdown("**Model output: separated sources**")
+    matches = match_sources(outs["values"], example.sources, example.source_names, mixture=example.y) \
+        if example.sources is not None and outs.get("sr") == example.sr else None
+    st.markdown("**Model output: separated sources**" + (" — each named by the ground-truth source it matches "
+                                                          "best (the permutation with the best SI-SDR)"
+                                                          if matches else ""))
     cols = st.columns(len(outs["labels"]))
     for j, (col, name, s) in enumerate(zip(cols, outs["labels"], outs["values"])):
-        col.caption(str(name))
-        col.audio(s, sample_rate=outs["sr"])
+        col.caption(_matched(name, j, matches))
+        play(s, outs["sr"], where=col)
         col.download_button("WAV", lambda s=s: dl.wav_bytes(s, outs["sr"]), dl.file_stem(model.name, example.name, name) + ".wav",
                             "audio/wav", key=f"dl_out_{j}", on_click="ignore")
 if outs.get("kind") == "masks" and "values" in outs:
     audio = selection.masked_mixture(model.spec.grid, example.y, outs["values"])
     if audio is not None:
         st.markdown("**Model output: each mask applied to the mixture** (mixture phase)")
+        matches = match_sources(audio, example.sources, example.source_names, mixture=example.y) \
+            if example.sources is not None else None
         cols = st.columns(len(audio))
         for j, (col, name, s) in enumerate(zip(cols, outs["labels"], audio)):
-            col.caption(str(name))
-            col.audio(s, sample_rate=example.sr)
+            col.caption(_matched(name, j, matches))
+            play(s, example.sr, where=col)
             col.download_button("WAV", lambda s=s: dl.wav_bytes(s, example.sr),
                                 dl.file_stem(model.name, example.name, name) + ".wav", "audio/wav", key=f"dl_mask_{j}", on_click="ignore")
 if outs.get("kind") == "tf_embeddings":
@@ -200,7 +218,7 @@ if outs.get("kind") == "tf_embeddings":
         cols = st.columns(emb.cluster_audio.shape[0])
         for j, col in enumerate(cols):
             col.caption(f"cluster {j + 1}" + (f" ({names[j]})" if names[j] != f"cluster {j + 1}" else ""))
-            col.audio(emb.cluster_audio[j], sample_rate=emb.sr)
+            play(emb.cluster_audio[j], emb.sr, where=col)
             col.download_button("WAV", lambda j=j: dl.wav_bytes(emb.cluster_audio[j], emb.sr),
                                 dl.file_stem(model.name, example.name, f"cluster{j + 1}") + ".wav", "audio/wav",
                                 key=f"dl_cluster_{j}", on_click="ignore")

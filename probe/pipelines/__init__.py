@@ -30,7 +30,7 @@ import importlib
 _LAZY = {
     "Result": "_base", "jsonable": "_base",
     "SpectrogramOptions": "clip", "Spectrogram": "clip", "spectrogram": "clip", "ModelOutputs": "clip",
-    "model_outputs": "clip",
+    "model_outputs": "clip", "match_sources": "clip",
     "ModelCard": "card", "model_card": "card", "card_metrics": "card",
     "FilterOptions": "filterbanks", "FilterAnalysis": "filterbanks", "BankAnalysis": "filterbanks",
     "analyse_filters": "filterbanks", "find_banks": "filterbanks", "analyse_bank": "filterbanks",
