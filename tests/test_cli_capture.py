@@ -57,3 +57,14 @@ def test_errors_are_one_line_without_traceback(tmp_path, probe_exe, rng):
         assert len(r.stderr.strip().splitlines()) == 1
     r = _run(probe_exe, "capture", str(spec), str(wav), "--layers", "rnx", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(probe_exe):
+    """`probe … --json | head`: the reader closes the pipe before probe writes; probe exits 0 without a traceback."""
+    import subprocess
+
+    p = subprocess.Popen([probe_exe, "zoo", "list", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first write
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 0 and "Traceback" not in err, err

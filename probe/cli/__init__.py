@@ -74,10 +74,17 @@ def main(argv=None) -> int:
         return 2
     if result is None:
         return 0
-    if args.json:
-        print(json.dumps(result, default=_json_default))
-    else:
-        _print_human(result)
+    try:
+        if args.json:
+            print(json.dumps(result, default=_json_default))
+        else:
+            _print_human(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `probe … --json | head`: the reader left; the work is done, say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 0
     return 0
 
 
