@@ -55,43 +55,42 @@ elif res.note:
     st.info(res.note)
 st.caption("Filter shapes: " + ", ".join(f"{k}: {v}" for k, v in summary["labels"].items()))
 
-# One tab per topic, drawn only when open: a chart costs the browser ~0.1 s beyond its drawing and Streamlit draws
-# each chart twice, so a visit draws the open tab's one chart, not all three (warm Filters pages took 1.0-1.35 s)
-TABS = ("Gallery", "Responses and spacing", "Reference matching")
-tab_gallery, tab_resp, tab_match = st.tabs(TABS, key="w_filter_tab", on_change="rerun")
+# One tab per topic the bank has, drawn only when open: a chart costs the browser ~0.1 s beyond its drawing and
+# Streamlit draws each chart twice, so a visit draws the open tab's one chart, not all three (warm Filters pages
+# took 1.0-1.35 s); a bank without frequency responses (spectro-temporal patches) shows the gallery only
+has_responses, has_matching = bool(fr.is_spectral_), res.fit is not None
+labels = ["Gallery"] + (["Responses and spacing"] if has_responses else []) + \
+    (["Reference matching"] if has_matching else [])
+if st.session_state.get("w_filter_tab") not in labels:  # e.g. a tab of another layer or model that this one lacks
+    st.session_state["w_filter_tab"] = "Gallery"
+tabs = dict(zip(labels, st.tabs(labels, key="w_filter_tab", on_change="rerun")))
 figs: dict = {}
-if tab_gallery.open:
-    with tab_gallery:
+if tabs["Gallery"].open:
+    with tabs["Gallery"]:
         n_show = st.slider("Filters in the gallery", 8, 64, 32, step=8, key="w_filter_n")
         figs["gallery"] = build(filter_gallery, bank, fr, max_filters=n_show)
         plot(figs["gallery"], key="filters_gallery")
-if tab_resp.open:
-    with tab_resp:
-        if fr.is_spectral_ and res.fit is not None:
+if has_responses and tabs["Responses and spacing"].open:
+    with tabs["Responses and spacing"]:
+        if has_matching:
             st.caption("Left: every filter's magnitude response (sorted by centre) and the bank's mean. Right: the "
                        "sorted centres with the best straight line on a linear, mel, ERB-rate and log scale (the bank "
                        "is spaced on the scale whose line fits best), and the filters per octave against linear and "
                        "ERB-rate spacing.")
-        if fr.is_spectral_:
-            figs["responses"] = build(responses_and_spacing, fr, res.fit, sample_rate=fr.sample_rate_)
-            plot(figs["responses"], key="filters_responses")
-        else:
-            st.info(f"{layer}'s kernels lie on {bank.axis}, not on waveform samples: they have no frequency response.")
-if tab_match.open:
-    with tab_match:
-        if res.fit is None:
-            st.info(res.note or f"{layer} has no centre frequencies to match against reference filterbanks.")
-        else:
-            refs = res.refs
-            st.dataframe({"reference": list(refs),
-                          "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
-                          f"unmatched (cos < {next(iter(refs.values())).threshold})":
-                              [int(r.unmatched_.size) for r in refs.values()]},
-                         hide_index=True, width="stretch")
-            ref = st.selectbox("Reference bank", list(refs), index=list(refs).index(best_ref), key="w_filter_ref")
-            figs["matching"] = build(matching_overview, fr, refs[ref],
-                                     title=f"{layer} × {ref}: mean matched cosine {refs[ref].mean_cosine_:.3f}")
-            plot(figs["matching"], key="filters_matrix")
+        figs["responses"] = build(responses_and_spacing, fr, res.fit, sample_rate=fr.sample_rate_)
+        plot(figs["responses"], key="filters_responses")
+if has_matching and tabs["Reference matching"].open:
+    with tabs["Reference matching"]:
+        refs = res.refs
+        st.dataframe({"reference": list(refs),
+                      "mean matched cosine": [round(r.mean_cosine_, 3) for r in refs.values()],
+                      f"unmatched (cos < {next(iter(refs.values())).threshold})":
+                          [int(r.unmatched_.size) for r in refs.values()]},
+                     hide_index=True, width="stretch")
+        ref = st.selectbox("Reference bank", list(refs), index=list(refs).index(best_ref), key="w_filter_ref")
+        figs["matching"] = build(matching_overview, fr, refs[ref],
+                                 title=f"{layer} × {ref}: mean matched cosine {refs[ref].mean_cosine_:.3f}")
+        plot(figs["matching"], key="filters_matrix")
 
 st.subheader("Downloads")
 stem = dl.file_stem(model.name, layer, "filters")

@@ -536,8 +536,8 @@ def matching_matrix(cosine, assignment, *, row_order=None, col_order=None, row_t
     signed = zmin < 0  # correlations: a diverging scale with white at 0
     # not dB: a sequential blue scale (dark = similar), unlike the Magma of every dB heat map, and said so
     fig = go.Figure(go.Heatmap(z=Z, zmin=zmin, zmax=zmax, colorscale="RdBu_r" if signed else "Blues",
-                               colorbar=dict(title=dict(text=f"{value_title}<br>({'diverging' if signed else 'sequential'},"
-                                                             f"<br>not dB)")),
+                               # two title lines: a third ran over the bar's top tick label at the app's width
+                               colorbar=dict(title=dict(text=f"{value_title}<br>(not dB)")),
                                customdata=np.broadcast_to(ro[:, None].astype(_small_int(ro)), Z.shape),
                                hovertemplate=row_title + " #%{customdata}<br>" + col_title + " %{x}<br>%{z:.3f}<extra></extra>"))
     matched_vals = np.where(ok, C[ro, np.where(ok, a, 0)], np.nan)
