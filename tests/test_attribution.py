@@ -616,3 +616,24 @@ def test_gradient_methods_refuse_a_model_without_an_input_gradient(method):
         attribute(spec, y, "class=beep", method=method)
     a = attribute(spec, y, "class=beep", method="occlusion")  # perturbation methods need no gradient
     assert np.isfinite(a.map).all() and np.abs(a.map).sum() > 0
+
+
+def test_a_waveform_separators_target_track_spans_the_clip():
+    """A sources model's track is probe's STFT of the output waveform: frames on the grid, over the whole clip.
+
+    It took the model output's own time axis (one step per sample), which put nmf_ae's 4-s track into its first 63 ms.
+    """
+
+    class Split(nn.Module):  # waveform in, two "sources" out: the clip and half of it
+        def forward(self, x):
+            return torch.stack([x, 0.5 * x], dim=1)
+
+    spec = ModelSpec(Split().eval(), input_kind="waveform", grid=GRID, output_kind="sources", n_sources=2)
+    t = np.arange(2 * SR) / SR
+    y = (0.5 * np.sin(2 * np.pi * 500 * t) * ((t >= 1.0) & (t < 1.5))).astype(np.float32)
+    a = attribute(spec, y, "source=1", method="saliency")
+    times, values = a.track
+    assert len(times) == len(values) == GRID.n_frames(len(y))
+    assert times[-1] == pytest.approx(len(y) / SR, abs=2 * GRID.hop_length / SR)  # the whole clip, not 63 ms
+    loud = times[values > 0.5 * values.max()]
+    assert loud.min() >= 1.0 - 0.05 and loud.max() <= 1.5 + 0.05  # the burst, where it is

@@ -382,6 +382,9 @@ class SourceTarget(Target):
             v = (ctx.spec.grid.stft(s).abs() ** 2)[0]
             rows, _ = self._band_rows(v.shape[-2], ctx.spec)
             v = (v if rows is None else v[rows.to(v.device)]).mean(0).detach().cpu().numpy()
+            # frames of probe's own STFT of the output waveform: the grid's frame times, not the model output's
+            # axis (one step per sample, which put a 4-s track into its first 63 ms)
+            return np.asarray(ctx.spec.grid.frame_times(v.shape[-1]), float) + ctx.offset_seconds, v
         else:
             return None
         times, _ = output_frame_times(v.shape[-1], ctx.n_samples, ctx.spec)
