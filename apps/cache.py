@@ -18,6 +18,8 @@ server (or a second one) serves what the warm-up or an earlier visitor computed.
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from probe import pipelines as P
@@ -52,6 +54,31 @@ def get_example(ref: str, sr: int):
     return state.load_example_ref(ref, sr)
 
 
+
+def _model_errors(fn):
+    """Raise a user model's own failure (e.g. ``forward(x, lengths)`` called with ``x``) as one-line ``ModelError``.
+
+    Pages show a :class:`~probe.errors.ProbeError` in an error box; anything else surfaced as a traceback
+    (the Overview of a model whose ``forward`` needs two arguments did). The CLI converts the same way
+    (:func:`probe.diagnostics.model_error_from`); probe's own bugs keep their traceback.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from probe.errors import ProbeError
+
+        try:
+            return fn(*args, **kwargs)
+        except ProbeError:
+            raise
+        except Exception as exc:
+            from probe.diagnostics import model_error_from
+
+            err = model_error_from(exc)
+            if err is None:
+                raise
+            raise err from exc
+    return wrapper
+
 def _audio_key(example) -> str:
     from probe.audio import audio_hash
 
@@ -72,6 +99,7 @@ def _spectrogram(audio_key: str, model_key: str, _y, _grid):
     return diskcache.cached("spectrogram", (audio_key, repr(_grid)), lambda: P.spectrogram(_y, _grid))
 
 
+@_model_errors
 def cached_spectrogram(model, example):
     return _spectrogram(_audio_key(example), _model_key(model), example.y, model.spec.grid)
 
@@ -81,6 +109,7 @@ def _outputs(model_key: str, audio_key: str, _model, _y):
     return _disk("outputs", _model, (audio_key,), lambda: P.model_outputs(_model.spec, _y, lock=_model.lock))
 
 
+@_model_errors
 def cached_outputs(model, example):
     return _outputs(_model_key(model), _audio_key(example), model, example.y)
 
@@ -94,6 +123,7 @@ def _default_target(model_key: str, audio_key: str, _model, _example):
         return str(default_target_for(_model.spec, _example))
 
 
+@_model_errors
 def cached_default_target(model, example) -> str | None:
     """The attribution target the CLI and the report use when given none (a string), or ``None`` when there is none."""
     from probe.errors import ProbeError
@@ -111,6 +141,7 @@ def _filter_banks(model_key: str, _model):
     return _disk("filter_banks", _model, (), lambda: P.find_banks(_model.spec, lock=_model.lock))
 
 
+@_model_errors
 def cached_filter_banks(model):
     return _filter_banks(_model_key(model), model)
 
@@ -120,6 +151,7 @@ def _filter_analysis(model_key: str, layer: str, options, _bank, _model):
     return _disk("filter_analysis", _model, (layer, options), lambda: P.analyse_bank(_bank, options))
 
 
+@_model_errors
 def cached_filter_analysis(model, bank, options=None):
     """:class:`probe.pipelines.BankAnalysis` of one bank (``options``: a :class:`~probe.pipelines.FilterOptions`)."""
     return _filter_analysis(_model_key(model), bank.name, options or P.FilterOptions(), bank, model)
@@ -133,6 +165,7 @@ def _default_layer(model_key: str, purpose: str, _model, _y):
                  lambda: P.default_layer(_model.spec, _y, purpose=purpose, lock=_model.lock))
 
 
+@_model_errors
 def cached_default_layer(model, example, purpose: str = "activations"):
     """The layer a page shows first (the last time-resolved layer before the head; a DC model's output)."""
     return _default_layer(_model_key(model), purpose, model, example.y)
@@ -144,6 +177,7 @@ def _activation(model_key: str, audio_key: str, layer: str, options, _model, _y)
                  lambda: P.capture_layer(_model.spec, _y, layer, options, lock=_model.lock))
 
 
+@_model_errors
 def cached_activation(model, example, layer: str, options=None):
     return _activation(_model_key(model), _audio_key(example), layer, options or P.ActivationOptions(), model, example.y)
 
@@ -154,6 +188,7 @@ def _embeddings(model_key: str, audio_key: str, options, _model, _ex):
                  lambda: P.analyse_embeddings(_model.spec, _ex, options, lock=_model.lock))
 
 
+@_model_errors
 def cached_embeddings(model, example, options=None):
     return _embeddings(_model_key(model), _audio_key(example), options or P.EmbeddingOptions(), model, example)
 
@@ -174,6 +209,7 @@ def clustering_options(model, layer=None, k=None, budget=None, projection: str =
                               n_clusters=int(k or model.spec.n_sources or 2), budget=int(budget or d.budget))
 
 
+@_model_errors
 def cached_clustering(model, example, layer=None, k=None):
     """The shared clustering (:class:`probe.pipelines.EmbeddingAnalysis`) of (model, clip, layer, k)."""
     return cached_embeddings(model, example, clustering_options(model, layer, k))
@@ -185,6 +221,7 @@ def _attribution(model_key: str, audio_key: str, options, _model, _ex, _clusteri
                  lambda: P.analyse_attribution(_model.spec, _ex, options, lock=_model.lock, clustering=_clustering))
 
 
+@_model_errors
 def cached_attribution(model, example, options=None):
     """Attribution; a ``cluster=j`` target takes cluster ``j`` of :func:`cached_clustering` (the output, k = sources)."""
     options = options or P.AttributionOptions()
@@ -226,6 +263,7 @@ def _nmf(model_key: str, audio_key: str, options, _model, _ex):
                  lambda: _refusal(lambda: P.analyse_nmf(_model.spec, _ex, options, lock=_model.lock)))
 
 
+@_model_errors
 def cached_nmf(model, example, options=None):
     """:class:`probe.pipelines.NMFAnalysis` of the model on the clip (a refusal is cached and raised again)."""
     return _raise_refusal(_nmf(_model_key(model), _audio_key(example), options or P.NMFOptions(), model, example))
@@ -243,6 +281,7 @@ def _randomisation(model_key: str, audio_key: str, target: str, method: str, ste
     return _disk("randomisation", _model, (audio_key, target, method, steps), compute)
 
 
+@_model_errors
 def cached_randomisation(model, example, target: str, method: str = "saliency", steps: int = 16):
     """Cascading model-parameter randomisation (:func:`probe.analyze.faithfulness.randomisation_test`)."""
     return _randomisation(_model_key(model), _audio_key(example), str(target), method, int(steps), model, example)
@@ -255,6 +294,7 @@ def _report_html(model_key: str, audio_key: str, sections: tuple, options_key: s
     return build_report(_model.spec, _ex, sections=sections, options=_options, lock=_model.lock).to_html().encode()
 
 
+@_model_errors
 def cached_report_html(model, example, sections, options: dict) -> bytes:
     """The HTML report (:func:`probe.report.build_report`) of ``sections`` with this view's options."""
     return _report_html(_model_key(model), _audio_key(example), tuple(sections), repr(sorted(options.items())),

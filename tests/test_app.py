@@ -737,3 +737,41 @@ def test_a_silent_or_broken_clip_plays_as_it_is():
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("audio")) == 3
+
+
+LENGTHS_MODULE = '''
+import torch
+
+
+class NeedsLengths(torch.nn.Module):
+    """A detector whose forward wants (x, lengths), as many padded-batch models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(129, 2)
+
+    def forward(self, x, lengths):  # (B, F, T) magnitude
+        return torch.sigmoid(self.lin(x.transpose(1, 2))).transpose(1, 2)
+
+
+def build():
+    return NeedsLengths()
+'''
+
+
+def test_a_model_whose_forward_needs_two_arguments_gets_one_error_box_per_page(allowed_root):
+    """probe calls forward(x): every page says so in one error box (the Overview, Embeddings, Attribution and
+    Activations pages showed a TypeError traceback)."""
+    folder = allowed_root / "lengths"
+    folder.mkdir(exist_ok=True)
+    (folder / "needslengths.py").write_text(LENGTHS_MODULE)
+    (folder / "spec.toml").write_text('[model]\nfactory = "needslengths:build"\nname = "needs_lengths"\n[input]\n'
+                                      'kind = "stft"\nsample_rate = 8000\nn_fft = 256\nhop_length = 64\n'
+                                      '[output]\nkind = "frame_probs"\nclasses = ["a", "b"]\n')
+    at = _app_with_upload(str(folder / "spec.toml"), wav_bytes(tone_and_noise()))
+    for page in (None,) + PAGES:
+        if page is not None:
+            at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if page != "views/nmf.py":  # NMF needs no forward pass when the model has no spectral bank to compare
+            assert len(at.error) == 1 and "forward(x)" in at.error[0].value, (page, [e.value for e in at.error])

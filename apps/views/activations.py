@@ -13,7 +13,11 @@ st.title("Activations")
 model, example = page_selection()
 
 layers = layer_names(model.spec)
-first = cached_default_layer(model, example)
+try:
+    first = cached_default_layer(model, example)
+except ProbeError as exc:  # the model cannot run on this clip: say why, once
+    show_error(exc, "Cannot run the model: ")
+    st.stop()
 c1, c2, c3 = st.columns([3, 2, 1])
 layer = c1.selectbox("Layer (module path)", layers, index=layers.index(first) if first in layers else 0, key="w_act_layer")
 view = c2.radio("Rows", ["auto", "channels", "frequency", "all"], horizontal=True, key="w_act_view",

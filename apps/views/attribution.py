@@ -22,7 +22,11 @@ st.title("Attribution")
 model, example = page_selection()
 
 defaults = AttributionOptions()
-targets = target_options(model.spec, example, default=cached_default_target(model, example))
+try:
+    targets = target_options(model.spec, example, default=cached_default_target(model, example))
+except ProbeError as exc:  # the model cannot run on this clip: say why, once
+    show_error(exc, "Cannot run the model: ")
+    st.stop()
 custom = "custom…"
 cluster_names: dict = {}
 if model.spec.output_kind == "tf_embeddings":  # the shared clustering: the Embeddings/Overview numbering and names

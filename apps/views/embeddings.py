@@ -31,7 +31,11 @@ st.title("Embeddings")
 model, example = page_selection()
 
 layers = embedding_layers(model.spec)
-first = cached_default_layer(model, example, "embeddings")
+try:
+    first = cached_default_layer(model, example, "embeddings")
+except ProbeError as exc:  # the model cannot run on this clip: say why, once
+    show_error(exc, "Cannot run the model: ")
+    st.stop()
 c1, c2, c3 = st.columns([3, 1, 2])
 layer = c1.selectbox("Embedding layer", layers, index=layers.index(first) if first in layers else 0, key="w_emb_layer",
                      format_func=lambda n: "model output (tf_embeddings)" if n == "output" else n,
