@@ -659,22 +659,29 @@ def build():
 '''
 
 
+def _stft_spec_folder(root, name: str, module: str, output: str) -> str:
+    """A spec-file model in ``root/name``: ``module`` (its source, with ``build()``) on an 8 kHz STFT grid
+    (n_fft 256, hop 64); ``output`` is the ``[output]`` table's body. Returns the TOML's path."""
+    folder = root / name
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}_model.py").write_text(module)
+    toml = folder / f"{name}.toml"
+    toml.write_text(f'[model]\nfactory = "{name}_model:build"\nname = "{name}"\n[input]\nkind = "stft"\n'
+                    f'sample_rate = 8000\nn_fft = 256\nhop_length = 64\n[output]\n{output}')
+    return str(toml)
+
+
 def test_attribution_page_explains_an_encoder_without_a_head(allowed_root):
     """A ``features`` model (an encoder) gets a target (its most varying unit, as the CLI) and a map, not an error box."""
-    folder = allowed_root / "encoder"
-    folder.mkdir(exist_ok=True)
-    (folder / "bandenc.py").write_text(ENCODER_MODULE)
-    (folder / "enc.toml").write_text('[model]\nfactory = "bandenc:build"\nname = "band_encoder"\n[input]\n'
-                                     'kind = "stft"\nsample_rate = 8000\nn_fft = 256\nhop_length = 64\n'
-                                     '[output]\nkind = "features"\nlayout = "btc"\n')
-    at = _app_with_upload(str(folder / "enc.toml"), wav_bytes(tone_and_noise()))
+    enc = _stft_spec_folder(allowed_root, "band_encoder", ENCODER_MODULE, 'kind = "features"\nlayout = "btc"\n')
+    at = _app_with_upload(enc, wav_bytes(tone_and_noise()))
     at.switch_page("views/attribution.py").run()
     assert not _errors(at), _errors(at)
     # the 1 kHz tone lasts the whole clip, the noise burst (unit 1's band among others) comes and goes
     from probe.attribution import default_target_for
     from probe.resolve import load
 
-    want = str(default_target_for(load(str(folder / "enc.toml")), tone_and_noise()))
+    want = str(default_target_for(load(enc), tone_and_noise()))
     assert at.selectbox[0].value == want == "feature=1" and "feature=norm" in at.selectbox[0].options
     assert any("completeness" in m.label.lower() for m in at.metric), [m.label for m in at.metric]
     assert len(at.get("plotly_chart")) >= 2  # the map and the target over time
@@ -702,12 +709,7 @@ def test_attribution_page_starts_from_the_clis_default_target(allowed_root):
     from probe.pipelines import AttributionOptions, analyse_attribution
     from probe.resolve import load
 
-    folder = allowed_root / "scorer"
-    folder.mkdir(exist_ok=True)
-    (folder / "scorer.py").write_text(SCORER_MODULE)
-    toml = folder / "scorer.toml"
-    toml.write_text('[model]\nfactory = "scorer:build"\nname = "scorer"\n[input]\nkind = "stft"\nsample_rate = 8000\n'
-                    'n_fft = 256\nhop_length = 64\n[output]\nkind = "clip_scores"\nclasses = ["a", "b", "c"]\n')
+    toml = _stft_spec_folder(allowed_root, "scorer", SCORER_MODULE, 'kind = "clip_scores"\nclasses = ["a", "b", "c"]\n')
     y = tone_and_noise()
     cli = analyse_attribution(load(str(toml)), y, AttributionOptions(method="saliency", deletion=False))
     assert cli.target == "class=b"
@@ -762,13 +764,8 @@ def build():
 def test_a_model_whose_forward_needs_two_arguments_gets_one_error_box_per_page(allowed_root):
     """probe calls forward(x): every page says so in one error box (the Overview, Embeddings, Attribution and
     Activations pages showed a TypeError traceback)."""
-    folder = allowed_root / "lengths"
-    folder.mkdir(exist_ok=True)
-    (folder / "needslengths.py").write_text(LENGTHS_MODULE)
-    (folder / "spec.toml").write_text('[model]\nfactory = "needslengths:build"\nname = "needs_lengths"\n[input]\n'
-                                      'kind = "stft"\nsample_rate = 8000\nn_fft = 256\nhop_length = 64\n'
-                                      '[output]\nkind = "frame_probs"\nclasses = ["a", "b"]\n')
-    at = _app_with_upload(str(folder / "spec.toml"), wav_bytes(tone_and_noise()))
+    toml = _stft_spec_folder(allowed_root, "needs_lengths", LENGTHS_MODULE, 'kind = "frame_probs"\nclasses = ["a", "b"]\n')
+    at = _app_with_upload(toml, wav_bytes(tone_and_noise()))
     for page in (None,) + PAGES:
         if page is not None:
             at.switch_page(page).run()

@@ -212,3 +212,18 @@ def test_report_on_a_zoo_model(tmp_path):
     assert [s["status"] for s in out["sections"]] == ["ok", "ok"], out["sections"]
     text = open(out["report"], encoding="utf-8").read()
     assert f"example:{name}:0" in text and "<audio" in text
+
+
+def test_report_names_separated_sources_by_the_stem_they_match(tmp_path):
+    """The report's overview names each separated source as the app's Overview does (best-SI-SDR permutation)."""
+    from probe.pipelines import match_sources, model_outputs
+    from probe.resolve import load, load_example
+
+    out = R.write_report("zoo:nmf_ae", "example:nmf_ae:0", tmp_path, sections=("overview",))
+    sec = out["sections"][0]
+    ex = load_example("nmf_ae", 0)
+    want = match_sources(model_outputs(load("zoo:nmf_ae"), ex.y).values, ex.sources, ex.source_names, mixture=ex.y)
+    assert sec["data"]["source_matches"] == want and sorted(m["name"] for m in want) == sorted(ex.source_names)
+    text = open(out["report"], encoding="utf-8").read()
+    for j, m in enumerate(want):
+        assert f"source {j + 1} ≈ {m['name']} (SI-SDR {m['si_sdr_db']:.1f} dB" in text
