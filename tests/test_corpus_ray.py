@@ -100,6 +100,43 @@ def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer, pool)
                  pq.read_table(tmp_path / "ray" / "unit_stats.parquet"))
 
 
+def test_ray_tasks_of_several_batches_land_one_part_per_batch(tmp_path, monkeypatch):
+    """On one machine a Ray task takes up to ``_RAY_BATCHES_PER_TASK`` batches; each batch still lands as its own
+    part file (the in-process files, so a resume sees the same batches), and the run's timing counts every batch
+    once, in the order the workers finished them (their part files' own times), not when the task's blocks
+    reached the driver together."""
+    _require_ray()
+    import ray
+
+    import probe.corpus.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_RAY_REUSE_WORKERS", True)
+    monkeypatch.setattr(run_mod, "_RAY_BATCHES_PER_TASK", 3)
+    blocks = []
+    real = run_mod._ray_blocks
+    monkeypatch.setattr(run_mod, "_ray_blocks", lambda *a, **k: blocks.append([t.num_rows for t in real(*a, **k)])
+                        or real(*a, **k))
+    corpus = make_event_corpus(tmp_path / "clips", n_clips=7, seconds=0.5)
+    opts = RunOptions(layers=("units",), concepts=("loudness",), random_init=False, batch_size=1, frames_per_clip=8)
+    spec = planted_spec()
+    a = run_corpus(spec, corpus, tmp_path / "inproc", options=opts)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        b = run_corpus(spec, corpus, tmp_path / "ray", options=dataclasses.replace(opts, engine="ray", workers=1))
+    finally:
+        ray.shutdown()
+    assert blocks == [[2, 3, 2]]  # 7 batches of one clip, at most 3 per task, in even shares
+    names = [sorted(f.name.rsplit("-", 1)[0] for f in (tmp_path / x / "parts").glob("*.parquet")) for x in ("inproc", "ray")]
+    assert names[0] == names[1] and len(names[0]) == 7
+    assert _same(_sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray"))
+    assert a["clips"] == b["clips"] and b["clips_this_pass"] == 7
+    tm = b["timing"]
+    assert tm["workers_seen"] == 1 and len(tm["start_ups"]) == 1
+    # one worker, one batch at a time: the first part lands before the run is over, and 6 batches come after it
+    assert 0 < tm["first_part_s"] == tm["warm_s"] < b["seconds"]
+    assert tm["steady_cpu_s_per_clip"] > 0 and tm["steady_clips_per_second"] > 0
+
+
 def test_ray_engine_missing_is_an_error_not_a_crash(tmp_path, monkeypatch):
     import builtins
 
@@ -198,7 +235,7 @@ def test_ray_workers_keep_their_worker_per_spec(tmp_path, monkeypatch):
     def task(shipped, run, o=opts):
         t = run_mod._ray_task(batch, model=shipped, options=o.to_dict(), threads=1, run=run)
         start = t.column("_start")[0].as_py()
-        return t.drop_columns(["_first", "_worker", "_start", "_cpu"]), start and json.loads(start)
+        return t.drop_columns(["_first", "_worker", "_start", "_done", "_cpu"]), start and json.loads(start)
 
     base = planted_spec()  # (its model class is defined in a function: a new class per call, a new digest)
     one, two = checked(base), checked(copy.deepcopy(base))

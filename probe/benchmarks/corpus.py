@@ -9,20 +9,21 @@ actor gets one CPU and one torch thread.
 * ``inprocess``: :func:`~probe.corpus.run_corpus` with capture, unit statistics and Parquet
   output, without concepts and without the random-init model (the engine's own cost);
 * ``ray_1`` / ``ray_2``: the Ray Data engine with one and two workers on a local Ray, as
-  ``probe corpus run --engine ray`` runs it: a fresh Ray Data actor pool per run (every run pays its
-  processes' imports and model load). ``ray.init`` and the process's first Ray Data run, at full
-  size with one worker, are timed apart, as a new ``probe corpus run --engine ray`` process pays them;
-* ``ray_1_tasks``: the other Ray mode for comparison (``probe.corpus.run._RAY_REUSE_WORKERS``):
-  Ray Data tasks on Ray's pooled worker processes, each building its corpus worker on its first
-  batch and keeping it for later runs of the session; full size, one worker (when that mode is
-  made the default, this row is ``ray_1_actor_pool`` instead);
+  ``probe corpus run --engine ray`` runs it: Ray Data tasks (a few batches each) on Ray's pooled
+  worker processes, each building its corpus worker on its first batch and keeping it for later
+  runs of the session. ``ray.init`` and the process's first Ray Data run (its worker process builds
+  the corpus worker), at full size with one worker, are timed apart, as a new
+  ``probe corpus run --engine ray`` process pays them;
+* ``ray_1_actor_pool``: the other Ray mode for comparison (``probe.corpus.run._RAY_REUSE_WORKERS``):
+  a fresh Ray Data actor pool per run, every run paying its processes' imports and model load; full
+  size, one worker (when that mode is made the default, this row is ``ray_1_tasks`` instead);
 * ``inprocess_default``: the in-process engine with the defaults (every acoustic concept and the
   random-init control) on a few clips, and the cost of each concept per clip.
 
 Every engine runs at three corpus sizes (a quarter, half and all of the clips). A straight line
 ``seconds = start_up + clips / rate`` through the three times splits each engine's fixed
 start-up (intercept) from its steady-state throughput (1 / slope); its R² is the linearity
-check. Every engine takes the best of ``repeats`` interleaved runs per size (shared, noisy
+check. Every engine takes the best of ``repeats`` (3) interleaved runs per size (shared, noisy
 machines). Whole-run clips/s at the full size are reported beside the steady-state ones
 (``whole_run``): each run is timed from the call to the finished run folder, so it includes
 the engine's own start-up (in-process: loading the model and checking the layers; Ray: the
@@ -174,7 +175,7 @@ def _whole_runs(full: dict, clips: int) -> dict:
 
 
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
-                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 2,
+                 seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 3,
                  default_clips: int = 8) -> dict:
     """Measure the corpus engines (see the module docstring); returns clips/s and the goal ratios."""
     import soundfile as sf

@@ -52,7 +52,7 @@ def add_parser(sub):
     r.add_argument("--layers", nargs="+", required=True, help="module paths or globs to analyse (space or comma separated)")
     r.add_argument("--out", required=True, help="run folder (created, or resumed if it holds the same run)")
     r.add_argument("--engine", choices=["inprocess", "ray"], default=ro.engine, help=f"default {ro.engine}")
-    r.add_argument("--workers", type=int, default=ro.workers, help="Ray workers (a Ray Data actor pool), one CPU each")
+    r.add_argument("--workers", type=int, default=ro.workers, help="Ray workers (Ray Data tasks at a time), one CPU each")
     r.add_argument("--ray-address", default=ro.ray_address, help="join this Ray cluster instead of a local Ray")
     r.add_argument("--batch-size", type=int, default=ro.batch_size, help=f"clips per batch (default {ro.batch_size})")
     r.add_argument("--frames-per-clip", default=str(ro.frames_per_clip),

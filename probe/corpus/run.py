@@ -113,8 +113,9 @@ def run_corpus(model, corpus, out, *, options: RunOptions | None = None, progres
         The run folder: created, or resumed when it holds a run with the same settings.
     options : RunOptions
         Layers, frame budget, concepts, controls, and the engine: ``"inprocess"`` or
-        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in a Ray Data actor pool of
-        ``workers`` actors, ``map_batches``; ``ray_address`` joins a cluster).
+        ``"ray"`` (the same :class:`~probe.corpus.worker.CorpusWorker` in Ray Data ``map_batches``
+        tasks, at most ``workers`` at a time, on Ray's pooled worker processes, which keep the worker
+        they built for later runs of the session; ``ray_address`` joins a cluster).
     progress : bool
         Show a tqdm bar with clips/s on stderr.
 
@@ -273,13 +274,16 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
 _RAY_PRESERVE_ORDER = False
 _RAY_WRITE_IN_ACTORS = True
 _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); False: the reference
-#: False (default): a fresh Ray Data actor pool per run (RayBatch), every run paying its processes'
-#: imports and model load (~4 s), then the best steady rate and 1 -> 2 worker scaling. True: Ray Data
-#: tasks on Ray's pooled worker processes, which outlive a run, each keeping the worker it built for
-#: the next run of the same Ray session (see _ray_task): start-up ~0.3-1.4 s, but each task's
-#: overhead costs ~1.2x the worker CPU per clip and scaling fell to 0.5-0.6 (quiet-window A/B,
-#: docs/findings_corpus.md), so it is kept for comparison only
-_RAY_REUSE_WORKERS = False
+#: True (default): Ray Data tasks on Ray's pooled worker processes, which outlive a run, each keeping the
+#: worker it built for the next run of the same Ray session (see _ray_task): a run starts in ~0.4 s once
+#: the processes have built their worker. False: a fresh Ray Data actor pool per run (RayBatch), every run
+#: paying its processes' imports and model load (~3-4 s). The task mode was the slower one per clip and
+#: in scaling while it ran one batch per task under Ray Data's own throttles; with a few batches per task
+#: and those throttles off (_RAY_BATCHES_PER_TASK, _RAY_THROTTLE) it matches the actor pool there and
+#: starts ~3 s sooner (same-window A/B, docs/findings_corpus.md)
+_RAY_REUSE_WORKERS = True
+_RAY_BATCHES_PER_TASK = 4
+_RAY_THROTTLE = False  # True: Ray Data's own reservation and backpressure (for comparison)
 #: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
 #: the options and the thread count), newest last, and the runs this process has reported to
 _CACHE_SIZE = 2
@@ -330,6 +334,7 @@ def _run_batch(worker, batch, parts, start):
     table = table.append_column("_worker", pa.array([f"{socket.gethostname()}:{os.getpid()}"] * n, pa.string()))
     start = json.dumps({**start, "call_s": time.perf_counter() - w0}) if start else None
     table = table.append_column("_start", pa.array([start] * n, pa.string()))
+    table = table.append_column("_done", pa.array([time.time()] * n, pa.float64()))  # its part is written
     return table.append_column("_cpu", pa.array([time.process_time() - c0] * n, pa.float64()))
 
 
@@ -357,7 +362,7 @@ def _ray_task(batch, *, model, options, threads=None, parts=None, run=""):
     >>> b = _ray_task(batch, model=shipped, options=opts, run="two")
     >>> [json.loads(t.column("_start")[0].as_py())["reused"] for t in (a, b)]
     [False, True]
-    >>> a.drop_columns(["_start", "_cpu"]).equals(b.drop_columns(["_start", "_cpu"]))
+    >>> a.drop_columns(["_start", "_done", "_cpu"]).equals(b.drop_columns(["_start", "_done", "_cpu"]))
     True
     """
     what = {k: v for k, v in options.items() if k not in _EXECUTION}  # not the engine, workers or batch size
@@ -579,6 +584,37 @@ def _start_ray(*, workers: int, ray_address: str | None) -> None:
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
 
 
+def _ray_blocks(pending, index, *, batch_size: int, workers: int, per_task: int) -> list:
+    """The Ray engine's input: pyarrow tables of whole batches (the in-process engine's batches, so the
+    same part files), one Ray Data block and task each. ``per_task`` batches at most per block; the number
+    of blocks is a multiple of ``workers`` where there are enough batches, so the workers get even shares.
+    One batch per block gives every worker work from the start; a few (the task mode on one machine) mean
+    fewer scheduling rounds for Ray's driver and raylet on busy cores. Each batch still lands as its own
+    part file when it is done, so a crash loses only the batches in flight.
+
+    Examples
+    --------
+    >>> from probe.corpus.inputs import Clip
+    >>> clips = [Clip(clip_id=f"c{i}", path=f"c{i}.wav") for i in range(25 * 8)]
+    >>> index = {c.clip_id: i for i, c in enumerate(clips)}
+    >>> [t.num_rows // 8 for t in _ray_blocks(clips, index, batch_size=8, workers=2, per_task=4)]
+    [3, 3, 3, 3, 4, 3, 3, 3]
+    >>> [t.num_rows for t in _ray_blocks(clips[:20], index, batch_size=8, workers=2, per_task=1)]
+    [8, 8, 4]
+    """
+    import pyarrow as pa
+
+    batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
+    per_task, workers = max(1, per_task), max(1, workers)
+    n = max(1, min(len(batches), workers * -(-len(batches) // (workers * per_task))))
+    bounds = np.linspace(0, len(batches), n + 1).round().astype(int)
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        clips = [c for batch in batches[a:b] for c in batch]
+        out.append(clips_table(clips).append_column("_pos", pa.array([index[c.clip_id] for c in clips], pa.int64())))
+    return out
+
+
 def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, index, written, starts, t0) -> int:
     import pyarrow.compute as pc
     import ray
@@ -589,12 +625,19 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = _RAY_PRESERVE_ORDER
+    # One map operator feeding the driver, whose outputs are a few bytes per batch (the part files are
+    # written by the workers). Two of Ray Data's throttles only idle workers here (measured with 2 workers
+    # on 2 CPUs, docs/findings_corpus.md): the per-operator resource reservation held the second worker's
+    # first task back ~1 s, and the downstream-capacity backpressure left one of the two workers idle for
+    # most of the run. The worker count itself (the concurrency cap) still holds.
+    if not _RAY_THROTTLE:
+        ctx.op_resource_reservation_enabled = False
+        ctx.downstream_capacity_backpressure_ratio = None
     bs = int(options.batch_size)
     in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
-    # one block per batch, so every worker gets work from the start
-    rows = [{**c.to_row(), "_pos": index[c.clip_id]} for c in pending]
-    blocks = max(1, -(-len(pending) // bs))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds = ray.data.from_arrow(_ray_blocks(pending, index, batch_size=bs, workers=int(workers),
+                                         per_task=int(_RAY_BATCHES_PER_TASK) if _RAY_REUSE_WORKERS and in_actors else 1))
+    blocks = ds.num_blocks()
     # one CPU and one torch thread per worker: n workers use n cores, like n in-process runs would
     kwargs = {"model": model, "options": options.to_dict(), "threads": 1,
               "parts": str(parts.resolve()) if in_actors else None}
@@ -619,23 +662,29 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
             cpu = dict(zip(firsts, table.column("_cpu").to_pylist()))  # one value per batch
             who = dict(zip(firsts, table.column("_worker").to_pylist()))
             start = dict(zip(firsts, table.column("_start").to_pylist()))
+            done = dict(zip(firsts, table.column("_done").to_pylist()))
             ids = table.column("clip_id").to_pylist()
             now = time.perf_counter() - t0
-            for first in cpu:  # a block is one batch; should Ray ever merge blocks, each batch counts alone
+            for first in cpu:  # one batch at a time, however Ray grouped them into blocks
                 if not in_actors:
                     one = table.filter(pc.equal(table.column("_first"), first))
-                    _write_table(one.drop_columns(["_first", "_worker", "_start", "_cpu"]), parts / _part_name(first))
+                    _write_table(one.drop_columns(["_first", "_worker", "_start", "_done", "_cpu"]),
+                                 parts / _part_name(first))
                 k = len({c for c, f in zip(ids, firsts) if f == first})
-                written.append((now, k, cpu[first], who[first]))
+                # when its part file landed: written by its worker (the worker's clock: exact on one
+                # machine, a task's blocks reach the driver together) or just now, here
+                written.append((done[first] - epoch0 if in_actors else now, k, cpu[first], who[first]))
                 if start[first]:
                     st = json.loads(start[first])
                     # seconds after the engine started (the worker's wall clock: exact on one machine)
                     starts.append({"spawned_s": None if st["spawned"] is None else st["spawned"] - epoch0,
                                    "born_s": st["born"] - epoch0, "pre_cpu_s": st["pre_cpu_s"],
                                    "init_s": st["init_s"], "init_cpu_s": st["init_cpu_s"], "first_call_s": st["call_s"],
-                                   "first_call_cpu_s": cpu[first], "first_part_s": now, "reused": st["reused"]})
+                                   "first_call_cpu_s": cpu[first], "first_part_s": written[-1][0],
+                                   "reused": st["reused"]})
                 n += k
                 bar.update(k)
+    written.sort(key=lambda w: w[0])
     return n
 
 
