@@ -277,10 +277,10 @@ _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); Fal
 #: True (default): Ray Data tasks on Ray's pooled worker processes, which outlive a run, each keeping the
 #: worker it built for the next run of the same Ray session (see _ray_task): a run starts in ~0.4 s once
 #: the processes have built their worker. False: a fresh Ray Data actor pool per run (RayBatch), every run
-#: paying its processes' imports and model load (~3-4 s). The task mode was the slower one per clip and
-#: in scaling while it ran one batch per task under Ray Data's own throttles; with a few batches per task
-#: and those throttles off (_RAY_BATCHES_PER_TASK, _RAY_THROTTLE) it matches the actor pool there and
-#: starts ~3 s sooner (same-window A/B, docs/findings_corpus.md)
+#: paying its processes' imports and model load (~3-4 s). With a few batches per task and Ray Data's
+#: throttles off (_RAY_BATCHES_PER_TASK, _RAY_THROTTLE) the task mode's whole 200-clip run is ~1.0x the
+#: in-process one; its 1 -> 2 worker scaling (0.72-0.75) stays below the actor pool's (0.76-0.82)
+#: (same-window runs, README benchmark table)
 _RAY_REUSE_WORKERS = True
 _RAY_BATCHES_PER_TASK = 4
 _RAY_THROTTLE = False  # True: Ray Data's own reservation and backpressure (for comparison)
@@ -627,7 +627,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     ctx.execution_options.preserve_order = _RAY_PRESERVE_ORDER
     # One map operator feeding the driver, whose outputs are a few bytes per batch (the part files are
     # written by the workers). Two of Ray Data's throttles only idle workers here (measured with 2 workers
-    # on 2 CPUs, docs/findings_corpus.md): the per-operator resource reservation held the second worker's
+    # on 2 CPUs): the per-operator resource reservation held the second worker's
     # first task back ~1 s, and the downstream-capacity backpressure left one of the two workers idle for
     # most of the run. The worker count itself (the concurrency cap) still holds.
     if not _RAY_THROTTLE:
