@@ -100,32 +100,53 @@ def test_ray_engine_writes_identical_tables(tmp_path, monkeypatch, writer, pool)
                  pq.read_table(tmp_path / "ray" / "unit_stats.parquet"))
 
 
-def test_ray_tasks_of_several_batches_land_one_part_per_batch(tmp_path, monkeypatch):
-    """On one machine a Ray task takes up to ``_RAY_BATCHES_PER_TASK`` batches; each batch still lands as its own
-    part file (the in-process files, so a resume sees the same batches), and the run's timing counts every batch
-    once, in the order the workers finished them (their part files' own times), not when the task's blocks
-    reached the driver together."""
+@pytest.mark.parametrize(("per_task", "shares"), [(None, [7]), (3, [3, 2, 2])])
+def test_ray_tasks_of_several_batches_land_one_part_per_batch(tmp_path, monkeypatch, per_task, shares):
+    """On one machine a Ray task takes a worker's whole share of the batches (``_RAY_BATCHES_PER_TASK=None``,
+    the default) or up to that many. Each batch still lands as its own part file (the in-process files, so a
+    resume sees the same batches), its record reaches the driver as the file lands, not when the task ends
+    (progress bar, a crash loses only the batch in flight), and the run's timing counts every batch once, in
+    the order the workers finished them."""
     _require_ray()
     import ray
 
     import probe.corpus.run as run_mod
 
     monkeypatch.setattr(run_mod, "_RAY_REUSE_WORKERS", True)
-    monkeypatch.setattr(run_mod, "_RAY_BATCHES_PER_TASK", 3)
+    monkeypatch.setattr(run_mod, "_RAY_BATCHES_PER_TASK", per_task)
     blocks = []
     real = run_mod._ray_blocks
     monkeypatch.setattr(run_mod, "_ray_blocks", lambda *a, **k: blocks.append([t.num_rows for t in real(*a, **k)])
                         or real(*a, **k))
-    corpus = make_event_corpus(tmp_path / "clips", n_clips=7, seconds=0.5)
-    opts = RunOptions(layers=("units",), concepts=("loudness",), random_init=False, batch_size=1, frames_per_clip=8)
+    seen = []  # part files on disk each time the driver's progress bar moves
+
+    class Bar:
+        def __init__(self, out):
+            self.out = out
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, k):
+            seen.append(len(list((self.out / "parts").glob("*.parquet"))))
+
+    corpus = make_event_corpus(tmp_path / "clips", n_clips=7, seconds=3.0)
+    # the harmonic-ratio concept (HPSS) makes each one-clip batch take a good fraction of a second
+    opts = RunOptions(layers=("units",), concepts=("loudness", "harmonic"), random_init=False, batch_size=1,
+                      frames_per_clip=8)
     spec = planted_spec()
     a = run_corpus(spec, corpus, tmp_path / "inproc", options=opts)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        monkeypatch.setattr(run_mod, "_bar", lambda progress, total: Bar(tmp_path / "ray"))
         b = run_corpus(spec, corpus, tmp_path / "ray", options=dataclasses.replace(opts, engine="ray", workers=1))
     finally:
         ray.shutdown()
-    assert blocks == [[2, 3, 2]]  # 7 batches of one clip, at most 3 per task, in even shares
+    assert blocks == [shares]  # 7 batches of one clip: the share of one worker, or at most 3 per task
+    assert len(seen) == 7 and seen[0] < 7, seen  # records streamed: the first came before the last part was written
     names = [sorted(f.name.rsplit("-", 1)[0] for f in (tmp_path / x / "parts").glob("*.parquet")) for x in ("inproc", "ray")]
     assert names[0] == names[1] and len(names[0]) == 7
     assert _same(_sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray"))
@@ -135,6 +156,10 @@ def test_ray_tasks_of_several_batches_land_one_part_per_batch(tmp_path, monkeypa
     # one worker, one batch at a time: the first part lands before the run is over, and 6 batches come after it
     assert 0 < tm["first_part_s"] == tm["warm_s"] < b["seconds"]
     assert tm["steady_cpu_s_per_clip"] > 0 and tm["steady_clips_per_second"] > 0
+    # the engine set its Ray Data options on its own dataset, not on the process's current context
+    import ray.data
+
+    assert ray.data.DataContext.get_current().target_max_block_size > 1
 
 
 def test_ray_engine_missing_is_an_error_not_a_crash(tmp_path, monkeypatch):

@@ -277,12 +277,14 @@ _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); Fal
 #: True (default): Ray Data tasks on Ray's pooled worker processes, which outlive a run, each keeping the
 #: worker it built for the next run of the same Ray session (see _ray_task): a run starts in ~0.4 s once
 #: the processes have built their worker. False: a fresh Ray Data actor pool per run (RayBatch), every run
-#: paying its processes' imports and model load (~3-4 s). With a few batches per task and Ray Data's
-#: throttles off (_RAY_BATCHES_PER_TASK, _RAY_THROTTLE) the task mode's whole 200-clip run is ~1.0x the
-#: in-process one; its 1 -> 2 worker scaling (0.72-0.75) stays below the actor pool's (0.76-0.82)
-#: (same-window runs, README benchmark table)
+#: paying its processes' imports and model load (~3-4 s).
 _RAY_REUSE_WORKERS = True
-_RAY_BATCHES_PER_TASK = 4
+#: batches per Ray task in the task mode on one machine; None (default): one task per worker, its share of
+#: the batches. Each task still streams one record per batch back as its part file lands (progress, timing).
+#: Measured with 2 workers on 2 CPUs: between two tasks on a worker Ray left it idle ~0.3 s, so 4 batches
+#: per task (7 gaps in a 200-clip run) cost ~0.3 of 1.4 s; one task per worker has no gap
+#: (docs/findings_corpus.md, "Ray engine")
+_RAY_BATCHES_PER_TASK: int | None = None
 _RAY_THROTTLE = False  # True: Ray Data's own reservation and backpressure (for comparison)
 #: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
 #: the options and the thread count), newest last, and the runs this process has reported to
@@ -327,9 +329,9 @@ def _run_batch(worker, batch, parts, start):
     table = worker(batch)
     if parts is None:
         n = table.num_rows
-    else:
+    else:  # one record per batch: its clip count (a row per clip would only be counted)
         _write_table(table, Path(parts) / _part_name(first))
-        table, n = pa.table({"clip_id": batch.column("clip_id")}), batch.num_rows
+        table, n = pa.table({"_clips": pa.array([batch.num_rows], pa.int64())}), 1
     table = table.append_column("_first", pa.array([first] * n, pa.int64()))
     table = table.append_column("_worker", pa.array([f"{socket.gethostname()}:{os.getpid()}"] * n, pa.string()))
     start = json.dumps({**start, "call_s": time.perf_counter() - w0}) if start else None
@@ -584,13 +586,15 @@ def _start_ray(*, workers: int, ray_address: str | None) -> None:
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
 
 
-def _ray_blocks(pending, index, *, batch_size: int, workers: int, per_task: int) -> list:
+def _ray_blocks(pending, index, *, batch_size: int, workers: int, per_task: int | None) -> list:
     """The Ray engine's input: pyarrow tables of whole batches (the in-process engine's batches, so the
-    same part files), one Ray Data block and task each. ``per_task`` batches at most per block; the number
-    of blocks is a multiple of ``workers`` where there are enough batches, so the workers get even shares.
-    One batch per block gives every worker work from the start; a few (the task mode on one machine) mean
-    fewer scheduling rounds for Ray's driver and raylet on busy cores. Each batch still lands as its own
-    part file when it is done, so a crash loses only the batches in flight.
+    same part files), one Ray Data block and task each. ``per_task`` batches at most per block (``None``:
+    one block per worker); the number of blocks is a multiple of ``workers`` where there are enough
+    batches, and batch ``i`` goes to block ``i mod n``, so the workers get even shares of work from all
+    over the corpus (a corpus sorted by length does not load one worker with the long clips). Only the
+    corpus's last batch can be short, and it ends its block, so Ray Data's batching within a block cuts
+    exactly these batches. Each batch lands as its own part file when it is done, so a crash loses only
+    the batches in flight.
 
     Examples
     --------
@@ -598,19 +602,24 @@ def _ray_blocks(pending, index, *, batch_size: int, workers: int, per_task: int)
     >>> clips = [Clip(clip_id=f"c{i}", path=f"c{i}.wav") for i in range(25 * 8)]
     >>> index = {c.clip_id: i for i, c in enumerate(clips)}
     >>> [t.num_rows // 8 for t in _ray_blocks(clips, index, batch_size=8, workers=2, per_task=4)]
-    [3, 3, 3, 3, 4, 3, 3, 3]
+    [4, 3, 3, 3, 3, 3, 3, 3]
+    >>> blocks = _ray_blocks(clips, index, batch_size=8, workers=2, per_task=None)
+    >>> [t.num_rows // 8 for t in blocks], blocks[1].column("_pos").to_pylist()[:10]
+    ([13, 12], [8, 9, 10, 11, 12, 13, 14, 15, 24, 25])
     >>> [t.num_rows for t in _ray_blocks(clips[:20], index, batch_size=8, workers=2, per_task=1)]
     [8, 8, 4]
     """
     import pyarrow as pa
 
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
-    per_task, workers = max(1, per_task), max(1, workers)
-    n = max(1, min(len(batches), workers * -(-len(batches) // (workers * per_task))))
-    bounds = np.linspace(0, len(batches), n + 1).round().astype(int)
+    workers = max(1, workers)
+    if per_task is None:
+        n = max(1, min(len(batches), workers))
+    else:
+        n = max(1, min(len(batches), workers * -(-len(batches) // (workers * max(1, per_task)))))
     out = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        clips = [c for batch in batches[a:b] for c in batch]
+    for j in range(n):
+        clips = [c for batch in batches[j::n] for c in batch]
         out.append(clips_table(clips).append_column("_pos", pa.array([index[c.clip_id] for c in clips], pa.int64())))
     return out
 
@@ -621,7 +630,12 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     import ray.data
 
     _start_ray(workers=workers, ray_address=ray_address)
-    ctx = ray.data.DataContext.get_current()
+    bs = int(options.batch_size)
+    in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
+    per_task = _RAY_BATCHES_PER_TASK if _RAY_REUSE_WORKERS and in_actors else 1
+    ds = ray.data.from_arrow(_ray_blocks(pending, index, batch_size=bs, workers=int(workers), per_task=per_task))
+    # the dataset's own copy of the Ray Data context (the process's current one is left as it was)
+    ctx = ds.context
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = _RAY_PRESERVE_ORDER
@@ -633,10 +647,10 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     if not _RAY_THROTTLE:
         ctx.op_resource_reservation_enabled = False
         ctx.downstream_capacity_backpressure_ratio = None
-    bs = int(options.batch_size)
-    in_actors = _RAY_WRITE_IN_ACTORS and _ray_is_local(ray)
-    ds = ray.data.from_arrow(_ray_blocks(pending, index, batch_size=bs, workers=int(workers),
-                                         per_task=int(_RAY_BATCHES_PER_TASK) if _RAY_REUSE_WORKERS and in_actors else 1))
+    if in_actors:
+        # each batch's one-row record is its own output block, streamed to the driver as its part file
+        # lands (Ray Data would otherwise gather a task's outputs into one block, sent when the task ends)
+        ctx.target_max_block_size = 1
     blocks = ds.num_blocks()
     # one CPU and one torch thread per worker: n workers use n cores, like n in-process runs would
     kwargs = {"model": model, "options": options.to_dict(), "threads": 1,
@@ -653,8 +667,8 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     n = 0
     epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the workers report in
     with _bar(progress, len(pending)) as bar:
-        # each block is one batch: written as it lands (by its worker, or here), so a crash loses
-        # only the batches in flight
+        # a record per batch as its part file lands (written by its worker, or here from its rows), so
+        # a crash loses only the batches in flight
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows == 0:
                 continue
@@ -663,16 +677,20 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
             who = dict(zip(firsts, table.column("_worker").to_pylist()))
             start = dict(zip(firsts, table.column("_start").to_pylist()))
             done = dict(zip(firsts, table.column("_done").to_pylist()))
-            ids = table.column("clip_id").to_pylist()
+            if in_actors:  # one record per batch, its clip count
+                count = dict(zip(firsts, table.column("_clips").to_pylist()))
+            else:  # the batch's rows (a row per clip, layer and variant)
+                ids = table.column("clip_id").to_pylist()
+                count = {f: len({c for c, g in zip(ids, firsts) if g == f}) for f in cpu}
             now = time.perf_counter() - t0
             for first in cpu:  # one batch at a time, however Ray grouped them into blocks
                 if not in_actors:
                     one = table.filter(pc.equal(table.column("_first"), first))
                     _write_table(one.drop_columns(["_first", "_worker", "_start", "_done", "_cpu"]),
                                  parts / _part_name(first))
-                k = len({c for c, f in zip(ids, firsts) if f == first})
+                k = count[first]
                 # when its part file landed: written by its worker (the worker's clock: exact on one
-                # machine, a task's blocks reach the driver together) or just now, here
+                # machine) or just now, here
                 written.append((done[first] - epoch0 if in_actors else now, k, cpu[first], who[first]))
                 if start[first]:
                     st = json.loads(start[first])
