@@ -285,6 +285,7 @@ _RAY_REUSE_WORKERS = True
 #: per task (7 gaps in a 200-clip run) cost ~0.3 of 1.4 s; one task per worker has no gap
 #: (docs/findings_corpus.md, "Ray engine")
 _RAY_BATCHES_PER_TASK: int | None = None
+_RAY_STREAM_RECORDS = True  # False: a task's records reach the driver together when it ends (for comparison)
 _RAY_THROTTLE = False  # True: Ray Data's own reservation and backpressure (for comparison)
 #: per Ray worker process: the CorpusWorkers built for recent runs (by the shipped spec's digest,
 #: the options and the thread count), newest last, and the runs this process has reported to
@@ -647,7 +648,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     if not _RAY_THROTTLE:
         ctx.op_resource_reservation_enabled = False
         ctx.downstream_capacity_backpressure_ratio = None
-    if in_actors:
+    if in_actors and _RAY_STREAM_RECORDS:
         # each batch's one-row record is its own output block, streamed to the driver as its part file
         # lands (Ray Data would otherwise gather a task's outputs into one block, sent when the task ends)
         ctx.target_max_block_size = 1
