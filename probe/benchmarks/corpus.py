@@ -46,7 +46,8 @@ the in-process engine runs again at the full size between the Ray runs (its with
 are the best of all its full-size runs). The best of each engine's runs favours the engine run
 most often on a noisy host, so the full-size Ray runs are also paired with the in-process run made
 just before them: ``whole_run_paired_median`` is the median over the ``repeats`` pairs of the time
-ratio (Ray 1 ÷ in-process; Ray 1 ÷ twice Ray 2 for the scaling), with the seconds in
+ratio (Ray 1 ÷ in-process; Ray 1 ÷ twice Ray 2 for the scaling; bare ÷ in-process from their
+interleaved full-size runs), with the seconds in
 ``paired_full_size_seconds``. ``machine_scaling_1_to_2`` is the ceiling any engine's scaling meets on
 this machine: the bare loop over half the clips in one process, then in two processes at once
 (spawned, each loading the model, started together), ``repeats`` times (the scaling ratios carry its
@@ -257,6 +258,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         run_corpus(model, _subset(tmp, paths, sizes[0]), tmp / "warm", options=opts)
         within: dict = {}  # per engine, the within-run timing of its best full-size run
         full: dict = {}  # per engine, every full-size run: wall seconds + the manifest's timing
+        paired_bare: dict = {}  # the bare loop's and in-process engine's full-size runs, one after the other
         paired: dict = {}  # Ray's full-size runs, run r of each engine one after the other (see the ratios)
         times: dict = {"bare": {}, "inprocess": {}}
         cpu: dict = {"bare": {}, "inprocess": {}}  # process CPU time: robust to other processes' load
@@ -273,6 +275,8 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                     if which == "inprocess" and k == sizes[-1]:
                         _keep_best(within, "inprocess", man, t, full)
                     times[which][k] = min(times[which].get(k, float("inf")), t)
+                    if k == sizes[-1]:
+                        paired_bare.setdefault(which, []).append(t)
                     cpu[which][k] = min(cpu[which].get(k, float("inf")), c)
         engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
         engines["inprocess"].update(within.get("inprocess", {}))
@@ -379,7 +383,9 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         ratios = {"inprocess_over_bare": {
             "steady": ratio(steady["inprocess"], steady["bare"]), "whole_run": ratio(whole["inprocess"], whole["bare"]),
             "steady_cpu": ratio(engines["inprocess"]["cpu"]["steady_clips_per_cpu_second"],
-                                engines["bare"]["cpu"]["steady_clips_per_cpu_second"])}}
+                                engines["bare"]["cpu"]["steady_clips_per_cpu_second"]),
+            "whole_run_paired_median": round(float(np.median(np.asarray(paired_bare["bare"])
+                                                             / np.asarray(paired_bare["inprocess"]))), 3)}}
         if "ray_1" in engines:
             ratios["inprocess_over_ray1"] = {"within_run_steady": ratio(inrun["inprocess"], inrun["ray_1"]),
                                              "steady": ratio(steady["inprocess"], steady["ray_1"]),

@@ -584,7 +584,45 @@ def _start_ray(*, workers: int, ray_address: str | None) -> None:
     if ray.is_initialized():
         return
     kwargs = {"address": ray_address} if ray_address else {"num_cpus": max(int(workers), 1)}
-    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    # Ray's own start-up notices at INFO stay quiet (the run has its own progress bar); its warnings show
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             **kwargs)
+
+
+class _QuietRayData:
+    """While a run executes: Ray Data's INFO lines (each dataset's "execution finished") stay quiet and its
+    notice that its own progress bars are off is dropped (the run shows its own); its other warnings and
+    errors still show. The loggers are restored afterwards.
+
+    Examples
+    --------
+    >>> import logging
+    >>> log = logging.getLogger("ray.data")
+    >>> before = log.level
+    >>> with _QuietRayData():
+    ...     log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.WARNING)
+    (False, True)
+    >>> log.level == before
+    True
+    """
+
+    class _DropProgressNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Progress bars disabled" not in record.getMessage()
+
+    def __enter__(self):
+        self.log = logging.getLogger("ray.data")
+        self.progress = logging.getLogger("ray.data._internal.progress")
+        self.level, self.drop = self.log.level, self._DropProgressNotice()
+        if self.log.getEffectiveLevel() < logging.WARNING:
+            self.log.setLevel(logging.WARNING)
+        self.progress.addFilter(self.drop)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.log.setLevel(self.level)
+        self.progress.removeFilter(self.drop)
+        return False
 
 
 def _ray_blocks(pending, index, *, batch_size: int, workers: int, per_task: int | None) -> list:
@@ -667,7 +705,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                             compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1, zero_copy_batch=True)
     n = 0
     epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the workers report in
-    with _bar(progress, len(pending)) as bar:
+    with _bar(progress, len(pending)) as bar, _QuietRayData():
         # a record per batch as its part file lands (written by its worker, or here from its rows), so
         # a crash loses only the batches in flight
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
