@@ -162,6 +162,54 @@ def test_ray_tasks_of_several_batches_land_one_part_per_batch(tmp_path, monkeypa
     assert ray.data.DataContext.get_current().target_max_block_size > 1
 
 
+def test_ray_worker_dying_mid_task_is_retried_and_each_batch_counted_once(tmp_path, monkeypatch):
+    """A worker process dies in the middle of its task (one task holds its whole share of the batches): Ray runs
+    the task again on a new process, its batches' part files are written again (the same files) and the run
+    counts every batch once: the in-process tables, 7 clips."""
+    _require_ray()
+    import os
+
+    import ray
+    import torch
+
+    import probe.corpus.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_RAY_REUSE_WORKERS", True)
+    monkeypatch.setattr(run_mod, "_RAY_BATCHES_PER_TASK", None)
+    spec = planted_spec()
+    marker, driver = str(tmp_path / "died"), os.getpid()
+
+    class DiesOnceInAWorker(torch.nn.Module):  # a local class: Ray ships it by value
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            if os.getpid() != driver:
+                self.calls += 1
+                if self.calls == 4 and not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)  # the process dies, as on an out-of-memory kill
+            return self.inner(x)
+
+    dying = dataclasses.replace(spec, model=DiesOnceInAWorker(spec.model))
+    corpus = make_event_corpus(tmp_path / "clips", n_clips=7, seconds=0.5)
+    opts = RunOptions(layers=("inner.units",), concepts=("loudness",), random_init=False, batch_size=1,
+                      frames_per_clip=8)
+    a = run_corpus(dying, corpus, tmp_path / "inproc", options=opts)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        b = run_corpus(dying, corpus, tmp_path / "ray", options=dataclasses.replace(opts, engine="ray", workers=1))
+    finally:
+        ray.shutdown()
+    assert os.path.exists(marker)  # it did die once
+    assert b["clips_this_pass"] == 7 and a["clips"] == b["clips"]
+    assert len(b["timing"]["start_ups"]) >= 1
+    names = [sorted(f.name.rsplit("-", 1)[0] for f in (tmp_path / x / "parts").glob("*.parquet")) for x in ("inproc", "ray")]
+    assert names[0] == names[1] and len(names[0]) == 7
+    assert _same(_sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray"))
+
+
 def test_ray_engine_missing_is_an_error_not_a_crash(tmp_path, monkeypatch):
     import builtins
 

@@ -240,8 +240,22 @@ def _timing(written: list, *, setup: float, finalize: float, actors: list = (), 
     return out
 
 
-def _part_name(first_index: int) -> str:
-    return f"part-{first_index:08d}-{uuid.uuid4().hex[:8]}.parquet"
+def _part_name(first_index: int, clip_ids) -> str:
+    """A batch's part file: its first corpus position, and a digest of its clip ids. The same batch always
+    gets the same name, so a batch run twice (a Ray task run again after its process died) replaces its
+    own file rather than adding a second copy of its rows.
+
+    Examples
+    --------
+    >>> _part_name(16, ["c17", "c16"]) == _part_name(16, ["c16", "c17", "c16"])
+    True
+    >>> _part_name(16, ["c16"])[:14]
+    'part-00000016-'
+    """
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(sorted({str(c) for c in clip_ids})).encode()).hexdigest()[:8]
+    return f"part-{first_index:08d}-{digest}.parquet"
 
 
 def _first_index(table, index: dict) -> int:
@@ -262,7 +276,7 @@ def _run_inprocess(worker, pending, parts, options, *, progress, index, written,
             batch = pending[i:i + bs]
             c0 = time.process_time()
             table = worker(clips_table(batch))
-            _write_table(table, parts / _part_name(_first_index(table, index)))
+            _write_table(table, parts / _part_name(_first_index(table, index), table.column("clip_id").to_pylist()))
             written.append((time.perf_counter() - t0, len(batch), time.process_time() - c0, 0))
             bar.update(len(batch))
     return len(pending)
@@ -331,7 +345,7 @@ def _run_batch(worker, batch, parts, start):
     if parts is None:
         n = table.num_rows
     else:  # one record per batch: its clip count (a row per clip would only be counted)
-        _write_table(table, Path(parts) / _part_name(first))
+        _write_table(table, Path(parts) / _part_name(first, batch.column("clip_id").to_pylist()))
         table, n = pa.table({"_clips": pa.array([batch.num_rows], pa.int64())}), 1
     table = table.append_column("_first", pa.array([first] * n, pa.int64()))
     table = table.append_column("_worker", pa.array([f"{socket.gethostname()}:{os.getpid()}"] * n, pa.string()))
@@ -703,7 +717,7 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
     else:
         ds = ds.map_batches(RayBatch, fn_constructor_kwargs=kwargs, batch_size=bs, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1, zero_copy_batch=True)
-    n = 0
+    n, counted = 0, set()
     epoch0 = time.time() - (time.perf_counter() - t0)  # t0 on the wall clock the workers report in
     with _bar(progress, len(pending)) as bar, _QuietRayData():
         # a record per batch as its part file lands (written by its worker, or here from its rows), so
@@ -723,10 +737,13 @@ def _run_ray(model, pending, parts, options, *, workers, ray_address, progress, 
                 count = {f: len({c for c, g in zip(ids, firsts) if g == f}) for f in cpu}
             now = time.perf_counter() - t0
             for first in cpu:  # one batch at a time, however Ray grouped them into blocks
+                if first in counted:  # should a retried task send a batch again (Ray did not, in the tests): once
+                    continue
+                counted.add(first)
                 if not in_actors:
                     one = table.filter(pc.equal(table.column("_first"), first))
                     _write_table(one.drop_columns(["_first", "_worker", "_start", "_done", "_cpu"]),
-                                 parts / _part_name(first))
+                                 parts / _part_name(first, one.column("clip_id").to_pylist()))
                 k = count[first]
                 # when its part file landed: written by its worker (the worker's clock: exact on one
                 # machine) or just now, here
