@@ -295,9 +295,9 @@ _RAY_SHIP_SPEC = True  # hand workers the driver's checked spec (see _ship); Fal
 _RAY_REUSE_WORKERS = True
 #: batches per Ray task in the task mode on one machine; None (default): one task per worker, its share of
 #: the batches. Each task still streams one record per batch back as its part file lands (progress, timing).
-#: Measured with 2 workers on 2 CPUs: between two tasks on a worker Ray left it idle ~0.3 s, so 4 batches
-#: per task (7 gaps in a 200-clip run) cost ~0.3 of 1.4 s; one task per worker has no gap
-#: (docs/findings_corpus.md, "Ray engine")
+#: Measured with 2 workers on 2 CPUs: between two tasks Ray left a worker idle for up to 0.18-0.46 s, so in
+#: a 200-clip run 4 batches per task idled the workers 0.72-0.93 s in all, one batch per task 1.7-2.0 s, and
+#: one task per worker 0.04-0.12 s (docs/findings_corpus.md, "Fourth pass")
 _RAY_BATCHES_PER_TASK: int | None = None
 _RAY_STREAM_RECORDS = True  # False: a task's records reach the driver together when it ends (for comparison)
 _RAY_THROTTLE = False  # True: Ray Data's own reservation and backpressure (for comparison)
