@@ -210,6 +210,60 @@ def test_ray_worker_dying_mid_task_is_retried_and_each_batch_counted_once(tmp_pa
     assert _same(_sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray"))
 
 
+def test_ray_run_interrupted_stops_its_workers_and_resumes_to_the_same_tables(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a Ray run (one task holds the worker's whole share): the call ends, the worker
+    writes no more part files afterwards (Ray Data cancels the task), and running again finishes only the
+    rest, to the in-process tables."""
+    _require_ray()
+    import time
+
+    import ray
+
+    import probe.corpus.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_RAY_REUSE_WORKERS", True)
+    monkeypatch.setattr(run_mod, "_RAY_BATCHES_PER_TASK", None)
+
+    class InterruptedBar:  # the user presses Ctrl-C when the second batch is reported
+        seen = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, k):
+            InterruptedBar.seen += 1
+            if InterruptedBar.seen == 2:
+                raise KeyboardInterrupt
+
+    corpus = make_event_corpus(tmp_path / "clips", n_clips=12, seconds=3.0)
+    # the harmonic-ratio concept (HPSS) makes each one-clip batch take a good fraction of a second
+    opts = RunOptions(layers=("units",), concepts=("loudness", "harmonic"), random_init=False, batch_size=1,
+                      frames_per_clip=8)
+    spec = planted_spec()
+    a = run_corpus(spec, corpus, tmp_path / "inproc", options=opts)
+    ropts = dataclasses.replace(opts, engine="ray", workers=1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(run_mod, "_bar", lambda progress, total: InterruptedBar())
+            with pytest.raises(KeyboardInterrupt):
+                run_corpus(spec, corpus, tmp_path / "ray", options=ropts)
+        parts = tmp_path / "ray" / "parts"
+        at_stop = sorted(f.name for f in parts.glob("*.parquet"))
+        time.sleep(3.0)  # several batches' time: a worker still running would have written more
+        assert sorted(f.name for f in parts.glob("*.parquet")) == at_stop
+        assert 2 <= len(at_stop) < 12
+        b = run_corpus(spec, corpus, tmp_path / "ray", options=ropts)
+    finally:
+        ray.shutdown()
+    assert b["resumed"] == len(at_stop) and b["clips_this_pass"] == 12 - len(at_stop)
+    assert a["clips"] == b["clips"]
+    assert _same(_sorted_table(tmp_path / "inproc"), _sorted_table(tmp_path / "ray"))
+
+
 def test_ray_engine_missing_is_an_error_not_a_crash(tmp_path, monkeypatch):
     import builtins
 
