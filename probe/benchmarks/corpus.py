@@ -46,9 +46,14 @@ the in-process engine runs again at the full size between the Ray runs (its with
 are the best of all its full-size runs). The best of each engine's runs favours the engine run
 most often on a noisy host, so the full-size Ray runs are also paired with the in-process run made
 just before them: ``whole_run_paired_median`` is the median over the ``repeats`` pairs of the time
-ratio (Ray 1 ÷ in-process; Ray 1 ÷ twice Ray 2 for the scaling; bare ÷ in-process from their
-interleaved full-size runs), with the seconds in
-``paired_full_size_seconds``. ``machine_scaling_1_to_2`` is the ceiling any engine's scaling meets on
+ratio (Ray 1 ÷ in-process; Ray 1 ÷ twice Ray 2 for the scaling), with the seconds in
+``paired_full_size_seconds``. The bare loop and the in-process engine get ``pairs`` (8) more full-size
+pairs of their own, one right after the other, alternating which goes first (``paired_inprocess_bare``):
+``inprocess_over_bare.whole_run_paired_median`` is the median of bare ÷ in-process seconds (the engine's
+model load, layer check and finalize included), and ``within_run_steady_paired_median`` the median of
+the two steady rates' ratio, each counted after its first batch (the bare loop timed per batch, the
+engine from its run manifest) — on this kind of host the speed drifts by tens of percent within a
+minute, and these paired figures are the ones that hold still between bench runs. ``machine_scaling_1_to_2`` is the ceiling any engine's scaling meets on
 this machine: the bare loop over half the clips in one process, then in two processes at once
 (spawned, each loading the model, started together), ``repeats`` times (the scaling ratios carry its
 median as ``machine_bare_loops``). Peak traced Python allocations (``tracemalloc``: numpy and pyarrow
@@ -98,7 +103,8 @@ def _wait_ray_idle(ray, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _bare_loop(spec, paths, batch_size: int) -> float:
+def _bare_loop(spec, paths, batch_size: int, marks: list | None = None) -> float:
+    """Seconds of the bare loop over ``paths``; ``marks`` (a list) gets each batch's end time (perf_counter)."""
     import soundfile as sf
     import torch
 
@@ -107,7 +113,17 @@ def _bare_loop(spec, paths, batch_size: int) -> float:
         ys = np.stack([sf.read(p, dtype="float32")[0] for p in paths[i:i + batch_size]])
         with torch.no_grad():
             spec.model(spec.features(ys))
+        if marks is not None:
+            marks.append(time.perf_counter())
     return time.perf_counter() - t0
+
+
+def _steady_rate(marks: list, n_clips: int, batch_size: int) -> float | None:
+    """Clips/s after the first batch (its clips over the time from the first batch's end to the last's), as
+    the run manifest's within-run ``steady_clips_per_second`` counts the engines' parts."""
+    if len(marks) < 2:
+        return None
+    return (n_clips - min(batch_size, n_clips)) / (marks[-1] - marks[0])
 
 
 def _bare_child(model, paths, batch_size: int, barrier, queue) -> None:
@@ -226,7 +242,7 @@ def _whole_runs(full: dict, clips: int) -> dict:
 
 def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_clips: int = 200,
                  seconds: float = 10.0, batch_size: int = 8, ray: bool = True, repeats: int = 3,
-                 default_clips: int = 8) -> dict:
+                 default_clips: int = 8, pairs: int = 8) -> dict:
     """Measure the corpus engines (see the module docstring); returns clips/s and the goal ratios."""
     import soundfile as sf
     import torch
@@ -275,9 +291,24 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                     if which == "inprocess" and k == sizes[-1]:
                         _keep_best(within, "inprocess", man, t, full)
                     times[which][k] = min(times[which].get(k, float("inf")), t)
-                    if k == sizes[-1]:
-                        paired_bare.setdefault(which, []).append(t)
                     cpu[which][k] = min(cpu[which].get(k, float("inf")), c)
+        # more full-size pairs, one engine right after the other (alternating which goes first), for the paired
+        # ratios: the host's speed drifts by tens of percent within a minute, so independent bests scatter
+        full_sub = _subset(tmp, paths, sizes[-1])
+        steady_pairs = []
+        for r in range(max(pairs, 1)):
+            pair = {}
+            for which in (("bare", "inprocess") if r % 2 == 0 else ("inprocess", "bare")):
+                t0 = time.perf_counter()
+                if which == "bare":
+                    marks: list = []
+                    _bare_loop(spec, paths[:sizes[-1]], batch_size, marks)
+                    pair["bare"] = _steady_rate(marks, sizes[-1], batch_size)
+                else:
+                    man = run_corpus(model, full_sub, tmp / f"inproc-pair-{r}", options=opts)
+                    pair["inprocess"] = (man.get("timing") or {}).get("steady_clips_per_second")
+                paired_bare.setdefault(which, []).append(time.perf_counter() - t0)
+            steady_pairs.append(pair)
         engines = {e: _fit(sizes, [times[e][k] for k in sizes]) for e in times}
         engines["inprocess"].update(within.get("inprocess", {}))
         for e in cpu:
@@ -385,7 +416,13 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             "steady_cpu": ratio(engines["inprocess"]["cpu"]["steady_clips_per_cpu_second"],
                                 engines["bare"]["cpu"]["steady_clips_per_cpu_second"]),
             "whole_run_paired_median": round(float(np.median(np.asarray(paired_bare["bare"])
-                                                             / np.asarray(paired_bare["inprocess"]))), 3)}}
+                                                             / np.asarray(paired_bare["inprocess"]))), 3),
+            "within_run_steady_paired_median": round(float(np.median(
+                [p["inprocess"] / p["bare"] for p in steady_pairs if p.get("inprocess") and p.get("bare")])), 3),
+            "pairs": len(paired_bare["bare"])}}
+        out["paired_inprocess_bare"] = {
+            "whole_run_seconds": {e: [round(float(x), 3) for x in v] for e, v in paired_bare.items()},
+            "within_run_steady_clips_per_second": [{e: round(v, 2) for e, v in p.items() if v} for p in steady_pairs]}
         if "ray_1" in engines:
             ratios["inprocess_over_ray1"] = {"within_run_steady": ratio(inrun["inprocess"], inrun["ray_1"]),
                                              "steady": ratio(steady["inprocess"], steady["ray_1"]),

@@ -1065,9 +1065,10 @@ def finalize_run(out, *, top_k: int = 5, quantile_frames: int = 20000) -> dict:
         mean = a["sum"] / a["n"]
         var = np.maximum(a["sumsq"] / a["n"] - mean ** 2, 0.0)
         frames = a["sample"].frames()
-        # one unit at a time: np.quantile copies its input, and a copy of the whole sample would grow
-        # with the corpus (up to the sample's capacity)
-        quant = np.stack([np.quantile(frames[:, j], qs) for j in range(frames.shape[1])], axis=1)
+        # a few units at a time: np.quantile copies its input (a block of the fixed-size sample)
+        step = 32
+        quant = np.concatenate([np.quantile(frames[:, j:j + step], qs, axis=0)
+                                for j in range(0, frames.shape[1], step)], axis=1)
         for u in range(len(mean)):
             best = a["top"].best[u]
             rows.append({"layer": layer, "variant": variant, "unit": u, "count": a["n"], "mean": float(mean[u]),

@@ -166,32 +166,46 @@ def random_init_copy(spec, *, seed: int = 0):
     return dataclasses.replace(spec, model=model, name=f"{spec.name}:random-init", info=dict(spec.info))
 
 
-def _unit_matrix(rec, b: int) -> np.ndarray:
-    """Record of batch item ``b`` → ``(n_steps, n_units)``; axes other than batch/time/units are averaged."""
+def _unit_tensor(rec, n_items: int) -> np.ndarray:
+    """A layer's record → ``(n_items, n_steps, n_units)`` float32; axes other than batch/time/units are averaged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probe.hooks import Record
+    >>> rec = Record(name="conv", module="conv", module_type="Conv1d", call=0,
+    ...              tensor=torch.arange(24.).reshape(2, 3, 4), axes=["batch", "channel", "time"], time_axis=2)
+    >>> _unit_tensor(rec, 2).shape  # (clips, steps, units)
+    (2, 4, 3)
+    """
     x = rec.numpy()
     axes = list(rec.axes or [])
     tax = rec.time_axis
     if tax is None or not axes:
         raise AnalysisError(f"layer {rec.name!r} has no time axis (shape {list(x.shape)}, axes {axes}); "
                             "pick a layer that keeps time")
-    bax = axes.index("batch") if "batch" in axes else None
-    if bax is not None:
-        x = np.take(x, b, axis=bax)
-        axes.pop(bax)
-        tax = axes.index("time")
+    if "batch" in axes:
+        bax = axes.index("batch")
+    else:  # no batch axis: one item
+        if n_items != 1:
+            raise AnalysisError(f"layer {rec.name!r} has no batch axis (axes {axes}) but the batch holds {n_items} clips")
+        x, axes, bax = x[None], ["batch"] + axes, 0
+    x = np.moveaxis(x, bax, 0)
+    axes = axes[:bax] + axes[bax + 1:]  # the per-item axes
+    tax = axes.index("time")
     unit_ax = next((i for i, a in enumerate(axes) if a == "channel" or a.startswith("dim")), None)
     if unit_ax is None:
         unit_ax = next((i for i, a in enumerate(axes) if i != tax), None)
     if unit_ax is None:
-        x = x[None]
+        x = x[:, None]
         axes = ["unit"] + axes
         unit_ax, tax = 0, tax + 1
-    other = tuple(i for i in range(x.ndim) if i not in (unit_ax, tax))
+    other = tuple(i for i in range(len(axes)) if i not in (unit_ax, tax))
     if other:
-        x = x.mean(axis=other)
+        x = x.mean(axis=tuple(1 + i for i in other))
         keep = [i for i in range(len(axes)) if i not in other]
         unit_ax, tax = keep.index(unit_ax), keep.index(tax)
-    return np.ascontiguousarray(np.moveaxis(x, (tax, unit_ax), (0, 1)), dtype=np.float32)
+    return np.ascontiguousarray(np.moveaxis(x, (1 + tax, 1 + unit_ax), (1, 2)), dtype=np.float32)
 
 
 class CorpusWorker:
@@ -315,13 +329,16 @@ class CorpusWorker:
                     raise AnalysisError(f"layer {layer!r} has no time axis with seconds per step (axes {rec.axes}); "
                                         "pick a layer that keeps time")
                 offset = float(getattr(rec, "time_offset", None) or 0.0)
-                for b in range(len(items)):
-                    A = _unit_matrix(rec, b)
-                    per_clip[b].append(self._layer_row(items[b][0], layer, variant, A, float(sps), offset))
+                rows = self._layer_rows([clip for clip, _ in items], layer, variant, _unit_tensor(rec, len(items)),
+                                        float(sps), offset)
+                for b, row in enumerate(rows):
+                    per_clip[b].append(row)
         return per_clip
 
-    def _layer_row(self, clip, layer, variant, A, sps, offset) -> dict:
-        n_steps, n_units = A.shape
+    def _layer_rows(self, clips, layer, variant, A, sps, offset) -> list:
+        """One row per clip from the batch's ``(n_items, n_steps, n_units)`` unit tensor ``A``; the statistics
+        are computed over the whole batch at once (each item's own steps only)."""
+        n_items, n_steps, n_units = A.shape
         budget = self.options.frames_per_clip
         if budget and n_steps > budget:
             keep = np.unique(np.linspace(0, n_steps - 1, int(budget)).round().astype(np.int32))
@@ -329,12 +346,17 @@ class CorpusWorker:
             keep = np.arange(n_steps, dtype=np.int32)
         times = (offset + np.arange(n_steps) * sps).astype(np.float32)
         A64 = A.astype(np.float64)
-        return {"clip_id": clip.clip_id, "status": "ok", "reason": None, "layer": layer, "variant": variant,
-                "n_units": n_units, "n_steps": n_steps, "seconds_per_step": sps, "time_offset": offset,
-                "step_index": keep, "step_time": times[keep], "acts": A[keep].ravel(),
-                "pooled_mean": A.mean(axis=0), "pooled_max": A.max(axis=0),
-                "unit_sum": A64.sum(axis=0), "unit_sumsq": (A64 ** 2).sum(axis=0),
-                "unit_max": A.max(axis=0), "unit_argmax_time": times[A.argmax(axis=0)]}
+        pooled_mean, unit_max = A.mean(axis=1), A.max(axis=1)
+        unit_sum, unit_sumsq = A64.sum(axis=1), (A64 * A64).sum(axis=1)
+        argmax_time = times[A.argmax(axis=1)]
+        acts = A[:, keep]
+        step_time = times[keep]
+        return [{"clip_id": clip.clip_id, "status": "ok", "reason": None, "layer": layer, "variant": variant,
+                 "n_units": n_units, "n_steps": n_steps, "seconds_per_step": sps, "time_offset": offset,
+                 "step_index": keep, "step_time": step_time, "acts": acts[b].ravel(),
+                 "pooled_mean": pooled_mean[b], "pooled_max": unit_max[b],
+                 "unit_sum": unit_sum[b], "unit_sumsq": unit_sumsq[b],
+                 "unit_max": unit_max[b], "unit_argmax_time": argmax_time[b]} for b, clip in enumerate(clips)]
 
     def _bad_row(self, clip, reason: str) -> dict:
         return {"clip_id": clip.clip_id, "status": "bad", "reason": reason}
