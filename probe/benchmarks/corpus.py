@@ -23,8 +23,9 @@ actor gets one CPU and one torch thread.
 Every engine runs at three corpus sizes (a quarter, half and all of the clips). A straight line
 ``seconds = start_up + clips / rate`` through the three times splits each engine's fixed
 start-up (intercept) from its steady-state throughput (1 / slope); its R² is the linearity
-check. Every engine takes the best of ``repeats`` (3) interleaved runs per size (shared, noisy
-machines). Whole-run clips/s at the full size are reported beside the steady-state ones
+check. Every engine takes the best of ``repeats`` (3) runs per size (shared, noisy machines), made in
+``repeats`` rounds that each run every size once, so a slow spell of the host does not hit all the
+repeats of one size. Whole-run clips/s at the full size are reported beside the steady-state ones
 (``whole_run``): each run is timed from the call to the finished run folder, so it includes
 the engine's own start-up (in-process: loading the model and checking the layers; Ray: the
 same on the driver, plus shipping the spec and its workers' first batches), and
@@ -276,11 +277,14 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         full: dict = {}  # per engine, every full-size run: wall seconds + the manifest's timing
         paired_bare: dict = {}  # the bare loop's and in-process engine's full-size runs, one after the other
         paired: dict = {}  # Ray's full-size runs, run r of each engine one after the other (see the ratios)
+        paired_steady: dict = {}  # their within-run steady clips/s, run by run
         times: dict = {"bare": {}, "inprocess": {}}
         cpu: dict = {"bare": {}, "inprocess": {}}  # process CPU time: robust to other processes' load
-        for k in sizes:
-            sub = _subset(tmp, paths, k)
-            for r in range(repeats):  # interleaved, alternating order: the machine's load drifts
+        # sizes interleaved within each round (a slow spell of the host, which lasts seconds, then does not
+        # hit every repeat of one size) and the engines in alternating order: the machine's load drifts
+        for r in range(repeats):
+            for k in sizes:
+                sub = _subset(tmp, paths, k)
                 for which in (("bare", "inprocess") if r % 2 == 0 else ("inprocess", "bare")):
                     c0, t0 = time.process_time(), time.perf_counter()
                     if which == "bare":
@@ -359,8 +363,8 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                                         "timing": man.get("timing")}
                 rt: dict = {"ray_1": {}, "ray_2": {}}
                 paired.update({"inprocess": [], "ray_1": [], "ray_2": []})
-                for k in sizes:
-                    for r in range(repeats):
+                for r in range(repeats):  # sizes interleaved within each round, as above
+                    for k in sizes:
                         if k == sizes[-1]:  # the in-process engine again, between the Ray runs (load drifts)
                             t0 = time.perf_counter()
                             man = run_corpus(model, _subset(tmp, paths, k), tmp / f"inproc-between-{r}", options=opts)
@@ -376,6 +380,7 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
                             rt[e][k] = min(rt[e].get(k, float("inf")), t)
                             if k == sizes[-1]:
                                 paired[e].append(t)
+                                paired_steady.setdefault(e, []).append((man.get("timing") or {}).get("steady_clips_per_second"))
                                 _keep_best(within, e, man, t, full)
                 # the other Ray mode (tasks on pooled processes, or the actor pool): full size, one worker,
                 # between in-process runs
@@ -445,6 +450,9 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
             ratios["inprocess_over_ray1"]["whole_run_paired_median"] = round(float(np.median(pr["ray_1"] / pr["inprocess"])), 3)
             ratios["ray_scaling_efficiency_1_to_2"]["whole_run_paired_median"] = round(
                 float(np.median(pr["ray_1"] / (2 * pr["ray_2"]))), 3)
+            st = [b / (2 * a) for a, b in zip(paired_steady.get("ray_1", []), paired_steady.get("ray_2", [])) if a and b]
+            ratios["ray_scaling_efficiency_1_to_2"]["within_run_steady_paired_median"] = (
+                round(float(np.median(st)), 3) if st else None)
             out["paired_full_size_seconds"] = {e: [round(float(x), 3) for x in v] for e, v in pr.items()}
             ratios["ray_scaling_efficiency_1_to_2"]["machine_bare_loops"] = out["machine_scaling_1_to_2"]["efficiency_median"]
         ratios["linearity_r2_inprocess"] = engines["inprocess"]["r2"]
