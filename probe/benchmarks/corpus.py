@@ -72,7 +72,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["bench", "bench_corpus"]
+__all__ = ["bench", "bench_corpus", "goals_met"]
 
 
 def _write_clips(folder: Path, n: int, seconds: float, sr: int) -> list:
@@ -462,9 +462,55 @@ def bench_corpus(*, model: str = "zoo:crnn_sed", layers=("conv.2", "rnn"), n_cli
         out["goals"] = {"inprocess_over_bare": ">= 0.8", "inprocess_over_ray1": "<= 1.25 (Ray within 1.25x)",
                         "ray_scaling_efficiency_1_to_2": ">= 0.8", "linearity_r2_inprocess": ">= 0.99",
                         "peak_traced_mib": "flat across sizes"}
+        out["goals_met"] = goals_met(out)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+#: goal → (ratio group, figure, threshold, direction): each judged on the figure that holds still on a noisy
+#: host, the median of runs paired side by side (the line fit's own R² for linearity)
+_GOALS = {
+    "inprocess_over_bare": ("inprocess_over_bare", "within_run_steady_paired_median", 0.8, ">="),
+    "inprocess_over_bare_whole_run": ("inprocess_over_bare", "whole_run_paired_median", 0.8, ">="),
+    "ray_within_1.25x_of_inprocess": ("inprocess_over_ray1", "whole_run_paired_median", 1.25, "<="),
+    "ray_scaling_efficiency_1_to_2": ("ray_scaling_efficiency_1_to_2", "within_run_steady_paired_median", 0.8, ">="),
+    "linearity_r2_inprocess": (None, "linearity_r2_inprocess", 0.99, ">="),
+}
+_FLAT_MEMORY = 1.1  # the largest corpus's traced peak at most 10 % above the smallest's
+
+
+def goals_met(result: dict) -> dict:
+    """Judge a :func:`bench_corpus` result against the corpus goals.
+
+    Returns, per goal, the figure it is judged on (``figure``), its ``value``, the ``goal`` and ``met``
+    (``None`` when the figure is missing, e.g. the Ray goals without ``ray[data]``).
+
+    Examples
+    --------
+    >>> r = {"ratios": {"inprocess_over_bare": {"within_run_steady_paired_median": 0.91,
+    ...                                         "whole_run_paired_median": 0.78},
+    ...                 "linearity_r2_inprocess": 0.995},
+    ...      "peak_traced_mib": {"50": 20.5, "100": 20.5, "200": 20.6}}
+    >>> g = goals_met(r)
+    >>> g["inprocess_over_bare"]["met"], g["inprocess_over_bare_whole_run"]["met"], g["peak_traced_mib"]["met"]
+    (True, False, True)
+    >>> g["ray_within_1.25x_of_inprocess"]["met"] is None  # no Ray figures
+    True
+    """
+    ratios = result.get("ratios") or {}
+    out = {}
+    for goal, (group, figure, limit, how) in _GOALS.items():
+        value = (ratios.get(group) or {}).get(figure) if group else ratios.get(figure)
+        met = None if value is None else bool(value >= limit if how == ">=" else value <= limit)
+        out[goal] = {"figure": f"{group}.{figure}" if group else figure, "value": value, "goal": f"{how} {limit}",
+                     "met": met}
+    peaks = [float(v) for v in (result.get("peak_traced_mib") or {}).values()]
+    growth = max(peaks) / min(peaks) if peaks and min(peaks) > 0 else None
+    out["peak_traced_mib"] = {"figure": "largest ÷ smallest corpus's traced peak",
+                              "value": None if growth is None else round(growth, 3), "goal": f"<= {_FLAT_MEMORY}",
+                              "met": None if growth is None else bool(growth <= _FLAT_MEMORY)}
     return out
 
 
