@@ -350,3 +350,30 @@ def test_cli_bad_corpus_and_concepts(probe_exe, tmp_path):
     assert p.returncode == 2 and "unknown concepts" in p.stderr
     p = _cli(probe_exe, "run", str(spec), str(tmp_path), "--layers", "nolayer", "--out", str(tmp_path / "r"))
     assert p.returncode == 2 and "no layer named 'nolayer'" in p.stderr
+
+
+@pytest.mark.parametrize("name", ["framed_conv2d", "window_embedder"])
+def test_gallery_models_without_a_batch_axis_or_with_a_long_window_run_clip_by_clip(tmp_path, name):
+    """framed_conv2d folds its frames into the batch (the conv's record has no batch axis), so clips
+    batched together would mix; window_embedder needs 1.6 s of input, more than the 1 s layer check.
+    A batch of three clips gives each clip the rows it gets alone, and the clips differ."""
+    from tests import gallery as G
+
+    sr = G.ENTRIES[name].sample_rate
+    t = np.arange(2 * sr) / sr
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(3):
+        y = (0.1 + 0.25 * i) * np.sin(2 * np.pi * (300 + 500 * i) * t) + (0.05 * i) * np.sign(np.sin(2 * np.pi * 3 * t))
+        sf.write(folder / f"c{i}.wav", y.astype(np.float32), sr)
+    layers = tuple(G.ENTRIES[name].layers)[:2]
+    pooled = {}
+    for bs in (1, 3):
+        run_corpus(G.spec_of(name), folder, tmp_path / f"b{bs}",
+                   options=RunOptions(layers=layers, concepts=(), random_init=False, batch_size=bs))
+        r = open_run(tmp_path / f"b{bs}")
+        pooled[bs] = {layer: np.stack([np.asarray(v) for v in r.rows(layer, columns=["pooled_max"])
+                                       .column("pooled_max").to_pylist()]) for layer in layers}
+    for layer in layers:
+        np.testing.assert_allclose(pooled[3][layer], pooled[1][layer], atol=1e-5)
+        assert np.abs(pooled[1][layer][0] - pooled[1][layer][2]).max() > 1e-3  # three different clips

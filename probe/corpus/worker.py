@@ -166,6 +166,10 @@ def random_init_copy(spec, *, seed: int = 0):
     return dataclasses.replace(spec, model=model, name=f"{spec.name}:random-init", info=dict(spec.info))
 
 
+class _NoBatchAxis(AnalysisError):
+    """A layer folds the batch into another axis (frames into the batch, say): its clips run one at a time."""
+
+
 def _unit_tensor(rec, n_items: int) -> np.ndarray:
     """A layer's record → ``(n_items, n_steps, n_units)`` float32; axes other than batch/time/units are averaged.
 
@@ -188,7 +192,7 @@ def _unit_tensor(rec, n_items: int) -> np.ndarray:
         bax = axes.index("batch")
     else:  # no batch axis: one item
         if n_items != 1:
-            raise AnalysisError(f"layer {rec.name!r} has no batch axis (axes {axes}) but the batch holds {n_items} clips")
+            raise _NoBatchAxis(f"layer {rec.name!r} has no batch axis (axes {axes}) but the batch holds {n_items} clips")
         x, axes, bax = x[None], ["batch"] + axes, 0
     x = np.moveaxis(x, bax, 0)
     axes = axes[:bax] + axes[bax + 1:]  # the per-item axes
@@ -246,15 +250,27 @@ class CorpusWorker:
         self.concepts = concept_names(self.options.concepts, self.spec.sample_rate)
         self.schema = output_schema(self.concepts)
         self.seconds = {"load": 0.0, "model": 0.0, "concepts": 0.0}
+        self._one_clip_per_forward = False  # set once a layer is found without a batch axis
 
-    def describe_layers(self, seconds: float = 1.0) -> dict:
+    def describe_layers(self, seconds: float = 1.0, longest: float = 32.0) -> dict:
         """Run one short noise clip and return each layer's ``n_units``, ``seconds_per_step``, ``time_offset``.
 
-        Raises :class:`~probe.errors.AnalysisError` for a layer without a time axis, before a
-        corpus run starts rather than on its first batch.
+        The clip is ``seconds`` long, doubled up to ``longest`` while the model refuses it (a windowed
+        encoder that needs more input). Raises :class:`~probe.errors.AnalysisError` for a layer without
+        a time axis, before a corpus run starts rather than on its first batch.
         """
-        y = (1e-2 * np.random.default_rng(0).standard_normal(int(seconds * self.spec.sample_rate))).astype(np.float32)
-        rows = self._forward([(Clip("probe", ""), y)], variants=("trained",))[0]
+        rng = np.random.default_rng(0)
+        while True:
+            y = (1e-2 * rng.standard_normal(int(seconds * self.spec.sample_rate))).astype(np.float32)
+            try:
+                rows = self._forward([(Clip("probe", ""), y)], variants=("trained",))[0]
+                break
+            except ProbeError:
+                raise
+            except Exception:  # too short for this model: try a longer clip
+                if seconds * 2 > longest:
+                    raise
+                seconds *= 2
         return {r["layer"]: {"n_units": int(r["n_units"]), "seconds_per_step": r["seconds_per_step"],
                              "time_offset": r["time_offset"]} for r in rows}
 
@@ -285,7 +301,12 @@ class CorpusWorker:
         out_rows: dict = {}
         for n, items in groups.items():
             try:
+                if self._one_clip_per_forward and len(items) > 1:
+                    raise _NoBatchAxis("known")
                 per_clip = self._forward(items)
+            except _NoBatchAxis:  # a layer mixes the clips of a batch: one forward per clip
+                self._one_clip_per_forward = True
+                per_clip = [self._forward([item])[0] for item in items]
             except ProbeError:
                 raise
             except Exception as exc:  # a model that fails on this length: the clips are bad, not the run
