@@ -106,7 +106,7 @@ def test_random_eq_is_a_bounded_smooth_gain():
 
 def test_augmentation_and_flite_voices_are_for_training_only():
     for split in ("val", "test"):
-        for kw in ({"augment": True}, {"flite": True}):
+        for kw in ({"augment": True}, {"flite": True}, {"prompts": True}):
             with pytest.raises(ValueError, match="training split only"):
                 SP.StreamSampler(4000, np.random.default_rng(0), split=split, **kw)
     flite = set(SP.flite_speakers())
@@ -136,6 +136,32 @@ def test_augmented_sampler_mixes_exactly_and_makes_new_speakers():
     plain = SP.StreamSampler(8000, np.random.default_rng(1), split="train")
     plain.one()
     assert plain.last["speed"] == [1.0, 1.0] and not set(plain.last["speakers"]) & set(SP.flite_speakers())
+
+
+def test_prompt_voices_are_four_more_real_training_speakers_cut_into_phrases():
+    voices = SP.prompt_speakers()
+    assert len(voices) == 4 and all(SP.split_of(s) == "train" for s in voices)
+    assert len({SP.language_of(s) for s in voices} | {SP.language_of(SP.ALLISON)}) == 5  # each its own speaker
+    for split in C.SPLITS:
+        assert not set(voices) & set(SP.speakers(split)), split  # never a speaker of any built split
+    for split, n in (("val", 40), ("test", 60)):
+        for it in separation_set("speakers", split, n=n):
+            assert not set(it["meta"]["speakers"]) & set(voices), (split, it["meta"]["speakers"])
+    pool = SP.prompt_clips()
+    assert sorted(pool) == sorted(voices)
+    for spk, phrases in pool.items():
+        seconds = np.array([len(c) for c in phrases]) / SP.SR
+        assert len(phrases) > 300 and seconds.sum() > 15 * 60, spk  # about 19 minutes of running speech each
+        assert 1.0 < np.median(seconds) < 4.0 and seconds.max() < 30, spk  # phrases, not whole prompts
+        for c in phrases[::50]:
+            assert abs(C.rms_db(c) - SP.CLIP_RMS_DB) < 0.5  # prepared like the klettres clips
+    sampler = SP.StreamSampler(8000, np.random.default_rng(2), split="train", prompts=True)
+    seen = set()
+    for _ in range(60):
+        sampler.one()
+        seen.update(sampler.last["speakers"])
+    assert seen & set(voices) and seen <= set(SP.speakers("train")) | set(voices)
+    assert not seen & set(SP.flite_speakers())
 
 
 def test_missing_package_names_the_install_command(monkeypatch, tmp_path):

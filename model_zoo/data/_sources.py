@@ -19,13 +19,13 @@ A source is looked up, in this order:
 Examples
 --------
 >>> from model_zoo.data import _sources as SRC
->>> sorted(SRC.SOURCES)
-['alsa', 'asterisk', 'flite', 'freedesktop', 'klettres', 'soundfont', 'tinysoundfont', 'wesnoth']
+>>> sorted(SRC.SOURCES)[:6]
+['alsa', 'asterisk', 'asterisk_fr', 'asterisk_it', 'asterisk_it_menardi', 'asterisk_ru']
 >>> SRC.SOURCES["asterisk"].package
 'asterisk-core-sounds-en-wav'
 >>> info = SRC.check("asterisk")          # never raises: {"status": "ok" | "missing", "path", "fix", ...}
->>> sorted(info)[:4]
-['disables', 'fix', 'key', 'kind']
+>>> {"status", "path", "fix", "disables"} <= set(info)
+True
 """
 
 from __future__ import annotations
@@ -129,6 +129,18 @@ SOURCES: dict[str, Source] = {s.key: s for s in [
             "/usr/share/games/wesnoth/*/data/core/sounds/ambient/birds1.ogg"), "*.ogg",
            "Battle for Wesnoth 1.16 sound effects", "GPL-2+",
            "sound-event scenes (crnn_sed, rawcnn_sed: most events and the ambiences)", _apt("wesnoth-1.16-data")),
+    *[Source(key, package, "dir", "vm-goodbye.wav", (f"/usr/share/asterisk/sounds/{voice}/vm-goodbye.wav",), "*.wav",
+             f"Asterisk {lang} prompts ({who}, 8 kHz wav)", licence,
+             "real two-speaker mixtures (dc_speech: an extra real training speaker)", _apt(package))
+      for key, package, voice, lang, who, licence in [
+          ("asterisk_fr", "asterisk-core-sounds-fr-wav", "fr_CA_f_June", "Canadian French", "June Wallack",
+           "CC-BY-SA-3.0"),
+          ("asterisk_it", "asterisk-core-sounds-it-wav", "it_IT_m_Carlo", "Italian", "Carlo Flora", "CC-BY-3.0"),
+          ("asterisk_ru", "asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU", "Russian", "ivrvoice.ru, Maxim Topal",
+           "CC-BY-3.0"),
+          ("asterisk_it_menardi", "asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "Italian",
+           "Paola Dal Zot, Marco Menardi", "CC-BY-SA-3.0 (attribution: http://www.voip.ammdomus.it)"),
+      ]],
     Source("klettres", "klettres-data", "dir", "en/alpha/A.ogg", ("/usr/share/klettres/en/alpha/A.ogg",),
            "*/alpha/*.ogg", "KLettres letters and syllables spoken by real people (one folder per language)",
            "GPL-2+", "real two-speaker mixtures (dc_speech)", _apt("klettres-data")),

@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from . import _common as C
+from . import _sources as SRC
 
 __all__ = ["VERSION", "DEFAULT_SIZES", "SPLIT_LANGUAGES", "FLITE_VOICES", "SPEED_RANGE", "speakers", "flite_speakers",
            "language_of", "split_of", "clips", "flite_clips", "stream", "perturb_speed", "random_eq", "make_item", "build",
-           "StreamSampler", "provenance"]
+           "StreamSampler", "provenance", "PROMPT_VOICES", "prompt_speakers", "prompt_clips"]
 
 VERSION = 1
 DEFAULT_SIZES = {"train": 600, "val": 40, "test": 60}
@@ -57,6 +58,16 @@ SPLIT_LANGUAGES = {
 }
 #: the recorded prompt voice: train only
 ALLISON = "asterisk:en_US_f_Allison"
+#: four more recorded prompt voices (Asterisk prompt packages, running speech at 8 kHz), each its own real
+#: speaker: extra TRAINING speakers of :class:`StreamSampler` (``prompts=True``) only → their data source key
+PROMPT_VOICES = {
+    "asterisk:fr_CA_f_June": "asterisk_fr",
+    "asterisk:it_IT_m_Carlo": "asterisk_it",
+    "asterisk:ru_RU_f_IvrvoiceRU": "asterisk_ru",
+    "asterisk:it_IT_f_Menardi": "asterisk_it_menardi",
+}
+#: a prompt is cut at its pauses (35 dB below its peak, ≥ this many seconds) into phrase clips
+PHRASE_PAUSE_S = 0.12
 TRIM_DB = 35.0
 CLIP_RMS_DB = -20.0
 GAP_S = (0.05, 0.25)
@@ -77,8 +88,9 @@ _CLIPS: dict = {}
 
 
 def language_of(speaker: str) -> str:
-    """``"klettres:de/alpha"`` → ``"de"``; the asterisk voice is ``"asterisk"``; a flite voice is its own group."""
-    if speaker.startswith("flite:"):
+    """``"klettres:de/alpha"`` → ``"de"``; the asterisk voice is ``"asterisk"``; a flite voice or a prompt voice
+    (:data:`PROMPT_VOICES`) is its own group."""
+    if speaker.startswith("flite:") or speaker in PROMPT_VOICES:
         return speaker
     return speaker.split(":", 1)[1].split("/", 1)[0] if speaker.startswith("klettres:") else "asterisk"
 
@@ -86,6 +98,12 @@ def language_of(speaker: str) -> str:
 def flite_speakers() -> list[str]:
     """The synthetic extra training speakers (``"flite:VOICE"``); never part of :func:`speakers` of any split."""
     return [f"flite:{v}" for v in FLITE_VOICES]
+
+
+def prompt_speakers() -> list[str]:
+    """The extra real training speakers of the Asterisk prompt packages (``"asterisk:VOICE"``); never part of
+    :func:`speakers` of any split."""
+    return list(PROMPT_VOICES)
 
 
 def _klettres_root() -> Path:
@@ -137,7 +155,7 @@ def _clip_cache(split: str) -> Path:
 def split_of(speaker: str) -> str:
     """The split whose speakers include ``speaker`` (flite voices: ``"train"``, as extra training speakers)."""
     lang = language_of(speaker)
-    if lang == "asterisk" or speaker.startswith("flite:"):
+    if lang == "asterisk" or speaker.startswith("flite:") or speaker in PROMPT_VOICES:
         return "train"
     for split, langs in SPLIT_LANGUAGES.items():
         if lang in langs:
@@ -197,6 +215,47 @@ def flite_clips() -> dict[str, list[np.ndarray]]:
     return _CLIPS[key]
 
 
+def _phrases(path: Path) -> list[np.ndarray]:
+    """One prompt recording cut at its pauses into phrase clips, each prepared like :func:`_load_clip`."""
+    import librosa
+    import soundfile as sf
+
+    y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    y = C.resample(y.mean(axis=1), sr, SR)
+    if not np.any(y):
+        return []
+    spans = librosa.effects.split(y, top_db=TRIM_DB, frame_length=256, hop_length=64)
+    merged: list[list[int]] = []
+    for a, b in spans:  # pauses shorter than PHRASE_PAUSE_S stay inside a phrase
+        if merged and a - merged[-1][1] < PHRASE_PAUSE_S * SR:
+            merged[-1][1] = int(b)
+        else:
+            merged.append([int(a), int(b)])
+    pad = int(0.02 * SR)
+    out = [_prepare(y[max(a - pad, 0):b + pad]) for a, b in merged]
+    return [c for c in out if c is not None]
+
+
+def _prompt_files(speaker: str) -> list[Path]:
+    return sorted(p for p in C.require_source(PROMPT_VOICES[speaker]).glob("*.wav") if not p.name.startswith("beep"))
+
+
+def prompt_clips() -> dict[str, list[np.ndarray]]:
+    """``{"asterisk:VOICE": [phrase, ...]}`` of the :data:`PROMPT_VOICES`: every top-level prompt (beeps left out)
+    cut at its pauses into phrases, prepared like :func:`clips` (8 kHz, trimmed, −20 dBFS RMS); cached."""
+    key = (str(C.build_dir()), "prompts")
+    if key in _CLIPS:
+        return _CLIPS[key]
+    want = prompt_speakers()
+    path = C.build_dir() / f"speaker_prompt_clips_sr{SR}_v{VERSION}.npz"
+    cached = _read_clip_cache(path, want)
+    if cached is not None:
+        _CLIPS[key] = cached
+        return cached
+    _CLIPS[key] = _build_clip_cache(path, {spk: (c for f in _prompt_files(spk) for c in _phrases(f)) for spk in want})
+    return _CLIPS[key]
+
+
 def _build_clip_cache(path: Path, sources: dict) -> dict[str, list[np.ndarray]]:
     """Concatenate the prepared clips of every speaker (``{speaker: iterable of clip or None}``) into ``path``."""
     parts, index, pos = [], {}, 0
@@ -224,7 +283,12 @@ def _build_clip_cache(path: Path, sources: dict) -> dict[str, list[np.ndarray]]:
 
 def stream(speaker: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
     """``n`` samples of ``speaker``: random clips with random gaps after a random lead; returns (audio, clip ids)."""
-    pool = flite_clips()[speaker] if speaker.startswith("flite:") else clips(split_of(speaker))[speaker]
+    if speaker.startswith("flite:"):
+        pool = flite_clips()[speaker]
+    elif speaker in PROMPT_VOICES:
+        pool = prompt_clips()[speaker]
+    else:
+        pool = clips(split_of(speaker))[speaker]
     out = np.zeros(n, np.float32)
     pos = int(rng.uniform(*LEAD_S) * SR)
     used = []
@@ -363,6 +427,9 @@ class StreamSampler:
         (:func:`random_eq`) and a random start up to :data:`SHIFT_S` into its stream.
     flite : bool
         Add flite's voices (:func:`flite_speakers`) as extra speakers (TRAINING split only).
+    prompts : bool
+        Add the four recorded prompt voices (:func:`prompt_speakers`, real speakers) as extra speakers
+        (TRAINING split only).
 
     Attributes
     ----------
@@ -377,13 +444,13 @@ class StreamSampler:
     """
 
     def __init__(self, segment: int, rng: np.random.Generator, *, split: str = "train", gain_db: float = 5.0,
-                 min_active: float = 0.3, augment: bool = False, flite: bool = False):
-        if (augment or flite) and split != "train":
-            raise ValueError(f"speaker augmentation and flite voices are for the training split only, given "
-                             f"split={split!r}, augment={augment}, flite={flite}")
+                 min_active: float = 0.3, augment: bool = False, flite: bool = False, prompts: bool = False):
+        if (augment or flite or prompts) and split != "train":
+            raise ValueError(f"speaker augmentation, flite voices and prompt voices are for the training split only, "
+                             f"given split={split!r}, augment={augment}, flite={flite}, prompts={prompts}")
         self.segment = int(segment)
         self.rng = rng
-        self.speakers = speakers(split) + (flite_speakers() if flite else [])
+        self.speakers = speakers(split) + (flite_speakers() if flite else []) + (prompt_speakers() if prompts else [])
         self.gain_db = float(gain_db)
         self.min_active = float(min_active)
         self.augment = bool(augment)
@@ -391,6 +458,8 @@ class StreamSampler:
         clips(split)
         if flite:
             flite_clips()
+        if prompts:
+            prompt_clips()
 
     def _source(self, speaker: str) -> tuple[np.ndarray, float]:
         if not self.augment:
@@ -438,6 +507,10 @@ def provenance() -> dict:
            "speakers": {s: speakers(s) for s in C.SPLITS},
            "extra_training_speakers": {"flite": flite_speakers(), "note": (
                f"flite voices (CMU permissive) saying the first {FLITE_SENTENCES} sentences of the flite speech "
-               "set's training text pool; dynamic mixing of the training split only (StreamSampler flite=True)")},
+               "set's training text pool; dynamic mixing of the training split only (StreamSampler flite=True)"),
+               "prompt_voices": {spk: {"package": SRC.SOURCES[key].package, "licence": SRC.SOURCES[key].licence,
+                                       "what": SRC.SOURCES[key].what} for spk, key in PROMPT_VOICES.items()},
+               "prompt_note": ("recorded prompt voices (real speakers, running speech) cut at their pauses into "
+                               "phrases; dynamic mixing of the training split only (StreamSampler prompts=True)")},
            "languages": {s: list(v) for s, v in SPLIT_LANGUAGES.items()}}
     return out

@@ -123,6 +123,8 @@ def _extra_args(p) -> None:
                    help="speaker augmentation in dynamic mixing: speed 0.8-1.25, random EQ, time shift (train only)")
     p.add_argument("--flite", action=argparse.BooleanOptionalAction, default=True,
                    help="flite's four voices as extra TRAINING speakers")
+    p.add_argument("--prompts", action=argparse.BooleanOptionalAction, default=True,
+                   help="the four recorded Asterisk prompt voices (real speakers) as extra TRAINING speakers")
     p.add_argument("--dropout", type=float, default=0.2, help="dropout between BLSTM layers (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay (default %(default)s)")
     p.add_argument("--n-val", type=int, default=N_VAL, help="val mixtures for model selection (default %(default)s)")
@@ -165,7 +167,8 @@ def main(argv=None) -> dict:
         else:
             from model_zoo.data.speakers import StreamSampler
 
-            sampler = StreamSampler(seg, rng, split="train", augment=args.augment, flite=args.flite)
+            sampler = StreamSampler(seg, rng, split="train", augment=args.augment, flite=args.flite,
+                                    prompts=args.prompts)
         info = train_loop(name=DS.NAME, model=model, optimizer=opt, step_fn=dc_step, sampler=sampler, args=args,
                           val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
                           eval_every_s=5.0 if args.smoke else args.eval_every)
@@ -226,6 +229,8 @@ def main(argv=None) -> dict:
                  "languages every step (model_zoo.data.speakers.StreamSampler"
                  + (", speaker augmentation" if getattr(args, "augment", False) else "")
                  + (", flite voices as extra training speakers" if getattr(args, "flite", False) else "")
+                 + (", the four Asterisk prompt voices as extra real training speakers"
+                    if getattr(args, "prompts", False) else "")
                  + "); the first 200 built train mixtures fit the input normalisation",
         "val": f"first {len(val)} val mixtures (val speakers; model selection only)",
         "test": f"first {len(test)} test mixtures; test speakers (languages {', '.join(spk_prov.get('languages', {}).get('test', []))}) "
@@ -236,7 +241,12 @@ def main(argv=None) -> dict:
         "licences": ["klettres-data (GPL-2+): letters/syllables of real speakers",
                      "asterisk-core-sounds-en-wav (CC-BY-SA-3.0, Allison Smith): train only",
                      ] + (["flite + libflite1 (CMU permissive): synthetic voices kal16/awb/rms/slt, extra training "
-                           "speakers only"] if getattr(args, "flite", False) else []),
+                           "speakers only"] if getattr(args, "flite", False) else [])
+                    + (["asterisk-core-sounds-fr-wav (CC-BY-SA-3.0, June Wallack), asterisk-core-sounds-it-wav "
+                        "(CC-BY-3.0, Carlo Flora), asterisk-core-sounds-ru-wav (CC-BY-3.0, ivrvoice.ru), "
+                        "asterisk-prompt-it-menardi-wav (CC-BY-SA-3.0, Paola Dal Zot and Marco Menardi, "
+                        "http://www.voip.ammdomus.it): extra real training speakers only"]
+                       if getattr(args, "prompts", False) else []),
         "built_from": "Debian packages at build time (python -m model_zoo.data); no recordings are committed",
     })
     if "training_block" not in info:
@@ -246,7 +256,9 @@ def main(argv=None) -> dict:
             + ("; speaker augmentation per source: speed factor 0.8–1.25 log-uniform (band-limited resampling), "
                "random smooth EQ ±6 dB at 6 frequencies, random time shift up to 0.5 s" if args.augment else "")
             + ("; extra training speakers: flite kal16, awb, rms, slt (60 training sentences each)"
-               if args.flite else ""))
+               if args.flite else "")
+            + ("; extra real training speakers: the Asterisk prompt voices June (fr-CA), Carlo (it), IvrvoiceRU (ru), "
+               "Menardi (it), running speech cut at pauses into phrases (about 19 min each)" if args.prompts else ""))
         card["training"].update(optimizer="AdamW", weight_decay=args.weight_decay, dropout=args.dropout,
                                 n_val=len(val))
     card["tried"] = TRIED
