@@ -227,3 +227,32 @@ def test_card_numbers_hold_on_the_fixed_test_subset():
     assert f["si_sdri"]["met"] == (test["dc_kmeans"]["si_sdri"] >= 0.6 * test["oracle_ibm"]["si_sdri"])
     assert f["mask_accuracy"]["met"] == (card["metrics"]["mask_accuracy"]["dc_kmeans"] >= 0.85)
     assert card["data"]["speakers"]["test"] == SP.speakers("test")
+
+
+def test_card_names_the_shipped_weights_and_shows_every_run_in_its_learning_curves(tmp_path):
+    import hashlib
+    import shutil
+
+    from model_zoo.recipes import dc_speech as R
+    from model_zoo.recipes.cards import render_card_md
+
+    card = json.loads((CARD_DIR / "dc_speech.json").read_text())
+    sha = hashlib.sha256((CHECKPOINT_DIR / "dc_speech.safetensors").read_bytes()).hexdigest()
+    assert card["checkpoint_sha256"] == sha
+    runs = card["earlier_runs"]
+    assert runs and all(len(r["history"]) >= 5 and r["best_step"] for r in runs)
+    assert sha not in {r["checkpoint_sha256"] for r in runs}  # earlier runs are other weights
+    md = (CARD_DIR / "dc_speech.md").read_text()
+    assert md.startswith(render_card_md(card).rstrip("\n"))  # the card's text is its JSON, plus the curves
+    assert "![learning curves of dc_speech](dc_speech.curves.png)" in md and (CARD_DIR / "dc_speech.curves.png").is_file()
+    table = [ln for ln in md.split("## Learning curves")[1].splitlines() if ln.startswith("| v")]
+    assert len(table) == len(runs) + 1 and sha[:12] in table[-1]
+    # the section is rebuilt, not appended twice, and a continued run is drawn after the ones before it
+    shutil.copy(CARD_DIR / "dc_speech.json", tmp_path)
+    shutil.copy(CARD_DIR / "dc_speech.md", tmp_path)
+    R.add_learning_curves(tmp_path, png=False)
+    again = (tmp_path / "dc_speech.md").read_text()
+    assert again.count("## Learning curves") == 1
+    fig = R.learning_curve_figure(runs + [R.run_summary(card, sha, label="this")])
+    starts = [min(x for x in tr.x) for tr in fig.data if tr.mode == "lines+markers"]
+    assert starts == sorted(starts) and len(starts) == len(runs) + 1

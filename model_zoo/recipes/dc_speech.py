@@ -36,7 +36,8 @@ from model_zoo.recipes._common import (count_params, limit_threads, load_checkpo
                                        zoo_paths, CHECKPOINT_DIR)
 from model_zoo.recipes.dc_blstm import dc_floor, dc_step, fit_input_normalisation, publish, val_score
 
-__all__ = ["main", "mask_accuracy", "mask_accuracy_items", "MASK_ACC_FLOOR"]
+__all__ = ["main", "mask_accuracy", "mask_accuracy_items", "MASK_ACC_FLOOR", "run_summary", "earlier_runs_for",
+           "learning_curve_figure", "add_learning_curves"]
 
 MASK_ACC_FLOOR = 0.85
 N_VAL = 40
@@ -100,6 +101,132 @@ def mask_accuracy_items(model, items) -> list[float]:
     return out
 
 
+# ---- learning curves -----------------------------------------------------------------------
+def run_summary(card: dict, sha256: str, *, label: str) -> dict:
+    """One training run of a dc_speech card, for the ``earlier_runs`` of the card of weights continued from it.
+
+    Examples
+    --------
+    >>> card = {"val_history": [[10, 5.0, 0.2, 3.0], [20, 9.0, 0.19, 4.0]], "training": {"steps": 20, "lr": 1e-3,
+    ...         "selection": "best val score (val SI-SDRi), step 20"}, "metrics": {"test": {"dc_kmeans":
+    ...         {"si_sdri": 1.5}}}, "data": {"val": "first 20 val mixtures (val speakers; model selection only)"}}
+    >>> r = run_summary(card, "ab" * 32, label="v1")
+    >>> r["best_step"], r["n_val"], r["test_si_sdri"], r["history"][-1]
+    (20, 20, 1.5, [20, 9.0, 0.19, 4.0])
+    """
+    import re
+
+    tr = card.get("training", {})
+    m = re.search(r"step (\d+)", str(tr.get("selection", "")))
+    n_val = re.search(r"first (\d+) val", str(card.get("data", {}).get("val", "")))
+    return {"label": label, "checkpoint_sha256": sha256, "steps": tr.get("steps"),
+            "best_step": int(m.group(1)) if m else None, "lr": tr.get("lr"),
+            "n_val": int(n_val.group(1)) if n_val else None,
+            "test_si_sdri": (card.get("metrics", {}).get("test", {}).get("dc_kmeans") or {}).get("si_sdri"),
+            "history": [list(h) for h in card.get("val_history") or []]}
+
+
+def earlier_runs_for(init_sha: str | None, cards_dir=None, *, label: str) -> list[dict]:
+    """The runs behind the weights a training continued from: the shipped card's ``earlier_runs`` plus its own run.
+
+    Empty when the training did not start from the shipped dc_speech weights (``init_sha`` is not the sha256 of
+    ``checkpoints/dc_speech.safetensors``) or no card describes them.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from model_zoo.recipes.cards import CARD_DIR
+
+    path = Path(cards_dir or CARD_DIR) / f"{DS.NAME}.json"
+    ckpt = CHECKPOINT_DIR / f"{DS.NAME}.safetensors"
+    if not init_sha or not path.is_file() or not ckpt.is_file():
+        return []
+    if hashlib.sha256(ckpt.read_bytes()).hexdigest() != init_sha:
+        return []
+    card = json.loads(path.read_text())
+    return list(card.get("earlier_runs") or []) + [run_summary(card, init_sha, label=label)]
+
+
+def _run_offsets(runs: list[dict]) -> list[int]:
+    """Step offset of each run: a run starts from its predecessor's selected (best-on-validation) step."""
+    offsets = [0]
+    for run in runs[:-1]:
+        best = run.get("best_step")
+        if best is None:
+            best = run["history"][-1][0] if run.get("history") else 0
+        offsets.append(offsets[-1] + int(best))
+    return offsets
+
+
+def learning_curve_figure(runs: list[dict], *, title: str = ""):
+    """Plotly figure: val SI-SDRi (left) and mean train loss (right) of each run against optimiser steps.
+
+    ``runs`` are dicts with ``label``, ``history`` (rows ``[step, seconds, train loss, val SI-SDRi]``), ``n_val``
+    and ``best_step``; each run is drawn from the step of its predecessor's selected weights, its selected step
+    marked with a star.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("val SI-SDRi (dB), held-out speakers", "training loss"))
+    palette = ["#9467bd", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e"]
+    for k, (off, run) in enumerate(zip(_run_offsets(runs), runs)):
+        h = np.asarray(run["history"], float).reshape(-1, 4)
+        colour = palette[k % len(palette)]
+        name = f"{run['label']} ({run.get('n_val') or '?'} val mixtures)"
+        fig.add_trace(go.Scatter(x=off + h[:, 0], y=h[:, 3], mode="lines+markers", name=name,
+                                 line=dict(color=colour), marker=dict(size=4), legendgroup=run["label"]), 1, 1)
+        fig.add_trace(go.Scatter(x=off + h[:, 0], y=h[:, 2], mode="lines", name=run["label"], showlegend=False,
+                                 line=dict(color=colour), legendgroup=run["label"]), 1, 2)
+        if run.get("best_step") is not None and len(h):
+            i = int(np.argmin(np.abs(h[:, 0] - run["best_step"])))
+            fig.add_trace(go.Scatter(x=[off + h[i, 0]], y=[h[i, 3]], mode="markers", showlegend=False,
+                                     marker=dict(symbol="star", size=13, color=colour, line=dict(color="black", width=1)),
+                                     legendgroup=run["label"]), 1, 1)
+    fig.update_xaxes(title_text="optimiser step (each run from its predecessor's selected step)")
+    fig.update_yaxes(title_text="dB", row=1, col=1)
+    fig.update_layout(title=title, width=1100, height=420, template="plotly_white",
+                      margin=dict(l=55, r=20, t=70, b=55), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def add_learning_curves(cards_dir, *, png: bool = True):
+    """Append the learning curves (a PNG next to the card, a table of the earlier runs) to ``cards_dir/dc_speech.md``."""
+    import json
+    import os
+    from pathlib import Path
+
+    cards_dir = Path(cards_dir)
+    card = json.loads((cards_dir / f"{DS.NAME}.json").read_text())
+    tr = card.get("training", {})
+    label = f"v{len(card.get('earlier_runs') or []) + 1} (these weights)"
+    runs = list(card.get("earlier_runs") or []) + [run_summary(card, card.get("checkpoint_sha256", ""), label=label)]
+    md_path = cards_dir / f"{DS.NAME}.md"
+    marker = "\n## Learning curves\n"
+    md = md_path.read_text().split(marker)[0].rstrip("\n") + "\n"
+    section = [marker.strip("\n"), "", "Validation SI-SDRi (k-means masks, held-out val speakers) and the mean training "
+               "loss at each evaluation; a run continued from a shipped checkpoint starts at its predecessor's selected "
+               "step (stars: the selected weights).", ""]
+    if png and runs[-1]["history"]:
+        os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
+        fig = learning_curve_figure(runs, title=f"{DS.NAME}: learning curves of {len(runs)} runs")
+        out, tmp = cards_dir / f"{DS.NAME}.curves.png", cards_dir / f".{DS.NAME}.curves.tmp.png"
+        fig.write_image(str(tmp), scale=1)
+        os.replace(tmp, out)
+        section += [f"![learning curves of {DS.NAME}]({out.name})", ""]
+    section += ["| run | weights (sha256) | steps | selected step | lr | val mixtures | best val SI-SDRi | test SI-SDRi |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        best = max((h[3] for h in run["history"]), default=float("nan"))
+        test = run.get("test_si_sdri")
+        section.append(f"| {run['label']} | {(run.get('checkpoint_sha256') or '')[:12]} | {run.get('steps')} | "
+                       f"{run.get('best_step')} | {run.get('lr') or ''} | {run.get('n_val') or ''} | {best:.2f} | "
+                       f"{'' if test is None else f'{test:.2f}'} |")
+    md_path.write_text(md + "\n".join(section) + "\n")
+    return md_path
+
+
 def _init_from(name: str, model) -> str:
     if name == "none":
         return "random initialisation"
@@ -146,6 +273,7 @@ def main(argv=None) -> dict:
                                   seconds=sec)
     config = dict(DS.DEFAULT_CONFIG)
     config["dropout"] = float(args.dropout)
+    earlier: list[dict] = []
     init = "random initialisation"
     if args.smoke:
         config.update(hidden=16, layers=1)
@@ -156,6 +284,11 @@ def main(argv=None) -> dict:
     else:
         model = DS.build(config)
         if not args.smoke:
+            if args.init == DS.NAME:  # read before anything is written: a run without --out-dir replaces both
+                import hashlib
+
+                init_sha = hashlib.sha256((CHECKPOINT_DIR / f"{DS.NAME}.safetensors").read_bytes()).hexdigest()
+                earlier = earlier_runs_for(init_sha, label=f"run from {init_sha[:12]}")
             init = _init_from(args.init, model)
         fit_input_normalisation(model, train)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -267,7 +400,17 @@ def main(argv=None) -> dict:
     card["oracle"] = {"note": "ideal masks on the same test mixtures and grid (the ceiling of a binary-mask separator)",
                       "ibm": test_rows["oracle_ibm"], "irm": test_rows["oracle_irm"], "n_items": test_rows["n_items"]}
     card["params"] = count_params(model)
+    import hashlib
+    from pathlib import Path
+
+    card["checkpoint_sha256"] = hashlib.sha256(Path(paths.checkpoint).read_bytes()).hexdigest()
+    if earlier:
+        card["earlier_runs"] = earlier
     write_card(DS.NAME, card, out_dir=paths.cards)
+    try:
+        add_learning_curves(paths.cards)
+    except Exception as exc:  # a figure that fails costs only the figure
+        print(f"[{DS.NAME}] learning curves not drawn: {exc}")
     return card
 
 
