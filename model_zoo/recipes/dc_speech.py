@@ -56,6 +56,15 @@ TRIED = [
     "v2 outcome: 7163 steps in 5104 s; best val SI-SDRi 7.165 dB (40 val mixtures, best val score (val SI-SDRi), "
     "step 4644) vs v1 5.269 dB on the same 40; shipped. Test (60): SI-SDRi 2.506 dB = 17% of IBM 14.386 dB; "
     "k-means mask accuracy 0.736.",
+    "v3 (2026-12-03, NOT shipped): init from v2 (sha256 65f929f65f9d); the v2 recipe plus four more REAL training "
+    "speakers, the Asterisk prompt voices June (fr-CA), Carlo (it), IvrvoiceRU (ru) and Menardi (it), about 19 min of "
+    "running speech each cut at pauses into phrases (StreamSampler prompts=True); 80 min on the otherwise idle 2 "
+    "cores, torch threads=2: 15103 steps. Val SI-SDRi (40 mixtures, every ~2 min) swung between 4.7 and 7.2 dB; best "
+    "7.152 dB at step 8130 against the shipped v2's 7.165 dB. Rule fixed before the test score was seen: ship only if "
+    "the best val beats v2's on the same 40 val mixtures; it did not. The recipe's one test evaluation of its "
+    "best-on-val weights (for the record): SI-SDRi 3.81 dB = 26 % of IBM 14.39 dB (v2 2.51 dB), k-means mask "
+    "accuracy 0.757 (v2 0.736). Card and learning curves of that run: cards/attempts/dc_speech_v3.json and "
+    ".curves.png.",
 ]
 
 
