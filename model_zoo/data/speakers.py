@@ -178,19 +178,20 @@ def _read_clip_cache(path, want) -> dict | None:
     return {spk: [audio[a:b] for a, b in bounds] for spk, bounds in index.items()}
 
 
+def _pool(tag: str, path: Path, want: list[str], sources) -> dict[str, list[np.ndarray]]:
+    """The clips of speakers ``want``: from memory, else from the cache file ``path`` when it holds exactly them,
+    else built from ``sources()`` (``{speaker: iterable of clip or None}``) into ``path``."""
+    key = (str(C.build_dir()), tag)
+    if key not in _CLIPS:
+        cached = _read_clip_cache(path, want)
+        _CLIPS[key] = cached if cached is not None else _build_clip_cache(path, sources())
+    return _CLIPS[key]
+
+
 def clips(split: str) -> dict[str, list[np.ndarray]]:
     """``{speaker: [clip, ...]}`` for the speakers of ``split`` (8 kHz, trimmed, −20 dBFS RMS); cached."""
-    key = (str(C.build_dir()), split)
-    if key in _CLIPS:
-        return _CLIPS[key]
     want = speakers(split)
-    path = _clip_cache(split)
-    cached = _read_clip_cache(path, want)
-    if cached is not None:
-        _CLIPS[key] = cached
-        return cached
-    _CLIPS[key] = _build_clip_cache(path, {spk: (_load_clip(f) for f in _files(spk)) for spk in want})
-    return _CLIPS[key]
+    return _pool(split, _clip_cache(split), want, lambda: {spk: (_load_clip(f) for f in _files(spk)) for spk in want})
 
 
 def flite_clips() -> dict[str, list[np.ndarray]]:
@@ -198,21 +199,11 @@ def flite_clips() -> dict[str, list[np.ndarray]]:
     :func:`clips` (8 kHz, trimmed, −20 dBFS RMS); synthesised once with flite and cached."""
     from . import speech
 
-    key = (str(C.build_dir()), "flite")
-    if key in _CLIPS:
-        return _CLIPS[key]
-    want = flite_speakers()
-    path = C.build_dir() / f"speaker_flite_clips_sr{SR}_n{FLITE_SENTENCES}_v{VERSION}.npz"
-    cached = _read_clip_cache(path, want)
-    if cached is not None:
-        _CLIPS[key] = cached
-        return cached
-    texts = speech.text_pool("train")[:FLITE_SENTENCES]
     def voice(v: str):
-        return [_prepare(speech.synthesize(t, v, sr=SR)) for t in texts]
+        return [_prepare(speech.synthesize(t, v, sr=SR)) for t in speech.text_pool("train")[:FLITE_SENTENCES]]
 
-    _CLIPS[key] = _build_clip_cache(path, {f"flite:{v}": voice(v) for v in FLITE_VOICES})
-    return _CLIPS[key]
+    path = C.build_dir() / f"speaker_flite_clips_sr{SR}_n{FLITE_SENTENCES}_v{VERSION}.npz"
+    return _pool("flite", path, flite_speakers(), lambda: {f"flite:{v}": voice(v) for v in FLITE_VOICES})
 
 
 def _phrases(path: Path) -> list[np.ndarray]:
@@ -243,17 +234,9 @@ def _prompt_files(speaker: str) -> list[Path]:
 def prompt_clips() -> dict[str, list[np.ndarray]]:
     """``{"asterisk:VOICE": [phrase, ...]}`` of the :data:`PROMPT_VOICES`: every top-level prompt (beeps left out)
     cut at its pauses into phrases, prepared like :func:`clips` (8 kHz, trimmed, −20 dBFS RMS); cached."""
-    key = (str(C.build_dir()), "prompts")
-    if key in _CLIPS:
-        return _CLIPS[key]
     want = prompt_speakers()
     path = C.build_dir() / f"speaker_prompt_clips_sr{SR}_v{VERSION}.npz"
-    cached = _read_clip_cache(path, want)
-    if cached is not None:
-        _CLIPS[key] = cached
-        return cached
-    _CLIPS[key] = _build_clip_cache(path, {spk: (c for f in _prompt_files(spk) for c in _phrases(f)) for spk in want})
-    return _CLIPS[key]
+    return _pool("prompts", path, want, lambda: {spk: (c for f in _prompt_files(spk) for c in _phrases(f)) for spk in want})
 
 
 def _build_clip_cache(path: Path, sources: dict) -> dict[str, list[np.ndarray]]:
