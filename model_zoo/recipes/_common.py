@@ -161,11 +161,12 @@ class TrainState:
         Defaults to ``model_zoo/_train``.
     """
 
-    def __init__(self, name: str, model, optimizer=None, *, root=None, scheduler=None):
+    def __init__(self, name: str, model, optimizer=None, *, root=None, scheduler=None, average=None):
         self.name = name
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.average = average  # an optional weight-averaged copy (torch.optim.swa_utils.AveragedModel)
         self.dir = Path(root if root is not None else TRAIN_DIR) / name
 
     @property
@@ -188,6 +189,8 @@ class TrainState:
         tensors = {f"model.{k}": v for k, v in _contiguous_state(self.model).items()}
         meta: dict[str, Any] = {"scalars": _jsonable(scalars)}
         tensors["rng.torch"] = torch.get_rng_state().clone()
+        if self.average is not None:
+            tensors.update({f"average.{k}": v for k, v in _contiguous_state(self.average).items()})
         if self.optimizer is not None:
             osd = self.optimizer.state_dict()
             slots = {}
@@ -224,6 +227,10 @@ class TrainState:
         model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         res = self.model.load_state_dict(model_sd, strict=True)
         del res
+        if self.average is not None:
+            avg_sd = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
+            if avg_sd:
+                self.average.load_state_dict(avg_sd, strict=True)
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
         if self.optimizer is not None and "optim_param_groups" in meta:
@@ -517,7 +524,7 @@ def cosine_lr(lr0: float, frac: float, *, floor: float = 0.05, warmup: float = 0
 
 def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler", args, val_fn,
                train_root=None, eval_every_s: float = 60.0, clip: float | None = 5.0, post_step=None,
-               log=print) -> dict:
+               average_decay: float | None = None, log=print) -> dict:
     """Train until ``args.minutes`` or ``args.steps`` run out; keep the state with the best validation score.
 
     Parameters
@@ -537,6 +544,10 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
         Gradient-norm clipping.
     post_step : callable ``(model) -> None``, optional
         Called after each optimiser step (e.g. projection onto constraints).
+    average_decay : float, optional
+        When given, keep an exponential moving average of the weights (decay per step, e.g. 0.999,
+        via :class:`torch.optim.swa_utils.AveragedModel`); validation scores and model selection
+        then use the AVERAGED weights, which are what the model holds on return.
 
     Returns
     -------
@@ -548,7 +559,13 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
     import torch
     from tqdm import tqdm
 
-    state = TrainState(name, model, optimizer, root=train_root)
+    average = None
+    if average_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(average_decay)), use_buffers=True)
+    scored = average.module if average is not None else model
+    state = TrainState(name, model, optimizer, root=train_root, average=average)
     scal = state.restore() if getattr(args, "resume", False) else {}
     step = int(scal.get("step", 0))
     spent = float(scal.get("seconds", 0.0))
@@ -574,15 +591,15 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
 
     def _validate_and_save(final: bool = False):
         nonlocal best_val, best_step, best_state, last_eval
-        model.eval()
+        scored.eval()
         with torch.no_grad():
-            v = float(val_fn(model))
+            v = float(val_fn(scored))
         model.train()
         history.append([step, round(timer.elapsed(), 1), float(np.mean(losses)) if losses else None, v])
         losses.clear()
         if v > best_val:
             best_val, best_step = v, step
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            best_state = {k: t.detach().clone() for k, t in scored.state_dict().items()}
             if not getattr(args, "smoke", False):
                 from safetensors.torch import save_file
 
@@ -615,6 +632,8 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
         optimizer.step()
         if post_step is not None:
             post_step(model)
+        if average is not None:
+            average.update_parameters(model)
         step += 1
         losses.append(float(loss.detach()))
         bar.update(1)

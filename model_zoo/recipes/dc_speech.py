@@ -40,7 +40,7 @@ __all__ = ["main", "mask_accuracy", "mask_accuracy_items", "MASK_ACC_FLOOR", "ru
            "learning_curve_figure", "add_learning_curves"]
 
 MASK_ACC_FLOOR = 0.85
-N_VAL = 40
+N_VAL = 200
 #: what was tried before the shipped run (the card's "tried" section); the shipped run's own facts are in "training"
 TRIED = [
     "v1 (queue job 25_dc_speech, 32 min on one shared CPU core): init dc_blstm, plain dynamic mixing of the 23 "
@@ -265,6 +265,9 @@ def _extra_args(p) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay (default %(default)s)")
     p.add_argument("--n-val", type=int, default=N_VAL, help="val mixtures for model selection (default %(default)s)")
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between validations")
+    p.add_argument("--average-decay", type=float, default=0.999,
+                   help="exponential moving average of the weights, decay per step; validation and model selection "
+                        "use the averaged weights; 0 turns it off (default %(default)s)")
 
 
 def main(argv=None) -> dict:
@@ -313,7 +316,8 @@ def main(argv=None) -> dict:
                                     prompts=args.prompts)
         info = train_loop(name=DS.NAME, model=model, optimizer=opt, step_fn=dc_step, sampler=sampler, args=args,
                           val_fn=lambda m: val_score(lambda y: M.separate(m, y), val), train_root=paths.train_root,
-                          eval_every_s=5.0 if args.smoke else args.eval_every)
+                          eval_every_s=5.0 if args.smoke else args.eval_every,
+                          average_decay=args.average_decay or None)
     if args.no_eval:
         return {"train": info}
     t0 = time.perf_counter()
@@ -403,6 +407,11 @@ def main(argv=None) -> dict:
                "Menardi (it), running speech cut at pauses into phrases (about 19 min each)" if args.prompts else ""))
         card["training"].update(optimizer="AdamW", weight_decay=args.weight_decay, dropout=args.dropout,
                                 n_val=len(val))
+        if args.average_decay:
+            card["training"]["weight_average"] = (
+                f"exponential moving average of the weights, decay {args.average_decay:g} per step "
+                "(torch.optim.swa_utils.AveragedModel); validation and model selection score the averaged weights, "
+                "which are the shipped ones")
     card["tried"] = TRIED
     card["subset_metrics"]["mask_accuracy"] = round(sub_acc, 4)
     test_rows = card["metrics"]["test"]
