@@ -18,6 +18,7 @@ from model_zoo import crnn_sed, rawcnn_sed
 from model_zoo.data import scenes as S
 from model_zoo.data.scenes import SCENE_CLASSES
 from model_zoo.recipes import sed_common as SC
+from model_zoo.recipes._common import WeightAverage
 
 SR = 16000
 MODELS = [crnn_sed, rawcnn_sed]
@@ -284,7 +285,7 @@ def test_spec_augment_masks_bands_and_frames_without_touching_the_input():
 def test_weight_average_follows_the_ema_formula_and_swaps_back():
     m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     start = {k: v.clone() for k, v in m.state_dict().items()}
-    ema = SC._WeightAverage(m, 0.9)
+    ema = WeightAverage(m, 0.9)
     with torch.no_grad():
         m[0].weight.add_(1.0)
         m[1].running_mean.fill_(2.0)
@@ -300,7 +301,7 @@ def test_weight_average_follows_the_ema_formula_and_swaps_back():
     m.load_state_dict(live)
     assert torch.equal(m[0].weight, start["0.weight"] + 1.0)
     with pytest.raises(ValueError):
-        SC._WeightAverage(m, 1.0)
+        WeightAverage(m, 1.0)
 
 
 # ---- recipes ---------------------------------------------------------------------------------------

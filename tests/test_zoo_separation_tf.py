@@ -238,7 +238,7 @@ def test_train_loop_weight_average_is_the_ema_it_scores_and_returns(tmp_path):
     torch.manual_seed(0)
     ref = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(ref.parameters(), lr=0.05)
-    smp, ema = Sampler(), None
+    smp, ema = Sampler(), ref.weight.detach().clone()  # the average starts at the initial weights
     for k in range(steps):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(0.05, k / steps)
@@ -247,22 +247,25 @@ def test_train_loop_weight_average_is_the_ema_it_scores_and_returns(tmp_path):
         step_fn(ref, torch.from_numpy(mix), None).backward()
         opt.step()
         w = ref.weight.detach().clone()
-        ema = w if ema is None else decay * ema + (1 - decay) * w
+        ema = decay * ema + (1 - decay) * w
     assert info["steps"] == steps and len(seen) == 1
     torch.testing.assert_close(seen[0], ema)  # validation saw the average, not the raw weights
     torch.testing.assert_close(model.weight.detach(), ema)  # and the model returns holding it
     assert not torch.allclose(ema, ref.weight.detach(), atol=1e-4)  # the average really differs from the raw
 
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from model_zoo.recipes._common import WeightAverage
 
-    avg = AveragedModel(ref, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-    avg.update_parameters(ref)
+    avg = WeightAverage(ref, decay)
+    with torch.no_grad():
+        ref.weight.add_(1.0)
+    avg.update(ref)
     TrainState("s", ref, opt, root=tmp_path, average=avg).save(step=1)
     ref2 = torch.nn.Linear(3, 1)
-    avg2 = AveragedModel(ref2, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    avg2 = WeightAverage(ref2, decay)
     TrainState("s", ref2, None, root=tmp_path, average=avg2).restore()
-    torch.testing.assert_close(avg2.module.weight, avg.module.weight)
-    assert int(avg2.n_averaged) == 1
+    torch.testing.assert_close(avg2.state["weight"], avg.state["weight"])
+    torch.testing.assert_close(ref2.weight, ref.weight)  # the live weights come back as the live weights
+    assert not torch.allclose(avg2.state["weight"], ref2.weight)
 
 
 def test_write_card_renders_metrics_table(tmp_path):

@@ -36,7 +36,7 @@ __all__ = [
     "seed_everything", "limit_threads", "count_params", "save_checkpoint", "load_checkpoint", "write_card", "render_card_md",
     "TrainState", "make_parser", "parse_args", "ZooPaths", "zoo_paths", "device_description", "software_versions",
     "Timer", "synthetic_separation_set", "load_separation_set", "MixtureSampler",
-    "cosine_lr", "train_loop", "previous_training", "restore_trained",
+    "cosine_lr", "train_loop", "previous_training", "restore_trained", "WeightAverage",
 ]
 
 ZOO_DIR = Path(__file__).resolve().parent.parent
@@ -143,6 +143,48 @@ from .cards import _jsonable, render_card_md, write_card  # noqa: E402
 from .checkpoints import _contiguous_state, load_checkpoint, save_checkpoint  # noqa: E402
 
 
+# ---- weight averaging ------------------------------------------------------------------
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (weights and norm statistics).
+
+    ``update`` after each optimiser step: ``avg <- decay * avg + (1 - decay) * current``; integer buffers
+    (BatchNorm's step counters) are copied.  ``swap_in`` loads the average into the model and returns the live
+    state, which the caller loads back.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = torch.nn.init.constant_(m.weight, 0.0)
+    >>> avg = WeightAverage(m, 0.5)
+    >>> _ = torch.nn.init.constant_(m.weight, 1.0); avg.update(m)
+    >>> live = avg.swap_in(m); float(m.weight), float(live["weight"])
+    (0.5, 1.0)
+    """
+
+    def __init__(self, model, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model) -> None:
+        import torch
+
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                a = self.state[k]
+                if a.is_floating_point():
+                    a.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                else:
+                    a.copy_(v)
+
+    def swap_in(self, model) -> dict:
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state, strict=True)
+        return live
+
+
 # ---- resumable training ----------------------------------------------------------------
 class TrainState:
     """Save and restore model + optimizer + scalars under ``model_zoo/_train/NAME/`` without pickle.
@@ -166,7 +208,7 @@ class TrainState:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.average = average  # an optional weight-averaged copy (torch.optim.swa_utils.AveragedModel)
+        self.average = average  # an optional WeightAverage, saved and restored with the model
         self.dir = Path(root if root is not None else TRAIN_DIR) / name
 
     @property
@@ -190,7 +232,7 @@ class TrainState:
         meta: dict[str, Any] = {"scalars": _jsonable(scalars)}
         tensors["rng.torch"] = torch.get_rng_state().clone()
         if self.average is not None:
-            tensors.update({f"average.{k}": v for k, v in _contiguous_state(self.average).items()})
+            tensors.update({f"average.{k}": v for k, v in _contiguous_state(self.average.state).items()})
         if self.optimizer is not None:
             osd = self.optimizer.state_dict()
             slots = {}
@@ -230,7 +272,10 @@ class TrainState:
         if self.average is not None:
             avg_sd = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
             if avg_sd:
-                self.average.load_state_dict(avg_sd, strict=True)
+                if set(avg_sd) != set(self.average.state):
+                    raise CheckpointError(f"training state in {self.dir}: its weight average does not match the model")
+                for k, v in avg_sd.items():
+                    self.average.state[k].copy_(v)
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
         if self.optimizer is not None and "optim_param_groups" in meta:
@@ -545,9 +590,9 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
     post_step : callable ``(model) -> None``, optional
         Called after each optimiser step (e.g. projection onto constraints).
     average_decay : float, optional
-        When given, keep an exponential moving average of the weights (decay per step, e.g. 0.999,
-        via :class:`torch.optim.swa_utils.AveragedModel`); validation scores and model selection
-        then use the AVERAGED weights, which are what the model holds on return.
+        When given, keep an exponential moving average of the weights (:class:`WeightAverage`, decay
+        per step, e.g. 0.999); validation scores and model selection then use the AVERAGED weights,
+        which are what the model holds on return.
 
     Returns
     -------
@@ -559,12 +604,7 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
     import torch
     from tqdm import tqdm
 
-    average = None
-    if average_decay is not None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(average_decay)), use_buffers=True)
-    scored = average.module if average is not None else model
+    average = WeightAverage(model, float(average_decay)) if average_decay is not None else None
     state = TrainState(name, model, optimizer, root=train_root, average=average)
     scal = state.restore() if getattr(args, "resume", False) else {}
     step = int(scal.get("step", 0))
@@ -591,20 +631,23 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
 
     def _validate_and_save(final: bool = False):
         nonlocal best_val, best_step, best_state, last_eval
-        scored.eval()
+        live = average.swap_in(model) if average is not None else None  # score the average, then train on
+        model.eval()
         with torch.no_grad():
-            v = float(val_fn(scored))
-        model.train()
+            v = float(val_fn(model))
         history.append([step, round(timer.elapsed(), 1), float(np.mean(losses)) if losses else None, v])
         losses.clear()
         if v > best_val:
             best_val, best_step = v, step
-            best_state = {k: t.detach().clone() for k, t in scored.state_dict().items()}
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             if not getattr(args, "smoke", False):
                 from safetensors.torch import save_file
 
                 state.dir.mkdir(parents=True, exist_ok=True)
                 save_file({k: t.contiguous() for k, t in best_state.items()}, str(best_path))
+        if live is not None:
+            model.load_state_dict(live)
+        model.train()
         log(f"[{name}] step {step} t={timer.elapsed():.0f}s loss={history[-1][2]} val={v:.3f} "
             f"(best {best_val:.3f} @ {best_step})")
         if not getattr(args, "smoke", False):
@@ -633,7 +676,7 @@ def train_loop(*, name: str, model, optimizer, step_fn, sampler: "MixtureSampler
         if post_step is not None:
             post_step(model)
         if average is not None:
-            average.update_parameters(model)
+            average.update(model)
         step += 1
         losses.append(float(loss.detach()))
         bar.update(1)

@@ -410,7 +410,7 @@ def main(argv=None) -> dict:
         if args.average_decay:
             card["training"]["weight_average"] = (
                 f"exponential moving average of the weights, decay {args.average_decay:g} per step "
-                "(torch.optim.swa_utils.AveragedModel); validation and model selection score the averaged weights, "
+                "(model_zoo.recipes._common.WeightAverage); validation and model selection score the averaged weights, "
                 "which are the shipped ones")
     card["tried"] = TRIED
     card["subset_metrics"]["mask_accuracy"] = round(sub_acc, 4)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model_zoo.recipes._common import WeightAverage
 from model_zoo.data.scenes import FRAME_SECONDS, SCENE_CLASSES, event_roll, scene, scene_manifest, scene_set
 
 __all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "HELD_OUT_NOTE", "scenes_description", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
@@ -389,37 +390,6 @@ def spec_augment(X, rng: np.random.Generator, *, freq_masks: int = 2, freq_width
 
 
 # ---- training ----------------------------------------------------------------------------
-class _WeightAverage:
-    """Exponential moving average of a model's floating-point state (weights and norm statistics).
-
-    ``update`` after each optimiser step: ``avg <- decay * avg + (1 - decay) * current``; integer buffers
-    (BatchNorm's step counters) are copied.  ``swap_in`` loads the average into the model and returns the live
-    state, which the caller loads back.
-    """
-
-    def __init__(self, model, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
-        self.decay = decay
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def update(self, model) -> None:
-        import torch
-
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                a = self.state[k]
-                if a.is_floating_point():
-                    a.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
-                else:
-                    a.copy_(v)
-
-    def swap_in(self, model) -> dict:
-        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.state, strict=True)
-        return live
-
-
 def _features(spec, y):
     """``spec.features(y)``, with the log-mel power taken as ``re² + im²`` (no square root; same values)."""
     import torch
@@ -562,7 +532,7 @@ def train_detector(mod, argv=None, *, minutes: float = 11.0, lr: float = 2e-3, b
         p = p.clamp(1e-6, 1 - 1e-6)
         return -(pos_weight * t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
 
-    ema = _WeightAverage(model, float(args.ema)) if args.ema else None
+    ema = WeightAverage(model, float(args.ema)) if args.ema else None
     last_eval = timer.elapsed()
     max_steps = args.steps
     bar = tqdm(total=max_steps, initial=step, desc=mod.NAME, mininterval=10.0, disable=args.smoke)
