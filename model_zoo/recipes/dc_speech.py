@@ -65,6 +65,14 @@ TRIED = [
     "best-on-val weights (for the record): SI-SDRi 3.81 dB = 26 % of IBM 14.39 dB (v2 2.51 dB), k-means mask "
     "accuracy 0.757 (v2 0.736). Card and learning curves of that run: cards/attempts/dc_speech_v3.json and "
     ".curves.png.",
+    "v4 (2026-12-03 session 29, NOT shipped): init from v2; the v3 recipe plus a moving average of the weights (EMA, "
+    "decay 0.999 per step; validation and selection score the average) and model selection on 200 val mixtures instead "
+    "of 40 (v2 scores 7.503 dB on the 200, measured before the run); lr 1e-3, threads=2. The averaged weights' val "
+    "SI-SDRi fell from 7.17 dB (step 348) to 5.96-6.10 dB while the training loss fell 0.167 -> 0.149: at lr 1e-3 the "
+    "network leaves v2 towards the training speakers. Stopped by hand at 1594 s of the 68-min budget (step 3955). Rule "
+    "fixed before the run: ship only if the best val beats v2's 7.503 dB on the same 200; 7.173 did not. The recipe's "
+    "one test evaluation of the best-on-val weights (step 348, mostly v2): SI-SDRi 2.69 dB, mask accuracy 0.735. "
+    "Card and learning curves: cards/attempts/dc_speech_v4.json and .curves.png.",
 ]
 
 
