@@ -73,6 +73,18 @@ TRIED = [
     "fixed before the run: ship only if the best val beats v2's 7.503 dB on the same 200; 7.173 did not. The recipe's "
     "one test evaluation of the best-on-val weights (step 348, mostly v2): SI-SDRi 2.69 dB, mask accuracy 0.735. "
     "Card and learning curves: cards/attempts/dc_speech_v4.json and .curves.png.",
+    "v5 (session 29, NOT shipped): the v4 recipe at lr 1e-4 (cosine over 45 min) from v2. Val SI-SDRi of the averaged "
+    "weights on the 200: 7.39 (step 321), 7.06, 6.79, 6.66 dB (step 1335) against v2's 7.503; stopped by hand at 531 s. "
+    "Rule fixed before the run: ship only at >= 7.603 dB (v2 + 0.10). No card written and no test evaluation.",
+    "v6 (session 29, NOT shipped): v2's own recipe (augmentation and flite voices, NO prompt voices) with the weight "
+    "average and lr 1e-4, 30 min from v2 (4752 steps): to tell whether the prompt voices or further training itself "
+    "pull the val score down. Val of the averaged weights on the 200 fell steadily, 7.37 (step 325), 7.21, 7.17, 7.07, "
+    "7.02, 6.82, 6.67 ... 6.28 dB (step 4752), while the training loss fell 0.148 -> 0.136: further training on these "
+    "training speakers, with or without the prompt voices, moves the network away from the val speakers; v2's "
+    "selected step was a high point of a trajectory whose val score swung by +-1 dB between evaluations, and the "
+    "average of the weights around any step scores lower. Rule fixed before the run: ship only at >= 7.603 dB; best "
+    "7.367. The recipe's one test evaluation of the best-on-val weights (step 325): SI-SDRi 2.55 dB, mask accuracy "
+    "0.738. Card and learning curves: cards/attempts/dc_speech_v6.json and .curves.png.",
 ]
 
 
