@@ -253,6 +253,11 @@ def test_card_names_the_shipped_weights_and_shows_every_run_in_its_learning_curv
     R.add_learning_curves(tmp_path, png=False)
     again = (tmp_path / "dc_speech.md").read_text()
     assert again.count("## Learning curves") == 1
+    # a run continued from these weights names them as the card's table does, and takes the next free number
+    cont = R.earlier_runs_for(sha)
+    assert [r["label"] for r in cont] == [r["label"] for r in runs] + [f"v{len(runs) + 1}"]
+    assert cont[-1]["checkpoint_sha256"] == sha and R.earlier_runs_for("0" * 64) == []
+    assert int(R.next_run_label()[1:]) > len(runs) + 1  # the unshipped attempts count too
     fig = R.learning_curve_figure(runs + [R.run_summary(card, sha, label="this")])
     starts = [min(x for x in tr.x) for tr in fig.data if tr.mode == "lines+markers"]
     assert starts == sorted(starts) and len(starts) == len(runs) + 1

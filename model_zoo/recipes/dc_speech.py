@@ -37,7 +37,7 @@ from model_zoo.recipes._common import (count_params, limit_threads, load_checkpo
 from model_zoo.recipes.dc_blstm import dc_floor, dc_step, fit_input_normalisation, publish, val_score
 
 __all__ = ["main", "mask_accuracy", "mask_accuracy_items", "MASK_ACC_FLOOR", "run_summary", "earlier_runs_for",
-           "learning_curve_figure", "add_learning_curves"]
+           "learning_curve_figure", "add_learning_curves", "next_run_label"]
 
 MASK_ACC_FLOOR = 0.85
 N_VAL = 200
@@ -155,11 +155,12 @@ def run_summary(card: dict, sha256: str, *, label: str) -> dict:
             "history": [list(h) for h in card.get("val_history") or []]}
 
 
-def earlier_runs_for(init_sha: str | None, cards_dir=None, *, label: str) -> list[dict]:
+def earlier_runs_for(init_sha: str | None, cards_dir=None, *, label: str | None = None) -> list[dict]:
     """The runs behind the weights a training continued from: the shipped card's ``earlier_runs`` plus its own run.
 
     Empty when the training did not start from the shipped dc_speech weights (``init_sha`` is not the sha256 of
-    ``checkpoints/dc_speech.safetensors``) or no card describes them.
+    ``checkpoints/dc_speech.safetensors``) or no card describes them. The shipped run is labelled ``label``, else
+    by its card's ``training.run_label``, else ``vN`` counting the runs before it.
     """
     import hashlib
     import json
@@ -174,7 +175,9 @@ def earlier_runs_for(init_sha: str | None, cards_dir=None, *, label: str) -> lis
     if hashlib.sha256(ckpt.read_bytes()).hexdigest() != init_sha:
         return []
     card = json.loads(path.read_text())
-    return list(card.get("earlier_runs") or []) + [run_summary(card, init_sha, label=label)]
+    before = list(card.get("earlier_runs") or [])
+    label = label or card.get("training", {}).get("run_label") or f"v{len(before) + 1}"
+    return before + [run_summary(card, init_sha, label=label)]
 
 
 def _run_offsets(runs: list[dict]) -> list[int]:
@@ -229,7 +232,7 @@ def add_learning_curves(cards_dir, *, png: bool = True):
     cards_dir = Path(cards_dir)
     card = json.loads((cards_dir / f"{DS.NAME}.json").read_text())
     tr = card.get("training", {})
-    label = f"v{len(card.get('earlier_runs') or []) + 1} (these weights)"
+    label = (tr.get("run_label") or f"v{len(card.get('earlier_runs') or []) + 1}") + " (these weights)"
     runs = list(card.get("earlier_runs") or []) + [run_summary(card, card.get("checkpoint_sha256", ""), label=label)]
     md_path = cards_dir / f"{DS.NAME}.md"
     marker = "\n## Learning curves\n"
@@ -254,6 +257,25 @@ def add_learning_curves(cards_dir, *, png: bool = True):
                        f"{'' if test is None else f'{test:.2f}'} |")
     md_path.write_text(md + "\n".join(section) + "\n")
     return md_path
+
+
+def next_run_label(tried=None) -> str:
+    """Label of the next training run: one past the highest ``vN`` that the tried list names.
+
+    Shipped and unshipped runs share one count, so a run shipped after attempts is not named after the
+    number of shipped runs before it.
+
+    Examples
+    --------
+    >>> next_run_label(["v1 (...)", "v2 (...)", "v2 outcome: ...", "v6 (NOT shipped)"])
+    'v7'
+    >>> next_run_label([])
+    'v1'
+    """
+    import re
+
+    found = [int(m.group(1)) for t in (TRIED if tried is None else tried) for m in [re.match(r"v(\d+)\b", t)] if m]
+    return f"v{max(found, default=0) + 1}"
 
 
 def _init_from(name: str, model) -> str:
@@ -285,6 +307,9 @@ def _extra_args(p) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay (default %(default)s)")
     p.add_argument("--n-val", type=int, default=N_VAL, help="val mixtures for model selection (default %(default)s)")
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between validations")
+    p.add_argument("--run-label", default=None,
+                   help="this run's name in the card and its learning curves (default: next_run_label(), one past "
+                        "the highest vN in the recipe's tried list)")
     p.add_argument("--average-decay", type=float, default=0.999,
                    help="exponential moving average of the weights, decay per step; validation and model selection "
                         "use the averaged weights; 0 turns it off (default %(default)s)")
@@ -320,7 +345,7 @@ def main(argv=None) -> dict:
                 import hashlib
 
                 init_sha = hashlib.sha256((CHECKPOINT_DIR / f"{DS.NAME}.safetensors").read_bytes()).hexdigest()
-                earlier = earlier_runs_for(init_sha, label=f"run from {init_sha[:12]}")
+                earlier = earlier_runs_for(init_sha)
             init = _init_from(args.init, model)
         fit_input_normalisation(model, train)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -426,7 +451,7 @@ def main(argv=None) -> dict:
             + ("; extra real training speakers: the Asterisk prompt voices June (fr-CA), Carlo (it), IvrvoiceRU (ru), "
                "Menardi (it), running speech cut at pauses into phrases (about 19 min each)" if args.prompts else ""))
         card["training"].update(optimizer="AdamW", weight_decay=args.weight_decay, dropout=args.dropout,
-                                n_val=len(val))
+                                n_val=len(val), run_label=args.run_label or next_run_label())
         if args.average_decay:
             card["training"]["weight_average"] = (
                 f"exponential moving average of the weights, decay {args.average_decay:g} per step "
