@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_zoo.recipes._common import WeightAverage
 from model_zoo.data.scenes import FRAME_SECONDS, SCENE_CLASSES, event_roll, scene, scene_manifest, scene_set
+from model_zoo.recipes._common import WeightAverage
 
 __all__ = ["FLOORS", "SUBSET_N", "MEDIAN_CHOICES", "HELD_OUT_NOTE", "scenes_description", "as_spec", "predict", "median_smooth", "decode", "sed_scores",
            "evaluate", "choose_median", "choose_rule", "train_detector", "scene_arrays", "spec_augment",
